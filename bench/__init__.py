@@ -1,0 +1,1 @@
+"""gan-bench's harness: configuration, distributed setup, training loop, timing, records, CLI."""

@@ -1,0 +1,165 @@
+"""The run configuration: one typed dataclass, validated once.
+
+`gan-bench run` and `python -m bench.run` both build a `RunConfig` from the same Typer
+options (bench/cli.py); nothing else parses flags. Validation that needs no hardware
+happens in `__post_init__`; what depends on the device (fp16 on CPU, `--device cuda`
+without a GPU, `--sync-bn` on CPU) happens in `check_device`, also before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from bench import data
+from gan_models import LOSSES, MODELS
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+# Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
+# fp16 training needs a GradScaler, whose CPU path we do not benchmark.
+CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
+# BatchNorm in training mode needs more than one value per channel. The MLP generator's
+# BatchNorm1d sees exactly batch_size values per channel; DCGAN's smallest BatchNorm input is
+# 4x4, so even a batch of one gives 16 values.
+MIN_BATCH_FOR_BATCHNORM = {"mlp": 2}
+
+
+class ConfigError(ValueError):
+    """Bad user input: printed as one line, exit code 2, nothing run or written."""
+
+
+def _choice(flag: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{flag} {value!r} is not known; choose one of: {', '.join(allowed)}")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Everything that defines one benchmark run. Field names match the CLI options."""
+
+    model: str = "dcgan32"
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    # Image channels for the synthetic data set; real data sets bring their own.
+    channels: int | None = None
+    batch_size: int = 64  # per process; the global batch is batch_size * world size
+    precision: str = "fp32"
+    loss: str = "non-saturating"
+    steps: int = 100  # timed iterations
+    warmup_steps: int = 10  # untimed iterations before the timed ones
+    seed: int = 0
+    device: str = "auto"
+    sync_bn: bool = False
+    nproc: int = 1
+    out: str = "results/runs.jsonl"
+    lr: float = 2e-4  # Adam, both networks (Radford et al. 2015)
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int | None = None  # discriminator updates per iteration; None: the loss's own
+    latent_dim: int = 100
+    cudnn_benchmark: bool = True  # as the PyTorch DCGAN example; autotuning happens in warm-up
+    dist_timeout_s: int = 120  # collective timeout: a dead peer ends the run, never a hang
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("--model", self.model, tuple(MODELS))
+        _choice("--precision", self.precision, PRECISIONS)
+        _choice("--loss", self.loss, tuple(LOSSES))
+        _choice("--device", self.device, DEVICES)
+        try:
+            data.check_dataset(self.dataset, self.data_dir)
+        except data.DataError as err:
+            raise ConfigError(str(err)) from None
+        for flag, value, low in (
+            ("--batch-size", self.batch_size, 1),
+            ("--steps", self.steps, 1),
+            ("--warmup-steps", self.warmup_steps, 0),
+            ("--nproc", self.nproc, 1),
+            ("--latent-dim", self.latent_dim, 1),
+            ("--dist-timeout-s", self.dist_timeout_s, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"{flag} must be at least {low}, got {value}")
+        if self.n_critic is not None and self.n_critic < 1:
+            raise ConfigError(f"--n-critic must be at least 1, got {self.n_critic}")
+        min_batch = MIN_BATCH_FOR_BATCHNORM.get(self.model, 1)
+        if self.batch_size < min_batch:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} leaves one value per channel for {self.model}'s "
+                f"BatchNorm in training; use at least {min_batch}"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        for flag, beta in (("--beta1", self.beta1), ("--beta2", self.beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ConfigError(f"{flag} must be in [0, 1), got {beta}")
+        own = data.dataset_channels(self.dataset)
+        if self.channels is not None:
+            if self.channels < 1:
+                raise ConfigError(f"--channels must be at least 1, got {self.channels}")
+            if own is not None and self.channels != own:
+                raise ConfigError(
+                    f"--channels {self.channels} does not match {self.dataset}, "
+                    f"which has {own} channel(s); leave --channels out for real data"
+                )
+        if os.path.isdir(self.out):
+            raise ConfigError(f"--out {self.out!r} is a directory; give a .jsonl file path")
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the training images: the data set's own, else --channels, else the
+        model family's usual data (MNIST-like for the MLP GAN, RGB for DCGAN)."""
+        own = data.dataset_channels(self.dataset)
+        if own is not None:
+            return own
+        if self.channels is not None:
+            return self.channels
+        return 1 if self.model == "mlp" else 3
+
+    @property
+    def critic_updates(self) -> int:
+        """Discriminator updates per iteration (n_critic)."""
+        return self.n_critic if self.n_critic is not None else LOSSES[self.loss].n_critic
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_cli_args(self) -> list[str]:
+        """The options that rebuild this config in a child process (`python -m bench.run`)."""
+        args: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "nproc" or value == field.default or value is None:
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + flag[2:])
+            else:
+                args += [flag, str(value)]
+        return args
+
+
+def check_device(cfg: RunConfig, cuda_available: bool) -> str:
+    """Resolve `--device auto` and reject combinations the device cannot run.
+
+    Returns "cuda" or "cpu". Raises ConfigError before any work is done.
+    """
+    if cfg.device == "cuda" and not cuda_available:
+        raise ConfigError(
+            "--device cuda was asked for, but no CUDA GPU is visible; use --device cpu"
+        )
+    device_type = (
+        "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda_available) else "cpu"
+    )
+    if device_type == "cpu" and cfg.precision in CUDA_ONLY_PRECISIONS:
+        raise ConfigError(
+            f"--precision {cfg.precision} needs a CUDA GPU; on CPU use one of: fp32, bf16"
+        )
+    if device_type == "cpu" and cfg.sync_bn:
+        raise ConfigError(
+            "--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU (gloo) implementation; "
+            "drop --sync-bn on CPU"
+        )
+    return device_type

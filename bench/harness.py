@@ -1,0 +1,392 @@
+"""One benchmark run in this process: train, time, measure, and write one record.
+
+Order of work: process group → models (SyncBN when asked) → data → DDP + optimizers →
+first iteration (timed alone: cuDNN autotuning, lazy init) → remaining warm-up →
+timed iterations → cross-rank reduction (the slowest rank decides) → FLOPs on an
+untimed copy → BatchNorm buffers averaged → parameter digests → record (rank 0).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+import traceback
+import uuid
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench import distributed
+from bench.config import RunConfig
+from bench.console import StepProgress, print_summary
+from bench.data import build_batch_source
+from bench.environment import collect_environment, gpu_memory_used_mib, peak_rss_mib
+from bench.hardware import peak_tflops
+from bench.precision import PrecisionPolicy, make_policy
+from bench.records import SCHEMA_VERSION, append_record
+from bench.timing import IterationTimer, percentile, synchronize
+from bench.train import build_step
+from gan_models import build_pair, get_loss
+
+MIB = 2**20
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM arrived; BaseException so no `except Exception` swallows it."""
+
+    def __init__(self, signame: str):
+        super().__init__(signame)
+        self.signame = signame
+
+
+def _raise_interrupted(signum, _frame):
+    raise RunInterrupted(signal.Signals(signum).name)
+
+
+class _Phase:
+    """Where the run is, for the reason line of a record that did not finish."""
+
+    def __init__(self):
+        self.name = "setup"
+        self.iteration = 0
+
+    def __str__(self) -> str:
+        return self.name if self.name == "setup" else f"{self.name}, iteration {self.iteration}"
+
+
+def execute(cfg: RunConfig, device_type: str) -> dict:
+    """Run one benchmark and return its record (rank 0 also appends it to cfg.out)."""
+    handlers = {
+        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    phase = _Phase()
+    record: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "status": None,
+        "reason": None,
+        "config": cfg.to_dict(),
+        "run": {},
+        "environment": {},
+        "metrics": {},
+    }
+    ctx = None
+    try:
+        ctx = distributed.setup(device_type, cfg.dist_timeout_s)
+        record["environment"] = collect_environment(ctx.device, ctx.world_size)
+        _train(cfg, ctx, record, phase)
+    except RunInterrupted as err:
+        record["status"], record["reason"] = "interrupted", f"{err.signame} during {phase}"
+    except torch.OutOfMemoryError as err:
+        record["status"] = "oom"
+        record["reason"] = f"out of memory during {phase}: {str(err).splitlines()[0]}"
+    except Exception as err:  # a failed run is still a record (DESIGN.md: failures are rows)
+        traceback.print_exc(file=sys.stderr)
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        record["status"] = "failed"
+        record["reason"] = f"{type(err).__name__} during {phase}: {first_line}"
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    is_main = ctx is None or ctx.is_main
+    if is_main:
+        append_record(cfg.out, record)
+        if not cfg.quiet:
+            print_summary(record, cfg.out)
+    if ctx is not None and record["status"] in ("ok", "diverged"):
+        distributed.teardown(ctx)  # after a failure a peer may be gone: just exit
+    return record
+
+
+def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _Phase) -> None:
+    device = ctx.device
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        torch.cuda.reset_peak_memory_stats(device)
+    policy = make_policy(cfg.precision, device.type)
+    loss = get_loss(cfg.loss)
+    pair = build_pair(
+        cfg.model, channels=cfg.image_channels, latent_dim=cfg.latent_dim, critic=loss.needs_critic
+    )
+    generator, discriminator = pair.generator, pair.discriminator
+    sync_bn_reason = None
+    if cfg.sync_bn and ctx.distributed:
+        generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
+    elif cfg.sync_bn:
+        sync_bn_reason = "single process: SyncBatchNorm would equal BatchNorm, not applied"
+    generator.to(device)
+    discriminator.to(device)
+
+    source = build_batch_source(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        image_shape=pair.image_shape,
+        batch_size=cfg.batch_size,
+        device=device,
+        seed=cfg.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    # Latents differ per rank (each rank is a different slice of the global batch) but are
+    # reproducible for a given seed.
+    latent_rng = torch.Generator(device=device)
+    latent_rng.manual_seed(cfg.seed * 1_000_003 + ctx.rank + 1)
+    step = build_step(
+        generator,
+        discriminator,
+        loss=loss,
+        policy=policy,
+        latent_shape=pair.latent_shape,
+        latent_rng=latent_rng,
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        ddp_device_ids=[device.index] if device.type == "cuda" else None,
+        distributed=ctx.distributed,
+    )
+    n_critic = cfg.critic_updates
+    global_batch = cfg.batch_size * ctx.world_size
+    record["run"] = {
+        "world_size": ctx.world_size,
+        "global_batch_size": global_batch,
+        "batch_size_per_process": cfg.batch_size,
+        "n_critic": n_critic,
+        "real_images_per_iteration": n_critic * global_batch,
+        "image_shape": list(pair.image_shape),
+        "latent_shape": list(pair.latent_shape),
+        "device": str(device),
+        "backend": ctx.backend,
+        "launcher": "torchrun" if distributed.launched_by_torchrun() else "single process",
+        "ddp": (
+            {"broadcast_buffers": False, "bn_running_stats": "averaged over ranks after training"}
+            if ctx.distributed
+            else None
+        ),
+        "sync_bn_applied": cfg.sync_bn and ctx.distributed,
+        "sync_bn_reason": sync_bn_reason,
+        "precision": policy.describe(),
+        "kernel_path": "eager",
+        "compile_mode": None,
+        "memory_format": "contiguous",
+        "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(),
+        "dataset_images": source.num_images,
+        "generator_params": sum(p.numel() for p in generator.parameters()),
+        "discriminator_params": sum(p.numel() for p in discriminator.parameters()),
+    }
+
+    total = cfg.warmup_steps + cfg.steps
+    loss_log = torch.zeros(total, 2, device=device)  # (d, g) per iteration, read once per phase
+    load_s: list[float] = []
+
+    def iteration(i: int) -> None:
+        phase.iteration = i + 1
+        start = time.perf_counter()
+        reals = [source.next_batch() for _ in range(n_critic)]
+        load_s.append(time.perf_counter() - start)
+        d_loss, g_loss = step(reals)
+        loss_log[i, 0].copy_(d_loss)  # device-side copies: no host sync in the loop
+        loss_log[i, 1].copy_(g_loss)
+
+    metrics = record["metrics"]
+    timer = IterationTimer(device)
+    with StepProgress(total, enabled=ctx.is_main and not cfg.quiet) as progress:
+        phase.name = "warm-up"
+        first_iteration_s = None
+        warmup_start = time.perf_counter()
+        for i in range(cfg.warmup_steps):
+            synchronize(device)
+            start = time.perf_counter()
+            iteration(i)
+            synchronize(device)
+            if i == 0:
+                first_iteration_s = time.perf_counter() - start
+            progress.advance("warm-up")
+        warmup_s = time.perf_counter() - warmup_start
+        first_bad = _first_non_finite(ctx, loss_log[: cfg.warmup_steps])
+        if first_bad is None:
+            phase.name = "timed"
+            synchronize(device)
+            timed_start = time.perf_counter()
+            for i in range(cfg.warmup_steps, total):
+                timer.start()
+                iteration(i)
+                timer.stop()
+                progress.advance("timed")
+            synchronize(device)
+            timed_s = time.perf_counter() - timed_start
+            bad = _first_non_finite(ctx, loss_log[cfg.warmup_steps :])
+            first_bad = None if bad is None else cfg.warmup_steps + bad
+
+    phase.name = "measurement"
+    if first_bad is not None:
+        record["status"] = "diverged"
+        record["reason"] = f"non-finite loss at iteration {first_bad + 1} of {total}"
+        metrics["diverged_at_iteration"] = first_bad + 1
+        metrics["warmup_s"] = warmup_s
+        return
+
+    durations = timer.durations_ms()
+    if first_iteration_s is None:  # no warm-up: the first timed iteration is the first one
+        first_iteration_s = durations[0] / 1e3
+    timed_load_s = load_s[cfg.warmup_steps :]
+    cuda = device.type == "cuda"
+    local = torch.tensor(
+        durations
+        + [
+            timed_s,
+            sum(timed_load_s),
+            first_iteration_s,
+            warmup_s,
+            torch.cuda.max_memory_allocated(device) / MIB if cuda else -1.0,
+            torch.cuda.max_memory_reserved(device) / MIB if cuda else -1.0,
+            peak_rss_mib(),
+        ],
+        dtype=torch.float64,
+    )
+    slowest = distributed.all_reduce_max(ctx, local).tolist()
+    durations, rest = slowest[: cfg.steps], slowest[cfg.steps :]
+    timed_s, timed_load_total, first_iteration_s, warmup_s, peak_alloc, peak_reserved, rss = rest
+
+    images = cfg.steps * n_critic * global_batch
+    images_per_s = images / timed_s
+    metrics.update(
+        {
+            "steps_timed": cfg.steps,
+            "warmup_steps": cfg.warmup_steps,
+            "first_iteration_s": first_iteration_s,
+            "warmup_s": warmup_s,
+            "timed_s": timed_s,
+            "iter_ms_p20": percentile(durations, 20),
+            "iter_ms_p50": percentile(durations, 50),
+            "iter_ms_p80": percentile(durations, 80),
+            "iter_ms_min": min(durations),
+            "iter_ms_max": max(durations),
+            "images_per_s": images_per_s,
+            "images_per_s_per_device": images_per_s / ctx.world_size,
+            "iterations_per_s": cfg.steps / timed_s,
+            "data_load_s_total": timed_load_total,
+            "data_load_ms_p50": percentile([s * 1e3 for s in timed_load_s], 50),
+            "data_load_fraction": timed_load_total / timed_s,
+            "peak_allocated_mib": peak_alloc if cuda else None,
+            "peak_reserved_mib": peak_reserved if cuda else None,
+            "peak_rss_mib": rss,
+        }
+    )
+    if cuda:
+        used, why = gpu_memory_used_mib(device.index)
+        metrics["device_memory_used_mib"], metrics["device_memory_reason"] = used, why
+    else:
+        metrics["device_memory_used_mib"] = None
+        metrics["device_memory_reason"] = "CPU run: no device memory (see peak_rss_mib)"
+    timed_losses = loss_log[cfg.warmup_steps :].double().cpu()
+    metrics["loss_d_final"], metrics["loss_g_final"] = timed_losses[-1].tolist()
+    metrics["loss_d_mean"], metrics["loss_g_mean"] = timed_losses.mean(dim=0).tolist()
+
+    phase.name = "FLOP count"
+    flops = (
+        _count_flops(cfg, device, policy, pair.image_shape, pair.latent_shape, loss)
+        if ctx.is_main
+        else None
+    )
+    _add_compute_metrics(
+        metrics,
+        flops,
+        images_per_iteration=n_critic * cfg.batch_size,
+        world_size=ctx.world_size,
+        steps=cfg.steps,
+        timed_s=timed_s,
+        device_name=record["environment"].get("device_name") or "",
+        precision=cfg.precision,
+        device=device,
+    )
+
+    phase.name = "finish"
+    distributed.average_buffers(ctx, generator)
+    distributed.average_buffers(ctx, discriminator)
+    digests = distributed.gather_objects(
+        ctx,
+        {
+            "generator": distributed.parameter_digest(generator),
+            "discriminator": distributed.parameter_digest(discriminator),
+        },
+    )
+    metrics["param_digests"] = digests
+    metrics["params_identical_across_ranks"] = all(d == digests[0] for d in digests)
+    record["status"] = "ok"
+
+
+def _first_non_finite(ctx: distributed.DistContext, losses: torch.Tensor) -> int | None:
+    """Index of the first iteration whose D or G loss is NaN/Inf on any rank, else None."""
+    bad = (~torch.isfinite(losses)).any(dim=1).nonzero()
+    local = float(bad[0, 0]) if bad.numel() else math.inf
+    # MAX of the negated index is MIN over ranks: the earliest divergence anywhere.
+    earliest = -distributed.all_reduce_max(ctx, torch.tensor([-local], dtype=torch.float64)).item()
+    return None if math.isinf(earliest) else int(earliest)
+
+
+def _count_flops(
+    cfg: RunConfig, device: torch.device, policy: PrecisionPolicy, image_shape, latent_shape, loss
+) -> int:
+    """FLOPs of one training iteration of one process, counted on a fresh, untimed copy.
+
+    A fresh pair (not the trained one, not DDP-wrapped, no SyncBN) keeps the count free of
+    collectives and leaves the trained models untouched; FLOPs do not depend on weights.
+    """
+    pair = build_pair(
+        cfg.model, channels=cfg.image_channels, latent_dim=cfg.latent_dim, critic=loss.needs_critic
+    )
+    pair.generator.to(device)
+    pair.discriminator.to(device)
+    rng = torch.Generator(device=device)
+    rng.manual_seed(cfg.seed)
+    step = build_step(
+        pair.generator,
+        pair.discriminator,
+        loss=loss,
+        policy=policy,
+        latent_shape=latent_shape,
+        latent_rng=rng,
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+    )
+    reals = [
+        torch.rand((cfg.batch_size, *image_shape), device=device) * 2 - 1
+        for _ in range(cfg.critic_updates)
+    ]
+    with FlopCounterMode(display=False) as counter:
+        step(reals)
+    return int(counter.get_total_flops())
+
+
+def _add_compute_metrics(
+    metrics,
+    flops,
+    *,
+    images_per_iteration,
+    world_size,
+    steps,
+    timed_s,
+    device_name,
+    precision,
+    device,
+) -> None:
+    """FLOP-derived figures: achieved TFLOP/s (all devices, and per device) and MFU."""
+    metrics["flops_per_iteration_per_process"] = flops
+    if flops is None:  # counted on rank 0 only
+        return
+    achieved = flops * world_size * steps / timed_s / 1e12
+    metrics["flops_per_real_image"] = flops / images_per_iteration
+    metrics["achieved_tflops"] = achieved
+    metrics["achieved_tflops_per_device"] = achieved / world_size
+    if device.type == "cuda":
+        peak, note = peak_tflops(device_name, precision)
+    else:
+        peak, note = None, "CPU run: no published peak for CPUs"
+    metrics["peak_tflops_per_device"] = peak
+    metrics["peak_tflops_source"] = note if peak else None
+    metrics["mfu"] = achieved / world_size / peak if peak else None
+    metrics["mfu_reason"] = None if peak else note

@@ -1,0 +1,64 @@
+"""Result records: one JSON object per run, one line per object (results/README.md).
+
+A record is appended in a single `write` on a file opened with O_APPEND, then flushed and
+fsynced, with SIGINT/SIGTERM blocked for the duration: an interrupted run leaves either
+its whole line or nothing, so the file stays valid JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from collections.abc import Iterator
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "diverged", "oom", "failed", "interrupted")
+
+
+def _clean(value):
+    """JSON has no NaN/Infinity: non-finite floats become null (strict parsers reject them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def append_record(path: str, record: dict) -> None:
+    """Append `record` as one line to `path`, creating parent folders as needed."""
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"record status must be one of {STATUSES}, got {record.get('status')!r}")
+    line = (json.dumps(_clean(record), sort_keys=False, allow_nan=False) + "\n").encode()
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # never expected for one small line on a local file
+                raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def read_records(path: str) -> Iterator[tuple[int, dict | None]]:
+    """Yield (line number, record or None for a line that is not a JSON object)."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                yield number, None
+                continue
+            yield number, obj if isinstance(obj, dict) else None

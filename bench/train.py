@@ -1,0 +1,156 @@
+"""One GAN training iteration, and the wiring of models, DDP and optimizers around it.
+
+An iteration is n_critic discriminator updates followed by one generator update, the
+structure of Goodfellow et al. 2014 (Algorithm 1) and of WGAN-GP (n_critic = 5).
+
+DDP and BatchNorm. The discriminator sees a real and a fake batch before one backward.
+Calling a DDP module twice per backward with broadcast_buffers=True re-broadcasts the
+BatchNorm running statistics in place between the two calls, which corrupts the saved
+state autograd needs ("modified by an inplace operation") and is a classic DDP GAN bug.
+We avoid both halves of the problem deliberately:
+- D's two batches go through ONE DDP forward: `DiscriminatorObjective` runs D on the real
+  and on the fake batch separately (each keeps its own BatchNorm statistics, as in the
+  reference DCGAN, never a mixed real+fake batch) and returns the loss.
+- broadcast_buffers=False on G and D: running statistics only matter in eval mode, so
+  they are averaged over ranks once at the end (bench.distributed.average_buffers).
+In the generator update D is frozen (requires_grad off) and called without its DDP
+wrapper, so no D weight gradients are computed or all-reduced for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from bench.precision import PrecisionPolicy
+from gan_models import GANLoss, gradient_penalty
+
+
+class DiscriminatorObjective(nn.Module):
+    """D's loss on one real and one fake batch: a single forward for DDP to track."""
+
+    def __init__(self, discriminator: nn.Module, loss: GANLoss, policy: PrecisionPolicy):
+        super().__init__()
+        self.discriminator = discriminator
+        self.loss = loss
+        self.policy = policy
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, grad_scale=None) -> torch.Tensor:
+        with self.policy.autocast():
+            real_logits = self.discriminator(real)
+            fake_logits = self.discriminator(fake)
+        loss = self.loss.discriminator_loss(real_logits, fake_logits)
+        if self.loss.gp_weight:
+            with self.policy.autocast():
+                penalty = gradient_penalty(self.discriminator, real, fake, grad_scale=grad_scale)
+            loss = loss + self.loss.gp_weight * penalty
+        return loss
+
+
+def _set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for param in module.parameters():
+        param.requires_grad_(flag)
+
+
+@dataclass
+class GANStep:
+    """Runs one training iteration; knows nothing of timing, data loading or processes.
+
+    `generator` and `d_objective` may be DDP-wrapped; `discriminator` is the bare D used
+    in the generator update.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    d_objective: nn.Module
+    g_optimizer: torch.optim.Optimizer
+    d_optimizer: torch.optim.Optimizer
+    g_scaler: torch.amp.GradScaler
+    d_scaler: torch.amp.GradScaler
+    loss: GANLoss
+    policy: PrecisionPolicy
+    latent_shape: tuple[int, ...]
+    latent_rng: torch.Generator
+
+    def _latent(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.randn((n, *self.latent_shape), device=device, generator=self.latent_rng)
+
+    def __call__(self, real_batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration over len(real_batches) D updates; returns detached (d_loss, g_loss)."""
+        fake = None
+        for i, real in enumerate(real_batches):
+            z = self._latent(real.shape[0], real.device)
+            last = i == len(real_batches) - 1
+            # The last D update's fakes are kept with their graph and reused by the G update,
+            # as the PyTorch DCGAN example does: one G forward per iteration when n_critic = 1.
+            with self.policy.autocast(), torch.set_grad_enabled(last):
+                fake = self.generator(z)
+            grad_scale = None
+            if self.d_scaler.is_enabled() and self.loss.gp_weight:
+                grad_scale = self.d_scaler._get_scale_async()  # a tensor: no host sync
+            d_loss = self.d_objective(real, fake.detach(), grad_scale)
+            self.d_optimizer.zero_grad(set_to_none=True)
+            self.d_scaler.scale(d_loss).backward()
+            self.d_scaler.step(self.d_optimizer)
+            self.d_scaler.update()
+
+        _set_requires_grad(self.discriminator, False)
+        try:
+            with self.policy.autocast():
+                fake_logits = self.discriminator(fake)
+            g_loss = self.loss.generator_loss(fake_logits)
+            self.g_optimizer.zero_grad(set_to_none=True)
+            self.g_scaler.scale(g_loss).backward()
+            self.g_scaler.step(self.g_optimizer)
+            self.g_scaler.update()
+        finally:
+            _set_requires_grad(self.discriminator, True)
+        return d_loss.detach(), g_loss.detach()
+
+
+def make_optimizers(
+    generator: nn.Module, discriminator: nn.Module, lr: float, betas: tuple[float, float]
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Adam for both networks (Radford et al. 2015: lr 2e-4, beta1 0.5)."""
+    return (
+        torch.optim.Adam(generator.parameters(), lr=lr, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas),
+    )
+
+
+def build_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    *,
+    loss: GANLoss,
+    policy: PrecisionPolicy,
+    latent_shape: tuple[int, ...],
+    latent_rng: torch.Generator,
+    lr: float,
+    betas: tuple[float, float],
+    ddp_device_ids: list[int] | None = None,
+    distributed: bool = False,
+) -> GANStep:
+    """Wrap the models for DDP when distributed and build a ready-to-run GANStep."""
+    d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy)
+    g_module: nn.Module = generator
+    if distributed:
+        g_module = DDP(generator, device_ids=ddp_device_ids, broadcast_buffers=False)
+        d_objective = DDP(d_objective, device_ids=ddp_device_ids, broadcast_buffers=False)
+    g_opt, d_opt = make_optimizers(generator, discriminator, lr, betas)
+    return GANStep(
+        generator=g_module,
+        discriminator=discriminator,
+        d_objective=d_objective,
+        g_optimizer=g_opt,
+        d_optimizer=d_opt,
+        g_scaler=policy.make_scaler(),
+        d_scaler=policy.make_scaler(),
+        loss=loss,
+        policy=policy,
+        latent_shape=latent_shape,
+        latent_rng=latent_rng,
+    )
