@@ -10,11 +10,13 @@ from rich.table import Table
 
 
 class StepProgress:
-    """A rich progress bar over iterations, or nothing (not a TTY, --quiet, rank > 0)."""
+    """A rich progress bar over iterations on a TTY; elsewhere one stderr line per phase
+    (logs of sweeps and CI). Nothing at all with --quiet or on ranks other than 0."""
 
     def __init__(self, total: int, enabled: bool):
         self._progress = None
-        if enabled and sys.stderr.isatty():
+        self._lines = enabled and not sys.stderr.isatty()
+        if enabled and not self._lines:
             # Refreshes from rich's own thread at 2 Hz: advancing it in the loop is a counter
             # update, no terminal write and no device sync.
             self._progress = Progress(
@@ -36,6 +38,11 @@ class StepProgress:
     def __exit__(self, *exc):
         if self._progress:
             self._progress.stop()
+
+    def begin(self, phase: str, iterations: int) -> None:
+        """Announce a phase; called outside the timed loop."""
+        if self._lines:
+            print(f"gan-bench: {phase}: {iterations} iterations", file=sys.stderr, flush=True)
 
     def advance(self, description: str) -> None:
         if self._progress:

@@ -87,7 +87,7 @@ def all_reduce_max(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:
 def average_buffers(ctx: DistContext, module: nn.Module) -> None:
     """Average floating-point buffers (BatchNorm running statistics) over ranks.
 
-    DDP is built with broadcast_buffers=False (see bench/train.py), so each rank's running
+    DDP never syncs buffers in forward (see bench/train.py), so each rank's running
     statistics follow its own data shard during training. They only matter in eval mode,
     so they are averaged once, before anything samples from the model.
     """

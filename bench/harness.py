@@ -16,14 +16,13 @@ import traceback
 import uuid
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bench import distributed
 from bench.config import RunConfig
 from bench.console import StepProgress, print_summary
 from bench.data import build_batch_source
 from bench.environment import collect_environment, gpu_memory_used_mib, peak_rss_mib
-from bench.hardware import peak_tflops
+from bench.flops import compute_metrics, count_flops
 from bench.precision import PrecisionPolicy, make_policy
 from bench.records import SCHEMA_VERSION, append_record
 from bench.timing import IterationTimer, percentile, synchronize
@@ -161,7 +160,10 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         "backend": ctx.backend,
         "launcher": "torchrun" if distributed.launched_by_torchrun() else "single process",
         "ddp": (
-            {"broadcast_buffers": False, "bn_running_stats": "averaged over ranks after training"}
+            {
+                "buffer_sync_in_forward": False,
+                "bn_running_stats": "averaged over ranks after training",
+            }
             if ctx.distributed
             else None
         ),
@@ -195,6 +197,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
     timer = IterationTimer(device)
     with StepProgress(total, enabled=ctx.is_main and not cfg.quiet) as progress:
         phase.name = "warm-up"
+        progress.begin("warm-up", cfg.warmup_steps)
         first_iteration_s = None
         warmup_start = time.perf_counter()
         for i in range(cfg.warmup_steps):
@@ -209,6 +212,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         first_bad = _first_non_finite(ctx, loss_log[: cfg.warmup_steps])
         if first_bad is None:
             phase.name = "timed"
+            progress.begin("timed", cfg.steps)
             synchronize(device)
             timed_start = time.perf_counter()
             for i in range(cfg.warmup_steps, total):
@@ -287,22 +291,22 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
     metrics["loss_d_mean"], metrics["loss_g_mean"] = timed_losses.mean(dim=0).tolist()
 
     phase.name = "FLOP count"
-    flops = (
-        _count_flops(cfg, device, policy, pair.image_shape, pair.latent_shape, loss)
-        if ctx.is_main
-        else None
-    )
-    _add_compute_metrics(
-        metrics,
-        flops,
-        images_per_iteration=n_critic * cfg.batch_size,
-        world_size=ctx.world_size,
-        steps=cfg.steps,
-        timed_s=timed_s,
-        device_name=record["environment"].get("device_name") or "",
-        precision=cfg.precision,
-        device=device,
-    )
+    if ctx.is_main:  # per-process work is the same on every rank: count it once
+        flops = _count_iteration_flops(
+            cfg, device, policy, pair.image_shape, pair.latent_shape, loss
+        )
+        metrics.update(
+            compute_metrics(
+                flops,
+                images_per_iteration=n_critic * cfg.batch_size,
+                world_size=ctx.world_size,
+                steps=cfg.steps,
+                timed_s=timed_s,
+                device=device,
+                precision=cfg.precision,
+                device_name=record["environment"].get("device_name") or "",
+            )
+        )
 
     phase.name = "finish"
     distributed.average_buffers(ctx, generator)
@@ -328,7 +332,7 @@ def _first_non_finite(ctx: distributed.DistContext, losses: torch.Tensor) -> int
     return None if math.isinf(earliest) else int(earliest)
 
 
-def _count_flops(
+def _count_iteration_flops(
     cfg: RunConfig, device: torch.device, policy: PrecisionPolicy, image_shape, latent_shape, loss
 ) -> int:
     """FLOPs of one training iteration of one process, counted on a fresh, untimed copy.
@@ -357,36 +361,4 @@ def _count_flops(
         torch.rand((cfg.batch_size, *image_shape), device=device) * 2 - 1
         for _ in range(cfg.critic_updates)
     ]
-    with FlopCounterMode(display=False) as counter:
-        step(reals)
-    return int(counter.get_total_flops())
-
-
-def _add_compute_metrics(
-    metrics,
-    flops,
-    *,
-    images_per_iteration,
-    world_size,
-    steps,
-    timed_s,
-    device_name,
-    precision,
-    device,
-) -> None:
-    """FLOP-derived figures: achieved TFLOP/s (all devices, and per device) and MFU."""
-    metrics["flops_per_iteration_per_process"] = flops
-    if flops is None:  # counted on rank 0 only
-        return
-    achieved = flops * world_size * steps / timed_s / 1e12
-    metrics["flops_per_real_image"] = flops / images_per_iteration
-    metrics["achieved_tflops"] = achieved
-    metrics["achieved_tflops_per_device"] = achieved / world_size
-    if device.type == "cuda":
-        peak, note = peak_tflops(device_name, precision)
-    else:
-        peak, note = None, "CPU run: no published peak for CPUs"
-    metrics["peak_tflops_per_device"] = peak
-    metrics["peak_tflops_source"] = note if peak else None
-    metrics["mfu"] = achieved / world_size / peak if peak else None
-    metrics["mfu_reason"] = None if peak else note
+    return count_flops(lambda: step(reals))

@@ -19,6 +19,7 @@ wrapper, so no D weight gradients are computed or all-reduced for nothing.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,15 @@ class DiscriminatorObjective(nn.Module):
                 penalty = gradient_penalty(self.discriminator, real, fake, grad_scale=grad_scale)
             loss = loss + self.loss.gp_weight * penalty
         return loss
+
+
+# Newer torch renames broadcast_buffers to forward_sync_buffers (buffers still synced once at
+# construction, which we want: every rank starts from rank 0's statistics).
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -138,8 +148,8 @@ def build_step(
     d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy)
     g_module: nn.Module = generator
     if distributed:
-        g_module = DDP(generator, device_ids=ddp_device_ids, broadcast_buffers=False)
-        d_objective = DDP(d_objective, device_ids=ddp_device_ids, broadcast_buffers=False)
+        g_module = DDP(generator, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
+        d_objective = DDP(d_objective, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
     g_opt, d_opt = make_optimizers(generator, discriminator, lr, betas)
     return GANStep(
         generator=g_module,

@@ -1,0 +1,134 @@
+"""RunConfig validation: every bad input is a ConfigError naming the problem and the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.cli import main
+from bench.config import ConfigError, RunConfig, check_device
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"model": "resnet"}, ["--model", "mlp, dcgan32, dcgan64"]),
+        ({"dataset": "imagenet"}, ["imagenet", "synthetic"]),
+        ({"precision": "fp8"}, ["--precision", "fp32, tf32, bf16, fp16"]),
+        ({"loss": "lsgan"}, ["--loss", "non-saturating", "wgan-gp"]),
+        ({"device": "tpu"}, ["--device", "auto, cpu, cuda"]),
+        ({"batch_size": 0}, ["--batch-size", "at least 1"]),
+        ({"model": "mlp", "batch_size": 1}, ["one value per channel", "at least 2"]),
+        ({"steps": 0}, ["--steps", "at least 1"]),
+        ({"warmup_steps": -1}, ["--warmup-steps", "at least 0"]),
+        ({"nproc": 0}, ["--nproc"]),
+        ({"n_critic": 0}, ["--n-critic"]),
+        ({"lr": 0.0}, ["--lr", "positive"]),
+        ({"beta1": 1.0}, ["--beta1"]),
+        ({"dataset": "cifar10"}, ["cifar10", "data"]),
+        ({"dataset": "mnist5k", "channels": 3}, ["--channels 3", "1 channel"]),
+        ({"channels": 0}, ["--channels"]),
+    ],
+)
+def test_bad_config_is_one_actionable_error(kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_missing_data_dir_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig(dataset="cifar10", data_dir=str(tmp_path / "nowhere"))
+
+
+def test_out_must_not_be_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        RunConfig(out=str(tmp_path))
+
+
+def test_dcgan_trains_with_batch_one():
+    # DCGAN's smallest BatchNorm input is 4x4: a batch of one still has 16 values.
+    assert RunConfig(model="dcgan64", batch_size=1).batch_size == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "dataset", "channels", "expected"),
+    [
+        ("mlp", "synthetic", None, 1),
+        ("dcgan32", "synthetic", None, 3),
+        ("dcgan64", "synthetic", 1, 1),
+        ("dcgan64", "mnist5k", None, 1),
+    ],
+)
+def test_image_channels(model, dataset, channels, expected):
+    cfg = RunConfig(model=model, dataset=dataset, channels=channels)
+    assert cfg.image_channels == expected
+
+
+def test_critic_updates_follow_the_loss():
+    assert RunConfig().critic_updates == 1
+    assert RunConfig(loss="wgan-gp").critic_updates == 5
+    assert RunConfig(loss="wgan-gp", n_critic=2).critic_updates == 2
+
+
+def test_cli_args_rebuild_the_same_config(tmp_path, monkeypatch):
+    cfg = RunConfig(
+        model="mlp",
+        dataset="digits",
+        batch_size=8,
+        precision="bf16",
+        loss="hinge",
+        steps=3,
+        warmup_steps=0,
+        seed=5,
+        device="cpu",
+        nproc=2,
+        out=str(tmp_path / "r.jsonl"),
+        lr=1e-3,
+        n_critic=2,
+        cudnn_benchmark=False,
+        quiet=True,
+    )
+    args = cfg.to_cli_args()
+    assert "--nproc" not in args  # the workers are the processes; they never relaunch
+    assert "--no-cudnn-benchmark" in args and "--quiet" in args
+    captured = {}
+
+    def fake_execute(config, device_type):
+        captured["cfg"] = config
+        return {"status": "ok"}
+
+    monkeypatch.setattr("bench.harness.execute", fake_execute)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *args])
+    assert exit_info.value.code == 0
+    rebuilt = captured["cfg"]
+    assert dataclasses.replace(rebuilt, nproc=2) == cfg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "cuda", "words"),
+    [
+        ({"device": "cuda"}, False, ["no CUDA GPU"]),
+        ({"precision": "fp16"}, False, ["fp16", "needs a CUDA GPU", "fp32, bf16"]),
+        ({"precision": "tf32", "device": "cpu"}, True, ["tf32", "CUDA"]),
+        ({"sync_bn": True}, False, ["--sync-bn", "CPU"]),
+    ],
+)
+def test_device_dependent_rejections(kwargs, cuda, words):
+    with pytest.raises(ConfigError) as info:
+        check_device(RunConfig(**kwargs), cuda_available=cuda)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "expected"),
+    [("auto", False, "cpu"), ("auto", True, "cuda"), ("cpu", True, "cpu"), ("cuda", True, "cuda")],
+)
+def test_device_resolution(device, cuda, expected):
+    assert check_device(RunConfig(device=device), cuda_available=cuda) == expected

@@ -1,0 +1,179 @@
+"""Single-process runs end to end, in this process: the record and every status path."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bench import harness
+from bench.config import RunConfig
+from bench.records import SCHEMA_VERSION, read_records
+from gan_models import LOSSES, GANLoss
+
+CPU = "cpu"
+
+
+def run(tmp_path, **overrides) -> tuple[dict, list]:
+    settings = {
+        "model": "mlp",
+        "batch_size": 8,
+        "steps": 3,
+        "warmup_steps": 1,
+        "quiet": True,
+        "device": "cpu",
+        "out": str(tmp_path / "runs.jsonl"),
+    }
+    settings.update(overrides)
+    cfg = RunConfig(**settings)
+    record = harness.execute(cfg, CPU)
+    lines = [obj for _, obj in read_records(cfg.out)]
+    return record, lines
+
+
+def test_record_is_complete_and_consistent(tmp_path):
+    record, lines = run(tmp_path, steps=4, warmup_steps=2)
+    assert lines == [json.loads(json.dumps(record))]  # exactly one line: this record
+    assert record["schema_version"] == SCHEMA_VERSION
+    assert record["status"] == "ok" and record["reason"] is None
+    run_info, metrics, env = record["run"], record["metrics"], record["environment"]
+    assert record["config"]["model"] == "mlp" and record["config"]["steps"] == 4
+    assert run_info["world_size"] == 1 and run_info["backend"] is None
+    assert run_info["global_batch_size"] == 8 and run_info["real_images_per_iteration"] == 8
+    assert run_info["image_shape"] == [1, 28, 28] and run_info["latent_shape"] == [100]
+    assert run_info["kernel_path"] == "eager" and run_info["precision"]["name"] == "fp32"
+    assert env["device_type"] == "cpu" and env["torch"] == torch.__version__
+    assert metrics["iter_ms_min"] <= metrics["iter_ms_p20"] <= metrics["iter_ms_p50"]
+    assert metrics["iter_ms_p50"] <= metrics["iter_ms_p80"] <= metrics["iter_ms_max"]
+    assert metrics["images_per_s"] == pytest.approx(4 * 8 / metrics["timed_s"])
+    assert metrics["images_per_s_per_device"] == metrics["images_per_s"]
+    assert metrics["first_iteration_s"] > 0 and metrics["warmup_s"] >= metrics["first_iteration_s"]
+    assert 0 <= metrics["data_load_fraction"] < 1
+    assert metrics["peak_rss_mib"] > 0 and metrics["peak_allocated_mib"] is None
+    assert metrics["device_memory_used_mib"] is None and metrics["device_memory_reason"]
+    assert metrics["mfu"] is None and "CPU" in metrics["mfu_reason"]
+    assert math.isfinite(metrics["loss_d_final"]) and math.isfinite(metrics["loss_g_final"])
+    assert metrics["params_identical_across_ranks"] is True
+    assert len(metrics["param_digests"]) == 1
+
+
+def _mlp_linear_flops(batch: int) -> int:
+    """Analytic FLOPs of one non-saturating MLP iteration (matmuls only, 2 per MAC).
+
+    G forward once; D forward on real and fake, backward for weights and inputs (not the
+    first layer's input: data and detached fakes need no gradient); the G update's D
+    forward, its input gradients only (D frozen), and G's backward (not z's gradient).
+    """
+    g = [(100, 256), (256, 512), (512, 1024), (1024, 784)]
+    d = [(784, 256), (256, 512), (512, 1024), (1024, 1)]
+
+    def f(layers):
+        return sum(2 * batch * i * o for i, o in layers)
+
+    f_g, f_d = f(g), f(d)
+    f_g1, f_d1 = f(g[:1]), f(d[:1])
+    return 3 * f_g - f_g1 + 8 * f_d - 2 * f_d1
+
+
+def test_flops_match_the_analytic_count(tmp_path):
+    record, _ = run(tmp_path, batch_size=16)
+    metrics = record["metrics"]
+    assert metrics["flops_per_iteration_per_process"] == _mlp_linear_flops(16)
+    assert metrics["flops_per_real_image"] == _mlp_linear_flops(16) / 16
+    assert metrics["achieved_tflops"] == pytest.approx(
+        _mlp_linear_flops(16) * 3 / metrics["timed_s"] / 1e12
+    )
+
+
+def test_wgan_gp_counts_n_critic_real_batches(tmp_path):
+    record, _ = run(tmp_path, loss="wgan-gp", model="dcgan32", batch_size=4, steps=2)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["n_critic"] == 5
+    assert record["run"]["real_images_per_iteration"] == 20
+    assert record["metrics"]["images_per_s"] == pytest.approx(2 * 20 / record["metrics"]["timed_s"])
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    record, _ = run(tmp_path, model="dcgan32", precision="bf16", batch_size=4, steps=2)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["precision"]["autocast_dtype"] == "bfloat16"
+
+
+def test_real_data_run(tmp_path):
+    record, _ = run(tmp_path, dataset="digits", model="dcgan32", batch_size=4, steps=2)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["dataset_images"] == 1797
+    assert record["run"]["image_shape"] == [1, 32, 32]
+
+
+def test_no_warmup_takes_the_first_timed_iteration(tmp_path):
+    record, _ = run(tmp_path, warmup_steps=0)
+    metrics = record["metrics"]
+    assert metrics["first_iteration_s"] * 1e3 >= metrics["iter_ms_min"]
+    assert metrics["warmup_s"] < metrics["first_iteration_s"]
+
+
+def test_runs_are_reproducible_for_a_seed(tmp_path):
+    first, _ = run(tmp_path, seed=3, out=str(tmp_path / "a.jsonl"))
+    second, _ = run(tmp_path, seed=3, out=str(tmp_path / "b.jsonl"))
+    third, _ = run(tmp_path, seed=4, out=str(tmp_path / "c.jsonl"))
+    assert first["metrics"]["param_digests"] == second["metrics"]["param_digests"]
+    assert first["metrics"]["param_digests"] != third["metrics"]["param_digests"]
+
+
+def test_non_finite_loss_is_diverged_with_its_iteration(tmp_path, monkeypatch):
+    base = LOSSES["non-saturating"]
+    calls = {"n": 0}
+
+    def generator_loss(fake_logits):
+        calls["n"] += 1
+        loss = base.generator_loss(fake_logits)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    nan_loss = GANLoss(
+        name="nan-at-3", discriminator_loss=base.discriminator_loss, generator_loss=generator_loss
+    )
+    monkeypatch.setattr(harness, "get_loss", lambda name: nan_loss)
+    record, lines = run(tmp_path, steps=5, warmup_steps=1)
+    assert record["status"] == "diverged"
+    assert record["metrics"]["diverged_at_iteration"] == 3
+    assert "iteration 3 of 6" in record["reason"]
+    assert lines[0]["status"] == "diverged"
+
+
+def test_divergence_in_warmup_skips_the_timed_steps(tmp_path, monkeypatch):
+    base = LOSSES["non-saturating"]
+    nan_loss = GANLoss(
+        name="nan",
+        discriminator_loss=lambda r, f: base.discriminator_loss(r, f) * math.inf,
+        generator_loss=base.generator_loss,
+    )
+    monkeypatch.setattr(harness, "get_loss", lambda name: nan_loss)
+    record, _ = run(tmp_path, steps=50, warmup_steps=2)
+    assert record["status"] == "diverged"
+    assert record["metrics"]["diverged_at_iteration"] == 1
+    assert "timed_s" not in record["metrics"]
+
+
+def test_an_exception_becomes_a_failed_record(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(harness, "build_batch_source", broken)
+    record, lines = run(tmp_path)
+    assert record["status"] == "failed"
+    assert record["reason"] == "RuntimeError during setup: disk on fire"
+    assert lines[0]["status"] == "failed"
+    assert "disk on fire" in capsys.readouterr().err  # the traceback goes to stderr
+
+
+def test_out_of_memory_becomes_an_oom_record(tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(harness, "build_batch_source", oom)
+    record, _ = run(tmp_path)
+    assert record["status"] == "oom"
+    assert "Tried to allocate 2.00 GiB" in record["reason"]
