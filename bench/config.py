@@ -127,7 +127,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_cli_args(self) -> list[str]:
-        """The options that rebuild this config in a child process (`python -m bench.run`)."""
+        """The options that rebuild this config in a child process (`python -m bench.run`).
+
+        --nproc stays behind: the workers are the processes. (It could not travel anyway:
+        torchrun's argument parser takes `--nproc` for an abbreviation of its own
+        `--nproc-per-node`, even after the script name.)
+        """
         args: list[str] = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)

@@ -1,0 +1,279 @@
+"""Real multi-process runs on CPU: torchrun over gloo, a two-node rendezvous on loopback,
+gan-bench's own launcher, a rank that dies, and interrupted runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.launcher import free_loopback_port
+from bench.records import read_records
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMALL_RUN = ["--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--quiet"]
+TIMEOUT_S = 240
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def rendezvous(port: int) -> list[str]:
+    return ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+
+
+def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def records(path: Path) -> list[dict]:
+    lines = list(read_records(str(path)))
+    assert all(obj is not None for _, obj in lines), "a line of the results file is not JSON"
+    return [obj for _, obj in lines]
+
+
+def assert_synchronised(record: dict, world_size: int) -> None:
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["world_size"] == world_size
+    assert record["run"]["backend"] == "gloo"
+    digests = record["metrics"]["param_digests"]
+    assert len(digests) == world_size
+    # Each rank trained on its own data shard: only synchronised gradients keep G and D
+    # bit-identical across ranks.
+    assert all(d == digests[0] for d in digests)
+    assert record["metrics"]["params_identical_across_ranks"] is True
+
+
+@pytest.mark.parametrize(
+    ("model", "dataset", "loss"),
+    [("dcgan32", "mnist5k", "non-saturating"), ("mlp", "digits", "wgan-gp")],
+)
+def test_torchrun_two_processes(tmp_path, model, dataset, loss):
+    out = tmp_path / "runs.jsonl"
+    run_ok(
+        torchrun(
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            *rendezvous(free_loopback_port()),
+            "-m",
+            "bench.run",
+            "--model",
+            model,
+            "--dataset",
+            dataset,
+            "--loss",
+            loss,
+            *SMALL_RUN,
+            "--out",
+            str(out),
+        )
+    )
+    (record,) = records(out)  # rank 0 alone writes
+    assert_synchronised(record, 2)
+    assert record["run"]["global_batch_size"] == 16
+    assert record["run"]["launcher"] == "torchrun"
+    assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
+
+
+def test_gan_bench_launches_torchrun_itself(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    run_ok(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--nproc",
+            "2",
+            "--model",
+            "mlp",
+            *SMALL_RUN,
+            "--out",
+            str(out),
+        ]
+    )
+    (record,) = records(out)
+    assert_synchronised(record, 2)
+    assert record["run"]["launcher"] == "torchrun"
+
+
+def test_two_node_rendezvous_on_loopback(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    port = free_loopback_port()
+    node = torchrun(
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        *rendezvous(port),
+        "--rdzv-id",
+        "two-node-test",
+        "-m",
+        "bench.run",
+        "--model",
+        "mlp",
+        *SMALL_RUN,
+        "--out",
+        str(out),
+    )
+    procs = [
+        subprocess.Popen(
+            node, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-4000:]
+    (record,) = records(out)
+    assert_synchronised(record, 2)
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str, timeout_s: float) -> list[str]:
+    """Read proc's stderr until a line contains `text`; returns the lines read."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never saw {text!r}; stderr was:\n{''.join(seen)[-4000:]}")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RANK="):
+            return int(item[5:])
+    return None
+
+
+LONG_RUN = ["--model", "mlp", "--batch-size", "8", "--steps", "100000", "--warmup-steps", "1"]
+
+
+def test_a_dead_rank_ends_the_run_without_a_hang(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    proc = subprocess.Popen(
+        torchrun(
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            *rendezvous(free_loopback_port()),
+            "-m",
+            "bench.run",
+            *LONG_RUN,
+            "--dist-timeout-s",
+            "30",
+            "--out",
+            str(out),
+        ),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
+        (victim,) = [pid for pid in _children(proc.pid) if _rank_of(pid) == 1]
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert elapsed < 90, f"the surviving rank took {elapsed:.0f} s to stop"
+    assert "Signal 9" in err or "SIGKILL" in err or "exitcode" in err, err[-4000:]
+    for record in records(out):  # rank 0 may or may not have written: if it did, not "ok"
+        assert record["status"] in ("failed", "interrupted")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_leaves_a_valid_record(tmp_path, sig, code):
+    out = tmp_path / "runs.jsonl"
+    out.write_text('{"earlier": "line"}\n')  # an existing results file stays intact
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", *LONG_RUN, "--out", str(out)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code
+    earlier, record = records(out)
+    assert earlier == {"earlier": "line"}
+    assert record["status"] == "interrupted"
+    assert record["reason"].startswith(f"{signal.Signals(sig).name} during timed, iteration ")
+
+
+def test_interrupted_torchrun_leaves_a_valid_record(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    proc = subprocess.Popen(
+        torchrun(
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            *rendezvous(free_loopback_port()),
+            "-m",
+            "bench.run",
+            *LONG_RUN,
+            "--out",
+            str(out),
+        ),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    (record,) = records(out)
+    assert record["status"] in ("interrupted", "failed")

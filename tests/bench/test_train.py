@@ -1,0 +1,97 @@
+"""The training iteration: update counts, where gradients go, BatchNorm statistics."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from bench.precision import make_policy
+from bench.train import DiscriminatorObjective, build_step
+from gan_models import build_pair, get_loss
+
+
+def make_step(model="dcgan32", loss_name="non-saturating", batch=4, seed=0):
+    torch.manual_seed(seed)
+    loss = get_loss(loss_name)
+    pair = build_pair(model, channels=1, critic=loss.needs_critic)
+    rng = torch.Generator().manual_seed(seed)
+    step = build_step(
+        pair.generator,
+        pair.discriminator,
+        loss=loss,
+        policy=make_policy("fp32", "cpu"),
+        latent_shape=pair.latent_shape,
+        latent_rng=rng,
+        lr=2e-4,
+        betas=(0.5, 0.999),
+    )
+    real = torch.rand((batch, *pair.image_shape)) * 2 - 1
+    return step, pair, real
+
+
+def _count_accumulations(module):
+    counts = {}
+    for name, param in module.named_parameters():
+        counts[name] = 0
+
+        def hook(p, name=name):
+            counts[name] += 1
+
+        param.register_post_accumulate_grad_hook(hook)
+    return counts
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_n_critic_d_updates_and_one_g_update(n_critic):
+    step, pair, real = make_step()
+    g_counts = _count_accumulations(pair.generator)
+    d_counts = _count_accumulations(pair.discriminator)
+    d_loss, g_loss = step([real] * n_critic)
+    assert d_loss.shape == () and g_loss.shape == ()
+    # D's weights get gradients from its own updates only: the G update runs a frozen D.
+    assert set(d_counts.values()) == {n_critic}
+    assert set(g_counts.values()) == {1}
+    d_state = step.d_optimizer.state[next(pair.discriminator.parameters())]
+    g_state = step.g_optimizer.state[next(pair.generator.parameters())]
+    assert int(d_state["step"]) == n_critic and int(g_state["step"]) == 1
+    assert all(p.requires_grad for p in pair.discriminator.parameters())
+
+
+def test_parameters_move_and_stay_finite():
+    step, pair, real = make_step(model="mlp")
+    before = [p.detach().clone() for p in pair.generator.parameters()]
+    step([real])
+    after = list(pair.generator.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert all(torch.isfinite(p).all() for p in after)
+
+
+def test_wgan_gp_critic_step_runs_the_penalty():
+    step, pair, real = make_step(loss_name="wgan-gp")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in pair.discriminator.modules())
+    d_loss, _ = step([real] * 5)
+    assert torch.isfinite(d_loss)
+
+
+def test_real_and_fake_keep_separate_batchnorm_statistics():
+    """D sees the real and the fake batch as two BatchNorm batches, never one mixed batch."""
+    loss = get_loss("non-saturating")
+    pair = build_pair("dcgan32", channels=1)
+    reference = copy.deepcopy(pair.discriminator)
+    mixed = copy.deepcopy(pair.discriminator)
+    objective = DiscriminatorObjective(pair.discriminator, loss, make_policy("fp32", "cpu"))
+    real = torch.rand(4, 1, 32, 32) * 2 - 1
+    fake = torch.rand(4, 1, 32, 32) * 2 - 1
+    objective(real, fake)
+    reference(real)
+    reference(fake)
+    mixed(torch.cat([real, fake]))
+    got = [b for b in pair.discriminator.buffers() if b.is_floating_point()]
+    want = [b for b in reference.buffers() if b.is_floating_point()]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    # A mixed real+fake batch would give other statistics: the check above can fail.
+    first_mixed = next(b for b in mixed.buffers() if b.is_floating_point())
+    assert not torch.allclose(got[0], first_mixed)
