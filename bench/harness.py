@@ -170,7 +170,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         "sync_bn_applied": cfg.sync_bn and ctx.distributed,
         "sync_bn_reason": sync_bn_reason,
         "precision": policy.describe(),
-        "kernel_path": "eager",
+        "kernel_path": "torch",
         "compile_mode": None,
         "memory_format": "contiguous",
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,

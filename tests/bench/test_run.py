@@ -43,7 +43,7 @@ def test_record_is_complete_and_consistent(tmp_path):
     assert run_info["world_size"] == 1 and run_info["backend"] is None
     assert run_info["global_batch_size"] == 8 and run_info["real_images_per_iteration"] == 8
     assert run_info["image_shape"] == [1, 28, 28] and run_info["latent_shape"] == [100]
-    assert run_info["kernel_path"] == "eager" and run_info["precision"]["name"] == "fp32"
+    assert run_info["kernel_path"] == "torch" and run_info["precision"]["name"] == "fp32"
     assert env["device_type"] == "cpu" and env["torch"] == torch.__version__
     assert metrics["iter_ms_min"] <= metrics["iter_ms_p20"] <= metrics["iter_ms_p50"]
     assert metrics["iter_ms_p50"] <= metrics["iter_ms_p80"] <= metrics["iter_ms_max"]
