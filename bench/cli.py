@@ -16,7 +16,8 @@ try:  # typer >= 0.26 carries its own copy of click
 except ImportError:  # older typer (the GPU images) depends on click itself
     from click.exceptions import UsageError
 
-from bench.config import ConfigError, RunConfig
+from bench.config import COMPILE_MODES, ConfigError, RunConfig
+from bench.variants import VARIANTS
 
 app = typer.Typer(
     name="gan-bench",
@@ -90,6 +91,16 @@ def run(
     dist_timeout_s: Annotated[
         int, _opt("Collective timeout in seconds: a dead peer ends the run.")
     ] = _DEFAULTS["dist_timeout_s"],
+    variant: Annotated[
+        str | None, _opt("Speed-up variant: " + ", ".join(VARIANTS) + " (sets the two below).")
+    ] = None,
+    compile_mode: Annotated[
+        str, _opt("torch.compile mode: " + ", ".join(COMPILE_MODES) + ".")
+    ] = _DEFAULTS["compile_mode"],
+    kernels: Annotated[
+        str, _opt("BatchNorm+activation kernels: torch, or triton (fused).")
+    ] = _DEFAULTS["kernels"],
+    repeat: Annotated[int, _opt("Index of this run among repeats of one point (recorded).")] = 0,
     quiet: Annotated[bool, _opt("No progress bar and no summary table.")] = _DEFAULTS["quiet"],
 ) -> None:
     """Train one GAN for a fixed number of iterations and append one record."""
@@ -118,6 +129,10 @@ def run(
             latent_dim=latent_dim,
             cudnn_benchmark=cudnn_benchmark,
             dist_timeout_s=dist_timeout_s,
+            variant=variant,
+            compile_mode=compile_mode,
+            kernels=kernels,
+            repeat=repeat,
             quiet=quiet,
         )
         device_type = launcher.resolve_device(cfg)

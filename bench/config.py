@@ -9,13 +9,17 @@ without a GPU, `--sync-bn` on CPU) happens in `check_device`, also before any wo
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass
 
 from bench import data
+from bench.variants import VARIANT_FIELDS, VARIANTS, variant_name
 from gan_models import LOSSES, MODELS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
+KERNELS = ("torch", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
@@ -61,10 +65,20 @@ class RunConfig:
     latent_dim: int = 100
     cudnn_benchmark: bool = True  # as the PyTorch DCGAN example; autotuning happens in warm-up
     dist_timeout_s: int = 120  # collective timeout: a dead peer ends the run, never a hang
+    # How an iteration executes. A --variant sets these (bench/variants.py); they can also
+    # be given one by one, and the record names the variant they amount to.
+    variant: str | None = None
+    compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
+    kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
+    repeat: int = 0  # which repeat of a sweep point this run is; recorded, changes nothing
     quiet: bool = False
 
     def __post_init__(self) -> None:
         _choice("--model", self.model, tuple(MODELS))
+        _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
+        _choice("--kernels", self.kernels, KERNELS)
+        if self.variant is not None:
+            self._apply_variant()
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--loss", self.loss, tuple(LOSSES))
         _choice("--device", self.device, DEVICES)
@@ -79,6 +93,7 @@ class RunConfig:
             ("--nproc", self.nproc, 1),
             ("--latent-dim", self.latent_dim, 1),
             ("--dist-timeout-s", self.dist_timeout_s, 1),
+            ("--repeat", self.repeat, 0),
         ):
             if value < low:
                 raise ConfigError(f"{flag} must be at least {low}, got {value}")
@@ -106,6 +121,23 @@ class RunConfig:
                 )
         if os.path.isdir(self.out):
             raise ConfigError(f"--out {self.out!r} is a directory; give a .jsonl file path")
+
+    def _apply_variant(self) -> None:
+        _choice("--variant", self.variant, tuple(VARIANTS))
+        for name, value in VARIANTS[self.variant].fields.items():
+            given = getattr(self, name)
+            if given != VARIANT_FIELDS[name] and given != value:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"--variant {self.variant} sets {flag} {value}, which contradicts "
+                    f"{flag} {given}; give one or the other"
+                )
+            setattr(self, name, value)
+
+    @property
+    def variant_name(self) -> str:
+        """The registered variant these execution fields amount to, or "custom"."""
+        return variant_name({name: getattr(self, name) for name in VARIANT_FIELDS})
 
     @property
     def image_channels(self) -> int:
@@ -162,6 +194,14 @@ def check_device(cfg: RunConfig, cuda_available: bool) -> str:
         raise ConfigError(
             f"--precision {cfg.precision} needs a CUDA GPU; on CPU use one of: fp32, bf16"
         )
+    if cfg.kernels == "triton":
+        if importlib.util.find_spec("triton") is None:
+            raise ConfigError("--kernels triton needs the triton package, which is not installed")
+        if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ConfigError(
+                "--kernels triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
+                "interpreter on the CPU (slow: for tests); or use --kernels torch"
+            )
     if device_type == "cpu" and cfg.sync_bn:
         raise ConfigError(
             "--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU (gloo) implementation; "

@@ -74,6 +74,7 @@ def print_summary(record: dict, out_path: str | None) -> None:
         ("device", f"{env.get('device_name', '?')} × {world} ({backend})"),
         ("batch", f"{cfg['batch_size']} per process, {global_batch} global, n_critic {n_critic}"),
         ("precision / loss", f"{cfg['precision']} / {cfg['loss']}"),
+        ("variant", f"{run.get('variant', '?')} (kernels {run.get('kernel_path', '?')})"),
         (
             "throughput",
             _fmt(metrics.get("images_per_s"), ",.0f", " images/s")

@@ -27,6 +27,7 @@ from bench.precision import PrecisionPolicy, make_policy
 from bench.records import SCHEMA_VERSION, append_record
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
+from bench.variants import VARIANT_FIELDS
 from gan_models import build_pair, get_loss
 
 MIB = 2**20
@@ -102,6 +103,10 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
 def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _Phase) -> None:
     device = ctx.device
     torch.manual_seed(cfg.seed)
+    if cfg.compile_mode != "none":
+        from torch._dynamo.utils import counters
+
+        counters.clear()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.cuda.reset_peak_memory_stats(device)
@@ -145,6 +150,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         betas=(cfg.beta1, cfg.beta2),
         ddp_device_ids=[device.index] if device.type == "cuda" else None,
         distributed=ctx.distributed,
+        compile_mode=cfg.compile_mode,
     )
     n_critic = cfg.critic_updates
     global_batch = cfg.batch_size * ctx.world_size
@@ -170,8 +176,10 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         "sync_bn_applied": cfg.sync_bn and ctx.distributed,
         "sync_bn_reason": sync_bn_reason,
         "precision": policy.describe(),
+        "variant": cfg.variant_name,
+        "variant_fields": {name: getattr(cfg, name) for name in VARIANT_FIELDS},
         "kernel_path": "torch",
-        "compile_mode": None,
+        "compile_mode": None if cfg.compile_mode == "none" else cfg.compile_mode,
         "memory_format": "contiguous",
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,
         "cpu_threads": torch.get_num_threads(),
@@ -308,6 +316,9 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
             )
         )
 
+    if cfg.compile_mode != "none":
+        record["run"]["compile"] = _compile_counters()
+
     phase.name = "finish"
     distributed.average_buffers(ctx, generator)
     distributed.average_buffers(ctx, discriminator)
@@ -321,6 +332,19 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
     metrics["param_digests"] = digests
     metrics["params_identical_across_ranks"] = all(d == digests[0] for d in digests)
     record["status"] = "ok"
+
+
+def _compile_counters() -> dict:
+    """What dynamo and inductor did, from their process-wide counters (reset per run)."""
+    from torch._dynamo.utils import counters
+
+    return {
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "graph_break_reasons": sorted(counters["graph_break"])[:10],
+        "unique_graphs": counters["stats"]["unique_graphs"],
+        "frames_compiled": counters["frames"]["ok"],
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
 
 
 def _first_non_finite(ctx: distributed.DistContext, losses: torch.Tensor) -> int | None:
