@@ -70,6 +70,14 @@ class RunConfig:
     variant: str | None = None
     compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
     kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
+    # Sample quality (bench/quality), measured outside the timed region. None: on for real
+    # data sets, off for synthetic data.
+    quality: bool | None = None
+    quality_samples: int | None = None  # generated images per evaluation; None: by device
+    eval_every: int | None = None  # timed iterations between FD checks (a quality curve)
+    target_fd: float | None = None  # stop once FD <= this (time-to-quality)
+    quality_cache_dir: str | None = None  # trained extractors; None: $GAN_BENCH_CACHE or ~/.cache
+    inception_weights: str | None = None  # a local Inception file: adds real FID
     repeat: int = 0  # which repeat of a sweep point this run is; recorded, changes nothing
     quiet: bool = False
 
@@ -119,6 +127,7 @@ class RunConfig:
                     f"--channels {self.channels} does not match {self.dataset}, "
                     f"which has {own} channel(s); leave --channels out for real data"
                 )
+        self._check_quality()
         if os.path.isdir(self.out):
             raise ConfigError(f"--out {self.out!r} is a directory; give a .jsonl file path")
 
@@ -133,6 +142,30 @@ class RunConfig:
                     f"{flag} {given}; give one or the other"
                 )
             setattr(self, name, value)
+
+    def _check_quality(self) -> None:
+        if self.quality_samples is not None and self.quality_samples < 10:
+            raise ConfigError(f"--quality-samples must be at least 10, got {self.quality_samples}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(f"--eval-every must be at least 1, got {self.eval_every}")
+        if self.target_fd is not None:
+            if not self.target_fd > 0:
+                raise ConfigError(f"--target-fd must be positive, got {self.target_fd}")
+            if self.eval_every is None:
+                raise ConfigError("--target-fd needs --eval-every K: how often FD is checked")
+        wants_quality = self.eval_every is not None or self.inception_weights is not None
+        if wants_quality and self.quality is False:
+            raise ConfigError("--eval-every, --target-fd and --inception-weights need quality on")
+        if self.inception_weights is not None and not os.path.isfile(self.inception_weights):
+            raise ConfigError(f"--inception-weights {self.inception_weights!r}: no such file")
+
+    @property
+    def quality_enabled(self) -> bool:
+        """Quality is measured: asked for, implied by a quality option, or real data."""
+        if self.quality is not None:
+            return self.quality
+        implied = self.eval_every is not None or self.inception_weights is not None
+        return implied or self.dataset != "synthetic"
 
     @property
     def variant_name(self) -> str:

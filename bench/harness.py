@@ -122,6 +122,23 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
     elif cfg.sync_bn:
         sync_bn_reason = "single process: SyncBatchNorm would equal BatchNorm, not applied"
+    # The kernel swap comes after the SyncBN conversion: the fuse turns SyncBatchNorm +
+    # activation into the fused sync module, while converting after fusing would turn the
+    # fused modules back into plain SyncBatchNorm and lose their activation.
+    kernel_path, fused = "torch", None
+    if cfg.kernels == "triton":
+        import kernels  # registers the ops; imports triton
+
+        kernel_path = kernels.kernel_path()
+        reports = {
+            "generator": kernels.fuse_batchnorm_leaky_relu(generator),
+            "discriminator": kernels.fuse_batchnorm_leaky_relu(discriminator),
+        }
+        fused = {
+            name: {"fused": list(r.fused), "unfused": [list(u) for u in r.unfused]}
+            for name, r in reports.items()
+        }
+        fused["count"] = sum(r.count for r in reports.values())
     generator.to(device)
     discriminator.to(device)
 
@@ -178,7 +195,8 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         "precision": policy.describe(),
         "variant": cfg.variant_name,
         "variant_fields": {name: getattr(cfg, name) for name in VARIANT_FIELDS},
-        "kernel_path": "torch",
+        "kernel_path": kernel_path,
+        "fused_layers": fused,
         "compile_mode": None if cfg.compile_mode == "none" else cfg.compile_mode,
         "memory_format": "contiguous",
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,

@@ -1,0 +1,37 @@
+"""Fused Triton kernels: BatchNorm + LeakyReLU (ReLU is slope 0), forward and backward.
+
+Nothing here knows about GANs or the harness. Public API:
+
+- ``batch_norm_leaky_relu``: the functional op (differentiable, torch.compile-able);
+- ``BatchNormLeakyReLU1d`` / ``BatchNormLeakyReLU2d`` / ``SyncBatchNormLeakyReLU``:
+  drop-in modules with BatchNorm's state_dict;
+- ``fuse_batchnorm_leaky_relu``: swap BatchNorm + (Leaky)ReLU pairs in a model, in place;
+- ``sync_batch_norm_leaky_relu``: the cross-process variant (SyncBatchNorm semantics);
+- ``kernel_path`` / ``KernelUnavailableError``: which path runs, or why none can;
+- ``batch_norm_leaky_relu_reference``: the eager reference.
+
+Importing this package registers two ``gan_bench::`` ops with torch.library (so that
+torch.compile can trace them) and imports triton when it is installed; set
+``TRITON_INTERPRET=1`` before importing it to run the kernels on the CPU.
+"""
+
+from kernels.availability import kernel_path
+from kernels.errors import KernelUnavailableError
+from kernels.fuse import FuseReport, fuse_batchnorm_leaky_relu
+from kernels.modules import BatchNormLeakyReLU1d, BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU
+from kernels.ops import batch_norm_leaky_relu
+from kernels.reference import batch_norm_leaky_relu_reference
+from kernels.sync import sync_batch_norm_leaky_relu
+
+__all__ = [
+    "BatchNormLeakyReLU1d",
+    "BatchNormLeakyReLU2d",
+    "FuseReport",
+    "KernelUnavailableError",
+    "SyncBatchNormLeakyReLU",
+    "batch_norm_leaky_relu",
+    "batch_norm_leaky_relu_reference",
+    "fuse_batchnorm_leaky_relu",
+    "kernel_path",
+    "sync_batch_norm_leaky_relu",
+]

@@ -96,3 +96,14 @@ def test_env_json(capsys):
     report = json.loads(capsys.readouterr().out)
     for key in ("python", "torch", "cuda", "device_name", "gpus", "git_sha"):
         assert key in report
+
+
+def test_triton_on_cpu_without_the_interpreter_is_rejected(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "runs.jsonl"
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--kernels", "triton", "--out", str(out)])
+    assert info.value.code == 2
+    assert "TRITON_INTERPRET=1" in capsys.readouterr().err
+    assert not out.exists()

@@ -177,3 +177,16 @@ def test_out_of_memory_becomes_an_oom_record(tmp_path, monkeypatch):
     record, _ = run(tmp_path)
     assert record["status"] == "oom"
     assert "Tried to allocate 2.00 GiB" in record["reason"]
+
+
+def test_triton_kernels_through_the_interpreter(tmp_path, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the kernels compile; this checks the CPU interpreter path")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    record, _ = run(tmp_path, kernels="triton", batch_size=4, steps=2)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["kernel_path"] == "triton-interpreter"
+    assert record["run"]["variant"] == "triton"
+    fused = record["run"]["fused_layers"]
+    assert fused["count"] == 3  # the MLP generator's three BatchNorm1d + LeakyReLU
+    assert fused["discriminator"] == {"fused": [], "unfused": []}

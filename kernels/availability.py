@@ -1,0 +1,91 @@
+"""Which path the Triton kernels take here: a CUDA GPU, Triton's CPU interpreter, or none.
+
+The kernels module is imported here, once, inside a guard: triton is a dependency only
+on Linux x86-64, and ``import kernels`` must still work elsewhere (calling an op then
+raises ``KernelUnavailableError``). Triton decides between compiling and interpreting
+when a ``@triton.jit`` function is *defined*, from ``TRITON_INTERPRET`` at that moment,
+so the variable must be set before ``kernels`` (or anything importing it) is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from kernels.errors import KernelUnavailableError
+
+__all__ = ["INTERPRETED", "TRITON_AVAILABLE", "kernel_path", "require_runnable"]
+
+try:
+    from triton.runtime.jit import JITFunction
+
+    from kernels import batchnorm_leaky_relu_kernels as _kernels
+except ImportError as exc:  # no triton on this platform
+    _IMPORT_ERROR: ImportError | None = exc
+    TRITON_AVAILABLE = False
+    INTERPRETED = False
+else:
+    _IMPORT_ERROR = None
+    TRITON_AVAILABLE = True
+    # Under TRITON_INTERPRET=1, @triton.jit returns an InterpretedFunction, not a JITFunction.
+    INTERPRETED = not isinstance(_kernels.bn_apply_kernel, JITFunction)
+
+_NEED = (
+    "the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before importing "
+    "kernels to run on the CPU through Triton's interpreter (slow; for tests)"
+)
+
+
+def _interpret_env_set() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _no_device_message() -> str:
+    if _interpret_env_set() and not INTERPRETED:
+        return _NEED + " (TRITON_INTERPRET=1 is set, but only after the kernels were imported)"
+    return _NEED
+
+
+def kernel_path() -> str:
+    """Name the path the fused op runs on: ``"triton"`` or ``"triton-interpreter"``.
+
+    ``"triton-interpreter"`` when the kernels were built under ``TRITON_INTERPRET=1``
+    (that is what runs, even on a machine with a GPU); ``"triton"`` when triton is
+    importable and a CUDA GPU is present.
+
+    Raises:
+        KernelUnavailableError: triton is not importable, or there is neither a CUDA
+            GPU nor the interpreter. There is no fallback to eager PyTorch.
+    """
+    if _IMPORT_ERROR is not None:
+        raise KernelUnavailableError(
+            f"the Triton kernels need the triton package, which failed to import "
+            f"({_IMPORT_ERROR}); install triton (Linux x86-64 with a CUDA GPU)"
+        )
+    if INTERPRETED:
+        return "triton-interpreter"
+    if torch.cuda.is_available():
+        return "triton"
+    raise KernelUnavailableError(_no_device_message())
+
+
+def require_runnable(device: torch.device) -> None:
+    """Raise ``KernelUnavailableError`` unless the kernels can run on tensors on ``device``.
+
+    CUDA tensors run compiled (or interpreted, under TRITON_INTERPRET=1); CPU tensors
+    run only through the interpreter.
+    """
+    if _IMPORT_ERROR is not None or device.type not in ("cuda", "cpu"):
+        kernel_path()  # raises with the reason when triton is missing
+        raise KernelUnavailableError(
+            f"the Triton kernels run on CUDA tensors (or CPU tensors under "
+            f"TRITON_INTERPRET=1), got a tensor on {device}"
+        )
+    if device.type == "cpu" and not INTERPRETED:
+        if torch.cuda.is_available():
+            raise KernelUnavailableError(
+                "the Triton kernels got CPU tensors; move the model and data to the GPU "
+                "(or set TRITON_INTERPRET=1 before importing kernels to interpret on the CPU)"
+            )
+        raise KernelUnavailableError(_no_device_message())

@@ -1,0 +1,695 @@
+"""Triton kernels for BatchNorm followed by LeakyReLU (ReLU is slope 0), forward and backward.
+
+Every kernel sees its input as a 3-D view ``(N', C, S')`` with element strides
+``(sn, sc, ss)``, prepared on the host by ``kernels.plan.channel_view``, and walks it in
+``[BLOCK_C, BLOCK_S]`` tiles. A tile is contiguous along S when ``ss == 1`` (NCHW) and
+along C when ``sc == 1`` (channels_last, ``(N, C)``): Triton specialises integer
+arguments equal to 1, so the compiler sees which axis is contiguous and vectorises the
+loads along it. The tile index space is ``t in [0, N' * cdiv(S', BLOCK_S))`` with
+``n = t // n_tiles_s`` and ``s0 = (t % n_tiles_s) * BLOCK_S``.
+
+All arithmetic is in fp32 (fp64 when the input is fp64, ``FP64=True``), whatever the
+storage dtype; stores cast to the destination's dtype.
+
+Per-channel statistics buffer ``stats``, shape ``[6, C]`` in the accumulation dtype,
+written by the forward and read by the backward (rows):
+
+    0 shift   K: the channel's first element x[0, c, 0] (training), 0 (eval)
+    1 mean    batch mean - K (training), running_mean (eval)
+    2 rstd    1 / sqrt(var + eps)
+    3 scale   weight * rstd (weight = 1 without affine)
+    4 bias    bias (0 without affine)
+    5 count   elements per channel, n = N * H * W
+
+The pre-activation is ``z = ((x - K) - mean) * scale + bias``. Keeping K apart from the
+small shifted mean (rather than ``x * scale + (bias - mean * scale)``, or even ``x -
+mean`` with the mean rounded to fp32) keeps every digit when ``|mean| >> std``: with a
+mean of 1e4 an fp32 mean is off by up to 5e-4, which is 5% of a std of 1e-2, while
+``x - K`` is exact. The cost is two subtractions in a memory-bound kernel. The backward
+recomputes ``z`` with the same expression, so its mask ``z > 0`` is the forward's bit
+for bit. ``z > 0`` is the mask eager uses too: ``leaky_relu_backward``
+takes ``grad * negative_slope`` at exactly 0, and ReLU's threshold backward gives 0.
+
+Reductions are deterministic: each program reduces a fixed, contiguous range of tiles
+and writes its own partial row; partial rows are merged in a fixed order by a separate
+kernel. There are no float atomics.
+
+Variance: each tile's count/mean/M2 is computed around a per-channel shift ``K`` (the
+channel's first element, ``x[0, c, 0]``), then tiles are merged with Chan et al.'s
+parallel formula (Chan, Golub & LeVeque 1979, "Updating formulae and a pairwise
+algorithm for computing sample variances"). ``x - K`` is exact in floating point when
+``x`` and ``K`` are within a factor of 2 (Sterbenz), so a large mean with a small
+spread (say 1e4 +- 1) keeps its digits, where ``E[x^2] - E[x]^2`` in fp32 would lose
+them all.
+
+These kernels know nothing about GANs or modules; ``kernels/ops.py`` launches them.
+"""
+
+import triton
+import triton.language as tl
+
+# ---------------------------------------------------------------------------------------
+# Helpers (inlined into the kernels by the Triton compiler)
+# ---------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Offsets (int64 start + int32 in-tile) and mask of tile ``t`` for channels ``c0...``.
+
+    The start is int64 so that tensors beyond 2**31 elements address correctly; the
+    in-tile offsets stay int32 (a tile spans at most BLOCK_C * sc + BLOCK_S * ss).
+    """
+    n = t // n_tiles_s
+    s0 = (t - n * n_tiles_s) * BLOCK_S
+    rc = tl.arange(0, BLOCK_C)
+    rs = tl.arange(0, BLOCK_S)
+    mask = ((c0 + rc) < C)[:, None] & ((s0 + rs) < S)[None, :]
+    start = tl.cast(n, tl.int64) * sn + tl.cast(s0, tl.int64) * ss + tl.cast(c0, tl.int64) * sc
+    offs = rc[:, None] * sc + rs[None, :] * ss
+    # Valid elements of this tile along S, the same for every channel of the tile.
+    valid_s = tl.minimum(S - s0, BLOCK_S)
+    return start, offs, mask, valid_s
+
+
+@triton.jit
+def _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64: tl.constexpr):
+    """Fold one ``[BLOCK_C, BLOCK_S]`` tile into running per-channel (count, mean, M2).
+
+    ``mean`` is relative to ``shift``. Tile statistics come from the shifted values;
+    the merge is Chan et al.'s pairwise update.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    cnt = tl.cast(valid_s, acc_ty)
+    d = tl.where(mask, xv - shift[:, None], 0.0)
+    mean_t = tl.sum(d, axis=1) / cnt
+    dd = tl.where(mask, d - mean_t[:, None], 0.0)
+    m2_t = tl.sum(dd * dd, axis=1)
+    total = count + cnt
+    delta = mean_t - mean
+    frac = cnt / total
+    mean = mean + delta * frac
+    m2 = m2 + m2_t + delta * delta * count * frac
+    return total, mean, m2
+
+
+@triton.jit
+def _load_vec(ptr, cs, cmask, other, FP64: tl.constexpr):
+    acc_ty = tl.float64 if FP64 else tl.float32
+    return tl.load(ptr + cs, mask=cmask, other=other).to(acc_ty)
+
+
+@triton.jit
+def _finalize_channels(
+    count,
+    mean_shifted,
+    m2,
+    shift,
+    cs,
+    cmask,
+    C,
+    w_ptr,
+    b_ptr,
+    rm_ptr,
+    rv_ptr,
+    nbt_ptr,
+    stats_ptr,
+    momentum,
+    eps,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    UPDATE_RUNNING: tl.constexpr,
+    FACTOR_FROM_NBT: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Per-channel statistics from merged (count, mean - shift, M2); update running stats.
+
+    Writes the six ``stats`` rows and returns ``(mean - shift, scale, bias)``. With
+    ``UPDATE_RUNNING`` it also does ``running <- (1 - f) * running + f * batch``, with
+    the unbiased variance ``M2 / (n - 1)`` for ``running_var`` as torch.nn.BatchNorm
+    does. ``f`` is ``momentum`` or, with ``FACTOR_FROM_NBT`` (momentum=None: cumulative
+    moving average), ``1 / (num_batches_tracked + 1)``: the counter is read BEFORE this
+    call's increment, which a later kernel (or a host-side ``add_``) performs, so no
+    program here can race with it.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    var = m2 / tl.maximum(count, 1.0)
+    rstd = 1.0 / tl.sqrt(var + eps)
+    if HAS_W:
+        scale = _load_vec(w_ptr, cs, cmask, 1.0, FP64) * rstd
+    else:
+        scale = rstd
+    if HAS_B:
+        bias = _load_vec(b_ptr, cs, cmask, 0.0, FP64)
+    else:
+        bias = tl.zeros_like(rstd)
+    tl.store(stats_ptr + cs, shift, mask=cmask)
+    tl.store(stats_ptr + C + cs, mean_shifted, mask=cmask)
+    tl.store(stats_ptr + 2 * C + cs, rstd, mask=cmask)
+    tl.store(stats_ptr + 3 * C + cs, scale, mask=cmask)
+    tl.store(stats_ptr + 4 * C + cs, bias, mask=cmask)
+    tl.store(stats_ptr + 5 * C + cs, count, mask=cmask)
+    if UPDATE_RUNNING:
+        if FACTOR_FROM_NBT:
+            f = 1.0 / (tl.cast(tl.load(nbt_ptr), acc_ty) + 1.0)
+        else:
+            f = tl.cast(momentum, acc_ty)
+        rm = _load_vec(rm_ptr, cs, cmask, 0.0, FP64)
+        rv = _load_vec(rv_ptr, cs, cmask, 0.0, FP64)
+        unbiased = m2 / tl.maximum(count - 1.0, 1.0)
+        tl.store(rm_ptr + cs, (1.0 - f) * rm + f * (shift + mean_shifted), mask=cmask)
+        tl.store(rv_ptr + cs, (1.0 - f) * rv + f * unbiased, mask=cmask)
+    return mean_shifted, scale, bias
+
+
+@triton.jit
+def _load_coeffs(stats_ptr, cs, cmask, C, FP64: tl.constexpr):
+    """(shift, mean - shift, rstd, scale, bias) per channel from the ``stats`` rows."""
+    shift = _load_vec(stats_ptr, cs, cmask, 0.0, FP64)
+    mean = _load_vec(stats_ptr + C, cs, cmask, 0.0, FP64)
+    rstd = _load_vec(stats_ptr + 2 * C, cs, cmask, 0.0, FP64)
+    scale = _load_vec(stats_ptr + 3 * C, cs, cmask, 0.0, FP64)
+    bias = _load_vec(stats_ptr + 4 * C, cs, cmask, 0.0, FP64)
+    return shift, mean, rstd, scale, bias
+
+
+@triton.jit
+def _leaky(z, slope):
+    return tl.where(z > 0, z, z * slope)
+
+
+@triton.jit
+def _increment_counter(nbt_ptr):
+    tl.store(nbt_ptr, tl.load(nbt_ptr) + 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Training forward, split path: partial stats -> finalize -> apply (3 launches)
+# ---------------------------------------------------------------------------------------
+
+
+@triton.jit
+def bn_stats_partial_kernel(
+    x_ptr,
+    part_ptr,
+    C,
+    S,
+    n_tiles_s,
+    tiles_total,
+    tiles_per_prog,
+    sn,
+    sc,
+    ss,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C), SPLIT)``: per-channel (count, mean - K, M2) of a tile range.
+
+    Program ``p`` reduces tiles ``[p * tiles_per_prog, (p + 1) * tiles_per_prog)`` and
+    writes row ``p`` of ``part`` (``[3, SPLIT, C]``: count, shifted mean, M2). A program
+    with no tiles writes zeros, which the finalize ignores (count 0).
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    P = tl.num_programs(1)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
+    count = tl.zeros([BLOCK_C], dtype=acc_ty)
+    mean = tl.zeros([BLOCK_C], dtype=acc_ty)
+    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    t0 = pid_p * tiles_per_prog
+    t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
+    for t in range(t0, t1):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+        count, mean, m2 = _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64)
+    row = part_ptr + pid_p * C + cs
+    tl.store(row, count, mask=cmask)
+    tl.store(row + P * C, mean, mask=cmask)
+    tl.store(row + 2 * P * C, m2, mask=cmask)
+
+
+@triton.jit
+def bn_stats_finalize_kernel(
+    part_ptr,
+    P,
+    x_ptr,
+    sc,
+    C,
+    w_ptr,
+    b_ptr,
+    rm_ptr,
+    rv_ptr,
+    nbt_ptr,
+    stats_ptr,
+    merged_ptr,
+    momentum,
+    eps,
+    HAS_SHIFT: tl.constexpr,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    UPDATE_RUNNING: tl.constexpr,
+    FACTOR_FROM_NBT: tl.constexpr,
+    MERGE_ONLY: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C),)``: merge ``P`` partial rows per channel, in a fixed order.
+
+    Uses the multi-way form of Chan's formula: ``n = sum n_p``,
+    ``mean = sum n_p mean_p / n``, ``M2 = sum (M2_p + n_p (mean_p - mean)^2)``.
+    ``HAS_SHIFT``: the partial means are relative to ``K = x[0, c, 0]`` (same-process
+    partials); without it they are absolute (the cross-rank merge of SyncBN).
+    ``MERGE_ONLY`` writes ``merged`` (``[3, C]``: count, mean, M2) and stops there (the
+    local half of SyncBN); otherwise this finalizes (``_finalize_channels``). This kernel
+    is the only one that writes running statistics; it is not autotuned, so it runs
+    exactly once per call.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid = tl.program_id(0)
+    cs = pid * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    n = tl.zeros([BLOCK_C], dtype=acc_ty)
+    s = tl.zeros([BLOCK_C], dtype=acc_ty)
+    for p0 in range(0, P, BLOCK_P):
+        ps = p0 + tl.arange(0, BLOCK_P)
+        m = (ps < P)[:, None] & cmask[None, :]
+        off = ps[:, None] * C + cs[None, :]
+        cnt = tl.load(part_ptr + off, mask=m, other=0.0).to(acc_ty)
+        mu = tl.load(part_ptr + P * C + off, mask=m, other=0.0).to(acc_ty)
+        n += tl.sum(cnt, axis=0)
+        s += tl.sum(cnt * mu, axis=0)
+    mean_p = s / tl.maximum(n, 1.0)
+    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    for p0 in range(0, P, BLOCK_P):
+        ps = p0 + tl.arange(0, BLOCK_P)
+        m = (ps < P)[:, None] & cmask[None, :]
+        off = ps[:, None] * C + cs[None, :]
+        cnt = tl.load(part_ptr + off, mask=m, other=0.0).to(acc_ty)
+        mu = tl.load(part_ptr + P * C + off, mask=m, other=0.0).to(acc_ty)
+        m2p = tl.load(part_ptr + 2 * P * C + off, mask=m, other=0.0).to(acc_ty)
+        d = mu - mean_p[None, :]
+        m2 += tl.sum(m2p + cnt * d * d, axis=0)
+    if HAS_SHIFT:
+        shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
+    else:
+        shift = tl.zeros([BLOCK_C], dtype=acc_ty)
+    if MERGE_ONLY:
+        tl.store(merged_ptr + cs, n, mask=cmask)
+        tl.store(merged_ptr + C + cs, shift + mean_p, mask=cmask)
+        tl.store(merged_ptr + 2 * C + cs, m2, mask=cmask)
+    else:
+        _finalize_channels(
+            n, mean_p, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,
+            stats_ptr, momentum, eps, HAS_W, HAS_B, UPDATE_RUNNING, FACTOR_FROM_NBT, FP64,
+        )  # fmt: skip
+
+
+@triton.jit
+def bn_apply_kernel(
+    x_ptr,
+    y_ptr,
+    stats_ptr,
+    w_ptr,
+    b_ptr,
+    rm_ptr,
+    rv_ptr,
+    nbt_ptr,
+    C,
+    S,
+    n_tiles_s,
+    sn,
+    sc,
+    ss,
+    eps,
+    slope,
+    count,
+    EVAL: tl.constexpr,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    INC_NBT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(n_tiles, cdiv(C, BLOCK_C))``: ``y = leaky((x - mean) * scale + bias)``, one tile.
+
+    Training: shift/mean/scale/bias come from ``stats`` (written by the finalize). ``EVAL``:
+    they are computed here from the running statistics (``rstd = 1/sqrt(rv + eps)``), and
+    the programs of tile 0 write them into ``stats`` for the backward, so eval needs a
+    single launch. ``INC_NBT``: program (0, 0) adds 1 to ``num_batches_tracked``; the
+    finalize that read it ran earlier on the same stream.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    t = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    if EVAL:
+        shift = tl.zeros([BLOCK_C], dtype=acc_ty)
+        mean = _load_vec(rm_ptr, cs, cmask, 0.0, FP64)
+        rstd = 1.0 / tl.sqrt(_load_vec(rv_ptr, cs, cmask, 1.0, FP64) + eps)
+        if HAS_W:
+            scale = _load_vec(w_ptr, cs, cmask, 1.0, FP64) * rstd
+        else:
+            scale = rstd
+        if HAS_B:
+            bias = _load_vec(b_ptr, cs, cmask, 0.0, FP64)
+        else:
+            bias = tl.zeros_like(rstd)
+        first = cmask & (t == 0)
+        tl.store(stats_ptr + cs, shift, mask=first)
+        tl.store(stats_ptr + C + cs, mean, mask=first)
+        tl.store(stats_ptr + 2 * C + cs, rstd, mask=first)
+        tl.store(stats_ptr + 3 * C + cs, scale, mask=first)
+        tl.store(stats_ptr + 4 * C + cs, bias, mask=first)
+        tl.store(stats_ptr + 5 * C + cs, tl.zeros_like(rstd) + count, mask=first)
+    else:
+        shift, mean, rstd, scale, bias = _load_coeffs(stats_ptr, cs, cmask, C, FP64)
+    if INC_NBT:
+        if (t == 0) & (pid_c == 0):
+            _increment_counter(nbt_ptr)
+    start, offs, mask, valid_s = _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S)
+    xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+    z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
+    tl.store(y_ptr + start + offs, _leaky(z, slope), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Training forward, small path: one program per channel block does everything (1 launch)
+# ---------------------------------------------------------------------------------------
+
+
+@triton.jit
+def bn_fwd_fused_kernel(
+    x_ptr,
+    y_ptr,
+    stats_ptr,
+    w_ptr,
+    b_ptr,
+    rm_ptr,
+    rv_ptr,
+    nbt_ptr,
+    C,
+    S,
+    n_tiles_s,
+    tiles_total,
+    sn,
+    sc,
+    ss,
+    momentum,
+    eps,
+    slope,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    UPDATE_RUNNING: tl.constexpr,
+    FACTOR_FROM_NBT: tl.constexpr,
+    INC_NBT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C),)``: statistics, finalize and apply for a channel block.
+
+    For small inputs, where launches cost more than bytes: the second pass re-reads x,
+    which is still in L2 at these sizes. ``INC_NBT`` must be False when
+    ``FACTOR_FROM_NBT`` is True (other programs read the counter); the host then adds 1
+    after this kernel.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid_c = tl.program_id(0)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
+    count = tl.zeros([BLOCK_C], dtype=acc_ty)
+    mean = tl.zeros([BLOCK_C], dtype=acc_ty)
+    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    for t in range(0, tiles_total):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+        count, mean, m2 = _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64)
+    mean, scale, bias = _finalize_channels(
+        count, mean, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,
+        stats_ptr, momentum, eps, HAS_W, HAS_B, UPDATE_RUNNING, FACTOR_FROM_NBT, FP64,
+    )  # fmt: skip
+    if INC_NBT:
+        if pid_c == 0:
+            _increment_counter(nbt_ptr)
+    for t in range(0, tiles_total):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+        z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
+        tl.store(y_ptr + start + offs, _leaky(z, slope), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Backward
+# ---------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _grad_tile(
+    x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64: tl.constexpr
+):
+    """Load a tile of x and dy; return ``x - mean`` and ``g = dy * leaky'(z)``."""
+    acc_ty = tl.float64 if FP64 else tl.float32
+    xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+    dyv = tl.load(dy_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+    xc = (xv - shift[:, None]) - mean[:, None]
+    z = xc * scale[:, None] + bias[:, None]
+    g = tl.where(z > 0, dyv, dyv * slope)
+    return xc, g
+
+
+@triton.jit
+def bn_bwd_partial_kernel(
+    x_ptr,
+    dy_ptr,
+    dx_ptr,
+    stats_ptr,
+    part_ptr,
+    C,
+    S,
+    n_tiles_s,
+    tiles_total,
+    tiles_per_prog,
+    sn,
+    sc,
+    ss,
+    slope,
+    WRITE_DX: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C), SPLIT)``: partial ``sum g`` and ``sum g * xhat`` per channel.
+
+    ``g`` is the gradient after the activation, ``xhat = (x - mean) * rstd``. Writes row
+    ``p`` of ``part`` (``[2, SPLIT, C]``). ``WRITE_DX`` (eval mode, where ``dx = g *
+    scale`` does not depend on the sums) also writes dx in the same pass.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    P = tl.num_programs(1)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    shift, mean, rstd, scale, bias = _load_coeffs(stats_ptr, cs, cmask, C, FP64)
+    acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    t0 = pid_p * tiles_per_prog
+    t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
+    for t in range(t0, t1):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
+        acc_g += g
+        acc_gx += g * xc
+        if WRITE_DX:
+            tl.store(dx_ptr + start + offs, g * scale[:, None], mask=mask)
+    row = part_ptr + pid_p * C + cs
+    tl.store(row, tl.sum(acc_g, axis=1), mask=cmask)
+    tl.store(row + P * C, tl.sum(acc_gx, axis=1) * rstd, mask=cmask)
+
+
+@triton.jit
+def bn_bwd_finalize_kernel(
+    part_ptr,
+    P,
+    C,
+    sums_ptr,
+    dw_ptr,
+    db_ptr,
+    HAS_DW: tl.constexpr,
+    HAS_DB: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C),)``: add the partial rows in order; write sums, dweight, dbias.
+
+    ``sums`` (``[2, C]``): ``sum g`` and ``sum g * xhat``. ``dbias = sum g`` and
+    ``dweight = sum g * xhat``, stored in the parameters' dtype.
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid = tl.program_id(0)
+    cs = pid * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    sum_g = tl.zeros([BLOCK_C], dtype=acc_ty)
+    sum_gx = tl.zeros([BLOCK_C], dtype=acc_ty)
+    for p0 in range(0, P, BLOCK_P):
+        ps = p0 + tl.arange(0, BLOCK_P)
+        m = (ps < P)[:, None] & cmask[None, :]
+        off = ps[:, None] * C + cs[None, :]
+        sum_g += tl.sum(tl.load(part_ptr + off, mask=m, other=0.0).to(acc_ty), axis=0)
+        sum_gx += tl.sum(tl.load(part_ptr + P * C + off, mask=m, other=0.0).to(acc_ty), axis=0)
+    tl.store(sums_ptr + cs, sum_g, mask=cmask)
+    tl.store(sums_ptr + C + cs, sum_gx, mask=cmask)
+    if HAS_DW:
+        tl.store(dw_ptr + cs, sum_gx, mask=cmask)
+    if HAS_DB:
+        tl.store(db_ptr + cs, sum_g, mask=cmask)
+
+
+@triton.jit
+def _dx_from_sums(xc, g, scale, rstd, k1, k2, TRAINING: tl.constexpr):
+    """Training: ``dx = scale * (g - mean(g) - xhat * mean(g * xhat))``; eval: ``g * scale``."""
+    if TRAINING:
+        xhat = xc * rstd[:, None]
+        dx = scale[:, None] * (g - k1[:, None] - xhat * k2[:, None])
+    else:
+        dx = g * scale[:, None]
+    return dx
+
+
+@triton.jit
+def bn_bwd_dx_kernel(
+    x_ptr,
+    dy_ptr,
+    dx_ptr,
+    stats_ptr,
+    sums_ptr,
+    C,
+    S,
+    n_tiles_s,
+    sn,
+    sc,
+    ss,
+    slope,
+    TRAINING: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(n_tiles, cdiv(C, BLOCK_C))``: dx for one tile.
+
+    Training reads ``sums`` and the count ``n`` (stats row 5; for SyncBN the global
+    count) to form ``mean(g) = sum g / n`` and ``mean(g * xhat)``.
+    """
+    t = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    shift, mean, rstd, scale, bias = _load_coeffs(stats_ptr, cs, cmask, C, FP64)
+    if TRAINING:
+        n = _load_vec(stats_ptr + 5 * C, cs, cmask, 1.0, FP64)
+        k1 = _load_vec(sums_ptr, cs, cmask, 0.0, FP64) / n
+        k2 = _load_vec(sums_ptr + C, cs, cmask, 0.0, FP64) / n
+    else:
+        k1 = mean
+        k2 = mean
+    start, offs, mask, valid_s = _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S)
+    xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
+    dx = _dx_from_sums(xc, g, scale, rstd, k1, k2, TRAINING)
+    tl.store(dx_ptr + start + offs, dx, mask=mask)
+
+
+@triton.jit
+def bn_bwd_fused_kernel(
+    x_ptr,
+    dy_ptr,
+    dx_ptr,
+    stats_ptr,
+    dw_ptr,
+    db_ptr,
+    C,
+    S,
+    n_tiles_s,
+    tiles_total,
+    sn,
+    sc,
+    ss,
+    slope,
+    TRAINING: tl.constexpr,
+    REDUCE: tl.constexpr,
+    DX_IN_REDUCE: tl.constexpr,
+    DX_AFTER: tl.constexpr,
+    HAS_DW: tl.constexpr,
+    HAS_DB: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    FP64: tl.constexpr,
+):
+    """Grid ``(cdiv(C, BLOCK_C),)``: the whole backward of a channel block (1 launch).
+
+    ``REDUCE``: first pass over the tiles for ``sum g`` and ``sum g * xhat`` (needed for
+    training dx, dweight, dbias); ``DX_IN_REDUCE`` writes the eval-mode dx during that
+    pass; ``DX_AFTER`` runs a second pass for dx (training, or eval without a reduction).
+    """
+    acc_ty = tl.float64 if FP64 else tl.float32
+    pid_c = tl.program_id(0)
+    c0 = pid_c * BLOCK_C
+    cs = c0 + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    shift, mean, rstd, scale, bias = _load_coeffs(stats_ptr, cs, cmask, C, FP64)
+    k1 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    k2 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    if REDUCE:
+        acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+        acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+        for t in range(0, tiles_total):
+            start, offs, mask, valid_s = _tile_offsets(
+                t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+            )
+            xc, g = _grad_tile(
+                x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64
+            )
+            acc_g += g
+            acc_gx += g * xc
+            if DX_IN_REDUCE:
+                tl.store(dx_ptr + start + offs, g * scale[:, None], mask=mask)
+        sum_g = tl.sum(acc_g, axis=1)
+        sum_gx = tl.sum(acc_gx, axis=1) * rstd
+        if HAS_DW:
+            tl.store(dw_ptr + cs, sum_gx, mask=cmask)
+        if HAS_DB:
+            tl.store(db_ptr + cs, sum_g, mask=cmask)
+        n = _load_vec(stats_ptr + 5 * C, cs, cmask, 1.0, FP64)
+        k1 = sum_g / n
+        k2 = sum_gx / n
+    if DX_AFTER:
+        for t in range(0, tiles_total):
+            start, offs, mask, valid_s = _tile_offsets(
+                t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+            )
+            xc, g = _grad_tile(
+                x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64
+            )
+            dx = _dx_from_sums(xc, g, scale, rstd, k1, k2, TRAINING)
+            tl.store(dx_ptr + start + offs, dx, mask=mask)

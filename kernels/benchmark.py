@@ -1,0 +1,316 @@
+"""Microbenchmarks of the fused op against eager and torch.compile, on a CUDA GPU.
+
+BatchNorm + LeakyReLU is memory-bound, so results are reported as effective bandwidth
+against the minimum traffic and against the device's copy bandwidth measured in the
+same process (Triton tutorial 05, Liger-Kernel's benchmarks). Timing is
+``triton.testing.do_bench`` (median and p20/p80 over a time budget, L2 flushed between
+runs). The CLI command that prints or records these lives in ``bench``; this module only
+provides ``benchmark_cases``, ``run_case`` and ``copy_bandwidth_gbps``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kernels.errors import KernelUnavailableError
+
+__all__ = [
+    "IMPLS",
+    "PASSES",
+    "Case",
+    "benchmark_cases",
+    "bytes_moved",
+    "copy_bandwidth_gbps",
+    "run_case",
+]
+
+IMPLS = ("eager", "compile", "triton")
+PASSES = ("forward", "backward", "forward+backward")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+LAYOUTS = ("nchw", "channels_last", "nc")
+
+# Tensor passes per benchmark pass, for the minimum traffic: forward reads x and writes
+# y (2); backward reads dy and x and writes dx (3, y is recomputed from x); both 5.
+# Statistics vectors ([C]-sized) are negligible and left out. A real training forward
+# reads x twice (statistics, then normalise) unless x stays in cache, so 100% of copy
+# bandwidth is out of reach by construction.
+_PASS_TENSORS = {"forward": 2, "backward": 3, "forward+backward": 5}
+
+# Every BatchNorm input of gan_models' dcgan64 at batch 128 (ngf = ndf = 64), from the
+# shape comments in gan_models/dcgan.py (tests/kernels check them with forward hooks):
+# G project (512, 4, 4), up1 (256, 8, 8), up2 (128, 16, 16), up3 (64, 32, 32), all ReLU;
+# D down1 (128, 16, 16), down2 (256, 8, 8), down3 (512, 4, 4), all LeakyReLU(0.2).
+# G and D share shapes, so each shape is one case naming both layers.
+_DCGAN64_BATCH = 128
+_DCGAN64_BN = (
+    ((512, 4, 4), ("G.main.project.bn", "D.main.down3.bn")),
+    ((256, 8, 8), ("G.main.up1.bn", "D.main.down2.bn")),
+    ((128, 16, 16), ("G.main.up2.bn", "D.main.down1.bn")),
+    ((64, 32, 32), ("G.main.up3.bn",)),
+)
+# A larger 2-D layer (bandwidth-bound regime) and the MLP GAN's widest BatchNorm1d.
+_EXTRA_2D = ((256, 64, 64, 64), "large 2d")
+_EXTRA_1D = ((512, 1024), "mlp-like 1d")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark input: shape, memory layout and dtype.
+
+    Attributes:
+        name: short id, e.g. ``"dcgan64-512x4x4-nchw-bf16"``.
+        shape: the BatchNorm input shape, ``(N, C, H, W)`` or ``(N, C)``.
+        layout: ``"nchw"`` (contiguous), ``"channels_last"``, or ``"nc"`` (2-D).
+        dtype: ``"fp32"`` or ``"bf16"`` (weight, bias and running stats stay fp32, as
+            under autocast).
+        negative_slope: LeakyReLU slope (does not change the cost).
+        sources: which model layers have this input shape.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str
+    dtype: str
+    negative_slope: float = 0.2
+    sources: tuple[str, ...] = ()
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def element_size(self) -> int:
+        return torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+
+
+def benchmark_cases() -> list[Case]:
+    """The benchmark inputs: dcgan64's BatchNorm shapes at N=128, (256, 64, 64, 64), (512, 1024).
+
+    Each 4-D shape in both layouts (NCHW and channels_last), each case in fp32 and bf16.
+    """
+    cases: list[Case] = []
+    shapes = [
+        ((_DCGAN64_BATCH, *chw), "dcgan64", tuple(f"dcgan64.{s}" for s in srcs))
+        for chw, srcs in _DCGAN64_BN
+    ]
+    shapes.append((_EXTRA_2D[0], "large", (_EXTRA_2D[1],)))
+    for shape, prefix, sources in shapes:
+        for layout in ("nchw", "channels_last"):
+            for dtype in DTYPES:
+                dims = "x".join(str(s) for s in shape[1:])
+                name = f"{prefix}-{dims}-{layout}-{dtype}"
+                cases.append(Case(name, shape, layout, dtype, 0.2, sources))
+    for dtype in DTYPES:
+        shape = _EXTRA_1D[0]
+        cases.append(Case(f"bn1d-{shape[1]}-nc-{dtype}", shape, "nc", dtype, 0.2, (_EXTRA_1D[1],)))
+    return cases
+
+
+def bytes_moved(case: Case, pass_: str) -> int:
+    """Minimum bytes a pass must move: (2, 3 or 5) x numel x element size."""
+    if pass_ not in _PASS_TENSORS:
+        raise ValueError(f"unknown pass {pass_!r}; allowed: {', '.join(PASSES)}")
+    return _PASS_TENSORS[pass_] * case.numel * case.element_size
+
+
+def _require_cuda() -> None:
+    from kernels import availability
+
+    if not torch.cuda.is_available():
+        raise KernelUnavailableError(
+            "kernel benchmarks need a CUDA GPU (the Triton interpreter is for tests, not timing)"
+        )
+    if availability.INTERPRETED:
+        raise KernelUnavailableError(
+            "kernel benchmarks refuse to time the Triton interpreter; unset TRITON_INTERPRET"
+        )
+
+
+def _do_bench(fn: Callable[[], object], rep_ms: int, warmup_ms: int) -> tuple[float, float, float]:
+    from triton.testing import do_bench
+
+    p50, p20, p80 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+    return float(p50), float(p20), float(p80)
+
+
+def copy_bandwidth_gbps(
+    device: torch.device | str = "cuda", *, nbytes: int = 1 << 28, rep_ms: int = 100
+) -> float:
+    """Device copy bandwidth in GB/s: bytes read + written by ``dst.copy_(src)`` / median time.
+
+    ``nbytes`` (256 MiB by default) is well beyond L2, so this is DRAM bandwidth.
+    """
+    _require_cuda()
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms, _, _ = _do_bench(lambda: dst.copy_(src), rep_ms, 25)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(case.shape, generator=gen).to(device=device, dtype=DTYPES[case.dtype])
+    if case.layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    c = case.shape[1]
+    return {
+        "x": x.requires_grad_(True),
+        "weight": torch.ones(c, device=device, requires_grad=True),
+        "bias": torch.zeros(c, device=device, requires_grad=True),
+        "running_mean": torch.zeros(c, device=device),
+        "running_var": torch.ones(c, device=device),
+    }
+
+
+def _impl_fn(
+    impl: str, case: Case, t: dict[str, torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    from kernels.ops import batch_norm_leaky_relu
+    from kernels.reference import batch_norm_leaky_relu_reference
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        return batch_norm_leaky_relu_reference(
+            x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
+            case.negative_slope,
+        )  # fmt: skip
+
+    if impl == "eager":
+        return eager
+    if impl == "compile":
+        # A fresh compile per case: dynamo caches per code object, and a long list of
+        # shapes would otherwise hit its recompile limit and silently run eager.
+        torch.compiler.reset()
+        return torch.compile(eager, dynamic=False)
+
+    def fused(x: torch.Tensor) -> torch.Tensor:
+        return batch_norm_leaky_relu(
+            x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
+            case.negative_slope,
+        )  # fmt: skip
+
+    return fused
+
+
+def run_case(
+    case: Case,
+    *,
+    impls: Sequence[str] = IMPLS,
+    passes: Sequence[str] = PASSES,
+    rep_ms: int = 100,
+    warmup_ms: int = 25,
+    copy_gbps: float | None = None,
+    device: torch.device | str = "cuda",
+) -> list[dict]:
+    """Time ``case`` for each implementation and pass; one JSON-ready dict per pair.
+
+    Args:
+        case: from ``benchmark_cases``.
+        impls: any of ``"eager"`` (F.batch_norm + F.leaky_relu), ``"compile"``
+            (torch.compile of that, default mode, ``dynamic=False``, compiled for this
+            case), ``"triton"`` (the fused op).
+        passes: any of ``"forward"`` (training forward: batch statistics, running-stat
+            update, autograd recording), ``"backward"`` (only the backward: the graph is
+            built once and retained), ``"forward+backward"``.
+        rep_ms, warmup_ms: do_bench's time budgets per measurement.
+        copy_gbps: the device's copy bandwidth; measured here when None.
+        device: a CUDA device.
+
+    Returns:
+        Dicts with ``case, shape, layout, dtype, impl, pass, ms_p50, ms_p20, ms_p80,
+        bytes_min, gb_per_s, copy_gb_per_s, pct_of_copy_bandwidth, speedup_vs_eager,
+        compile_s, status, reason``. A measurement that fails is a row with
+        ``status="failed"`` and the reason, not an exception.
+
+    Raises:
+        KernelUnavailableError: no CUDA GPU (the interpreter is never benchmarked).
+        ValueError: an unknown impl or pass.
+    """
+    _require_cuda()
+    for value, allowed, what in ((impls, IMPLS, "impl"), (passes, PASSES, "pass")):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+    device = torch.device(device)
+    if copy_gbps is None:
+        copy_gbps = copy_bandwidth_gbps(device)
+    rows: list[dict] = []
+    eager_ms: dict[str, float] = {}
+    # eager first, so every other row can report its speed-up
+    for impl in sorted(impls, key=lambda i: i != "eager"):
+        t = _inputs(case, device)
+        fn = _impl_fn(impl, case, t)
+        x = t["x"]
+        wrt = (x, t["weight"], t["bias"])
+        compile_s = None
+        try:
+            start = time.perf_counter()
+            y = fn(x)  # first call: compiles for "compile", JIT-compiles the kernels for "triton"
+            torch.cuda.synchronize(device)
+            if impl == "compile":
+                compile_s = time.perf_counter() - start
+            dy = torch.randn_like(y)
+        except Exception as exc:  # a failed setup is a row per pass, not a crash
+            rows += [_failed(case, impl, p, exc) for p in passes]
+            continue
+        bench: dict[str, Callable[[], object]] = {
+            "forward": lambda fn=fn, x=x: fn(x),
+            "backward": lambda y=y, dy=dy, wrt=wrt: torch.autograd.grad(
+                y, wrt, dy, retain_graph=True
+            ),
+            "forward+backward": lambda fn=fn, x=x, dy=dy, wrt=wrt: torch.autograd.grad(
+                fn(x), wrt, dy
+            ),
+        }
+        for pass_ in passes:
+            try:
+                p50, p20, p80 = _do_bench(bench[pass_], rep_ms, warmup_ms)
+            except Exception as exc:
+                rows.append(_failed(case, impl, pass_, exc))
+                continue
+            if impl == "eager":
+                eager_ms[pass_] = p50
+            nbytes = bytes_moved(case, pass_)
+            gbps = nbytes / (p50 * 1e-3) / 1e9
+            rows.append(
+                {
+                    **_row_head(case, impl, pass_),
+                    "ms_p50": p50,
+                    "ms_p20": p20,
+                    "ms_p80": p80,
+                    "bytes_min": nbytes,
+                    "gb_per_s": gbps,
+                    "copy_gb_per_s": copy_gbps,
+                    "pct_of_copy_bandwidth": 100.0 * gbps / copy_gbps,
+                    "speedup_vs_eager": (eager_ms[pass_] / p50) if pass_ in eager_ms else None,
+                    "compile_s": compile_s,
+                    "status": "ok",
+                    "reason": None,
+                }
+            )
+    return rows
+
+
+def _row_head(case: Case, impl: str, pass_: str) -> dict:
+    return {
+        "case": case.name,
+        "shape": list(case.shape),
+        "layout": case.layout,
+        "dtype": case.dtype,
+        "impl": impl,
+        "pass": pass_,
+    }
+
+
+def _failed(case: Case, impl: str, pass_: str, exc: BaseException) -> dict:
+    return {
+        **_row_head(case, impl, pass_),
+        "status": "failed",
+        "reason": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+    }

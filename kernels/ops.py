@@ -1,0 +1,564 @@
+"""The fused BatchNorm + LeakyReLU op: torch.library registration, autograd, functional API.
+
+Two custom ops, registered with ``torch.library.triton_op`` so that torch.compile sees
+the Triton kernels inside them (``wrap_triton``) and traces without a graph break:
+
+- ``gan_bench::batch_norm_leaky_relu_forward`` mutates ``running_mean``,
+  ``running_var`` and ``num_batches_tracked`` and returns ``(y, stats)``;
+- ``gan_bench::batch_norm_leaky_relu_backward`` is functional and returns
+  ``(dx, dweight, dbias)`` (empty tensors for gradients nobody asked for).
+
+``torch.library.register_autograd`` only accepts functional ops, and the forward must
+mutate the running statistics (in its finalize kernel, with no host sync), so autograd
+is wired with a ``torch.autograd.Function`` that calls the two ops. Dynamo traces
+``autograd.Function`` into the graph (forward and backward), so
+``torch.compile(fullgraph=True)`` holds; the backward is not differentiable again
+(no double backward through this op).
+
+Registering the ops is the one thing importing this module does besides defining
+functions: torch.compile needs the op to exist before it traces a call to it.
+
+Launches per call (small = the fused path, ``LaunchPlan.split == 1``; large = split):
+
+==========================  =====  =====
+pass                        small  large
+==========================  =====  =====
+training forward            1      3     (+1 ``add_`` when momentum is None)
+eval forward                1      1
+training backward           1      3     (2 without dx)
+eval backward, dx only      1      1
+eval backward, dw/db        1      2
+==========================  =====  =====
+
+plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout``).
+"""
+
+# ruff: noqa: UP007, UP045
+# torch.library infers op schemas from the annotations; typing.Optional is understood by
+# every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
+
+import math
+from typing import Optional
+
+import torch
+from torch._subclasses.fake_tensor import is_fake
+from torch._subclasses.functional_tensor import FunctionalTensorMode
+
+from kernels import availability
+from kernels.plan import (
+    FINALIZE_BLOCK_C,
+    FINALIZE_BLOCK_P,
+    ChannelView,
+    LaunchPlan,
+    channel_view,
+    like_layout,
+    make_plan,
+)
+
+if availability.TRITON_AVAILABLE:
+    from torch.library import wrap_triton
+
+    from kernels.batchnorm_leaky_relu_kernels import (
+        bn_apply_kernel,
+        bn_bwd_dx_kernel,
+        bn_bwd_finalize_kernel,
+        bn_bwd_fused_kernel,
+        bn_bwd_partial_kernel,
+        bn_fwd_fused_kernel,
+        bn_stats_finalize_kernel,
+        bn_stats_partial_kernel,
+    )
+
+__all__ = ["batch_norm_leaky_relu"]
+
+FORWARD_OP = "gan_bench::batch_norm_leaky_relu_forward"
+BACKWARD_OP = "gan_bench::batch_norm_leaky_relu_backward"
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _launchable(t: torch.Tensor) -> bool:
+    """False while tracing with fake tensors under the interpreter.
+
+    A compiled kernel wrapped by ``wrap_triton`` records itself when traced; an
+    interpreted one would try to read the fake tensor's (absent) data. Shapes are all
+    that tracing needs, so the launch is skipped there.
+    """
+    return not (availability.INTERPRETED and is_fake(t))
+
+
+def _opaque(mode, func, types, args, kwargs):
+    # Under the interpreter, keep the op opaque during functionalization (AOTAutograd):
+    # its interpreted kernels cannot be captured as graph nodes, so the graph calls the
+    # op itself, which then runs them on real tensors.
+    return mode.__torch_dispatch__(func, types, args, kwargs)
+
+
+def _define(name: str, mutates_args: tuple[str, ...]):
+    """Register ``fn`` as op ``name``: a triton_op where triton imports, else a custom_op."""
+
+    def register(fn):
+        if availability.TRITON_AVAILABLE:
+            op = torch.library.triton_op(name, mutates_args=mutates_args)(fn)
+        else:  # the op exists so that code referring to it imports; calling it raises
+            op = torch.library.custom_op(name, mutates_args=mutates_args)(fn)
+            op.register_fake(fn)
+        if availability.INTERPRETED:
+            op.register_torch_dispatch(FunctionalTensorMode, _opaque)
+        return op
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------
+# Launch helpers (shared with kernels/sync.py). ``view``/``plan`` come from kernels.plan.
+# ---------------------------------------------------------------------------------------
+
+
+def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -> torch.Tensor:
+    """Partial (count, mean - K, M2) rows, ``[3, SPLIT, C]``, in the accumulation dtype."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    part = x.new_empty((3, plan.split, view.c), dtype=acc)
+    if _launchable(x):
+        wrap_triton(bn_stats_partial_kernel)[(plan.c_blocks, plan.split)](
+            x, part, view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
+            view.sn, view.sc, view.ss,
+            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+    return part
+
+
+def launch_stats_finalize(
+    part: torch.Tensor,
+    x: torch.Tensor,
+    view: ChannelView,
+    stats: torch.Tensor,
+    *,
+    shifted: bool,
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    running_mean: Optional[torch.Tensor] = None,
+    running_var: Optional[torch.Tensor] = None,
+    num_batches_tracked: Optional[torch.Tensor] = None,
+    momentum: Optional[float] = None,
+    eps: float = 1e-5,
+    merged: Optional[torch.Tensor] = None,
+) -> None:
+    """Merge ``part`` into ``stats`` (and update running stats), or into ``merged`` [3, C]."""
+    update = running_mean is not None
+    if _launchable(x):
+        wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, FINALIZE_BLOCK_C),)](
+            part, part.shape[1], x, view.sc, view.c,
+            x if weight is None else weight,
+            x if bias is None else bias,
+            x if running_mean is None else running_mean,
+            x if running_var is None else running_var,
+            x if num_batches_tracked is None else num_batches_tracked,
+            stats, x if merged is None else merged,
+            0.0 if momentum is None else float(momentum), float(eps),
+            HAS_SHIFT=shifted, HAS_W=weight is not None, HAS_B=bias is not None,
+            UPDATE_RUNNING=update, FACTOR_FROM_NBT=update and momentum is None,
+            MERGE_ONLY=merged is not None,
+            BLOCK_C=FINALIZE_BLOCK_C, BLOCK_P=FINALIZE_BLOCK_P, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+
+
+def launch_apply(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    view: ChannelView,
+    plan: LaunchPlan,
+    stats: torch.Tensor,
+    *,
+    negative_slope: float,
+    eval_weight: Optional[torch.Tensor] = None,
+    eval_bias: Optional[torch.Tensor] = None,
+    eval_running_mean: Optional[torch.Tensor] = None,
+    eval_running_var: Optional[torch.Tensor] = None,
+    eps: float = 1e-5,
+    increment: Optional[torch.Tensor] = None,
+) -> None:
+    """``y = leaky(BN(x))`` elementwise; eval mode when ``eval_running_mean`` is given."""
+    is_eval = eval_running_mean is not None
+    if _launchable(x):
+        wrap_triton(bn_apply_kernel)[(plan.tiles_total, plan.c_blocks)](
+            x, y, stats,
+            x if eval_weight is None else eval_weight,
+            x if eval_bias is None else eval_bias,
+            x if eval_running_mean is None else eval_running_mean,
+            x if eval_running_var is None else eval_running_var,
+            x if increment is None else increment,
+            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
+            float(eps), float(negative_slope), float(view.count),
+            EVAL=is_eval, HAS_W=eval_weight is not None, HAS_B=eval_bias is not None,
+            INC_NBT=increment is not None,
+            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+
+
+def launch_bwd_partial(
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    dx: Optional[torch.Tensor],
+    view: ChannelView,
+    plan: LaunchPlan,
+    stats: torch.Tensor,
+    negative_slope: float,
+) -> torch.Tensor:
+    """Partial ``sum g`` / ``sum g*xhat`` rows ``[2, SPLIT, C]``; eval dx too if ``dx`` given."""
+    part = x.new_empty((2, plan.split, view.c), dtype=stats.dtype)
+    if _launchable(x):
+        wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
+            x, dy, x if dx is None else dx, stats, part,
+            view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
+            view.sn, view.sc, view.ss, float(negative_slope),
+            WRITE_DX=dx is not None,
+            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+    return part
+
+
+def launch_bwd_finalize(
+    part: torch.Tensor,
+    x: torch.Tensor,
+    view: ChannelView,
+    dweight: Optional[torch.Tensor],
+    dbias: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """Sum partial rows into ``sums`` ``[2, C]``; write dweight/dbias if given."""
+    sums = x.new_empty((2, view.c), dtype=part.dtype)
+    if _launchable(x):
+        wrap_triton(bn_bwd_finalize_kernel)[(_cdiv(view.c, FINALIZE_BLOCK_C),)](
+            part, part.shape[1], view.c, sums,
+            x if dweight is None else dweight, x if dbias is None else dbias,
+            HAS_DW=dweight is not None, HAS_DB=dbias is not None,
+            BLOCK_C=FINALIZE_BLOCK_C, BLOCK_P=FINALIZE_BLOCK_P, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+    return sums
+
+
+def launch_dx(
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    view: ChannelView,
+    plan: LaunchPlan,
+    stats: torch.Tensor,
+    sums: Optional[torch.Tensor],
+    negative_slope: float,
+) -> None:
+    """Elementwise dx: training formula when ``sums`` is given, ``g * scale`` otherwise."""
+    if _launchable(x):
+        wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
+            x, dy, dx, stats, stats if sums is None else sums,
+            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss, float(negative_slope),
+            TRAINING=sums is not None,
+            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# The ops
+# ---------------------------------------------------------------------------------------
+
+
+@_define(FORWARD_OP, mutates_args=("running_mean", "running_var", "num_batches_tracked"))
+def _forward_op(
+    x: torch.Tensor,
+    weight: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    running_mean: Optional[torch.Tensor],
+    running_var: Optional[torch.Tensor],
+    num_batches_tracked: Optional[torch.Tensor],
+    training: bool,
+    momentum: Optional[float],
+    eps: float,
+    negative_slope: float,
+    split: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Arguments are validated by batch_norm_leaky_relu; ``training`` here means "use batch
+    # statistics" (F.batch_norm's meaning), running stats are updated iff they are given.
+    availability.require_runnable(x.device)
+    x, view = channel_view(x)
+    y = torch.empty_like(x)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    stats = x.new_empty((6, view.c), dtype=acc)
+    update = training and running_mean is not None
+    increment = num_batches_tracked if update else None
+    if x.numel() == 0:  # as eager: empty output, running statistics untouched
+        stats.zero_()
+        if increment is not None:
+            increment.add_(1)
+        return y, stats
+    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split)
+    if not training:
+        launch_apply(
+            x, y, view, plan, stats, negative_slope=negative_slope,
+            eval_weight=weight, eval_bias=bias,
+            eval_running_mean=running_mean, eval_running_var=running_var, eps=eps,
+        )  # fmt: skip
+        return y, stats
+    factor_from_nbt = update and momentum is None
+    if plan.fused:
+        # The counter can be bumped in-kernel only when no program reads it.
+        in_kernel = increment is not None and not factor_from_nbt
+        if _launchable(x):
+            wrap_triton(bn_fwd_fused_kernel)[(plan.c_blocks,)](
+                x, y, stats,
+                x if weight is None else weight,
+                x if bias is None else bias,
+                running_mean if update else x,
+                running_var if update else x,
+                num_batches_tracked if num_batches_tracked is not None else x,
+                view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
+                0.0 if momentum is None else float(momentum), float(eps), float(negative_slope),
+                HAS_W=weight is not None, HAS_B=bias is not None,
+                UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
+                BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            )  # fmt: skip
+        if increment is not None and not in_kernel:
+            increment.add_(1)
+        return y, stats
+    part = launch_stats_partial(x, view, plan)
+    launch_stats_finalize(
+        part, x, view, stats, shifted=True, weight=weight, bias=bias,
+        running_mean=running_mean if update else None,
+        running_var=running_var if update else None,
+        num_batches_tracked=num_batches_tracked if factor_from_nbt else None,
+        momentum=momentum, eps=eps,
+    )  # fmt: skip
+    launch_apply(x, y, view, plan, stats, negative_slope=negative_slope, increment=increment)
+    return y, stats
+
+
+@_define(BACKWARD_OP, mutates_args=())
+def _backward_op(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    stats: torch.Tensor,
+    training: bool,
+    negative_slope: float,
+    need_dx: bool,
+    need_dweight: bool,
+    need_dbias: bool,
+    weight_dtype: torch.dtype,
+    bias_dtype: torch.dtype,
+    split: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    availability.require_runnable(x.device)
+    x, view = channel_view(x)
+    dy = like_layout(dy, x, view)
+    dx = torch.empty_like(x) if need_dx else x.new_empty((0,))
+    dw = x.new_empty((view.c if need_dweight else 0,), dtype=weight_dtype)
+    db = x.new_empty((view.c if need_dbias else 0,), dtype=bias_dtype)
+    if x.numel() == 0:
+        dw.zero_()
+        db.zero_()
+        return dx, dw, db
+    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split)
+    reduce = (training and need_dx) or need_dweight or need_dbias
+    dx_in_reduce = need_dx and reduce and not training
+    dx_after = need_dx and (training or not reduce)
+    dw_arg = dw if need_dweight else None
+    db_arg = db if need_dbias else None
+    if not reduce:
+        if dx_after:
+            launch_dx(x, dy, dx, view, plan, stats, None, negative_slope)
+    elif plan.fused:
+        if _launchable(x):
+            wrap_triton(bn_bwd_fused_kernel)[(plan.c_blocks,)](
+                x, dy, dx if need_dx else x, stats,
+                x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
+                view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
+                float(negative_slope),
+                TRAINING=training, REDUCE=True, DX_IN_REDUCE=dx_in_reduce, DX_AFTER=dx_after,
+                HAS_DW=dw_arg is not None, HAS_DB=db_arg is not None,
+                BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            )  # fmt: skip
+    else:
+        part = launch_bwd_partial(
+            x, dy, dx if dx_in_reduce else None, view, plan, stats, negative_slope
+        )
+        sums = launch_bwd_finalize(part, x, view, dw_arg, db_arg)
+        if dx_after:
+            launch_dx(x, dy, dx, view, plan, stats, sums, negative_slope)
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------
+# Autograd and the functional API
+# ---------------------------------------------------------------------------------------
+
+
+class _BatchNormLeakyReLUFunction(torch.autograd.Function):
+    """Autograd for the forward op; saves x and the ``[6, C]`` stats, nothing activation-sized."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        num_batches_tracked,
+        training,
+        momentum,
+        eps,
+        negative_slope,
+        split,
+    ):
+        y, stats = torch.ops.gan_bench.batch_norm_leaky_relu_forward(
+            x, weight, bias, running_mean, running_var, num_batches_tracked,
+            training, momentum, eps, negative_slope, split,
+        )  # fmt: skip
+        ctx.save_for_backward(x, stats)
+        ctx.training = training
+        ctx.negative_slope = negative_slope
+        ctx.split = split
+        ctx.weight_dtype = weight.dtype if weight is not None else x.dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else x.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, stats = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx, dw, db = torch.ops.gan_bench.batch_norm_leaky_relu_backward(
+            dy, x, stats, ctx.training, ctx.negative_slope, need_dx, need_dw, need_db,
+            ctx.weight_dtype, ctx.bias_dtype, ctx.split,
+        )  # fmt: skip
+        return (
+            dx if need_dx else None,
+            dw if need_dw else None,
+            db if need_db else None,
+            None, None, None, None, None, None, None, None,
+        )  # fmt: skip
+
+
+def _check_vector(name: str, t: Optional[torch.Tensor], x: torch.Tensor) -> None:
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
+    c = x.shape[1]
+    if t.dim() != 1 or t.shape[0] != c:
+        raise ValueError(
+            f"{name} has shape {tuple(t.shape)}, expected ({c},): one value per channel of "
+            f"an input of shape {tuple(x.shape)}"
+        )
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but the input is on {x.device}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
+def check_arguments(
+    x: torch.Tensor,
+    running_mean: Optional[torch.Tensor],
+    running_var: Optional[torch.Tensor],
+    weight: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    training: bool,
+    momentum: Optional[float],
+    num_batches_tracked: Optional[torch.Tensor],
+) -> None:
+    """Validate the functional's arguments; raise ValueError/TypeError with what is allowed."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"expected an input (N, C, ...) with 2 or more dims, got {x.dim()}D")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"input dtype must be float16, bfloat16, float32 or float64, got {x.dtype}"
+        )
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
+        _check_vector(name, t, x)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be tensors or both be None")
+    if not training and running_mean is None:
+        raise ValueError(
+            "running_mean and running_var must be given when training=False (evaluation "
+            "uses the running statistics); pass training=True to use batch statistics"
+        )
+    if momentum is not None and not isinstance(momentum, (int, float)):
+        raise TypeError(f"momentum must be a float or None, got {type(momentum).__name__}")
+    if num_batches_tracked is not None:
+        if not isinstance(num_batches_tracked, torch.Tensor) or num_batches_tracked.numel() != 1:
+            raise ValueError("num_batches_tracked must be a one-element tensor (a counter)")
+        if num_batches_tracked.is_floating_point() or num_batches_tracked.device != x.device:
+            raise ValueError(
+                f"num_batches_tracked must be an integer tensor on {x.device}, got "
+                f"{num_batches_tracked.dtype} on {num_batches_tracked.device}"
+            )
+    if training and running_mean is not None and momentum is None and num_batches_tracked is None:
+        raise ValueError(
+            "momentum=None (cumulative moving average) needs num_batches_tracked to "
+            "weight each batch by 1/num_batches_tracked; pass the module's counter"
+        )
+    if training and x.shape[0] * math.prod(x.shape[2:]) == 1:
+        # The message is torch.nn.functional.batch_norm's (_verify_batch_size).
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {x.size()}"
+        )
+
+
+def batch_norm_leaky_relu(
+    x: torch.Tensor,
+    running_mean: Optional[torch.Tensor],
+    running_var: Optional[torch.Tensor],
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    training: bool = False,
+    momentum: Optional[float] = 0.1,
+    eps: float = 1e-5,
+    negative_slope: float = 0.01,
+    *,
+    num_batches_tracked: Optional[torch.Tensor] = None,
+    _split: int = 0,
+) -> torch.Tensor:
+    """``F.leaky_relu(F.batch_norm(x, ...), negative_slope)`` in fused Triton kernels.
+
+    Arguments mean what they mean in ``torch.nn.functional.batch_norm``; ReLU is
+    ``negative_slope=0``. Differentiable in x, weight and bias; composes with
+    ``torch.compile(fullgraph=True)`` and CUDA graphs (no host syncs).
+
+    Args:
+        x: ``(N, C, *)`` in float16/bfloat16/float32/float64. Contiguous and
+            channels-last (incl. ``(N, C)``) inputs are read in place; other layouts are
+            copied once. The output has x's dtype and memory format, whatever the dtype
+            of weight/bias (as eager BatchNorm, under autocast too: batch_norm is not on
+            autocast's fp32 list, so a bf16 input gives a bf16 output).
+        running_mean, running_var: ``(C,)`` or None. Updated in place when training.
+        weight, bias: ``(C,)`` or None (no affine).
+        training: use batch statistics (and update the running ones if given).
+        momentum: running-average factor, or None for a cumulative moving average
+            (factor ``1 / num_batches_tracked``, which then must be given).
+        eps: added to the variance.
+        negative_slope: LeakyReLU slope; 0 gives ReLU.
+        num_batches_tracked: the module's batch counter. When given, and running
+            statistics are updated, it is incremented on the device (what
+            ``nn.BatchNorm`` does in its forward, before ``F.batch_norm``).
+        _split: internal, for tests: 0 chooses; 1 forces the single-launch path,
+            ``k > 1`` the split path with up to k partials per channel.
+
+    Raises:
+        ValueError: bad shapes, devices or dtypes; one value per channel in training.
+        KernelUnavailableError: no CUDA GPU and no TRITON_INTERPRET (no eager fallback).
+    """
+    check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
+                    num_batches_tracked)  # fmt: skip
+    return _BatchNormLeakyReLUFunction.apply(
+        x, weight, bias, running_mean, running_var, num_batches_tracked,
+        bool(training), None if momentum is None else float(momentum), float(eps),
+        float(negative_slope), int(_split),
+    )  # fmt: skip

@@ -1,0 +1,203 @@
+"""Host-side launch planning: the 3-D channel view of an input, tile sizes, and SPLIT.
+
+Nothing here launches anything; ``kernels/ops.py`` turns a ``LaunchPlan`` into grids.
+Everything is decided from shapes, strides and the device's SM count, never from tensor
+values, so the plans are CUDA-graph and torch.compile safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+
+# Elements per [BLOCK_C, BLOCK_S] tile. On a GPU, 2048 fp32 elements = 8 KiB per tile, 16
+# per thread at 4 warps: enough bytes in flight per load without spilling registers
+# (the Triton layer-norm tutorial uses blocks of this order). Under the interpreter each
+# tile op is one NumPy call, so bigger tiles mean fewer Python-level iterations.
+TILE_ELEMS_GPU = 2048
+TILE_ELEMS_INTERPRETER = 8192
+# Longest run along the contiguous axis: 1024 elements (4 KiB fp32) covers the widest
+# DCGAN plane (32x32) in one tile row.
+MAX_BLOCK_CONTIGUOUS = 1024
+# Widest channel block when channels are the contiguous axis (channels_last, (N, C)).
+MAX_BLOCK_C_CHANNELS_LAST = 128
+# Aim for this many reduction programs per SM: enough to hide memory latency with a
+# few resident programs per SM, as Liger-Kernel and the Triton tutorials size grids.
+PROGRAMS_PER_SM = 4
+# A split program should reduce at least this many tiles, or the partial writes and the
+# extra finalize launch cost more than the parallelism buys.
+MIN_TILES_PER_PROGRAM = 2
+# When a channel block has at most this many tiles, one program per channel block does
+# statistics, finalize and apply in one launch (the "fused" path): a launch costs a few
+# microseconds, about what one SM needs to stream this many 8 KiB tiles twice.
+FUSED_MAX_TILES = 8
+# Upper bound on SPLIT; the finalize kernel loops over partial rows in BLOCK_P chunks.
+MAX_SPLIT = 512
+# Channel block and partial-row chunk of the finalize kernels: [32, 64] = 2048 elements.
+FINALIZE_BLOCK_C = 64
+FINALIZE_BLOCK_P = 32
+NUM_WARPS = 4
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """An input seen as ``(n, c, s)`` with element strides ``(sn, sc, ss)``.
+
+    ``count`` = ``n * s`` is the number of elements per channel.
+    """
+
+    n: int
+    c: int
+    s: int
+    sn: int
+    sc: int
+    ss: int
+
+    @property
+    def count(self) -> int:
+        return self.n * self.s
+
+    @property
+    def channels_contiguous(self) -> bool:
+        return self.sc == 1 and self.ss != 1
+
+
+def _channels_last_like(x: torch.Tensor) -> bool:
+    """True when x's memory order is (N, spatial..., C): channels_last for 4-D, (N, C) for 2-D."""
+    perm = (0, *range(2, x.dim()), 1)
+    return x.permute(perm).is_contiguous()
+
+
+def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
+    """Return ``(x, view)`` where ``view`` addresses ``x`` as ``(N', C, S')`` without a copy.
+
+    - contiguous ``(N, C, *spatial)`` -> ``(N, C, S)``, strides ``(C*S, S, 1)``;
+    - channels-last order (``channels_last`` 4-D, ``(N, C)``, ``(N, C, L)`` stored as
+      ``(N, L, C)``) -> ``(1, C, N*S)``, strides ``(0, 1, C)``.
+
+    Any other layout (a slice, a transposed batch, an expanded tensor) is first made
+    contiguous: one copy, documented here because it costs a full read and write.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"expected an input with at least 2 dims (N, C, ...), got {x.dim()}D")
+    n, c = x.shape[0], x.shape[1]
+    s = math.prod(x.shape[2:])
+    if _channels_last_like(x):
+        return x, ChannelView(1, c, n * s, 0, 1, c)
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return x, ChannelView(n, c, s, c * s, s, 1)
+
+
+def like_layout(t: torch.Tensor, x: torch.Tensor, view: ChannelView) -> torch.Tensor:
+    """Return ``t`` (same shape as ``x``) with x's memory layout, copying only if needed.
+
+    The backward walks ``dy`` with x's view; autograd may hand over a gradient in another
+    layout (an expanded ``ones`` from ``.sum().backward()``, a contiguous gradient for a
+    channels_last input), which costs one copy here.
+    """
+    same = t.shape == x.shape and (
+        (view.sn == 0 and _channels_last_like(t)) or (view.sn != 0 and t.is_contiguous())
+    )
+    if same:
+        return t
+    out = torch.empty_like(x)
+    out.copy_(t)
+    return out
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device, queried once per device and cached."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _sm_count(index)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Tile sizes and the reduction split for one input view.
+
+    ``split == 1`` selects the fused single-launch path (one program per channel block);
+    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials.
+    """
+
+    block_c: int
+    block_s: int
+    n_tiles_s: int
+    tiles_total: int
+    c_blocks: int
+    split: int
+    tiles_per_prog: int
+
+    @property
+    def fused(self) -> bool:
+        return self.split == 1
+
+
+def _tile_shape(view: ChannelView, tile: int, max_contig: int) -> tuple[int, int]:
+    c_cap = max(2, _next_pow2(view.c))
+    s_cap = max(2, _next_pow2(view.s))
+    if view.channels_contiguous:
+        block_c = min(c_cap, MAX_BLOCK_C_CHANNELS_LAST)
+        block_s = max(2, min(s_cap, tile // block_c))
+    else:
+        block_s = min(s_cap, max_contig)
+        block_c = max(2, min(c_cap, tile // block_s))
+    return block_c, block_s
+
+
+def make_plan(
+    view: ChannelView, device: torch.device, *, interpreted: bool, split: int = 0
+) -> LaunchPlan:
+    """Choose tile sizes and SPLIT for ``view`` on ``device``.
+
+    Args:
+        view: the input's channel view.
+        device: where the kernels run; a CUDA device's SM count sizes the grid.
+        interpreted: the kernels run under TRITON_INTERPRET (bigger tiles, SPLIT 1).
+        split: 0 chooses automatically; 1 forces the fused path; ``k > 1`` forces the
+            split path with up to ``k`` partials (tiles are shrunk along S until there
+            are at least ``k`` tiles, so tiny test inputs can exercise it).
+
+    The automatic SPLIT aims for ``PROGRAMS_PER_SM * SMs`` reduction programs in all, so
+    that a layer with few channel blocks (C = 64 at 32x32) still fills the GPU, keeps at
+    least ``MIN_TILES_PER_PROGRAM`` tiles per program, and falls back to the fused path
+    when a channel block has at most ``FUSED_MAX_TILES`` tiles.
+    """
+    if split < 0:
+        raise ValueError(f"split must be >= 0 (0 = automatic), got {split}")
+    tile = TILE_ELEMS_INTERPRETER if interpreted else TILE_ELEMS_GPU
+    block_c, block_s = _tile_shape(view, tile, tile if interpreted else MAX_BLOCK_CONTIGUOUS)
+    n_tiles_s = _cdiv(view.s, block_s)
+    tiles_total = view.n * n_tiles_s
+    c_blocks = _cdiv(view.c, block_c)
+    if split > 1:
+        while tiles_total < split and block_s > 2:
+            block_s //= 2
+            n_tiles_s = _cdiv(view.s, block_s)
+            tiles_total = view.n * n_tiles_s
+        chosen = min(split, tiles_total)
+    elif split == 1 or interpreted or tiles_total <= FUSED_MAX_TILES:
+        chosen = 1
+    else:
+        target = PROGRAMS_PER_SM * sm_count(device)
+        chosen = min(_cdiv(target, c_blocks), _cdiv(tiles_total, MIN_TILES_PER_PROGRAM), MAX_SPLIT)
+    chosen = max(chosen, 1)
+    tiles_per_prog = _cdiv(tiles_total, chosen)
+    chosen = _cdiv(tiles_total, tiles_per_prog)  # no program without tiles
+    return LaunchPlan(block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog)

@@ -1,0 +1,90 @@
+"""The CPU-testable parts of kernels.benchmark: the case list and the byte counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gan_models import build_pair
+from kernels import KernelUnavailableError
+from kernels.benchmark import PASSES, benchmark_cases, bytes_moved, run_case
+
+
+def _bn_input_shapes(module: nn.Module, x: torch.Tensor, batch: int) -> dict[str, tuple]:
+    """Every BatchNorm input shape seen in a forward, with the batch dim set to ``batch``."""
+    shapes: dict[str, tuple] = {}
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, args, out, name=name: shapes.__setitem__(name, (batch, *args[0].shape[1:]))
+        )
+        for name, m in module.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    with torch.no_grad():
+        module(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def test_dcgan64_cases_are_the_models_batchnorm_shapes_at_batch_128():
+    pair = build_pair("dcgan64", channels=3)
+    n = 2  # shapes scale with N; a small batch keeps the CPU forward cheap
+    g = _bn_input_shapes(pair.generator, torch.randn(n, *pair.latent_shape), 128)
+    d = _bn_input_shapes(pair.discriminator, torch.randn(n, *pair.image_shape), 128)
+    assert len(g) == 4 and len(d) == 3
+    cases = benchmark_cases()
+    dcgan = [c for c in cases if c.name.startswith("dcgan64")]
+    assert {c.shape for c in dcgan} == set(g.values()) | set(d.values())
+    for c in dcgan:  # each case names the layers it stands for
+        for src in c.sources:
+            role, name = src.removeprefix("dcgan64.").split(".", 1)
+            assert (g if role == "G" else d)[name] == c.shape
+
+
+def test_case_list_layouts_dtypes_and_extras():
+    cases = benchmark_cases()
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names))
+    shapes_4d = {c.shape for c in cases if len(c.shape) == 4}
+    assert (256, 64, 64, 64) in shapes_4d
+    for shape in shapes_4d:
+        got = {(c.layout, c.dtype) for c in cases if c.shape == shape}
+        assert got == {(lay, dt) for lay in ("nchw", "channels_last") for dt in ("fp32", "bf16")}
+    assert {(c.layout, c.dtype) for c in cases if c.shape == (512, 1024)} == {
+        ("nc", "fp32"),
+        ("nc", "bf16"),
+    }
+
+
+def test_bytes_moved_is_the_five_pass_minimum():
+    case = next(c for c in benchmark_cases() if c.shape == (128, 512, 4, 4) and c.dtype == "bf16")
+    numel = 128 * 512 * 4 * 4
+    assert case.numel == numel and case.element_size == 2
+    assert bytes_moved(case, "forward") == 2 * numel * 2
+    assert bytes_moved(case, "backward") == 3 * numel * 2
+    assert bytes_moved(case, "forward+backward") == 5 * numel * 2
+    assert set(PASSES) == {"forward", "backward", "forward+backward"}
+    with pytest.raises(ValueError, match="unknown pass"):
+        bytes_moved(case, "sideways")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusal")
+def test_run_case_refuses_without_a_gpu():
+    with pytest.raises(KernelUnavailableError, match="CUDA GPU"):
+        run_case(benchmark_cases()[0])
+
+
+@pytest.mark.gpu
+def test_run_case_on_gpu_returns_json_ready_rows():
+    import json
+
+    case = next(c for c in benchmark_cases() if c.shape == (128, 512, 4, 4))
+    rows = run_case(case, rep_ms=5, warmup_ms=2)
+    assert len(rows) == 9
+    json.dumps(rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["impl"] for r in ok} >= {"eager", "triton"}
+    for r in ok:
+        assert r["ms_p20"] <= r["ms_p50"] <= r["ms_p80"] and r["gb_per_s"] > 0

@@ -1,0 +1,126 @@
+"""SyncBatchNorm + LeakyReLU over 2 real processes (torchrun, gloo, CPU interpreter).
+
+Two ranks with unequal batches (3 and 2 samples) must equal one process over the
+concatenated batch of 5: outputs, dx, running statistics and the counter; dweight and
+dbias are per-rank (as nn.SyncBatchNorm returns them, DDP sums/averages later), so their
+sum over ranks must equal the single-process gradients.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import kernels
+from kernels.reference import batch_norm_leaky_relu_reference
+
+REPO = Path(__file__).resolve().parents[2]
+SPLITS = (3, 2)  # samples per rank
+SHAPE = (sum(SPLITS), 6, 5, 5)
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    import torch.distributed as dist
+    import kernels
+
+    out_dir, layout, split = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    data = torch.load(f"{out_dir}/inputs.pt")
+    bounds = [0, 3, 5]
+    x = data["x"][bounds[rank]:bounds[rank + 1]].clone()
+    dy = data["dy"][bounds[rank]:bounds[rank + 1]].clone()
+    if layout == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    module = kernels.SyncBatchNormLeakyReLU(6, momentum=None, negative_slope=0.2)
+    module.load_state_dict(data["state"])
+    if split:  # the functional path, forcing the split reduction
+        x.requires_grad_(True)
+        y = kernels.sync_batch_norm_leaky_relu(
+            x, module.running_mean, module.running_var, module.weight, module.bias, True,
+            None, module.eps, 0.2, num_batches_tracked=module.num_batches_tracked,
+            _split=split,
+        )
+    else:
+        x.requires_grad_(True)
+        y = module(x)
+    y.backward(dy)
+    torch.save(
+        {
+            "y": y.detach(), "dx": x.grad, "dw": module.weight.grad, "db": module.bias.grad,
+            "state": module.state_dict(),
+        },
+        f"{out_dir}/rank{rank}.pt",
+    )
+    dist.destroy_process_group()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("layout", "split"), [("nchw", 0), ("cl", 3)], ids=["module", "split"])
+def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, split):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(SHAPE, generator=gen) * 1.5 + 0.3
+    dy = torch.randn(SHAPE, generator=gen)
+    ref_module = kernels.SyncBatchNormLeakyReLU(6, momentum=None, negative_slope=0.2)
+    with torch.no_grad():
+        ref_module.weight.uniform_(0.5, 1.5, generator=gen)
+        ref_module.bias.normal_(generator=gen)
+        ref_module.running_mean.normal_(generator=gen)
+        ref_module.num_batches_tracked.fill_(4)
+    state = {k: v.clone() for k, v in ref_module.state_dict().items()}
+    torch.save({"x": x, "dy": dy, "state": state}, tmp_path / "inputs.pt")
+    (tmp_path / "worker.py").write_text(WORKER)
+
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
+        str(tmp_path / "worker.py"), str(tmp_path), layout, str(split),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+    # one process, whole batch, float64 eager
+    xr = x.double().requires_grad_(True)
+    w = state["weight"].double().requires_grad_(True)
+    b = state["bias"].double().requires_grad_(True)
+    rm, rv, nbt = (
+        state["running_mean"].double(),
+        state["running_var"].double(),
+        state["num_batches_tracked"].clone(),
+    )
+    yr = batch_norm_leaky_relu_reference(
+        xr, rm, rv, w, b, True, None, 1e-5, 0.2, num_batches_tracked=nbt
+    )
+    yr.backward(dy.double())
+
+    y = torch.cat([r["y"] for r in ranks])
+    dx = torch.cat([r["dx"] for r in ranks])
+    torch.testing.assert_close(y.double(), yr, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dx.double(), xr.grad, atol=1e-4, rtol=1e-4)
+    dw = sum(r["dw"] for r in ranks)
+    db = sum(r["db"] for r in ranks)
+    torch.testing.assert_close(dw.double(), w.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(db.double(), b.grad, atol=1e-4, rtol=1e-4)
+    for r in ranks:  # every rank holds the same, global running statistics
+        torch.testing.assert_close(r["state"]["running_mean"].double(), rm, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(r["state"]["running_var"].double(), rv, atol=1e-5, rtol=1e-5)
+        assert int(r["state"]["num_batches_tracked"]) == int(nbt) == 5
