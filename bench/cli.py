@@ -37,7 +37,8 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 def fail_usage(message: str) -> None:
     """Report bad input as one line and exit 2."""
-    typer.echo(f"gan-bench: error: {message}", err=True)
+    one_line = " ".join(str(message).split())  # messages quoting library errors may wrap
+    typer.echo(f"gan-bench: error: {one_line}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -100,6 +101,27 @@ def run(
     kernels: Annotated[
         str, _opt("BatchNorm+activation kernels: torch, or triton (fused).")
     ] = _DEFAULTS["kernels"],
+    quality: Annotated[
+        bool | None,
+        _opt("Measure sample quality after training (default: on for real data sets)."),
+    ] = None,
+    quality_samples: Annotated[
+        int | None, _opt("Generated images per quality evaluation (default 2000 CPU, 10000 GPU).")
+    ] = None,
+    eval_every: Annotated[
+        int | None, _opt("FD every K timed iterations, outside the timing: a quality curve.")
+    ] = None,
+    target_fd: Annotated[
+        float | None, _opt("Stop once FD <= X and record the time it took (needs --eval-every).")
+    ] = None,
+    quality_cache_dir: Annotated[
+        str | None,
+        _opt("Where trained extractors are cached (default $GAN_BENCH_CACHE or ~/.cache)."),
+    ] = None,
+    inception_weights: Annotated[
+        str | None,
+        _opt("Local Inception weights (pytorch-fid / torchvision / TorchScript): adds FID."),
+    ] = None,
     repeat: Annotated[int, _opt("Index of this run among repeats of one point (recorded).")] = 0,
     quiet: Annotated[bool, _opt("No progress bar and no summary table.")] = _DEFAULTS["quiet"],
 ) -> None:
@@ -132,10 +154,18 @@ def run(
             variant=variant,
             compile_mode=compile_mode,
             kernels=kernels,
+            quality=quality,
+            quality_samples=quality_samples,
+            eval_every=eval_every,
+            target_fd=target_fd,
+            quality_cache_dir=quality_cache_dir,
+            inception_weights=inception_weights,
             repeat=repeat,
             quiet=quiet,
         )
         device_type = launcher.resolve_device(cfg)
+        if cfg.inception_weights is not None:
+            _check_inception_weights(cfg.inception_weights)
         if distributed.launched_by_torchrun():
             world = int(os.environ["WORLD_SIZE"])
             if cfg.nproc not in (1, world):
@@ -152,6 +182,16 @@ def run(
         signame = record["reason"].split()[0]
         raise typer.Exit(128 + (2 if signame == "SIGINT" else 15))
     raise typer.Exit(EXIT_CODES[record["status"]])
+
+
+def _check_inception_weights(path: str) -> None:
+    """A file that is not Inception weights is bad input: found before any training."""
+    from bench.quality import InceptionWeightsError, load_inception
+
+    try:
+        load_inception(path)
+    except InceptionWeightsError as err:
+        raise ConfigError(str(err)) from None
 
 
 @app.command()
@@ -172,6 +212,154 @@ def env(
     for key, value in report.items():
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     Console().print(table)
+
+
+_GRID = " Default: this machine's grid (--dry-run shows it)."
+
+
+@app.command()
+def sweep(
+    models: Annotated[
+        str | None,
+        _opt("Comma list of models: mlp, dcgan32, dcgan64." + _GRID),
+    ] = None,
+    datasets: Annotated[
+        str | None,
+        _opt("Comma list of data sets (as `run --dataset`)." + _GRID),
+    ] = None,
+    batch_sizes: Annotated[
+        str | None,
+        _opt("Comma list of batch sizes PER PROCESS." + _GRID),
+    ] = None,
+    precisions: Annotated[
+        str | None,
+        _opt("Comma list of fp32, tf32, bf16, fp16." + _GRID),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        _opt("Comma list of world sizes (GPUs; processes on CPU)." + _GRID),
+    ] = None,
+    variants: Annotated[
+        str | None, _opt("Comma list of variants: " + ", ".join(VARIANTS) + "." + _GRID)
+    ] = None,
+    steps: Annotated[
+        int | None, _opt("Timed iterations per run. (default: 20 on CPU, 100 on GPU)")
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, _opt("Untimed iterations first. (default: 3 on CPU, 10 on GPU)")
+    ] = None,
+    repeats: Annotated[
+        int | None, _opt("Runs of each point (median and spread). (default: 2 CPU, 3 GPU)")
+    ] = None,
+    out: Annotated[str, _opt("JSON-lines file the records are appended to.")] = (
+        "results/sweep.jsonl"
+    ),
+    timeout_per_point: Annotated[
+        float | None, _opt("Seconds before a run is stopped. (default: 300 CPU, 1800 GPU)")
+    ] = None,
+    resume: Annotated[bool, _opt("Skip runs that already have an ok record in --out.")] = True,
+    dry_run: Annotated[bool, _opt("Print the plan and its rough cost; run nothing.")] = False,
+    device: Annotated[str, _opt("auto (CUDA when present), cpu, cuda.")] = "auto",
+    data_dir: Annotated[str | None, _opt("Root of local data sets, as `run --data-dir`.")] = None,
+) -> None:
+    """Run a grid of points, each in its own process; end with the compare table."""
+    from bench.sweep import sweep_command
+
+    try:
+        rc = sweep_command(
+            models=models,
+            datasets=datasets,
+            batch_sizes=batch_sizes,
+            precisions=precisions,
+            gpus=gpus,
+            variants=variants,
+            steps=steps,
+            warmup_steps=warmup_steps,
+            repeats=repeats,
+            out=out,
+            timeout_per_point=timeout_per_point,
+            resume=resume,
+            dry_run=dry_run,
+            device=device,
+            data_dir=data_dir,
+        )
+    except ConfigError as err:
+        fail_usage(str(err))
+    raise typer.Exit(rc)
+
+
+@app.command()
+def compare(
+    results: Annotated[list[str], typer.Argument(help="JSON-lines results files.")],
+    baseline: Annotated[str, _opt("Variant the others are compared with.")] = "eager",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, markdown, csv or json.", show_default=True)
+    ] = "table",
+    fail_below: Annotated[
+        float | None, _opt("Exit 1 when an ok variant's speed-up is under this ratio.")
+    ] = None,
+) -> None:
+    """Variants against a baseline: throughput, speed-up, memory, quality, scaling."""
+    from bench.compare import compare_command
+
+    try:
+        rc = compare_command(results, baseline=baseline, fmt=fmt, fail_below=fail_below)
+    except ConfigError as err:
+        fail_usage(str(err))
+    raise typer.Exit(rc)
+
+
+@app.command()
+def report(
+    results: Annotated[list[str], typer.Argument(help="JSON-lines results files.")],
+    out_dir: Annotated[str, _opt("Folder for the PNG plots and report.md.")] = "results/report",
+    baseline: Annotated[str, _opt("Variant the others are compared with.")] = "eager",
+) -> None:
+    """PNG plots and a markdown summary (with the compare table) of results."""
+    from bench.report import write_report
+
+    try:
+        written = write_report(results, out_dir, baseline=baseline)
+    except ConfigError as err:
+        fail_usage(str(err))
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def kernels(
+    out: Annotated[str, _opt("JSON-lines file the records are appended to.")] = (
+        "results/kernels.jsonl"
+    ),
+    dtypes: Annotated[str, _opt("Comma list: fp32, bf16.")] = "fp32,bf16",
+    impls: Annotated[str, _opt("Comma list: eager, compile, triton.")] = "eager,compile,triton",
+    passes: Annotated[str, _opt("Comma list: forward, backward, forward+backward.")] = (
+        "forward,backward,forward+backward"
+    ),
+    match: Annotated[str | None, _opt("Only cases whose name contains this text.")] = None,
+    rep_ms: Annotated[int, _opt("do_bench time budget per measurement, ms.")] = 100,
+    quiet: Annotated[bool, _opt("No table.")] = False,
+) -> None:
+    """Time the fused BatchNorm+LeakyReLU kernels against eager and torch.compile (CUDA)."""
+    from bench.kernel_bench import run_kernel_benchmarks
+
+    def split(text: str) -> list[str]:
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    try:
+        if rep_ms < 1:
+            raise ConfigError(f"--rep-ms must be at least 1, got {rep_ms}")
+        run_kernel_benchmarks(
+            out=out,
+            dtypes=split(dtypes),
+            impls=split(impls),
+            passes=split(passes),
+            match=match,
+            rep_ms=rep_ms,
+            quiet=quiet,
+        )
+    except ConfigError as err:
+        fail_usage(str(err))
 
 
 def main(argv: list[str] | None = None) -> None:

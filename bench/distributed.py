@@ -70,6 +70,11 @@ def setup(device_type: str, timeout_s: int) -> DistContext:
     )
 
 
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
 def teardown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()

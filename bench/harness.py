@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 import uuid
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,7 @@ from bench.data import build_batch_source
 from bench.environment import collect_environment, gpu_memory_used_mib, peak_rss_mib
 from bench.flops import compute_metrics, count_flops
 from bench.precision import PrecisionPolicy, make_policy
+from bench.quality.probe import QualityProbe, write_sample_grid
 from bench.records import SCHEMA_VERSION, append_record
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
@@ -206,116 +208,47 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         "discriminator_params": sum(p.numel() for p in discriminator.parameters()),
     }
 
-    total = cfg.warmup_steps + cfg.steps
-    loss_log = torch.zeros(total, 2, device=device)  # (d, g) per iteration, read once per phase
-    load_s: list[float] = []
+    probe = None
+    if cfg.quality_enabled:
+        # Before training: the first use of a data set trains its extractor (tens of
+        # seconds on a CPU, cached afterwards); the other ranks wait at the barrier.
+        phase.name = "quality setup"
+        if ctx.is_main:
+            probe = QualityProbe(
+                dataset=cfg.dataset,
+                data_dir=cfg.data_dir,
+                image_shape=pair.image_shape,
+                latent_shape=pair.latent_shape,
+                device=device,
+                n_samples=cfg.quality_samples,
+                seed=cfg.seed,
+                cache_dir=cfg.quality_cache_dir,
+                inception_weights=cfg.inception_weights,
+            )
+        distributed.barrier(ctx)
 
-    def iteration(i: int) -> None:
-        phase.iteration = i + 1
-        start = time.perf_counter()
-        reals = [source.next_batch() for _ in range(n_critic)]
-        load_s.append(time.perf_counter() - start)
-        d_loss, g_loss = step(reals)
-        loss_log[i, 0].copy_(d_loss)  # device-side copies: no host sync in the loop
-        loss_log[i, 1].copy_(g_loss)
+    loop = _TrainingLoop(cfg, ctx, step, source, n_critic, phase)
+    with StepProgress(loop.total, enabled=ctx.is_main and not cfg.quiet) as progress:
+        loop.warm_up(progress)
+        if loop.first_bad is None:
+            loop.timed(
+                progress, lambda done: _quality_check(cfg, ctx, loop, probe, generator, done)
+            )
 
     metrics = record["metrics"]
-    timer = IterationTimer(device)
-    with StepProgress(total, enabled=ctx.is_main and not cfg.quiet) as progress:
-        phase.name = "warm-up"
-        progress.begin("warm-up", cfg.warmup_steps)
-        first_iteration_s = None
-        warmup_start = time.perf_counter()
-        for i in range(cfg.warmup_steps):
-            synchronize(device)
-            start = time.perf_counter()
-            iteration(i)
-            synchronize(device)
-            if i == 0:
-                first_iteration_s = time.perf_counter() - start
-            progress.advance("warm-up")
-        warmup_s = time.perf_counter() - warmup_start
-        first_bad = _first_non_finite(ctx, loss_log[: cfg.warmup_steps])
-        if first_bad is None:
-            phase.name = "timed"
-            progress.begin("timed", cfg.steps)
-            synchronize(device)
-            timed_start = time.perf_counter()
-            for i in range(cfg.warmup_steps, total):
-                timer.start()
-                iteration(i)
-                timer.stop()
-                progress.advance("timed")
-            synchronize(device)
-            timed_s = time.perf_counter() - timed_start
-            bad = _first_non_finite(ctx, loss_log[cfg.warmup_steps :])
-            first_bad = None if bad is None else cfg.warmup_steps + bad
-
+    metrics["warmup_s"] = loop.warmup_s
+    if loop.curve:
+        metrics["quality_curve"] = loop.curve
+    if cfg.target_fd is not None:
+        metrics["time_to_quality"] = loop.time_to_quality(cfg.target_fd)
     phase.name = "measurement"
-    if first_bad is not None:
+    if loop.first_bad is not None:
         record["status"] = "diverged"
-        record["reason"] = f"non-finite loss at iteration {first_bad + 1} of {total}"
-        metrics["diverged_at_iteration"] = first_bad + 1
-        metrics["warmup_s"] = warmup_s
+        record["reason"] = f"non-finite loss at iteration {loop.first_bad + 1} of {loop.total}"
+        metrics["diverged_at_iteration"] = loop.first_bad + 1
         return
 
-    durations = timer.durations_ms()
-    if first_iteration_s is None:  # no warm-up: the first timed iteration is the first one
-        first_iteration_s = durations[0] / 1e3
-    timed_load_s = load_s[cfg.warmup_steps :]
-    cuda = device.type == "cuda"
-    local = torch.tensor(
-        durations
-        + [
-            timed_s,
-            sum(timed_load_s),
-            first_iteration_s,
-            warmup_s,
-            torch.cuda.max_memory_allocated(device) / MIB if cuda else -1.0,
-            torch.cuda.max_memory_reserved(device) / MIB if cuda else -1.0,
-            peak_rss_mib(),
-        ],
-        dtype=torch.float64,
-    )
-    slowest = distributed.all_reduce_max(ctx, local).tolist()
-    durations, rest = slowest[: cfg.steps], slowest[cfg.steps :]
-    timed_s, timed_load_total, first_iteration_s, warmup_s, peak_alloc, peak_reserved, rss = rest
-
-    images = cfg.steps * n_critic * global_batch
-    images_per_s = images / timed_s
-    metrics.update(
-        {
-            "steps_timed": cfg.steps,
-            "warmup_steps": cfg.warmup_steps,
-            "first_iteration_s": first_iteration_s,
-            "warmup_s": warmup_s,
-            "timed_s": timed_s,
-            "iter_ms_p20": percentile(durations, 20),
-            "iter_ms_p50": percentile(durations, 50),
-            "iter_ms_p80": percentile(durations, 80),
-            "iter_ms_min": min(durations),
-            "iter_ms_max": max(durations),
-            "images_per_s": images_per_s,
-            "images_per_s_per_device": images_per_s / ctx.world_size,
-            "iterations_per_s": cfg.steps / timed_s,
-            "data_load_s_total": timed_load_total,
-            "data_load_ms_p50": percentile([s * 1e3 for s in timed_load_s], 50),
-            "data_load_fraction": timed_load_total / timed_s,
-            "peak_allocated_mib": peak_alloc if cuda else None,
-            "peak_reserved_mib": peak_reserved if cuda else None,
-            "peak_rss_mib": rss,
-        }
-    )
-    if cuda:
-        used, why = gpu_memory_used_mib(device.index)
-        metrics["device_memory_used_mib"], metrics["device_memory_reason"] = used, why
-    else:
-        metrics["device_memory_used_mib"] = None
-        metrics["device_memory_reason"] = "CPU run: no device memory (see peak_rss_mib)"
-    timed_losses = loss_log[cfg.warmup_steps :].double().cpu()
-    metrics["loss_d_final"], metrics["loss_g_final"] = timed_losses[-1].tolist()
-    metrics["loss_d_mean"], metrics["loss_g_mean"] = timed_losses.mean(dim=0).tolist()
-
+    _timing_metrics(metrics, loop, ctx, device, n_critic * global_batch)
     phase.name = "FLOP count"
     if ctx.is_main:  # per-process work is the same on every rank: count it once
         flops = _count_iteration_flops(
@@ -326,14 +259,13 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
                 flops,
                 images_per_iteration=n_critic * cfg.batch_size,
                 world_size=ctx.world_size,
-                steps=cfg.steps,
-                timed_s=timed_s,
+                steps=loop.steps_done,
+                timed_s=metrics["timed_s"],
                 device=device,
                 precision=cfg.precision,
                 device_name=record["environment"].get("device_name") or "",
             )
         )
-
     if cfg.compile_mode != "none":
         record["run"]["compile"] = _compile_counters()
 
@@ -349,7 +281,198 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
     )
     metrics["param_digests"] = digests
     metrics["params_identical_across_ranks"] = all(d == digests[0] for d in digests)
+    if ctx.is_main:
+        # After the last collective: the other ranks are done and may exit meanwhile.
+        phase.name = "sample grid"
+        grid = Path(cfg.out).parent / "samples" / f"{record['run_id']}.png"
+        metrics["sample_grid_path"] = str(
+            write_sample_grid(generator, pair.latent_shape, device, grid)
+        )
+        if probe is not None:
+            phase.name = "quality"
+            record["quality"] = probe.evaluate(generator)
     record["status"] = "ok"
+
+
+class _TrainingLoop:
+    """Warm-up and timed iterations: per-iteration times, data-loading times, losses.
+
+    Losses are copied into a device tensor and read once per phase (and at quality
+    checks), so the timed iterations never wait on the host.
+    """
+
+    def __init__(self, cfg: RunConfig, ctx, step, source, n_critic: int, phase: _Phase):
+        self.cfg, self.ctx, self.step, self.source = cfg, ctx, step, source
+        self.n_critic, self.phase = n_critic, phase
+        self.total = cfg.warmup_steps + cfg.steps
+        self.device = ctx.device
+        self.losses = torch.zeros(self.total, 2, device=self.device)  # (d, g) per iteration
+        self.load_s: list[float] = []
+        self.timer = IterationTimer(self.device)
+        self.first_iteration_s: float | None = None
+        self.warmup_s = 0.0
+        self.timed_s = 0.0  # timed iterations only: quality checks are left out
+        self.steps_done = 0
+        self.first_bad: int | None = None
+        self.curve: list[dict] = []
+        self.reached: dict | None = None
+
+    def _iteration(self, i: int) -> None:
+        self.phase.iteration = i + 1
+        start = time.perf_counter()
+        reals = [self.source.next_batch() for _ in range(self.n_critic)]
+        self.load_s.append(time.perf_counter() - start)
+        d_loss, g_loss = self.step(reals)
+        self.losses[i, 0].copy_(d_loss)  # device-side copies: no host sync in the loop
+        self.losses[i, 1].copy_(g_loss)
+
+    def warm_up(self, progress: StepProgress) -> None:
+        self.phase.name = "warm-up"
+        progress.begin("warm-up", self.cfg.warmup_steps)
+        warmup_start = time.perf_counter()
+        for i in range(self.cfg.warmup_steps):
+            synchronize(self.device)
+            start = time.perf_counter()
+            self._iteration(i)
+            synchronize(self.device)
+            if i == 0:
+                self.first_iteration_s = time.perf_counter() - start
+            progress.advance("warm-up")
+        self.warmup_s = time.perf_counter() - warmup_start
+        self.first_bad = _first_non_finite(self.ctx, self.losses[: self.cfg.warmup_steps])
+
+    def timed(self, progress: StepProgress, check) -> None:
+        """The timed iterations; `check(done)` runs every --eval-every iterations, outside
+        the timing, and returns True to stop (target reached or diverged)."""
+        self.phase.name = "timed"
+        progress.begin("timed", self.cfg.steps)
+        warmup, every = self.cfg.warmup_steps, self.cfg.eval_every
+        synchronize(self.device)
+        segment_start = time.perf_counter()
+        for i in range(warmup, self.total):
+            self.timer.start()
+            self._iteration(i)
+            self.timer.stop()
+            progress.advance("timed")
+            self.steps_done += 1
+            if every and self.steps_done % every == 0:
+                synchronize(self.device)
+                self.timed_s += time.perf_counter() - segment_start
+                stop = check(self.steps_done)
+                segment_start = time.perf_counter()
+                if stop:
+                    break
+        else:
+            synchronize(self.device)
+            self.timed_s += time.perf_counter() - segment_start
+        if self.first_bad is None:
+            bad = _first_non_finite(self.ctx, self.losses[warmup : warmup + self.steps_done])
+            self.first_bad = None if bad is None else warmup + bad
+
+    def time_to_quality(self, target_fd: float) -> dict:
+        if self.reached is not None:
+            return {"target_fd": target_fd, "reached": True, **self.reached}
+        return {
+            "target_fd": target_fd,
+            "reached": False,
+            "iterations": None,
+            "train_s": None,
+            "note": f"not reached in {self.cfg.warmup_steps + self.steps_done} iterations",
+        }
+
+
+def _quality_check(cfg, ctx, loop: _TrainingLoop, probe, generator, done: int) -> bool:
+    """FD at this point of training (rank 0), shared with every rank: stop or go on."""
+    warmup = cfg.warmup_steps
+    bad = _first_non_finite(ctx, loop.losses[warmup : warmup + done])
+    if bad is not None:
+        loop.first_bad = warmup + bad
+        return True
+    loop.phase.name = "quality check"
+    # Running statistics are rank-local during training (see bench/train.py): average
+    # them so the sampled G is the one the run would end with.
+    distributed.average_buffers(ctx, generator)
+    reached = 0.0
+    if ctx.is_main:
+        result = probe.fd(generator)
+        point = {
+            "iteration": warmup + done,
+            "train_s": loop.warmup_s + loop.timed_s,
+            "fd": result["fd"],
+            "fd_name": result["fd_name"],
+            "eval_s": result["seconds"],
+        }
+        loop.curve.append(point)
+        if cfg.target_fd is not None and result["fd"] <= cfg.target_fd:
+            reached = 1.0
+            loop.reached = {
+                "iterations": point["iteration"],
+                **{k: point[k] for k in ("train_s", "fd", "fd_name")},
+            }
+    loop.phase.name = "timed"
+    stop = distributed.all_reduce_max(ctx, torch.tensor([reached], dtype=torch.float64))
+    return bool(stop.item())
+
+
+def _timing_metrics(metrics: dict, loop: _TrainingLoop, ctx, device, images_per_iteration: int):
+    """Per-iteration percentiles, throughput and memory, the slowest rank deciding."""
+    durations = loop.timer.durations_ms()
+    first_iteration_s = loop.first_iteration_s
+    if first_iteration_s is None:  # no warm-up: the first timed iteration is the first one
+        first_iteration_s = durations[0] / 1e3
+    timed_load_s = loop.load_s[loop.cfg.warmup_steps :]
+    cuda = device.type == "cuda"
+    local = torch.tensor(
+        durations
+        + [
+            loop.timed_s,
+            sum(timed_load_s),
+            first_iteration_s,
+            loop.warmup_s,
+            torch.cuda.max_memory_allocated(device) / MIB if cuda else -1.0,
+            torch.cuda.max_memory_reserved(device) / MIB if cuda else -1.0,
+            peak_rss_mib(),
+        ],
+        dtype=torch.float64,
+    )
+    slowest = distributed.all_reduce_max(ctx, local).tolist()
+    steps = loop.steps_done
+    durations, rest = slowest[:steps], slowest[steps:]
+    timed_s, timed_load_total, first_iteration_s, warmup_s, peak_alloc, peak_reserved, rss = rest
+    images_per_s = steps * images_per_iteration / timed_s
+    metrics.update(
+        {
+            "steps_timed": steps,
+            "warmup_steps": loop.cfg.warmup_steps,
+            "first_iteration_s": first_iteration_s,
+            "warmup_s": warmup_s,
+            "timed_s": timed_s,
+            "iter_ms_p20": percentile(durations, 20),
+            "iter_ms_p50": percentile(durations, 50),
+            "iter_ms_p80": percentile(durations, 80),
+            "iter_ms_min": min(durations),
+            "iter_ms_max": max(durations),
+            "images_per_s": images_per_s,
+            "images_per_s_per_device": images_per_s / ctx.world_size,
+            "iterations_per_s": steps / timed_s,
+            "data_load_s_total": timed_load_total,
+            "data_load_ms_p50": percentile([s * 1e3 for s in timed_load_s], 50),
+            "data_load_fraction": timed_load_total / timed_s,
+            "peak_allocated_mib": peak_alloc if cuda else None,
+            "peak_reserved_mib": peak_reserved if cuda else None,
+            "peak_rss_mib": rss,
+        }
+    )
+    if cuda:
+        used, why = gpu_memory_used_mib(device.index)
+        metrics["device_memory_used_mib"], metrics["device_memory_reason"] = used, why
+    else:
+        metrics["device_memory_used_mib"] = None
+        metrics["device_memory_reason"] = "CPU run: no device memory (see peak_rss_mib)"
+    warmup = loop.cfg.warmup_steps
+    timed_losses = loop.losses[warmup : warmup + steps].double().cpu()
+    metrics["loss_d_final"], metrics["loss_g_final"] = timed_losses[-1].tolist()
+    metrics["loss_d_mean"], metrics["loss_g_mean"] = timed_losses.mean(dim=0).tolist()
 
 
 def _compile_counters() -> dict:

@@ -14,7 +14,9 @@ import signal
 from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "diverged", "oom", "failed", "interrupted")
+# "timeout" and "skipped" are written by `gan-bench sweep` only (bench/sweep.py): a point
+# stopped at --timeout-per-point, and a point of the plan that this machine cannot run.
+STATUSES = ("ok", "diverged", "oom", "failed", "interrupted", "timeout", "skipped")
 
 
 def _clean(value):

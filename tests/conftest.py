@@ -9,6 +9,8 @@ conftest import, before any test module imports ``kernels`` (or triton).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -17,6 +19,11 @@ HAS_CUDA = torch.cuda.is_available()
 
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Quality extractors trained by tests go to one throw-away folder per session (shared by
+# the subprocesses the tests start, so each data set's classifier trains once), never to
+# the user's ~/.cache.
+os.environ["GAN_BENCH_CACHE"] = tempfile.mkdtemp(prefix="gan-bench-test-cache-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,3 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(os.environ["GAN_BENCH_CACHE"], ignore_errors=True)

@@ -28,6 +28,16 @@ BAD_RUNS = [
     ["--precision", "tf32", "--device", "cpu"],
     ["--sync-bn", "--device", "cpu"],
     ["--no-such-option"],
+    ["--target-fd", "5"],
+    ["--eval-every", "0"],
+    ["--quality-samples", "3"],
+    ["--no-quality", "--eval-every", "5"],
+    ["--inception-weights", "/nonexistent/pt_inception.pth"],
+    ["--inception-weights", "README.md"],
+    ["--variant", "turbo"],
+    ["--variant", "eager", "--compile-mode", "default"],
+    ["--compile-mode", "fastest"],
+    ["--kernels", "cuda"],
 ]
 
 
@@ -42,6 +52,19 @@ def test_bad_input_is_one_line_exit_2_nothing_written(args, tmp_path, capsys):
     assert len(lines) == 1, err
     assert lines[0].startswith("gan-bench: error: ")
     assert "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--dtypes", "fp8"], ["--rep-ms", "0"], []], ids=["dtype", "rep-ms", "defaults"]
+)
+def test_kernels_command_bad_input_or_no_gpu(args, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    out = tmp_path / "kernels.jsonl"
+    with pytest.raises(SystemExit) as info:
+        main(["kernels", *args, "--out", str(out)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("gan-bench: error: ")
     assert not out.exists()
 
 

@@ -81,13 +81,14 @@ def test_names_and_channels():
         "synthetic",
         "mnist5k",
         "digits",
+        "mnist-full",
         "mnist",
         "fashion-mnist",
         "cifar10",
         "image-folder",
     )
     assert NEEDS_DATA_DIR == {"mnist", "fashion-mnist", "cifar10", "image-folder"}
-    assert [dataset_channels(n) for n in DATASETS] == [None, 1, 1, 1, 1, 3, 3]
+    assert [dataset_channels(n) for n in DATASETS] == [None, 1, 1, 1, 1, 1, 3, 3]
     assert issubclass(DataError, ValueError)
     with pytest.raises(DataError, match="unknown dataset 'svhn'.*synthetic.*image-folder"):
         dataset_channels("svhn")

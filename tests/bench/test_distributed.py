@@ -16,7 +16,7 @@ from bench.launcher import free_loopback_port
 from bench.records import read_records
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SMALL_RUN = ["--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--quiet"]
+SMALL_RUN = ["--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--quiet", "--no-quality"]
 TIMEOUT_S = 240
 
 
@@ -83,6 +83,46 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss):
     assert record["run"]["global_batch_size"] == 16
     assert record["run"]["launcher"] == "torchrun"
     assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
+
+
+def test_quality_checks_under_ddp(tmp_path):
+    """Rank 0 evaluates while the others wait; the stop decision reaches every rank."""
+    out = tmp_path / "runs.jsonl"
+    run_ok(
+        torchrun(
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            *rendezvous(free_loopback_port()),
+            "-m",
+            "bench.run",
+            "--model",
+            "mlp",
+            "--dataset",
+            "mnist5k",
+            "--batch-size",
+            "8",
+            "--steps",
+            "4",
+            "--warmup-steps",
+            "1",
+            "--quiet",
+            "--eval-every",
+            "2",
+            "--target-fd",
+            "1e9",
+            "--quality-samples",
+            "100",
+            "--out",
+            str(out),
+        )
+    )
+    (record,) = records(out)
+    assert_synchronised(record, 2)
+    assert record["metrics"]["steps_timed"] == 2  # both ranks stopped at the first check
+    assert record["metrics"]["time_to_quality"]["reached"] is True
+    assert record["quality"]["n_fake"] == 100
 
 
 def test_gan_bench_launches_torchrun_itself(tmp_path):

@@ -102,7 +102,9 @@ def test_bf16_autocast_on_cpu(tmp_path):
 
 
 def test_real_data_run(tmp_path):
-    record, _ = run(tmp_path, dataset="digits", model="dcgan32", batch_size=4, steps=2)
+    record, _ = run(
+        tmp_path, dataset="digits", model="dcgan32", batch_size=4, steps=2, quality=False
+    )
     assert record["status"] == "ok", record["reason"]
     assert record["run"]["dataset_images"] == 1797
     assert record["run"]["image_shape"] == [1, 32, 32]
@@ -190,3 +192,43 @@ def test_triton_kernels_through_the_interpreter(tmp_path, monkeypatch):
     fused = record["run"]["fused_layers"]
     assert fused["count"] == 3  # the MLP generator's three BatchNorm1d + LeakyReLU
     assert fused["discriminator"] == {"fused": [], "unfused": []}
+
+
+def test_synthetic_runs_skip_quality_but_keep_a_sample_grid(tmp_path):
+    from PIL import Image
+
+    record, _ = run(tmp_path)
+    assert "quality" not in record
+    grid = record["metrics"]["sample_grid_path"]
+    assert grid.startswith(str(tmp_path / "samples"))
+    with Image.open(grid) as image:  # 8 x 8 tiles of 28 px, 2 px padding
+        assert image.size == (8 * 28 + 9 * 2, 8 * 28 + 9 * 2)
+
+
+QUALITY_RUN = {"dataset": "mnist5k", "batch_size": 16, "steps": 4, "quality_samples": 100}
+
+
+def test_quality_curve_and_time_to_quality(tmp_path):
+    record, _ = run(tmp_path, eval_every=2, target_fd=1e9, **QUALITY_RUN)
+    assert record["status"] == "ok", record["reason"]
+    metrics = record["metrics"]
+    # FD <= 1e9 holds at the first check: training stops there, after 1 + 2 iterations.
+    assert metrics["steps_timed"] == 2
+    assert [p["iteration"] for p in metrics["quality_curve"]] == [3]
+    ttq = metrics["time_to_quality"]
+    assert ttq["reached"] is True and ttq["iterations"] == 3
+    assert 0 < ttq["train_s"] <= metrics["warmup_s"] + metrics["timed_s"] + 1e-9
+    quality = record["quality"]
+    assert quality["fd_name"] == "FD-lenet-mnist5k-28@100"
+    for key in ("fd", "kid_mean", "precision", "recall", "density", "coverage"):
+        assert math.isfinite(quality[key])
+    assert 0 <= quality["classes_hit"] <= quality["num_classes"] == 10
+    assert quality["extractor_accuracy"] >= 0.96 and len(quality["extractor_sha256"]) == 64
+
+
+def test_unreached_target_trains_every_step(tmp_path):
+    record, _ = run(tmp_path, eval_every=2, target_fd=1e-9, **QUALITY_RUN)
+    metrics = record["metrics"]
+    assert metrics["steps_timed"] == 4
+    assert [p["iteration"] for p in metrics["quality_curve"]] == [3, 5]
+    assert metrics["time_to_quality"]["reached"] is False

@@ -1,0 +1,127 @@
+"""`gan-bench kernels`: the fused BatchNorm+LeakyReLU op against eager and torch.compile.
+
+The measurements themselves live in kernels/benchmark.py (do_bench medians, effective
+bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process);
+this module picks the cases, turns each row into a record with its environment, appends
+it to the results file and prints the table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from bench.config import ConfigError
+from bench.environment import collect_environment
+from bench.records import SCHEMA_VERSION, append_record
+
+
+def _pick(flag: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ConfigError(
+            f"{flag} {','.join(values) or '(empty)'}: choose from {', '.join(allowed)}"
+        )
+    return list(values)
+
+
+def run_kernel_benchmarks(
+    *,
+    out: str,
+    dtypes: Sequence[str],
+    impls: Sequence[str],
+    passes: Sequence[str],
+    match: str | None,
+    rep_ms: int,
+    quiet: bool = False,
+) -> list[dict]:
+    """Benchmark every selected case on the current CUDA device; append one record per row.
+
+    Raises ConfigError (exit 2) for bad choices or when no CUDA GPU is present: the
+    Triton interpreter is a correctness tool, never benchmarked.
+    """
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "gan-bench kernels needs a CUDA GPU: the Triton interpreter on a CPU is for tests, "
+            "its timings mean nothing"
+        )
+    from kernels import benchmark  # imports triton; only now that a GPU is known
+
+    dtypes = _pick("--dtypes", dtypes, tuple(benchmark.DTYPES))
+    impls = _pick("--impls", impls, benchmark.IMPLS)
+    passes = _pick("--passes", passes, benchmark.PASSES)
+    cases = [
+        c
+        for c in benchmark.benchmark_cases()
+        if c.dtype in dtypes and (match is None or match in c.name)
+    ]
+    if not cases:
+        raise ConfigError(f"--match {match!r} selects no benchmark case")
+    device = torch.device("cuda", torch.cuda.current_device())
+    environment = collect_environment(device)
+    copy_gbps = benchmark.copy_bandwidth_gbps(device)
+    session = uuid.uuid4().hex
+    rows: list[dict] = []
+    for case in cases:
+        for row in benchmark.run_case(
+            case, impls=impls, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device
+        ):
+            record = {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "kernel",
+                "session_id": session,
+                **row,
+                "environment": environment,
+            }
+            append_record(out, record)
+            rows.append(record)
+    if not quiet:
+        print_kernel_table(rows, copy_gbps)
+    return rows
+
+
+def print_kernel_table(rows: list[dict], copy_gbps: float) -> None:
+    table = Table(title=f"BatchNorm+LeakyReLU, copy bandwidth {copy_gbps:,.0f} GB/s")
+    for column in (
+        "case",
+        "dtype",
+        "layout",
+        "pass",
+        "impl",
+        "ms p50",
+        "GB/s",
+        "% copy",
+        "× eager",
+    ):
+        table.add_column(column, justify="right" if column[0] in "m%G×" else "left")
+    for r in rows:
+        if r["status"] != "ok":
+            table.add_row(
+                r["case"],
+                r["dtype"],
+                r["layout"],
+                r["pass"],
+                r["impl"],
+                "failed",
+                "",
+                "",
+                r["reason"][:40],
+            )
+            continue
+        speedup = r.get("speedup_vs_eager")
+        table.add_row(
+            r["case"],
+            r["dtype"],
+            r["layout"],
+            r["pass"],
+            r["impl"],
+            f"{r['ms_p50']:.4f}",
+            f"{r['gb_per_s']:,.0f}",
+            f"{r['pct_of_copy_bandwidth']:.0f}",
+            "—" if speedup is None else f"{speedup:.2f}",
+        )
+    Console().print(table)

@@ -1,0 +1,158 @@
+"""`gan-bench report`: real PNG files, and markdown that links them and the sample grids."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from bench.cli import main
+from bench.records import append_record
+from bench.report import write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def record(
+    variant,
+    images_per_s,
+    memory,
+    *,
+    batch,
+    model="mlp",
+    precision="fp32",
+    world=1,
+    repeat=0,
+    device="Test CPU",
+    grid=None,
+) -> dict:
+    """An ok CPU record with the fields report reads (tests/bench/test_compare.py has the
+    full builder; test modules do not import each other under --import-mode=importlib)."""
+    metrics = {"images_per_s": images_per_s, "peak_rss_mib": memory}
+    if grid:
+        metrics["sample_grid_path"] = grid
+    return {
+        "schema_version": 1,
+        "status": "ok",
+        "reason": None,
+        "config": {
+            "model": model,
+            "dataset": "synthetic",
+            "batch_size": batch,
+            "precision": precision,
+            "steps": 30,
+            "repeat": repeat,
+            "variant": variant,
+        },
+        "run": {"world_size": world, "variant": variant},
+        "environment": {"device_name": device, "torch": "2.14.0", "device_type": "cpu"},
+        "metrics": metrics,
+    }
+
+
+def results(tmp_path, grid=None):
+    """Two models × two precisions, two batch sizes, two variants, world sizes 1 and 2."""
+    path = tmp_path / "results.jsonl"
+    for model in ("mlp", "dcgan32"):
+        for precision in ("fp32", "bf16"):
+            for batch in (32, 128):
+                for name, speed in (("eager", 1.0), ("compile", 1.4)):
+                    for repeat in (0, 1):
+                        rate = speed * batch * 10 * (1 + 0.05 * repeat)
+                        append_record(
+                            str(path),
+                            record(
+                                name,
+                                rate,
+                                700.0 + batch,
+                                model=model,
+                                precision=precision,
+                                batch=batch,
+                                repeat=repeat,
+                                grid=grid if batch == 32 else None,
+                            ),
+                        )
+            append_record(
+                str(path),
+                record(
+                    "eager", 128 * 16.0, 900.0, model=model, precision=precision, batch=128, world=2
+                ),
+            )
+    return path
+
+
+def assert_real_png(path):
+    data = open(path, "rb").read()
+    assert data.startswith(PNG_SIGNATURE), path
+    assert len(data) > 10_000, f"{path}: {len(data)} bytes is too small for a plot"
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 300
+    assert pixels.std() > 0.01  # not a blank canvas
+
+
+def test_report_writes_plots_and_markdown_linking_them(tmp_path):
+    grid = tmp_path / "grids" / "sample grid.png"  # a space: the link must survive it
+    grid.parent.mkdir()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.imsave(grid, [[0.0, 1.0], [1.0, 0.0]], cmap="gray")
+    out_dir = tmp_path / "report"
+    written = write_report([str(results(tmp_path, grid=str(grid)))], str(out_dir))
+    names = sorted(os.path.basename(p) for p in written)
+    assert names == ["memory_vs_batch.png", "report.md", "scaling.png", "throughput_vs_batch.png"]
+    for path in written:
+        if path.endswith(".png"):
+            assert_real_png(path)
+    md = (out_dir / "report.md").read_text()
+    for name in ("throughput_vs_batch.png", "scaling.png", "memory_vs_batch.png"):
+        assert f"]({name})" in md  # relative links next to the markdown
+    assert "| model | dataset |" in md and "1.40×" in md  # the compare table
+    assert "efficiency" in md  # the scaling table
+    assert "peak RSS" in md
+    # Sample grids side by side per variant, linked relative to the report folder.
+    assert "## Sample grids" in md
+    links = re.findall(r"!\[(eager|compile)\]\(<([^>]+)>\)", md)
+    assert {v for v, _ in links} == {"eager", "compile"}
+    for _, link in links:
+        assert not os.path.isabs(link)
+        assert os.path.samefile(out_dir / link, grid)
+
+
+def test_report_cli_and_environments_apart(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    for device in ("CPU A", "CPU B"):
+        for batch in (16, 64):
+            append_record(
+                str(path), record("eager", 10.0 * batch, 800.0, batch=batch, device=device)
+            )
+    out_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(path), "--out-dir", str(out_dir)])
+    assert info.value.code == 0
+    pngs = sorted(p.name for p in out_dir.glob("*.png"))
+    # One throughput and one memory plot per environment; no scaling data, so no scaling plot.
+    assert pngs == [
+        "memory_vs_batch-cpu-a-torch-2-14-0.png",
+        "memory_vs_batch-cpu-b-torch-2-14-0.png",
+        "throughput_vs_batch-cpu-a-torch-2-14-0.png",
+        "throughput_vs_batch-cpu-b-torch-2-14-0.png",
+    ]
+    md = (out_dir / "report.md").read_text()
+    assert "**Warning:**" in md and "2 environments" in md
+    assert "No data for this plot" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_report_missing_results_is_exit_2(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(tmp_path / "none.jsonl"), "--out-dir", str(out_dir)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out_dir.exists()

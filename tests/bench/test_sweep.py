@@ -1,0 +1,486 @@
+"""`gan-bench sweep`: the plan (pure), resume, and real child processes that succeed, fail,
+hang and get interrupted, each leaving one whole record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from bench import sweep
+from bench.cli import main
+from bench.records import append_record, read_records
+from bench.sweep import Machine, Point, build_spec, plan_runs, skip_reason
+
+CPU2 = Machine(
+    device_type="cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=False
+)
+GPU8 = Machine(
+    device_type="cuda", gpu_count=8, cpu_cores=16, triton_installed=True, triton_interpret=False
+)
+TINY = ["--steps", "2", "--warmup-steps", "1", "--repeats", "1", "--device", "cpu"]
+ENV = {"device_name": "Test CPU", "torch": "2.14.0"}
+
+
+@pytest.fixture(autouse=True)
+def _temp_in_tmp_path(tmp_path, monkeypatch):
+    """The sweep's per-point files go under tmp_path, like everything a test writes."""
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+
+
+def records(path) -> list[dict]:
+    lines = list(read_records(str(path)))
+    assert all(rec is not None for _, rec in lines), "a results line is not JSON"
+    return [rec for _, rec in lines]
+
+
+def run_cli(*args) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+def test_default_cpu_grid_shows_every_axis_with_eager_baselines():
+    points = build_spec(machine=CPU2).points()
+    for axis in ("model", "dataset", "batch_size", "precision", "world_size", "variant"):
+        assert len({getattr(p, axis) for p in points}) >= 2, axis
+    assert {p.world_size for p in points} == {1, 2}
+    assert {p.variant for p in points} == {"eager", "compile"}
+    assert len(points) == len(set(points))
+    for p in points:
+        if p.variant != "eager":
+            assert Point(p.model, p.dataset, p.batch_size, p.precision, p.world_size, "eager") in (
+                points
+            )
+    # runs in one process before the point that needs torchrun, baseline before variant
+    assert all(skip_reason(p, CPU2) is None for p in points)
+
+
+def test_default_cpu_grid_is_estimated_to_fit_five_minutes():
+    spec = build_spec(machine=CPU2)
+    runs = plan_runs(spec.points(), spec)
+    assert sum(sweep.estimate_runs_s(runs, spec)) < 0.6 * 300  # margin for a busy machine
+
+
+@pytest.mark.parametrize(("gpus", "worlds"), [(8, [1, 2, 4, 8]), (6, [1, 2, 4]), (1, [1])])
+def test_default_gpu_grid_is_full(gpus, worlds):
+    machine = Machine(
+        device_type="cuda",
+        gpu_count=gpus,
+        cpu_cores=16,
+        triton_installed=True,
+        triton_interpret=False,
+    )
+    spec = build_spec(machine=machine)
+    points = spec.points()
+    assert sorted({p.world_size for p in points}) == worlds
+    assert {p.model for p in points} == {"mlp", "dcgan32", "dcgan64"}
+    assert {p.precision for p in points} == {"fp32", "tf32", "bf16"}
+    assert len({p.batch_size for p in points}) >= 3
+    assert len(points) == 3 * 3 * 3 * 6 * len(worlds)
+    assert (spec.steps, spec.repeats) == (100, 3)
+
+
+def test_options_replace_an_axis_in_every_block():
+    spec = build_spec(machine=CPU2, variants="eager", precisions="fp32")
+    points = spec.points()
+    assert {p.variant for p in points} == {"eager"}
+    assert {p.precision for p in points} == {"fp32"}
+    assert {p.world_size for p in points} == {1, 2}  # the default world sizes stay
+    full = build_spec(
+        machine=CPU2,
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes="8,16,8",
+        precisions="fp32,bf16",
+        gpus="1",
+        variants="eager,compile",
+    ).points()
+    assert len(full) == 2 * 2 * 2  # a plain product, the duplicate 8 dropped
+
+
+@pytest.mark.parametrize(
+    ("machine", "point", "reason"),
+    [
+        (CPU2, Point("mlp", "synthetic", 8, "fp16", 1, "eager"), "needs a CUDA GPU"),
+        (CPU2, Point("mlp", "synthetic", 8, "tf32", 1, "eager"), "needs a CUDA GPU"),
+        (CPU2, Point("mlp", "synthetic", 8, "fp32", 4, "eager"), "4 processes on 2 CPU cores"),
+        (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "compile-reduce-overhead"), "CUDA-graph"),
+        (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "compile-max-autotune"), "CUDA-graph"),
+        (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "triton"), "TRITON_INTERPRET=1"),
+        (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "compile+triton"), "TRITON_INTERPRET=1"),
+        (
+            GPU8,
+            Point("mlp", "synthetic", 8, "bf16", 16, "eager"),
+            "needs 16 GPUs; this machine has 8",
+        ),
+        (
+            Machine("cuda", 1, 8, triton_installed=False, triton_interpret=False),
+            Point("dcgan64", "synthetic", 8, "fp32", 1, "triton"),
+            "not installed",
+        ),
+    ],
+)
+def test_skip_rules(machine, point, reason):
+    assert reason in skip_reason(point, machine)
+
+
+@pytest.mark.parametrize(
+    ("machine", "point"),
+    [
+        (CPU2, Point("mlp", "synthetic", 8, "bf16", 2, "compile")),
+        (Machine("cpu", 0, 2, True, True), Point("mlp", "synthetic", 8, "fp32", 1, "triton")),
+        (GPU8, Point("dcgan64", "synthetic", 8, "fp16", 8, "compile-reduce-overhead")),
+        (GPU8, Point("dcgan64", "synthetic", 8, "tf32", 1, "compile+triton")),
+    ],
+)
+def test_runnable_points_are_not_skipped(machine, point):
+    assert skip_reason(point, machine) is None
+
+
+def test_invalid_combination_is_skipped_with_the_configs_reason():
+    spec = build_spec(
+        machine=CPU2,
+        models="mlp,dcgan32",
+        batch_sizes="1",
+        precisions="fp32",
+        gpus="1",
+        variants="eager",
+        datasets="synthetic",
+    )
+    runs = {r.point.model: r for r in plan_runs(spec.points(), spec)}
+    assert runs["dcgan32"].action == "run"
+    assert runs["mlp"].action == "skip" and "BatchNorm" in runs["mlp"].reason
+
+
+def test_repeats_are_the_outer_loop():
+    spec = build_spec(
+        machine=CPU2,
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes="8,16",
+        precisions="fp32",
+        gpus="1",
+        variants="eager",
+        repeats=2,
+    )
+    runs = plan_runs(spec.points(), spec)
+    assert [(r.point.batch_size, r.repeat) for r in runs] == [(8, 0), (16, 0), (8, 1), (16, 1)]
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
+    out = tmp_path / "sweep.jsonl"
+    spec = build_spec(
+        machine=CPU2,
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes="8,16",
+        precisions="fp32",
+        gpus="1",
+        variants="eager",
+        repeats=2,
+        steps=5,
+        out=str(out),
+    )
+    spec._environment = dict(ENV)
+
+    def rec(batch, repeat, status="ok", steps=5, **env):
+        return {
+            "schema_version": 1,
+            "status": status,
+            "reason": None,
+            "config": {
+                "model": "mlp",
+                "dataset": "synthetic",
+                "batch_size": batch,
+                "precision": "fp32",
+                "steps": steps,
+                "repeat": repeat,
+                "nproc": 1,
+            },
+            "run": {"world_size": 1, "variant": "eager"},
+            "environment": {**ENV, **env},
+            "metrics": {},
+        }
+
+    for r in (
+        rec(8, 0),  # done
+        rec(8, 1, status="failed"),  # failed: run again
+        rec(16, 0, steps=6),  # other steps: another measurement
+        rec(16, 1, torch="2.11.0"),  # other environment
+    ):
+        append_record(str(out), r)
+    with open(out, "a") as handle:
+        handle.write("{not json\n")
+    runs = plan_runs(spec.points(), spec, sweep.recorded_keys(str(out)))
+    assert [(r.point.batch_size, r.repeat, r.action) for r in runs] == [
+        (8, 0, "done"),
+        (16, 0, "run"),
+        (8, 1, "run"),
+        (16, 1, "run"),
+    ]
+    assert "line 5 is not a JSON object" in capsys.readouterr().err
+
+
+def test_nothing_runs_when_everything_is_recorded(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sweep.jsonl"
+    spec = build_spec(
+        machine=CPU2,
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes="8",
+        precisions="fp32,fp16",
+        gpus="1",
+        variants="eager",
+        repeats=1,
+        out=str(out),
+    )
+    spec._environment = {**ENV, "device_type": "cpu"}
+    fp32 = next(p for p in spec.points() if p.precision == "fp32")
+    done = sweep.sweep_record(fp32, 0, spec, "ok", None)
+    append_record(str(out), done)
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    assert sweep.execute(spec) == 0  # fp32 is recorded ok; fp16 on CPU is a skip record
+    assert [(r["status"], r["config"]["precision"]) for r in records(out)] == [
+        ("ok", "fp32"),
+        ("skipped", "fp16"),
+    ]
+    assert "1 already recorded" in capsys.readouterr().err
+    assert sweep.execute(spec) == 0
+    assert len(records(out)) == 2  # neither the ok run nor the skip was recorded again
+    assert "2 already recorded" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- bad input, CLI
+
+BAD = [
+    (["--models", ""], "--models is empty"),
+    (["--models", " , "], "--models is empty"),
+    (["--models", "mlp,resnet"], "'resnet' is not known"),
+    (["--datasets", "imagenet"], "'imagenet' is not known"),
+    (["--datasets", "cifar10"], "data directory"),
+    (["--precisions", "fp8"], "'fp8' is not known"),
+    (["--variants", "eager,turbo"], "'turbo' is not known"),
+    (["--batch-sizes", "32,abc"], "'abc' is not a whole number"),
+    (["--batch-sizes", "0"], "must be at least 1"),
+    (["--batch-sizes", "32,-4"], "must be at least 1"),
+    (["--gpus", "0"], "must be at least 1"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--steps", "abc"], "--steps"),  # typer's own wording differs by version
+    (["--warmup-steps", "-1"], "--warmup-steps must be at least 0"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--timeout-per-point", "0"], "--timeout-per-point must be positive"),
+    (["--device", "tpu"], "--device 'tpu' is not known"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else ""
+)
+def test_bad_input_is_one_line_exit_2_nothing_run(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    out = tmp_path / "sweep.jsonl"
+    assert run_cli("sweep", *args, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gan-bench: error: "), err
+    assert message in lines[0]
+    assert not out.exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    out = tmp_path / "sweep.jsonl"
+    assert (
+        run_cli(
+            "sweep", "--dry-run", "--device", "cpu", "--precisions", "fp32,fp16", "--out", str(out)
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "Nothing was run or written" in text and "precision fp16 needs a CUDA GPU" in text
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------- real child processes
+
+
+def one_point_spec(tmp_path, batch_sizes="8", **kw):
+    options = dict(
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes=batch_sizes,
+        precisions="fp32",
+        gpus="1",
+        variants="eager",
+        steps=2,
+        warmup_steps=1,
+        repeats=1,
+        out=str(tmp_path / "sweep.jsonl"),
+        device="cpu",
+    )
+    options.update(kw)
+    return build_spec(**options)
+
+
+def fake(monkeypatch, code, batch=None):
+    """Replace the command of the point at `batch` (or every point) by `python -c code`."""
+    real = sweep.point_command
+
+    def command(cfg, world_size):
+        if batch is None or cfg.batch_size == batch:
+            return [sys.executable, "-c", code]
+        return real(cfg, world_size)
+
+    monkeypatch.setattr(sweep, "point_command", command)
+
+
+def test_a_failing_point_is_recorded_and_the_others_run(tmp_path, monkeypatch, capsys):
+    fake(
+        monkeypatch,
+        "import sys; print('Traceback ...\\nValueError: boom at step 3', "
+        "file=sys.stderr); sys.exit(1)",
+        batch=16,
+    )
+    spec = one_point_spec(tmp_path, batch_sizes="8,16")
+    assert sweep.execute(spec) == 1
+    by_batch = {r["config"]["batch_size"]: r for r in records(spec.out)}
+    ok, failed = by_batch[8], by_batch[16]
+    assert ok["status"] == "ok" and ok["metrics"]["images_per_s"] > 0
+    assert ok["run"]["variant"] == "eager" and ok["run"]["variant_fields"]["compile_mode"] == "none"
+    assert ok["config"]["repeat"] == 0
+    assert failed["status"] == "failed"
+    assert "exit code 1" in failed["reason"] and "boom at step 3" in failed["reason"]
+    assert failed["stderr_tail"][-1] == "ValueError: boom at step 3"
+    assert failed["environment"]["device_name"] == ok["environment"]["device_name"]
+    assert failed["run"]["world_size"] == 1 and failed["metrics"] == {}
+    assert "compare against eager" in capsys.readouterr().out
+
+
+def pid_child(tmp_path, seconds=60):
+    pid_file = tmp_path / "child.pid"
+    code = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        f"time.sleep({seconds})"
+    )
+    return code, pid_file
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_hanging_point_times_out(tmp_path, monkeypatch):
+    code, pid_file = pid_child(tmp_path)
+    fake(monkeypatch, code)
+    spec = one_point_spec(tmp_path, timeout_per_point=2.0)
+    start = time.monotonic()
+    assert sweep.execute(spec) == 1
+    assert time.monotonic() - start < 30
+    (rec,) = records(spec.out)
+    assert rec["status"] == "timeout"
+    assert "--timeout-per-point 2 s" in rec["reason"]
+    assert gone(int(pid_file.read_text()))
+
+
+def test_ctrl_c_stops_the_child_and_leaves_whole_records(tmp_path, monkeypatch):
+    code, pid_file = pid_child(tmp_path)
+    fake(monkeypatch, code)
+    spec = one_point_spec(tmp_path, batch_sizes="8,16", timeout_per_point=60.0)
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    start = time.monotonic()
+    assert sweep.execute(spec) == 130
+    assert time.monotonic() - start < 30
+    assert gone(int(pid_file.read_text()))
+    (rec,) = records(spec.out)  # the second point never started
+    assert rec["status"] == "interrupted" and "SIGINT" in rec["reason"]
+
+
+def test_cli_sweep_over_world_sizes_1_and_2_then_resume(tmp_path, capsys):
+    out = tmp_path / "sweep.jsonl"
+    args = [
+        "sweep",
+        "--models",
+        "mlp",
+        "--datasets",
+        "synthetic",
+        "--batch-sizes",
+        "8",
+        "--precisions",
+        "fp32",
+        "--gpus",
+        "1,2",
+        "--variants",
+        "eager",
+        *TINY,
+        "--out",
+        str(out),
+    ]
+    assert run_cli(*args) == 0, capsys.readouterr().err
+    recs = records(out)
+    assert [r["status"] for r in recs] == ["ok", "ok"], [r.get("reason") for r in recs]
+    assert sorted(r["run"]["world_size"] for r in recs) == [1, 2]
+    assert all(r["run"]["variant"] == "eager" and r["config"]["repeat"] == 0 for r in recs)
+    two = next(r for r in recs if r["run"]["world_size"] == 2)
+    assert two["run"]["backend"] == "gloo" and two["metrics"]["params_identical_across_ranks"]
+    captured = capsys.readouterr()
+    assert "compare against eager" in captured.out and "efficiency" in captured.out
+    assert "[2/2]" in captured.err
+    # Again: both runs are recorded ok, so nothing runs and nothing is appended.
+    assert run_cli(*args) == 0
+    assert len(records(out)) == 2
+    assert "2 already recorded" in capsys.readouterr().err
+
+
+def test_sample_grids_outlive_the_temporary_folder(tmp_path, monkeypatch):
+    """The harness writes a grid next to the child's --out (a temporary file): the sweep
+    keeps it next to its own --out and records the new path."""
+
+    def command(cfg, world_size):
+        code = (
+            "import json, os, sys\n"
+            f"out = {cfg.out!r}\n"
+            "grid = os.path.join(os.path.dirname(out), 'samples', 'abc.png')\n"
+            "os.makedirs(os.path.dirname(grid))\n"
+            "open(grid, 'wb').write(b'png')\n"
+            "rec = {'schema_version': 1, 'status': 'ok', 'reason': None,\n"
+            f"       'config': {{'model': 'mlp', 'dataset': 'synthetic', 'batch_size': 8,\n"
+            "                  'precision': 'fp32', 'steps': 2, 'repeat': 0},\n"
+            "       'run': {'world_size': 1, 'variant': 'eager'},\n"
+            "       'environment': {'device_name': 'x', 'torch': 'y', 'device_type': 'cpu'},\n"
+            "       'metrics': {'images_per_s': 1.0, 'sample_grid_path': grid}}\n"
+            "open(out, 'a').write(json.dumps(rec) + '\\n')\n"
+        )
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(sweep, "point_command", command)
+    spec = one_point_spec(tmp_path)
+    assert sweep.execute(spec) == 0
+    (rec,) = records(spec.out)
+    kept = tmp_path / "samples" / "abc.png"
+    assert rec["metrics"]["sample_grid_path"] == str(kept)
+    assert kept.read_bytes() == b"png"
