@@ -68,7 +68,13 @@ def run(
         str, _opt("fp32 (TF32 off), tf32, bf16 (autocast), fp16 (autocast + GradScaler).")
     ] = _DEFAULTS["precision"],
     loss: Annotated[str, _opt("non-saturating, minimax, hinge, wgan-gp.")] = _DEFAULTS["loss"],
-    steps: Annotated[int, _opt("Timed iterations.")] = _DEFAULTS["steps"],
+    steps: Annotated[
+        int | None,
+        _opt(
+            "Timed iterations (default: 100 on synthetic data; on real data, enough to train: "
+            "mlp 5000, DCGAN 2000)."
+        ),
+    ] = None,
     warmup_steps: Annotated[int, _opt("Untimed iterations first.")] = _DEFAULTS["warmup_steps"],
     seed: Annotated[int, _opt("Seed for weights, data order and latents.")] = _DEFAULTS["seed"],
     device: Annotated[str, _opt("auto (CUDA when present), cpu, cuda.")] = _DEFAULTS["device"],

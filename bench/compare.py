@@ -53,6 +53,7 @@ class Row:
     batch_size: int  # per process
     precision: str
     world_size: int
+    workload: str  # loss and step count: runs that trained differently are not repeats
     variant: str
     repeat: int
     status: str
@@ -73,6 +74,7 @@ class Row:
             self.batch_size,
             self.precision,
             self.world_size,
+            self.workload,
         )
 
 
@@ -124,6 +126,7 @@ def to_row(record: dict, source: str) -> Row | None:
         batch_size=cfg["batch_size"],
         precision=cfg["precision"],
         world_size=world,
+        workload=f"{cfg.get('loss') or '?'}, {cfg.get('steps') or '?'} steps",
         variant=record_variant(record),
         repeat=cfg.get("repeat") or 0,
         status=record.get("status") or "?",
@@ -206,6 +209,7 @@ class Group:
     batch_size: int
     precision: str
     world_size: int
+    workload: str
     memory_kind: str
     baseline_found: bool
     variants: list[VariantSummary]
@@ -214,7 +218,7 @@ class Group:
     def label(self) -> str:
         return (
             f"{self.model}/{self.dataset} batch {self.batch_size} {self.precision} "
-            f"×{self.world_size}"
+            f"×{self.world_size} ({self.workload})"
         )
 
 
@@ -227,6 +231,7 @@ class ScalingRow:
     dataset: str
     batch_size: int
     precision: str
+    workload: str
     variant: str
     world_size: int
     images_per_s: float
@@ -333,7 +338,7 @@ def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
     for row in rows:
         by_group[row.group_key].append(row)
     groups: list[Group] = []
-    for key in sorted(by_group, key=lambda k: (k[0], k[1], k[2], k[4], k[3], k[5])):
+    for key in sorted(by_group, key=lambda k: (k[0], k[1], k[2], k[6], k[4], k[3], k[5])):
         members = by_group[key]
         by_variant: dict[str, list[Row]] = defaultdict(list)
         for row in members:
@@ -346,7 +351,7 @@ def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
         if base is not None:
             for summary in summaries:
                 _against_baseline(summary, base)
-        env, model, dataset, batch, precision, world = key
+        env, model, dataset, batch, precision, world, workload = key
         groups.append(
             Group(
                 environment=env,
@@ -356,6 +361,7 @@ def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
                 batch_size=batch,
                 precision=precision,
                 world_size=world,
+                workload=workload,
                 memory_kind=members[0].memory_kind,
                 baseline_found=base is not None,
                 variants=summaries,
@@ -379,6 +385,7 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
                     group.dataset,
                     group.batch_size,
                     group.precision,
+                    group.workload,
                     summary.variant,
                 )
                 series[key][group.world_size] = summary.images_per_s
@@ -399,9 +406,16 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
                 )
             )
     efficiency = {
-        (r.environment, r.model, r.dataset, r.batch_size, r.precision, r.variant, r.world_size): (
-            r.efficiency
-        )
+        (
+            r.environment,
+            r.model,
+            r.dataset,
+            r.batch_size,
+            r.precision,
+            r.workload,
+            r.variant,
+            r.world_size,
+        ): (r.efficiency)
         for r in rows
     }
     for group in groups:
@@ -413,6 +427,7 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
                     group.dataset,
                     group.batch_size,
                     group.precision,
+                    group.workload,
                     summary.variant,
                     group.world_size,
                 )
@@ -496,6 +511,7 @@ def _table_rows(comparison: Comparison, groups: list[Group]) -> list[list[str]]:
                     str(group.batch_size),
                     group.precision,
                     str(group.world_size),
+                    group.workload,
                     summary.variant,
                     _fmt_rate(summary.images_per_s),
                     _fmt_spread(summary),
@@ -517,6 +533,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
         "batch/proc",
         "precision",
         "procs",
+        "workload",
         "variant",
         "images/s (median)",
         "spread",
@@ -619,6 +636,7 @@ def render_csv(comparison: Comparison) -> str:
             "batch_size_per_process",
             "precision",
             "world_size",
+            "workload",
             "variant",
             "repeats_ok",
             "repeats_total",
@@ -647,6 +665,7 @@ def render_csv(comparison: Comparison) -> str:
                     group.batch_size,
                     group.precision,
                     group.world_size,
+                    group.workload,
                     s.variant,
                     s.repeats_ok,
                     s.repeats_total,
@@ -718,6 +737,7 @@ def print_table(comparison: Comparison, console=None) -> None:
             config = (
                 f"{group.model}/{group.dataset}\nbatch {group.batch_size} · "
                 f"{group.precision} · {group.world_size} proc{'s' if group.world_size > 1 else ''}"
+                f"\n{group.workload}"
             )
             for i, s in enumerate(group.variants):
                 status = _fmt_status(s, width=48)

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
-# "timeout" and "skipped" are written by `gan-bench sweep` only (bench/sweep.py): a point
+# "timeout" and "skipped" are written by `gan-bench sweep` only (bench/sweep/): a point
 # stopped at --timeout-per-point, and a point of the plan that this machine cannot run.
 STATUSES = ("ok", "diverged", "oom", "failed", "interrupted", "timeout", "skipped")
 

@@ -318,3 +318,17 @@ def test_load_rows_keeps_file_order(tmp_path):
     write(a, [record("eager", 1.0)])
     write(b, [record("compile", 2.0)])
     assert [r.variant for r in load_rows([str(a), str(b)])] == ["eager", "compile"]
+
+
+def test_runs_that_trained_differently_are_not_repeats():
+    short, long_run = record("eager", 100.0), record("eager", 300.0)
+    long_run["config"]["steps"] = 5000
+    hinge = record("eager", 200.0)
+    hinge["config"]["loss"] = "hinge"
+    comparison = summarise(rows_of(short, long_run, hinge), "eager")
+    assert sorted(g.workload for g in comparison.groups) == [
+        "?, 30 steps",
+        "?, 5000 steps",
+        "hinge, 30 steps",
+    ]
+    assert all(g.variants[0].repeats_total == 1 for g in comparison.groups)

@@ -131,3 +131,12 @@ def test_device_dependent_rejections(kwargs, cuda, words):
 )
 def test_device_resolution(device, cuda, expected):
     assert check_device(RunConfig(device=device), cuda_available=cuda) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "dataset", "steps"),
+    [("dcgan32", "synthetic", 100), ("mlp", "mnist5k", 5000), ("dcgan64", "digits", 2000)],
+)
+def test_default_steps_measure_speed_on_synthetic_and_train_on_real_data(model, dataset, steps):
+    assert RunConfig(model=model, dataset=dataset).steps == steps
+    assert RunConfig(model=model, dataset=dataset, steps=7).steps == 7

@@ -15,7 +15,7 @@ import pytest
 from bench import sweep
 from bench.cli import main
 from bench.records import append_record, read_records
-from bench.sweep import Machine, Point, build_spec, plan_runs, skip_reason
+from bench.sweep import Machine, Point, build_spec, loop, plan_runs, skip_reason
 
 CPU2 = Machine(
     device_type="cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=False
@@ -252,7 +252,7 @@ def test_nothing_runs_when_everything_is_recorded(tmp_path, monkeypatch, capsys)
     fp32 = next(p for p in spec.points() if p.precision == "fp32")
     done = sweep.sweep_record(fp32, 0, spec, "ok", None)
     append_record(str(out), done)
-    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    monkeypatch.setattr(loop, "run_child", lambda *a, **k: pytest.fail("ran a child"))
     assert sweep.execute(spec) == 0  # fp32 is recorded ok; fp16 on CPU is a skip record
     assert [(r["status"], r["config"]["precision"]) for r in records(out)] == [
         ("ok", "fp32"),
@@ -291,7 +291,7 @@ BAD = [
     ("args", "message"), BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else ""
 )
 def test_bad_input_is_one_line_exit_2_nothing_run(args, message, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    monkeypatch.setattr(loop, "run_child", lambda *a, **k: pytest.fail("ran a child"))
     out = tmp_path / "sweep.jsonl"
     assert run_cli("sweep", *args, "--out", str(out)) == 2
     err = capsys.readouterr().err
@@ -302,7 +302,7 @@ def test_bad_input_is_one_line_exit_2_nothing_run(args, message, tmp_path, capsy
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    monkeypatch.setattr(loop, "run_child", lambda *a, **k: pytest.fail("ran a child"))
     out = tmp_path / "sweep.jsonl"
     assert (
         run_cli(
@@ -345,7 +345,7 @@ def fake(monkeypatch, code, batch=None):
             return [sys.executable, "-c", code]
         return real(cfg, world_size)
 
-    monkeypatch.setattr(sweep, "point_command", command)
+    monkeypatch.setattr(loop, "point_command", command)
 
 
 def test_a_failing_point_is_recorded_and_the_others_run(tmp_path, monkeypatch, capsys):
@@ -477,7 +477,7 @@ def test_sample_grids_outlive_the_temporary_folder(tmp_path, monkeypatch):
         )
         return [sys.executable, "-c", code]
 
-    monkeypatch.setattr(sweep, "point_command", command)
+    monkeypatch.setattr(loop, "point_command", command)
     spec = one_point_spec(tmp_path)
     assert sweep.execute(spec) == 0
     (rec,) = records(spec.out)

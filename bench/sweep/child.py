@@ -1,0 +1,185 @@
+"""One child process of the sweep, run safely: its command (`python -m bench.run`, or
+torchrun for more than one process), its environment, and `run_child`, which runs it in its
+own process group to the end, the time limit, or a signal to the sweep (SIGINT/SIGTERM are
+noted by `SignalCatcher` and forwarded; after a grace period, or a second signal, the
+group and every descendant found in /proc are killed), keeping the tail of its stderr."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import launcher
+from bench.config import RunConfig
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# After SIGINT/SIGTERM (Ctrl-C, or the time limit) a child gets this long to write its
+# `interrupted` record and exit; torchrun itself gives its workers up to 30 s. Then SIGKILL.
+STOP_GRACE_S = 30.0
+POLL_S = 0.2  # how often the sweep looks at a running child (no work in between)
+STDERR_TAIL_LINES = 20
+
+
+def child_env() -> dict:
+    """The children's environment: ours, with this checkout first on the import path so that
+    `-m bench.run` runs the same code as the sweep, installed or not."""
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(_PROJECT_ROOT) + (os.pathsep + path if path else "")
+    return env
+
+
+def point_command(cfg: RunConfig, world_size: int) -> list[str]:
+    """The child command of one run: `python -m bench.run` for one process, else torchrun
+    with a c10d rendezvous on a free loopback port (bench.launcher)."""
+    if world_size == 1:
+        return [sys.executable, "-m", "bench.run", *cfg.to_cli_args()]
+    return launcher.torchrun_command(cfg, launcher.free_loopback_port())
+
+
+@dataclass
+class ChildResult:
+    returncode: int
+    wall_s: float
+    timed_out: bool
+    stopped_by: int | None  # the signal the sweep received (SIGINT/SIGTERM), if any
+    stderr_tail: list[str]
+
+
+class SignalCatcher:
+    """SIGINT/SIGTERM to the sweep are noted, not raised: the loop stops the child and
+    records the point at a safe place. A second signal means: kill now."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def _handler(self, signum, _frame):
+        self.received.append(signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _descendants(root: int) -> list[int]:
+    """Process ids below `root`, from /proc (Linux; empty elsewhere). torchrun starts each
+    worker in its own session, out of reach of a signal to torchrun's group."""
+    children: dict[int, list[int]] = defaultdict(list)
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+            # Field 4 is the parent id; field 2 (the name) may hold spaces and parentheses.
+            children[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_all(pgid: int, pids: list[int]) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _tail(path: str, lines: int = STDERR_TAIL_LINES) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def run_child(
+    cmd: list[str], timeout_s: float, log_prefix: str, signals: SignalCatcher
+) -> ChildResult:
+    """Run one child in its own process group to the end, the time limit, or a signal to
+    the sweep; stdout and stderr go to files next to `log_prefix`."""
+    start = time.monotonic()
+    with open(log_prefix + ".stdout", "wb") as out, open(log_prefix + ".stderr", "wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,  # its own group: Ctrl-C reaches the sweep, which decides
+        )
+    timed_out, stopped_by, stop_at, killed = False, None, None, False
+    targets: list[int] = []
+    while True:
+        # poll + sleep rather than wait(timeout): Popen.wait polls waitpid every 50 ms, a
+        # wake-up the child's timing would share a core with.
+        returncode = proc.poll()
+        if returncode is not None:
+            break
+        time.sleep(POLL_S)
+        now = time.monotonic()
+        if stop_at is None and (signals.received or now - start >= timeout_s):
+            if signals.received:
+                stopped_by, sig = signals.received[0], signals.received[0]
+            else:
+                timed_out, sig = True, signal.SIGTERM
+            targets = _descendants(proc.pid)
+            _signal_group(proc.pid, sig)  # bench.run and torchrun write/await records on it
+            stop_at = now
+        elif stop_at is not None and not killed:
+            if now - stop_at >= STOP_GRACE_S or len(signals.received) > 1:
+                _kill_all(proc.pid, targets)
+                killed = True
+    if stop_at is not None:  # workers torchrun left behind, if it died first
+        _kill_all(proc.pid, [pid for pid in targets if _alive(pid)])
+    return ChildResult(
+        returncode=returncode,
+        wall_s=time.monotonic() - start,
+        timed_out=timed_out,
+        stopped_by=stopped_by,
+        stderr_tail=_tail(log_prefix + ".stderr"),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

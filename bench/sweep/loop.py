@@ -1,0 +1,211 @@
+"""Executing the sweep: `execute` runs the plan, one child process per run, appends each
+run's record to --out, shows progress, and ends with the compare table; `sweep_command`
+is what `gan-bench sweep` calls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+
+from bench import compare
+from bench.config import ConfigError
+from bench.records import append_record, read_records
+from bench.sweep.child import SignalCatcher, point_command, run_child
+from bench.sweep.outcome import outcome_record, sweep_record
+from bench.sweep.plan import (
+    PlannedRun,
+    estimate_runs_s,
+    plan_runs,
+    point_config,
+    print_plan,
+    recorded_keys,
+)
+from bench.sweep.spec import SweepSpec, build_spec
+
+# ------------------------------------------------------------------------------ progress
+
+
+class SweepProgress:
+    """A rich bar over runs (weighted by their estimated cost, for an honest ETA) with the
+    last run's throughput on a terminal; one stderr line per run elsewhere (logs, CI)."""
+
+    def __init__(self, weights: list[float], runs: int):
+        self._bar = None
+        self.done = 0
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("sweep"),
+                BarColumn(),
+                TextColumn("{task.fields[done]}/{task.fields[runs]} runs"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=Console(stderr=True),
+                refresh_per_second=2,
+            )
+            total = sum(weights) or 1.0
+            self._task = self._bar.add_task("sweep", total=total, done=0, runs=runs, last="")
+
+    def __enter__(self):
+        if self._bar:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.stop()
+
+    def finished(self, weight: float, line: str, last: str = "") -> None:
+        if weight:
+            self.done += 1
+        if self._bar:
+            self._bar.console.print(line, highlight=False)
+            self._bar.update(self._task, advance=weight, done=self.done, last=last)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _outcome_line(run: PlannedRun, record: dict, wall_s: float | None, n: int, total: int) -> str:
+    status = record["status"]
+    text = f"[{n}/{total}] {run.point.label} r{run.repeat}: {status}"
+    rate = (record.get("metrics") or {}).get("images_per_s")
+    if status == "ok" and rate is not None:
+        text += f", {rate:,.0f} images/s"
+    elif record.get("reason"):
+        text += f" ({record['reason'][:150]})"
+    if wall_s is not None:
+        text += f" [{wall_s:.1f} s]"
+    return text
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def _run_point(
+    run: PlannedRun, spec: SweepSpec, work: str, index: int, signals: SignalCatcher
+) -> tuple[dict, float | None]:
+    """One run in a child process: its record and the child's wall time."""
+    point_out = os.path.join(work, f"run{index:04d}.jsonl")
+    try:
+        cfg = point_config(run.point, run.repeat, spec, out=point_out)
+    except ConfigError as err:  # checked when planning; the machine changed since (TRITON_*?)
+        return sweep_record(run.point, run.repeat, spec, "skipped", str(err)), None
+    result = run_child(
+        point_command(cfg, run.point.world_size),
+        spec.timeout_s,
+        os.path.join(work, f"run{index:04d}"),
+        signals,
+    )
+    child = _child_record(point_out)
+    if child is not None:
+        _keep_sample_grid(child, work, spec.out)
+    return outcome_record(run.point, run.repeat, spec, result, child), result.wall_s
+
+
+def _keep_sample_grid(record: dict, work: str, out: str) -> None:
+    """The harness writes a run's sample grid to `samples/` next to its --out: for a sweep's
+    child, the temporary folder deleted at the end. Move it to `samples/` next to the
+    sweep's --out, where `gan-bench run --out` would have put it, and say so in the record."""
+    metrics = record.get("metrics") or {}
+    path = metrics.get("sample_grid_path")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return
+    if os.path.commonpath([os.path.abspath(path), os.path.abspath(work)]) != os.path.abspath(work):
+        return
+    dest = os.path.join(os.path.dirname(out), "samples", os.path.basename(path))
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    shutil.move(path, dest)
+    metrics["sample_grid_path"] = dest
+
+
+def _child_record(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    records = [record for _, record in read_records(path) if record is not None]
+    return records[-1] if records else None
+
+
+def execute(spec: SweepSpec) -> int:
+    """Run the plan; return 0 when every run was ok (or skipped), 1 when one was not,
+    128 + the signal number when SIGINT/SIGTERM stopped the sweep."""
+    points = spec.points()
+    done = recorded_keys(spec.out) if spec.resume else set()
+    runs = plan_runs(points, spec, done)
+    estimates = estimate_runs_s(runs, spec)
+    if spec.dry_run:
+        print_plan(runs, spec, estimates)
+        return 0
+    todo = [(r, w) for r, w in zip(runs, estimates, strict=True) if r.action != "done"]
+    already = len(runs) - len(todo)
+    n_run = sum(1 for r, _ in todo if r.action == "run")
+    print(
+        f"gan-bench sweep: {len(points)} point(s) × {spec.repeats} repeat(s) on "
+        f"{spec.machine.device_type}: {n_run} to run, {len(todo) - n_run} skipped, "
+        f"{already} already recorded in {spec.out} (resume); "
+        f"rough estimate {sum(estimates) / 60:.1f} min",
+        file=sys.stderr,
+        flush=True,
+    )
+    statuses: Counter = Counter()
+    with (
+        tempfile.TemporaryDirectory(prefix="gan-bench-sweep-") as work,
+        SignalCatcher() as signals,
+        SweepProgress([w for _, w in todo], n_run) as progress,
+    ):
+        for index, (run, weight) in enumerate(todo, start=1):
+            if signals.received:
+                break
+            if run.action == "skip":
+                record = sweep_record(run.point, run.repeat, spec, "skipped", run.reason)
+                wall_s = None
+            else:
+                record, wall_s = _run_point(run, spec, work, index, signals)
+            append_record(spec.out, record)
+            statuses[record["status"]] += 1
+            rate = (record.get("metrics") or {}).get("images_per_s")
+            last = f"last: {rate:,.0f} images/s" if rate else f"last: {record['status']}"
+            progress.finished(
+                weight, _outcome_line(run, record, wall_s, index, len(todo)), last=last
+            )
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    print(
+        f"gan-bench sweep: {summary or 'nothing to do'}; {already} already recorded; "
+        f"records in {spec.out}",
+        file=sys.stderr,
+    )
+    if signals.received:
+        print(
+            "gan-bench sweep: interrupted; every record written is whole. Run the same "
+            "command again to resume.",
+            file=sys.stderr,
+        )
+        return 128 + signals.received[0]
+    _print_comparison(spec.out)
+    return 0 if set(statuses) <= {"ok", "skipped"} else 1
+
+
+def _print_comparison(path: str) -> None:
+    if not os.path.exists(path):
+        return
+    rows = compare.load_rows([path])
+    if rows:
+        compare.print_table(compare.summarise(rows, "eager"))
+
+
+def sweep_command(**options) -> int:
+    """`gan-bench sweep`: validate the options (ConfigError before anything runs), then run
+    the plan, or print it with dry_run. Returns the exit code (see `execute`)."""
+    return execute(build_spec(**options))

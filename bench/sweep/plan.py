@@ -1,0 +1,403 @@
+"""The sweep's plan: what runs where, and in which order; nothing here runs a point.
+
+The machine the points run on (`detect_machine`) and its default grid (a union of blocks,
+each a Cartesian product of axis values); the points of a grid (`expand`) and why this
+machine cannot run one (`skip_reason`); every (point, repeat) with what the sweep will do
+with it (`plan_runs`: run, skip, or done when resuming); the keys that match a recorded run
+(`run_key`, `recorded_keys`); a rough cost of each run (`estimate_runs_s`); and the plan as
+`--dry-run` prints it (`print_plan`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import os
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from bench import compare
+from bench.config import CUDA_ONLY_PRECISIONS, ConfigError, RunConfig, check_device
+from bench.records import read_records
+from bench.variants import VARIANTS
+from gan_models import MODELS
+
+if TYPE_CHECKING:
+    from bench.sweep.spec import SweepSpec
+
+AXES = ("models", "datasets", "batch_sizes", "precisions", "world_sizes", "variants")
+
+
+def _block(models, datasets, batch_sizes, precisions, world_sizes, variants) -> dict:
+    return dict(
+        zip(AXES, (models, datasets, batch_sizes, precisions, world_sizes, variants), strict=True)
+    )
+
+
+# The default plan on a CPU, sized for a 2-core machine to finish in well under 5 minutes
+# even when the machine is shared. Measured there (torch 2.14, `python -m bench.run`): a
+# process start costs ~5 s (torch and dynamo imports: a 1-step run takes 5.7 s), torchrun
+# with 2 workers ~10 s; an eager iteration at batch 64 takes ~18 ms (mlp) and ~150 ms
+# (dcgan32); a first torch.compile 20-30 s (~2 s once inductor's on-disk cache holds the
+# kernels). Start-up dominates, so the plan is few points, not a Cartesian product: mostly
+# mlp at batch 128, each axis at two values once, compile next to its eager baseline. A
+# first 8-point version (batch × precision crossed, dcgan32 and mnist5k apart) took 4.5 min
+# on a loaded machine; this one has 6 points.
+CPU_DEFAULT_BLOCKS = (
+    # batch size, then precision, with the cheap model on one process
+    _block(("mlp",), ("synthetic",), (32, 128), ("fp32",), (1,), ("eager",)),
+    _block(("mlp",), ("synthetic",), (128,), ("fp32", "bf16"), (1,), ("eager",)),
+    # world sizes 1 and 2 (gloo). torchrun gives each worker OMP_NUM_THREADS=1, so both sizes
+    # share the same 2 cores: the efficiency shows the cost of DDP's all-reduce, not more
+    # hardware.
+    _block(("mlp",), ("synthetic",), (128,), ("fp32",), (1, 2), ("eager",)),
+    # eager vs compile at one point: the compare table's compile row and its baseline
+    _block(("mlp",), ("synthetic",), (128,), ("fp32",), (1,), ("eager", "compile")),
+    # a second model on a second data set (5,000 real MNIST digits, resized to 32x32)
+    _block(("dcgan32",), ("mnist5k",), (32,), ("fp32",), (1,), ("eager",)),
+)
+# Timed iterations, warm-up, repeats and the per-point limit (s) when not given. CPU: 20
+# timed iterations are enough for a p50 and cost ~0.5 s for mlp, little next to the 5 s
+# start-up; on a loaded 2-core machine two-thread runs slow down up to 10x (dcgan32 at
+# batch 32 measured 800 ms/iteration with two other test suites running), so iterations
+# are kept few. 2 repeats give every point a min-max spread. The warm-up absorbs a compile
+# (done in the first iteration). GPU: 100 steps, 3 repeats (the median of 3 survives one
+# outlier), room for max-autotune compiles.
+CPU_DEFAULTS = {"steps": 20, "warmup_steps": 3, "repeats": 2, "timeout_s": 300.0}
+GPU_DEFAULTS = {"steps": 100, "warmup_steps": 10, "repeats": 3, "timeout_s": 1800.0}
+GPU_BATCH_SIZES = (64, 256, 1024)
+GPU_PRECISIONS = ("fp32", "tf32", "bf16")
+
+# compile modes whose point is a CUDA graph. On CPU they are skipped, not run: inductor
+# skips the graphs there (counted in cudagraph_skips), so reduce-overhead would measure
+# the default compile under another name, and max-autotune would autotune inductor's C++
+# GEMM templates, a CPU-only path that is not the Triton-templates-plus-graphs path the
+# variant names. Either record would claim a path that did not run (the silent fallback
+# DESIGN.md calls a bug) and cost another cold compile (minutes for max-autotune on 2 cores).
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+# ------------------------------------------------------------------------------- machine
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the sweep can run on here."""
+
+    device_type: str  # "cuda" or "cpu": where every point runs
+    gpu_count: int
+    cpu_cores: int
+    triton_installed: bool
+    triton_interpret: bool  # TRITON_INTERPRET=1: Triton kernels run on the CPU (slowly)
+
+
+def detect_machine(device: str = "auto") -> Machine:
+    """This machine; `device` is auto (CUDA when present), cpu or cuda."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r} is not known; choose one of: auto, cpu, cuda")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "cuda" and not gpus:
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is visible; use cpu")
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (cgroups, taskset)
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return Machine(
+        device_type="cuda" if gpus and device != "cpu" else "cpu",
+        gpu_count=gpus,
+        cpu_cores=cores,
+        triton_installed=importlib.util.find_spec("triton") is not None,
+        triton_interpret=os.environ.get("TRITON_INTERPRET") == "1",
+    )
+
+
+def default_blocks(machine: Machine) -> list[dict]:
+    """The plan when no axis is given: see CPU_DEFAULT_BLOCKS; on GPUs the full grid over
+    all models, variants, three batch sizes, fp32/tf32/bf16 and world sizes 1, 2, 4, ... up
+    to the GPUs present."""
+    if machine.device_type == "cpu":
+        return [dict(block) for block in CPU_DEFAULT_BLOCKS]
+    worlds = tuple(2**k for k in range(machine.gpu_count.bit_length()))
+    return [
+        _block(
+            tuple(MODELS), ("synthetic",), GPU_BATCH_SIZES, GPU_PRECISIONS, worlds, tuple(VARIANTS)
+        )
+    ]
+
+
+def machine_defaults(machine: Machine) -> dict:
+    return dict(CPU_DEFAULTS if machine.device_type == "cpu" else GPU_DEFAULTS)
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Point:
+    model: str
+    dataset: str
+    batch_size: int  # per process
+    precision: str
+    world_size: int
+    variant: str
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.model}/{self.dataset} b{self.batch_size} {self.precision} "
+            f"×{self.world_size} {self.variant}"
+        )
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One repeat of one point and what the sweep will do with it."""
+
+    point: Point
+    repeat: int
+    action: str  # "run", "skip" (recorded as skipped), "done" (resume: already recorded)
+    reason: str | None = None  # why skipped
+
+
+def expand(blocks: list[dict], overrides: dict | None = None) -> list[Point]:
+    """The points of a union of blocks, each axis in `overrides` replacing it in every
+    block; duplicates dropped. Ordered so that a configuration's baseline (eager, world
+    size 1) runs before its variants."""
+    points: dict[Point, None] = {}
+    for block in blocks:
+        axes = {**block, **(overrides or {})}
+        for values in itertools.product(*(axes[name] for name in AXES)):
+            points[Point(*values)] = None
+    variant_rank = {name: i for i, name in enumerate(VARIANTS)}
+    return sorted(
+        points,
+        key=lambda p: (
+            p.model,
+            p.dataset,
+            p.precision,
+            p.batch_size,
+            p.world_size,
+            variant_rank.get(p.variant, len(variant_rank)),
+        ),
+    )
+
+
+def skip_reason(point: Point, machine: Machine) -> str | None:
+    """Why this machine cannot run `point` (a skipped record's reason), or None."""
+    fields = VARIANTS[point.variant].fields
+    if machine.device_type == "cuda":
+        if point.world_size > machine.gpu_count:
+            return f"needs {point.world_size} GPUs; this machine has {machine.gpu_count}"
+    else:
+        if point.world_size > machine.cpu_cores:
+            return (
+                f"{point.world_size} processes on {machine.cpu_cores} CPU cores: the timing "
+                "would measure oversubscription"
+            )
+        if point.precision in CUDA_ONLY_PRECISIONS:
+            return f"precision {point.precision} needs a CUDA GPU"
+        if fields["compile_mode"] in CUDA_GRAPH_MODES:
+            return (
+                f"compile mode {fields['compile_mode']} is a CUDA-graph mode; on CPU inductor "
+                "skips the graphs, so the record would name a path that did not run"
+            )
+    if fields["kernels"] == "triton":
+        if not machine.triton_installed:
+            return "triton kernels need the triton package, which is not installed"
+        if machine.device_type == "cpu" and not machine.triton_interpret:
+            return "triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 on CPU"
+    return None
+
+
+def point_config(
+    point: Point, repeat: int, spec: SweepSpec, out: str, check: bool = True
+) -> RunConfig:
+    """The RunConfig a point's child process is given. ConfigError when the combination is
+    invalid (e.g. mlp at batch 1) or, with `check`, when this machine cannot run it."""
+    cfg = RunConfig(
+        model=point.model,
+        dataset=point.dataset,
+        data_dir=spec.data_dir,
+        batch_size=point.batch_size,
+        precision=point.precision,
+        steps=spec.steps,
+        warmup_steps=spec.warmup_steps,
+        device=spec.machine.device_type,
+        nproc=point.world_size,
+        out=out,
+        variant=point.variant,
+        repeat=repeat,
+        quiet=True,
+    )
+    if check:
+        check_device(cfg, spec.machine.device_type == "cuda")
+    return cfg
+
+
+def plan_runs(
+    points: list[Point], spec: SweepSpec, done: set[tuple] | None = None
+) -> list[PlannedRun]:
+    """Every (point, repeat), repeat-major: all points once, then all again, so that a slow
+    drift of the machine (heat, a neighbour's job) spreads over the points instead of
+    landing on one, and an interrupted sweep has covered every point."""
+    done = done or set()
+    reasons: dict[Point, str | None] = {}
+    for point in points:
+        reason = skip_reason(point, spec.machine)
+        if reason is None:
+            try:
+                point_config(point, 0, spec, out=spec.out)
+            except ConfigError as err:
+                reason = str(err)
+        reasons[point] = reason
+    # This machine's environment is only needed to match recorded runs (on CUDA it costs a
+    # child process).
+    environment = spec.environment_key() if done else ()
+    runs = []
+    for repeat in range(spec.repeats):
+        for point in points:
+            reason = reasons[point]
+            key = run_key(point, repeat, spec.steps, environment)
+            if (key, "ok") in done or (reason and (key, "skipped") in done):
+                runs.append(PlannedRun(point, repeat, "done"))
+            elif reason:
+                runs.append(PlannedRun(point, repeat, "skip", reason))
+            else:
+                runs.append(PlannedRun(point, repeat, "run"))
+    return runs
+
+
+# -------------------------------------------------------------------------------- resume
+
+
+def run_key(point: Point, repeat: int, steps: int, environment: tuple) -> tuple:
+    """What makes two runs the same measurement: the point, the repeat, the timed steps and
+    the environment (device name, torch version)."""
+    return (*dataclasses.astuple(point), steps, repeat, *environment)
+
+
+def record_key(record: dict) -> tuple | None:
+    """run_key of a record, or None when it lacks the fields."""
+    cfg = record.get("config") or {}
+    env = record.get("environment") or {}
+    world = compare.record_world_size(record)
+    fields = [cfg.get(k) for k in ("model", "dataset", "batch_size", "precision")]
+    if world is None or any(f is None for f in fields):
+        return None
+    point = Point(*fields, world, compare.record_variant(record))
+    return run_key(point, cfg.get("repeat") or 0, cfg.get("steps"), env_key(env))
+
+
+def env_key(env: dict) -> tuple:
+    return (env.get("device_name"), env.get("torch"))
+
+
+def recorded_keys(path: str) -> set[tuple]:
+    """{(run key, status)} of the ok and skipped records in `path` (corrupt lines warned)."""
+    keys: set[tuple] = set()
+    if not os.path.exists(path):
+        return keys
+    for line_no, record in read_records(path):
+        if record is None:
+            print(
+                f"gan-bench: warning: {path} line {line_no} is not a JSON object; ignored",
+                file=sys.stderr,
+            )
+            continue
+        key = record_key(record)
+        if key is not None and record.get("status") in ("ok", "skipped"):
+            keys.add((key, record["status"]))
+    return keys
+
+
+# ------------------------------------------------------------------------------ estimate
+
+# Seconds per real image of one eager iteration on the 2-core CPU the defaults were sized
+# on (batch 64: mlp ~18 ms, dcgan32 ~150 ms; dcgan64 has 4x the pixels of dcgan32).
+_CPU_S_PER_IMAGE = {"mlp": 0.3e-3, "dcgan32": 2.3e-3, "dcgan64": 9.0e-3}
+
+
+def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> float:
+    """A rough cost of one run in seconds, for the ETA and --dry-run (not a measurement)."""
+    compiles = VARIANTS[point.variant].fields["compile_mode"] != "none"
+    iterations = spec.steps + spec.warmup_steps + 1  # +1: the FLOP count's untimed iteration
+    # Real data sets get a quality evaluation by default (bench/quality): ~5 s on this CPU
+    # once its extractor is cached (the first one trains for ~20 s more).
+    quality_s = 0.0 if point.dataset == "synthetic" else 5.0
+    if spec.machine.device_type == "cpu":
+        start = quality_s + (5.0 if point.world_size == 1 else 5.0 + 2.5 * point.world_size)
+        # N processes share the cores one process had: each iteration ~N times slower.
+        per_iteration = _CPU_S_PER_IMAGE.get(point.model, 2e-3) * point.batch_size
+        work = iterations * per_iteration * point.world_size
+        compile_s = (2.0 if compiled_before else 25.0) if compiles else 0.0
+    else:
+        start, work = quality_s + 10.0 + 3.0 * point.world_size, iterations * 0.02
+        compile_s = (10.0 if compiled_before else 60.0) if compiles else 0.0
+    return start + work + compile_s
+
+
+def estimate_runs_s(runs: list[PlannedRun], spec: SweepSpec) -> list[float]:
+    """estimate_run_s of each run to do (0 for the others); a compile is cold only the first
+    time a (model, batch, precision, world size, variant) is seen: inductor caches on disk."""
+    seen: set = set()
+    out = []
+    for run in runs:
+        if run.action != "run":
+            out.append(0.0)
+            continue
+        p = run.point
+        key = (p.model, p.batch_size, p.precision, p.world_size, p.variant)
+        out.append(estimate_run_s(p, spec, key in seen))
+        seen.add(key)
+    return out
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def print_plan(runs: list[PlannedRun], spec: SweepSpec, estimates: list[float]) -> None:
+    """--dry-run: the plan per point, and what it would cost."""
+    from rich.console import Console
+    from rich.table import Table
+
+    per_point: dict[Point, list[PlannedRun]] = defaultdict(list)
+    for run in runs:
+        per_point[run.point].append(run)
+    table = Table()
+    for header in ("#", "model", "dataset", "batch/proc", "precision", "procs", "variant", "do"):
+        table.add_column(header, overflow="fold")
+    for n, (point, planned) in enumerate(per_point.items(), start=1):
+        counts = Counter(r.action for r in planned)
+        skip = next((r.reason for r in planned if r.action == "skip"), None)
+        action = ", ".join(f"{a} {counts[a]}" for a in ("run", "done", "skip") if counts[a])
+        if skip:
+            action += f" ({skip})"
+        table.add_row(
+            str(n),
+            point.model,
+            point.dataset,
+            str(point.batch_size),
+            point.precision,
+            str(point.world_size),
+            point.variant,
+            action,
+        )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(
+        f"gan-bench sweep plan: {spec.machine.device_type}, {spec.steps} timed + "
+        f"{spec.warmup_steps} warm-up iterations, {spec.repeats} repeat(s), records to {spec.out}",
+        highlight=False,
+    )
+    console.print(table)
+    counts = Counter(r.action for r in runs)
+    console.print(
+        f"{len(per_point)} points × {spec.repeats} repeat(s): {counts['run']} to run, "
+        f"{counts['skip']} skipped (recorded), {counts['done']} already recorded; "
+        f"rough estimate {sum(estimates) / 60:.1f} min. Nothing was run or written.",
+        highlight=False,
+    )

@@ -1,0 +1,205 @@
+"""A validated sweep: the command-line options parsed into a `SweepSpec` (`build_spec`:
+ConfigError, one line for the user, on any bad value, before anything runs), and the
+environment of the machine the points run on, as each record carries it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from bench import data
+from bench.config import PRECISIONS, ConfigError
+from bench.sweep.child import child_env
+from bench.sweep.plan import (
+    Machine,
+    Point,
+    default_blocks,
+    detect_machine,
+    env_key,
+    expand,
+    machine_defaults,
+)
+from bench.variants import VARIANTS
+from gan_models import MODELS
+
+# ------------------------------------------------------------------------------- parsing
+
+
+def _split(flag: str, text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    items = [item for item in items if item]
+    if not items:
+        raise ConfigError(f"{flag} is empty; give a comma-separated list, e.g. {flag} a,b")
+    return list(dict.fromkeys(items))  # duplicates dropped, order kept
+
+
+def parse_names(flag: str, text: str, allowed) -> tuple[str, ...]:
+    """A comma list of names, each one of `allowed`; ConfigError names the first bad one."""
+    names = _split(flag, text)
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(f"{flag}: {name!r} is not known; choose from: {', '.join(allowed)}")
+    return tuple(names)
+
+
+def parse_positive_ints(flag: str, text: str) -> tuple[int, ...]:
+    """A comma list of whole numbers ≥ 1."""
+    values = []
+    for item in _split(flag, text):
+        try:
+            value = int(item)
+        except ValueError:
+            raise ConfigError(f"{flag}: {item!r} is not a whole number") from None
+        if value < 1:
+            raise ConfigError(f"{flag}: {value} must be at least 1")
+        values.append(value)
+    return tuple(dict.fromkeys(values))
+
+
+# ---------------------------------------------------------------------------------- spec
+
+
+@dataclass(kw_only=True)
+class SweepSpec:
+    """A validated sweep: the blocks of the plan and how to run each point."""
+
+    machine: Machine
+    blocks: list[dict]
+    overrides: dict
+    steps: int
+    warmup_steps: int
+    repeats: int
+    timeout_s: float
+    out: str
+    resume: bool = True
+    dry_run: bool = False
+    data_dir: str | None = None
+    _environment: dict | None = None
+
+    def points(self) -> list[Point]:
+        return expand(self.blocks, self.overrides)
+
+    def environment(self) -> dict:
+        """This machine's environment as a record carries it (computed once)."""
+        if self._environment is None:
+            self._environment = machine_environment(self.machine)
+        return self._environment
+
+    def environment_key(self) -> tuple:
+        return env_key(self.environment())
+
+
+def build_spec(
+    *,
+    models: str | None = None,
+    datasets: str | None = None,
+    batch_sizes: str | None = None,
+    precisions: str | None = None,
+    gpus: str | None = None,
+    variants: str | None = None,
+    steps: int | None = None,
+    warmup_steps: int | None = None,
+    repeats: int | None = None,
+    out: str = "results/sweep.jsonl",
+    timeout_per_point: float | None = None,
+    resume: bool = True,
+    dry_run: bool = False,
+    device: str = "auto",
+    data_dir: str | None = None,
+    machine: Machine | None = None,
+) -> SweepSpec:
+    """Parse and validate the sweep options; ConfigError (one line for the user) on any
+    bad value, before anything runs."""
+    overrides: dict = {}
+    if models is not None:
+        overrides["models"] = parse_names("--models", models, tuple(MODELS))
+    if datasets is not None:
+        overrides["datasets"] = parse_names("--datasets", datasets, data.DATASETS)
+        for name in overrides["datasets"]:
+            try:
+                data.check_dataset(name, data_dir)
+            except data.DataError as err:
+                raise ConfigError(f"--datasets: {err}") from None
+    if batch_sizes is not None:
+        overrides["batch_sizes"] = parse_positive_ints("--batch-sizes", batch_sizes)
+    if precisions is not None:
+        overrides["precisions"] = parse_names("--precisions", precisions, PRECISIONS)
+    if gpus is not None:
+        overrides["world_sizes"] = parse_positive_ints("--gpus", gpus)
+    if variants is not None:
+        overrides["variants"] = parse_names("--variants", variants, tuple(VARIANTS))
+    if machine is None:
+        machine = detect_machine(device)
+    defaults = machine_defaults(machine)
+    given = {
+        "steps": steps,
+        "warmup_steps": warmup_steps,
+        "repeats": repeats,
+        "timeout_s": timeout_per_point,
+    }
+    values = {k: defaults[k] if v is None else v for k, v in given.items()}
+    for flag, name, low in (
+        ("--steps", "steps", 1),
+        ("--warmup-steps", "warmup_steps", 0),
+        ("--repeats", "repeats", 1),
+    ):
+        if values[name] < low:
+            raise ConfigError(f"{flag} must be at least {low}, got {values[name]}")
+    if not values["timeout_s"] > 0:
+        raise ConfigError(f"--timeout-per-point must be positive, got {values['timeout_s']}")
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out!r} is a directory; give a .jsonl file path")
+    return SweepSpec(
+        machine=machine,
+        blocks=default_blocks(machine),
+        overrides=overrides,
+        steps=values["steps"],
+        warmup_steps=values["warmup_steps"],
+        repeats=values["repeats"],
+        timeout_s=float(values["timeout_s"]),
+        out=out,
+        resume=resume,
+        dry_run=dry_run,
+        data_dir=data_dir,
+    )
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def machine_environment(machine: Machine) -> dict:
+    """bench.environment.collect_environment for the device the points run on.
+
+    On CUDA it is asked in a short child process: asking here would start a CUDA context in
+    the sweep's own process, holding GPU 0 memory through every point and showing in each
+    child's NVML memory reading.
+    """
+    from bench.environment import collect_environment
+
+    if machine.device_type == "cpu":
+        return collect_environment(torch.device("cpu"))
+    code = (
+        "import json, torch\n"
+        "from bench.environment import collect_environment\n"
+        "print(json.dumps(collect_environment(torch.device('cuda', 0))))\n"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        pass
+    # The child failed: correct fields matter more than the context's memory.
+    return collect_environment(torch.device("cuda", 0))
