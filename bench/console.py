@@ -105,6 +105,28 @@ def print_summary(record: dict, out_path: str | None) -> None:
             + f" / {_fmt(metrics.get('loss_g_final'), '.4f')}",
         ),
     ]
+    quality = record.get("quality")
+    if quality:
+        rows.append((quality["fd_name"], _fmt(quality.get("fd"), ",.2f")))
+        rows.append(
+            (
+                "KID / precision / recall",
+                f"{_fmt(quality.get('kid_mean'), '.3f')} / {_fmt(quality.get('precision'), '.3f')}"
+                f" / {_fmt(quality.get('recall'), '.3f')}",
+            )
+        )
+        hit = quality.get("classes_hit")
+        classes = "" if hit is None else f", classes hit {hit}/{quality.get('num_classes')}"
+        collapse = " (mode collapse)" if quality.get("mode_collapse") else ""
+        rows.append(
+            (
+                "density / coverage",
+                f"{_fmt(quality.get('density'), '.3f')} / {_fmt(quality.get('coverage'), '.3f')}"
+                f"{classes}{collapse}",
+            )
+        )
+    if metrics.get("sample_grid_path"):
+        rows.append(("sample grid", metrics["sample_grid_path"]))
     for name, value in rows:
         table.add_row(name, value)
     console = Console()
