@@ -215,6 +215,18 @@ class Group:
     variants: list[VariantSummary]
 
     @property
+    def config_key(self) -> tuple:
+        """The configuration without its world size: what a scaling series shares."""
+        return (
+            self.environment,
+            self.model,
+            self.dataset,
+            self.batch_size,
+            self.precision,
+            self.workload,
+        )
+
+    @property
     def label(self) -> str:
         return (
             f"{self.model}/{self.dataset} batch {self.batch_size} {self.precision} "
@@ -379,58 +391,31 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
     for group in groups:
         for summary in group.variants:
             if summary.images_per_s is not None:
-                key = (
-                    group.environment,
-                    group.model,
-                    group.dataset,
-                    group.batch_size,
-                    group.precision,
-                    group.workload,
-                    summary.variant,
+                series[(*group.config_key, summary.variant)][group.world_size] = (
+                    summary.images_per_s
                 )
-                series[key][group.world_size] = summary.images_per_s
     rows: list[ScalingRow] = []
+    efficiency: dict[tuple, float | None] = {}
     for key in sorted(series):
         points = series[key]
         if len(points) < 2:
             continue
         single = points.get(1)
         for world in sorted(points):
+            efficiency[(key, world)] = points[world] / (world * single) if single else None
             rows.append(
                 ScalingRow(
                     *key,
                     world_size=world,
                     images_per_s=points[world],
                     images_per_s_per_device=points[world] / world,
-                    efficiency=points[world] / (world * single) if single else None,
+                    efficiency=efficiency[(key, world)],
                 )
             )
-    efficiency = {
-        (
-            r.environment,
-            r.model,
-            r.dataset,
-            r.batch_size,
-            r.precision,
-            r.workload,
-            r.variant,
-            r.world_size,
-        ): (r.efficiency)
-        for r in rows
-    }
     for group in groups:
         for summary in group.variants:
             summary.scaling_efficiency = efficiency.get(
-                (
-                    group.environment,
-                    group.model,
-                    group.dataset,
-                    group.batch_size,
-                    group.precision,
-                    group.workload,
-                    summary.variant,
-                    group.world_size,
-                )
+                ((*group.config_key, summary.variant), group.world_size)
             )
     return rows
 

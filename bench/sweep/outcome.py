@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from bench.config import ConfigError, RunConfig
 from bench.records import SCHEMA_VERSION
 from bench.sweep.child import ChildResult
-from bench.sweep.plan import Point, point_config
+from bench.sweep.plan import Point, point_config, point_fields
 from bench.sweep.spec import SweepSpec
 from bench.variants import VARIANTS
 
@@ -31,21 +31,7 @@ def sweep_record(
         config = point_config(point, repeat, spec, out=spec.out, check=False).to_dict()
     except ConfigError:  # an invalid combination: the fields as planned, defaults elsewhere
         config = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-        config.update(
-            model=point.model,
-            dataset=point.dataset,
-            data_dir=spec.data_dir,
-            batch_size=point.batch_size,
-            precision=point.precision,
-            steps=spec.steps,
-            warmup_steps=spec.warmup_steps,
-            device=spec.machine.device_type,
-            nproc=point.world_size,
-            out=spec.out,
-            variant=point.variant,
-            repeat=repeat,
-            quiet=True,
-        )
+        config.update(point_fields(point, repeat, spec, out=spec.out))
     environment = {**spec.environment(), "world_size": point.world_size, "timestamp": _now()}
     record = {
         "schema_version": SCHEMA_VERSION,

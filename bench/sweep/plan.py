@@ -214,26 +214,31 @@ def skip_reason(point: Point, machine: Machine) -> str | None:
     return None
 
 
+def point_fields(point: Point, repeat: int, spec: SweepSpec, out: str) -> dict:
+    """The RunConfig fields a point's child process is given."""
+    return {
+        "model": point.model,
+        "dataset": point.dataset,
+        "data_dir": spec.data_dir,
+        "batch_size": point.batch_size,
+        "precision": point.precision,
+        "steps": spec.steps,
+        "warmup_steps": spec.warmup_steps,
+        "device": spec.machine.device_type,
+        "nproc": point.world_size,
+        "out": out,
+        "variant": point.variant,
+        "repeat": repeat,
+        "quiet": True,
+    }
+
+
 def point_config(
     point: Point, repeat: int, spec: SweepSpec, out: str, check: bool = True
 ) -> RunConfig:
     """The RunConfig a point's child process is given. ConfigError when the combination is
     invalid (e.g. mlp at batch 1) or, with `check`, when this machine cannot run it."""
-    cfg = RunConfig(
-        model=point.model,
-        dataset=point.dataset,
-        data_dir=spec.data_dir,
-        batch_size=point.batch_size,
-        precision=point.precision,
-        steps=spec.steps,
-        warmup_steps=spec.warmup_steps,
-        device=spec.machine.device_type,
-        nproc=point.world_size,
-        out=out,
-        variant=point.variant,
-        repeat=repeat,
-        quiet=True,
-    )
+    cfg = RunConfig(**point_fields(point, repeat, spec, out))
     if check:
         check_device(cfg, spec.machine.device_type == "cuda")
     return cfg

@@ -47,7 +47,7 @@ def test_second_call_loads_from_cache(mnist5k_cache, mnist5k_extractor, monkeypa
     assert cache.sha256_file(weights) == again.sha256
     meta = json.loads((folder / "lenet-mnist5k-28-v1.json").read_text())
     assert meta["heldout_accuracy"] == again.accuracy and meta["seed"] == 0
-    # Same features from the loaded copy as from the one trained this session.
+    # Same features from the loaded copy as from the one the fixture trained.
     x = torch.rand(8, *SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     torch.testing.assert_close(again.extract(x)[0], mnist5k_extractor.extract(x)[0])
 
