@@ -375,7 +375,11 @@ def main(argv: list[str] | None = None) -> None:
         rc = command.main(args=argv, prog_name="gan-bench", standalone_mode=False)
     except UsageError as err:
         message = err.format_message()
-        if not message:  # no arguments at all: the help was the answer
+        if not message or type(err).__name__ == "NoArgsIsHelpError":
+            # No arguments at all: the help is the answer (typer's vendored click has
+            # printed it already; click >= 8.2 carries it in the message).
+            if message:
+                typer.echo(message)
             sys.exit(0)
         typer.echo(f"gan-bench: error: {message}", err=True)
         sys.exit(EXIT_USAGE)

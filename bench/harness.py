@@ -98,7 +98,12 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         if not cfg.quiet:
             print_summary(record, cfg.out)
     if ctx is not None and record["status"] in ("ok", "diverged"):
-        distributed.teardown(ctx)  # after a failure a peer may be gone: just exit
+        # Rank 0 samples and evaluates after the last training collective; the others wait
+        # here so that no rank tears the process group down while a peer still holds it
+        # (an early teardown on gloo can abort the exiting process). After a failure a
+        # peer may be gone: just exit.
+        distributed.barrier(ctx)
+        distributed.teardown(ctx)
     return record
 
 
