@@ -367,7 +367,8 @@ def _git_info(repo: Path = _PROJECT_ROOT) -> tuple[str | None, bool | None]:
     return sha, (None if status is None else bool(status.strip()))
 
 
-def _utc_timestamp() -> str:
+def utc_timestamp() -> str:
+    """Now, UTC, ISO 8601 to the second with a trailing Z."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -421,7 +422,7 @@ def collect_environment(device: torch.device, world_size: int = 1) -> dict:
         "world_size": int(world_size),
         "git_sha": git_sha,
         "git_dirty": git_dirty,
-        "timestamp": _utc_timestamp(),
+        "timestamp": utc_timestamp(),
         "nvml_error": nvml_error,
     }
 

@@ -30,7 +30,7 @@ from bench.records import SCHEMA_VERSION, append_record
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
 from bench.variants import VARIANT_FIELDS
-from gan_models import build_pair, get_loss
+from gan_models import ModelPair, build_pair, get_loss
 
 MIB = 2**20
 
@@ -119,9 +119,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         torch.cuda.reset_peak_memory_stats(device)
     policy = make_policy(cfg.precision, device.type)
     loss = get_loss(cfg.loss)
-    pair = build_pair(
-        cfg.model, channels=cfg.image_channels, latent_dim=cfg.latent_dim, critic=loss.needs_critic
-    )
+    pair = _build_pair(cfg, loss)
     generator, discriminator = pair.generator, pair.discriminator
     sync_bn_reason = None
     if cfg.sync_bn and ctx.distributed:
@@ -502,6 +500,13 @@ def _first_non_finite(ctx: distributed.DistContext, losses: torch.Tensor) -> int
     return None if math.isinf(earliest) else int(earliest)
 
 
+def _build_pair(cfg: RunConfig, loss) -> ModelPair:
+    """The configured G and D (a critic without BatchNorm when the loss needs one)."""
+    return build_pair(
+        cfg.model, channels=cfg.image_channels, latent_dim=cfg.latent_dim, critic=loss.needs_critic
+    )
+
+
 def _count_iteration_flops(
     cfg: RunConfig, device: torch.device, policy: PrecisionPolicy, image_shape, latent_shape, loss
 ) -> int:
@@ -510,9 +515,7 @@ def _count_iteration_flops(
     A fresh pair (not the trained one, not DDP-wrapped, no SyncBN) keeps the count free of
     collectives and leaves the trained models untouched; FLOPs do not depend on weights.
     """
-    pair = build_pair(
-        cfg.model, channels=cfg.image_channels, latent_dim=cfg.latent_dim, critic=loss.needs_critic
-    )
+    pair = _build_pair(cfg, loss)
     pair.generator.to(device)
     pair.discriminator.to(device)
     rng = torch.Generator(device=device)

@@ -99,26 +99,13 @@ def print_kernel_table(rows: list[dict], copy_gbps: float) -> None:
     ):
         table.add_column(column, justify="right" if column[0] in "m%G×" else "left")
     for r in rows:
+        head = [r["case"], r["dtype"], r["layout"], r["pass"], r["impl"]]
         if r["status"] != "ok":
-            table.add_row(
-                r["case"],
-                r["dtype"],
-                r["layout"],
-                r["pass"],
-                r["impl"],
-                "failed",
-                "",
-                "",
-                r["reason"][:40],
-            )
+            table.add_row(*head, "failed", "", "", r["reason"][:40])
             continue
         speedup = r.get("speedup_vs_eager")
         table.add_row(
-            r["case"],
-            r["dtype"],
-            r["layout"],
-            r["pass"],
-            r["impl"],
+            *head,
             f"{r['ms_p50']:.4f}",
             f"{r['gb_per_s']:,.0f}",
             f"{r['pct_of_copy_bandwidth']:.0f}",

@@ -8,18 +8,14 @@ from __future__ import annotations
 import dataclasses
 import signal
 import uuid
-from datetime import datetime, timezone
 
 from bench.config import ConfigError, RunConfig
+from bench.environment import utc_timestamp
 from bench.records import SCHEMA_VERSION
 from bench.sweep.child import ChildResult
 from bench.sweep.plan import Point, point_config, point_fields
 from bench.sweep.spec import SweepSpec
 from bench.variants import VARIANTS
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sweep_record(
@@ -32,7 +28,11 @@ def sweep_record(
     except ConfigError:  # an invalid combination: the fields as planned, defaults elsewhere
         config = {f.name: f.default for f in dataclasses.fields(RunConfig)}
         config.update(point_fields(point, repeat, spec, out=spec.out))
-    environment = {**spec.environment(), "world_size": point.world_size, "timestamp": _now()}
+    environment = {
+        **spec.environment(),
+        "world_size": point.world_size,
+        "timestamp": utc_timestamp(),
+    }
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
