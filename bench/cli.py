@@ -17,7 +17,7 @@ except ImportError:  # older typer (the GPU images) depends on click itself
     from click.exceptions import UsageError
 
 from bench.config import COMPILE_MODES, ConfigError, RunConfig
-from bench.variants import VARIANTS
+from bench.variants import SPEEDUPS
 
 app = typer.Typer(
     name="gan-bench",
@@ -99,7 +99,12 @@ def run(
         int, _opt("Collective timeout in seconds: a dead peer ends the run.")
     ] = _DEFAULTS["dist_timeout_s"],
     variant: Annotated[
-        str | None, _opt("Speed-up variant: " + ", ".join(VARIANTS) + " (sets the two below).")
+        str | None,
+        _opt(
+            "Speed-up variant: eager, or speed-ups joined by '+' ("
+            + ", ".join(SPEEDUPS)
+            + "), e.g. triton+channels-last+cuda-graph. Sets the four options below."
+        ),
     ] = None,
     compile_mode: Annotated[
         str, _opt("torch.compile mode: " + ", ".join(COMPILE_MODES) + ".")
@@ -107,6 +112,12 @@ def run(
     kernels: Annotated[
         str, _opt("BatchNorm+activation kernels: torch, or triton (fused).")
     ] = _DEFAULTS["kernels"],
+    memory_format: Annotated[
+        str, _opt("Memory format of models and images: contiguous (NCHW) or channels_last.")
+    ] = _DEFAULTS["memory_format"],
+    cuda_graph: Annotated[
+        bool, _opt("Capture the whole iteration as one CUDA graph and replay it (CUDA only).")
+    ] = _DEFAULTS["cuda_graph"],
     quality: Annotated[
         bool | None,
         _opt("Measure sample quality after training (default: on for real data sets)."),
@@ -128,6 +139,13 @@ def run(
         str | None,
         _opt("Local Inception weights (pytorch-fid / torchvision / TorchScript): adds FID."),
     ] = None,
+    profile_steps: Annotated[
+        int,
+        _opt(
+            "Profile K more iterations after the timed ones (torch.profiler): top kernels, "
+            "device idle time; a Chrome trace next to --out."
+        ),
+    ] = _DEFAULTS["profile_steps"],
     repeat: Annotated[int, _opt("Index of this run among repeats of one point (recorded).")] = 0,
     quiet: Annotated[bool, _opt("No progress bar and no summary table.")] = _DEFAULTS["quiet"],
 ) -> None:
@@ -160,12 +178,15 @@ def run(
             variant=variant,
             compile_mode=compile_mode,
             kernels=kernels,
+            memory_format=memory_format,
+            cuda_graph=cuda_graph,
             quality=quality,
             quality_samples=quality_samples,
             eval_every=eval_every,
             target_fd=target_fd,
             quality_cache_dir=quality_cache_dir,
             inception_weights=inception_weights,
+            profile_steps=profile_steps,
             repeat=repeat,
             quiet=quiet,
         )
@@ -246,7 +267,13 @@ def sweep(
         _opt("Comma list of world sizes (GPUs; processes on CPU)." + _GRID),
     ] = None,
     variants: Annotated[
-        str | None, _opt("Comma list of variants: " + ", ".join(VARIANTS) + "." + _GRID)
+        str | None,
+        _opt(
+            "Comma list of variants: eager, or speed-ups joined by '+' ("
+            + ", ".join(SPEEDUPS)
+            + ")."
+            + _GRID
+        ),
     ] = None,
     steps: Annotated[
         int | None, _opt("Timed iterations per run. (default: 20 on CPU, 100 on GPU)")
@@ -267,6 +294,13 @@ def sweep(
     dry_run: Annotated[bool, _opt("Print the plan and its rough cost; run nothing.")] = False,
     device: Annotated[str, _opt("auto (CUDA when present), cpu, cuda.")] = "auto",
     data_dir: Annotated[str | None, _opt("Root of local data sets, as `run --data-dir`.")] = None,
+    seeds: Annotated[
+        str | None,
+        _opt(
+            "Comma list of seeds (whole numbers >= 0); every point runs once per seed and "
+            "repeat, for quality parity in `compare`. (default: 0)"
+        ),
+    ] = None,
 ) -> None:
     """Run a grid of points, each in its own process; end with the compare table."""
     from bench.sweep import sweep_command
@@ -288,6 +322,7 @@ def sweep(
             dry_run=dry_run,
             device=device,
             data_dir=data_dir,
+            seeds=seeds,
         )
     except ConfigError as err:
         fail_usage(str(err))
@@ -304,12 +339,26 @@ def compare(
     fail_below: Annotated[
         float | None, _opt("Exit 1 when an ok variant's speed-up is under this ratio.")
     ] = None,
+    fail_on_quality: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-quality",
+            help="Exit 1 when a variant's FD or KID lies outside the baseline's "
+            "seed-to-seed spread (needs >= 3 seeds on both sides).",
+        ),
+    ] = False,
 ) -> None:
     """Variants against a baseline: throughput, speed-up, memory, quality, scaling."""
     from bench.compare import compare_command
 
     try:
-        rc = compare_command(results, baseline=baseline, fmt=fmt, fail_below=fail_below)
+        rc = compare_command(
+            results,
+            baseline=baseline,
+            fmt=fmt,
+            fail_below=fail_below,
+            fail_on_quality=fail_on_quality,
+        )
     except ConfigError as err:
         fail_usage(str(err))
     raise typer.Exit(rc)

@@ -5,8 +5,10 @@ size); the environment is the device name plus the torch version, so numbers fro
 machines or two torch builds are never set against each other: they land in different
 groups, and the output says so. Within a group each variant gets its throughput (median
 over repeats, with the spread), its speed-up over the baseline, its peak memory and the
-ratio, quality deltas when both sides measured quality with the same extractor, and its
-status. A second table follows each configuration across world sizes (scaling
+ratio, quality deltas when both sides measured quality with the same extractor, a quality
+parity verdict (its FD and KID against the baseline's seed-to-seed spread: see
+quality_parity), and its status. Runs with different seeds share a group: their throughput
+is pooled like repeats. A second table follows each configuration across world sizes (scaling
 efficiency).
 """
 
@@ -36,6 +38,17 @@ _QUALITY_SHORT = {"fd": "fd", "kid_mean": "kid", "precision": "P", "recall": "R"
 # band; min-max says plainly what was seen. From 5 repeats on, p20-p80 (as the per-iteration
 # percentiles of a record, DESIGN.md habit 4) ignores one outlier on either side.
 MIN_REPEATS_FOR_PERCENTILE_SPREAD = 5
+# Quality parity across seeds: FD and KID (distances, lower is better) of a variant against
+# the baseline's seed-to-seed spread. One value per seed (the median over that seed's
+# repeats), since repeats of one seed differ only by machine noise, seeds by training luck.
+PARITY_FIELDS = ("fd", "kid_mean")
+MIN_PARITY_SEEDS = 3
+# The band is the baseline's mean ± 2 sample standard deviations over its seeds, not the
+# min-max range. For an honest variant (per-seed values drawn like the baseline's; normal,
+# simulated), the mean of 3 variant seeds falls outside the range of 3 baseline seeds 37% of
+# the time: the range would flag about one honest variant in three. Outside mean ± 2 s: 13%
+# with 3 baseline seeds, 3% with 5.
+PARITY_SIGMAS = 2.0
 
 
 def _warn(message: str) -> None:
@@ -56,6 +69,7 @@ class Row:
     workload: str  # loss and step count: runs that trained differently are not repeats
     variant: str
     repeat: int
+    seed: int  # config.seed: repeats of one seed are pooled, seeds are the parity samples
     status: str
     reason: str | None
     images_per_s: float | None
@@ -129,6 +143,7 @@ def to_row(record: dict, source: str) -> Row | None:
         workload=f"{cfg.get('loss') or '?'}, {cfg.get('steps') or '?'} steps",
         variant=record_variant(record),
         repeat=cfg.get("repeat") or 0,
+        seed=_seed(cfg),
         status=record.get("status") or "?",
         reason=record.get("reason"),
         images_per_s=_number(metrics.get("images_per_s")),
@@ -138,6 +153,12 @@ def to_row(record: dict, source: str) -> Row | None:
         sample_grid_path=metrics.get("sample_grid_path"),
         source=source,
     )
+
+
+def _seed(cfg: dict) -> int:
+    """The run's seed; a record without one ran with RunConfig's default, 0."""
+    seed = cfg.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 def _number(value) -> float | None:
@@ -197,6 +218,10 @@ class VariantSummary:
     quality_delta: dict = field(default_factory=dict)  # field -> variant - baseline
     quality_note: str | None = None  # why deltas are missing although quality exists
     scaling_efficiency: float | None = None  # throughput(N) / (N * throughput(1))
+    # PARITY_FIELDS name -> {"verdict": "within" | "outside" | None, "reason", "variant_mean",
+    # "band": [lo, hi], "seeds": shared seeds, "baseline_seeds"}; only metrics it measured
+    parity: dict = field(default_factory=dict)
+    parity_note: str | None = None  # why a measured metric got no parity verdict
     sample_grid_paths: list = field(default_factory=list)  # (repeat, path, source) of ok runs
 
 
@@ -287,8 +312,12 @@ def _status_text(rows: list[Row]) -> str:
     return ", ".join(parts)
 
 
+def _ok(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r.status == "ok" and r.images_per_s is not None]
+
+
 def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
-    ok = [r for r in rows if r.status == "ok" and r.images_per_s is not None]
+    ok = _ok(rows)
     throughputs = [r.images_per_s for r in ok]
     median = statistics.median(throughputs) if throughputs else None
     lo = hi = spread = None
@@ -334,14 +363,91 @@ def _against_baseline(summary: VariantSummary, base: VariantSummary) -> None:
         summary.memory_ratio = summary.memory_mib / base.memory_mib
     if summary is base or not (summary.quality and base.quality):
         return
-    if summary.extractor is None or summary.extractor != base.extractor:
-        summary.quality_note = (
-            f"extractors differ ({summary.extractor} vs {base.extractor}): no deltas"
-        )
+    mismatch = _extractor_mismatch(summary, base)
+    if mismatch:
+        summary.quality_note = f"{mismatch}: no deltas"
         return
     for name in QUALITY_DELTA_FIELDS:
         if name in summary.quality and name in base.quality:
             summary.quality_delta[name] = summary.quality[name] - base.quality[name]
+
+
+def _extractor_mismatch(summary: VariantSummary, base: VariantSummary) -> str | None:
+    """Why the two sides' quality numbers have no common scale (each feature space has its
+    own distances), or None when both measured with one and the same extractor."""
+    if summary.extractor is None or summary.extractor != base.extractor:
+        return f"extractors differ ({summary.extractor} vs {base.extractor})"
+    return None
+
+
+def _per_seed(rows: list[Row], name: str) -> dict[int, float]:
+    """Quality field `name` per seed over the ok runs: the median over each seed's repeats."""
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for row in _ok(rows):
+        value = _number(row.quality.get(name)) if row.quality else None
+        if value is not None:
+            by_seed[row.seed].append(value)
+    return {seed: statistics.median(values) for seed, values in sorted(by_seed.items())}
+
+
+def _parity_entry(variant: dict[int, float], base: dict[int, float], baseline: str) -> dict:
+    """One metric's verdict: the variant's mean over the seeds both sides ran against the
+    baseline's band over all its seeds (mean ± PARITY_SIGMAS sample standard deviations)."""
+    shared = sorted(set(variant) & set(base))
+    entry = {
+        "verdict": None,
+        "reason": None,
+        "variant_mean": None,
+        "band": None,
+        "seeds": shared,
+        "baseline_seeds": sorted(base),
+    }
+    if len(base) < MIN_PARITY_SEEDS:
+        entry["reason"] = f"needs ≥ {MIN_PARITY_SEEDS} seeds of {baseline}, has {len(base)}"
+        return entry
+    if len(shared) < MIN_PARITY_SEEDS:
+        entry["reason"] = (
+            f"needs ≥ {MIN_PARITY_SEEDS} seeds shared with {baseline}, has {len(shared)} "
+            f"(variant seeds {_seed_list(variant)}; {baseline} seeds {_seed_list(base)})"
+        )
+        return entry
+    centre = statistics.fmean(base.values())
+    half = PARITY_SIGMAS * statistics.stdev(base.values())
+    mean = statistics.fmean(variant[seed] for seed in shared)
+    lo, hi = centre - half, centre + half
+    entry.update(
+        verdict="within" if lo <= mean <= hi else "outside", variant_mean=mean, band=[lo, hi]
+    )
+    return entry
+
+
+def _seed_list(values: dict, most: int = 6) -> str:
+    seeds = [str(seed) for seed in sorted(values)]
+    return ", ".join(seeds if len(seeds) <= most else [*seeds[:most], "…"]) or "none"
+
+
+def quality_parity(
+    summary: VariantSummary,
+    base: VariantSummary,
+    rows: list[Row],
+    base_rows: list[Row],
+    baseline: str,
+) -> tuple[dict, str | None]:
+    """(parity, note) of a variant against the baseline (see VariantSummary.parity): one
+    entry per PARITY_FIELDS metric the variant measured; no verdict, with the reason, when
+    the extractors differ or either side has fewer than MIN_PARITY_SEEDS seeds to judge."""
+    mismatch = _extractor_mismatch(summary, base) if summary.quality and base.quality else None
+    parity: dict = {}
+    for name in PARITY_FIELDS:
+        values = _per_seed(rows, name)
+        if not values:
+            continue  # not measured (synthetic data, a failed run): nothing to judge
+        entry = _parity_entry(values, _per_seed(base_rows, name), baseline)
+        if mismatch:
+            entry.update(verdict=None, reason=mismatch, variant_mean=None, band=None)
+        parity[name] = entry
+    reasons = dict.fromkeys(e["reason"] for e in parity.values() if e["verdict"] is None)
+    return parity, "; ".join(reasons) or None
 
 
 def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
@@ -363,6 +469,10 @@ def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
         if base is not None:
             for summary in summaries:
                 _against_baseline(summary, base)
+                if summary is not base:
+                    summary.parity, summary.parity_note = quality_parity(
+                        summary, base, by_variant[summary.variant], by_variant[baseline], baseline
+                    )
         env, model, dataset, batch, precision, world, workload = key
         groups.append(
             Group(
@@ -433,6 +543,67 @@ def below_threshold(comparison: Comparison, minimum: float) -> list[tuple[Group,
     ]
 
 
+def parity_verdict(summary: VariantSummary) -> str | None:
+    """The variant's overall parity: "outside" when any metric lies outside the baseline's
+    spread, "within" when one has a verdict and none is outside, else None (no verdict, or
+    nothing measured)."""
+    verdicts = {entry["verdict"] for entry in summary.parity.values()}
+    if "outside" in verdicts:
+        return "outside"
+    return "within" if "within" in verdicts else None
+
+
+def outside_parity(comparison: Comparison) -> list[tuple[Group, VariantSummary]]:
+    """Variants whose FD or KID lies outside the baseline's seed-to-seed spread."""
+    return [
+        (group, summary)
+        for group in comparison.groups
+        for summary in group.variants
+        if parity_verdict(summary) == "outside"
+    ]
+
+
+# The variant every speed-up must also beat: torch.compile in its default mode.
+COMPILE_REFERENCE = "compile"
+
+
+@dataclass
+class Best:
+    """A group's fastest variant, against the baseline and against torch.compile."""
+
+    group: Group
+    variant: VariantSummary
+    vs_compile: float | None  # None when the group has no ok compile run
+
+
+def best_variants(comparison: Comparison) -> list[Best]:
+    """Per group with an ok baseline and another ok variant: the fastest variant (median
+    images/s), with its speed-up over the baseline and over torch.compile's default mode."""
+    best = []
+    for group in comparison.groups:
+        ok = [s for s in group.variants if s.images_per_s is not None and s.repeats_ok]
+        if not group.baseline_found or len(ok) < 2:
+            continue
+        fastest = max(ok, key=lambda s: s.images_per_s)
+        compiled = next((s for s in ok if s.variant == COMPILE_REFERENCE), None)
+        vs_compile = fastest.images_per_s / compiled.images_per_s if compiled else None
+        best.append(Best(group, fastest, vs_compile))
+    return best
+
+
+def _best_cells(best: list[Best]) -> list[list[str]]:
+    return [
+        [
+            b.group.label,
+            b.variant.variant,
+            _fmt_rate(b.variant.images_per_s),
+            _fmt_ratio(b.variant.speedup),
+            _fmt_ratio(b.vs_compile),
+        ]
+        for b in best
+    ]
+
+
 # ------------------------------------------------------------------------------ rendering
 
 
@@ -462,6 +633,34 @@ def _fmt_quality(s: VariantSummary, baseline: str) -> str:
     if s.quality and s.variant == baseline:
         return ", ".join(f"{_QUALITY_SHORT[n]} {v:.3g}" for n, v in s.quality.items())
     return ""
+
+
+def _fmt_parity(s: VariantSummary, outside: str = "OUTSIDE") -> str:
+    """The quality-parity cell: "ok (3 seeds)", "OUTSIDE: fd 120.3 not in [80.1, 95.2]", or
+    why there is no verdict; empty when the variant measured no FD or KID (or is the
+    baseline). `outside` is the marker, emphasised by the caller's format."""
+    if not s.parity:
+        return ""
+    entries = s.parity.items()
+    unjudged: dict[str, list[str]] = defaultdict(list)  # reason -> metrics, said once
+    for name, entry in entries:
+        if entry["verdict"] is None:
+            unjudged[entry["reason"]].append(_QUALITY_SHORT[name])
+    missing = [f"{', '.join(names)}: {reason}" for reason, names in unjudged.items()]
+    verdict = parity_verdict(s)
+    if verdict is None:
+        return "no verdict: " + "; ".join(missing)
+    if verdict == "outside":
+        text = f"{outside}: " + "; ".join(
+            f"{_QUALITY_SHORT[n]} {e['variant_mean']:.4g} not in "
+            f"[{e['band'][0]:.4g}, {e['band'][1]:.4g}]"
+            for n, e in entries
+            if e["verdict"] == "outside"
+        )
+    else:
+        seeds = min(len(e["seeds"]) for _, e in entries if e["verdict"] == "within")
+        text = f"ok ({seeds} seeds)"
+    return "; ".join([text, *missing])
 
 
 def _fmt_status(s: VariantSummary, width: int = 70) -> str:
@@ -505,6 +704,7 @@ def _table_rows(comparison: Comparison, groups: list[Group]) -> list[list[str]]:
                     _fmt_rate(summary.memory_mib),
                     _fmt_ratio(summary.memory_ratio),
                     _fmt_quality(summary, comparison.baseline),
+                    _fmt_parity(summary, outside="**OUTSIDE**"),
                     status,
                 ]
             )
@@ -527,6 +727,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
         _memory_header(comparison, groups),
         "mem ratio",
         f"quality Δ vs {comparison.baseline}",
+        "quality parity",
         "status",
     ]
 
@@ -592,11 +793,25 @@ def render_markdown(comparison: Comparison, heading_level: int = 2) -> str:
     for env, groups, scaling in _by_environment(comparison):
         lines += [f"{hashes} {env}", ""]
         lines += _markdown_table(_headers(comparison, groups), _table_rows(comparison, groups))
+        best = [b for b in best_variants(comparison) if b.group in groups]
+        if best:
+            lines += ["", f"{hashes}# Best variant per configuration", ""]
+            lines += _markdown_table(_best_headers(comparison), _best_cells(best))
         if scaling:
             lines += ["", f"{hashes}# Scaling across processes", "", SCALING_NOTE, ""]
             lines += _markdown_table(SCALING_HEADERS, _scaling_cells(scaling))
         lines.append("")
     return "\n".join(lines)
+
+
+def _best_headers(comparison: Comparison) -> list[str]:
+    return [
+        "configuration",
+        "fastest variant",
+        "images/s",
+        f"vs {comparison.baseline}",
+        f"vs {COMPILE_REFERENCE}",
+    ]
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -613,6 +828,11 @@ def render_csv(comparison: Comparison) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     quality_cols = [f"delta_{name}" for name in QUALITY_DELTA_FIELDS]
+    parity_cols = [
+        f"parity_{_QUALITY_SHORT[name]}_{part}"
+        for name in PARITY_FIELDS
+        for part in ("mean", "lo", "hi")
+    ]
     writer.writerow(
         [
             "environment",
@@ -634,6 +854,9 @@ def render_csv(comparison: Comparison) -> str:
             "memory_mib",
             "memory_ratio",
             *quality_cols,
+            "quality_parity",
+            "quality_parity_detail",
+            *parity_cols,
             "scaling_efficiency",
             "baseline_found",
             "status",
@@ -663,6 +886,9 @@ def render_csv(comparison: Comparison) -> str:
                     s.memory_mib,
                     s.memory_ratio,
                     *[s.quality_delta.get(name) for name in QUALITY_DELTA_FIELDS],
+                    parity_verdict(s),
+                    _fmt_parity(s),
+                    *_parity_numbers(s),
                     s.scaling_efficiency,
                     group.baseline_found,
                     s.status,
@@ -672,13 +898,36 @@ def render_csv(comparison: Comparison) -> str:
     return buffer.getvalue()
 
 
+def _parity_numbers(s: VariantSummary) -> list[float | None]:
+    """The CSV's parity_<metric>_{mean,lo,hi} cells, blank without a verdict."""
+    cells: list[float | None] = []
+    for name in PARITY_FIELDS:
+        entry = s.parity.get(name) or {}
+        band = entry.get("band") or [None, None]
+        cells += [entry.get("variant_mean"), *band]
+    return cells
+
+
 def render_json(comparison: Comparison) -> str:
     """The whole comparison as one JSON document."""
     doc = asdict(comparison)
     doc["mixed_environments"] = comparison.mixed_environments
-    for group in doc["groups"]:
-        for summary in group["variants"]:
+    for group, group_doc in zip(comparison.groups, doc["groups"], strict=True):
+        for s, summary in zip(group.variants, group_doc["variants"], strict=True):
             summary["sample_grid_paths"] = [path for _, path, _ in summary["sample_grid_paths"]]
+            summary["quality_parity"] = parity_verdict(s)
+            summary["quality_parity_detail"] = _fmt_parity(s) or None
+    doc["best"] = [
+        {
+            "configuration": b.group.label,
+            "environment": b.group.environment,
+            "variant": b.variant.variant,
+            "images_per_s": b.variant.images_per_s,
+            "vs_baseline": b.variant.speedup,
+            "vs_compile": b.vs_compile,
+        }
+        for b in best_variants(comparison)
+    ]
     return json.dumps(doc, indent=2)
 
 
@@ -688,6 +937,7 @@ def print_table(comparison: Comparison, console=None) -> None:
     terminal."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     if console is None:
         # Off a terminal rich assumes 80 columns; logs and pipes get a wider line instead,
@@ -715,6 +965,9 @@ def print_table(comparison: Comparison, console=None) -> None:
         table.add_column("mem ×", justify="right")
         if quality:
             table.add_column(f"quality Δ vs {base}")
+        parity = any(s.parity for g in groups for s in g.variants)
+        if parity:
+            table.add_column("quality parity")
         table.add_column("status")
         for n, group in enumerate(groups):
             if n:
@@ -740,13 +993,30 @@ def print_table(comparison: Comparison, console=None) -> None:
                 ]
                 if quality:
                     cells.append(_fmt_quality(s, base))
+                if parity:
+                    # A Text, not markup: the band's brackets would read as rich tags.
+                    style = "bold red" if parity_verdict(s) == "outside" else ""
+                    cells.append(Text(_fmt_parity(s), style=style))
                 table.add_row(*cells, status)
         notes = [f"memory: {_memory_header(comparison, groups)}"]
         spreads = {s.spread for g in groups for s in g.variants if s.spread}
         if spreads:
             notes.append("spread over repeats: " + ", ".join(sorted(spreads)))
+        if parity:
+            notes.append(
+                f"quality parity: mean FD/KID over the seeds shared with {base}, against "
+                f"{base}'s mean ± {PARITY_SIGMAS:g} s.d. over its seeds (≥ {MIN_PARITY_SEEDS})"
+            )
         table.caption = "; ".join(notes)
         console.print(table)
+        best = [b for b in best_variants(comparison) if b.group in groups]
+        if best:
+            fastest = Table(title=f"best variant per configuration — {env}", title_justify="left")
+            for n, header in enumerate(_best_headers(comparison)):
+                fastest.add_column(header, justify="right" if n > 1 else "left")
+            for cells in _best_cells(best):
+                fastest.add_row(*cells)
+            console.print(fastest)
         if scaling:
             scale = Table(title=f"scaling — {env}", caption=SCALING_NOTE, title_justify="left")
             scale.add_column("configuration")
@@ -770,9 +1040,11 @@ def compare_command(
     baseline: str = "eager",
     fmt: str = "table",
     fail_below: float | None = None,
+    fail_on_quality: bool = False,
 ) -> int:
     """`gan-bench compare`: print the comparison; return 1 when `fail_below` is given and an
-    ok variant's speed-up is under it, else 0. Bad input raises ConfigError first."""
+    ok variant's speed-up is under it, or with `fail_on_quality` when a variant's quality is
+    outside the baseline's seed-to-seed spread; else 0. Bad input raises ConfigError first."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of: {', '.join(FORMATS)}")
     if fail_below is not None and not (math.isfinite(fail_below) and fail_below > 0):
@@ -796,13 +1068,19 @@ def compare_command(
             comparison
         )
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    if fail_below is None:
-        return 0
-    slow = below_threshold(comparison, fail_below)
+    slow = below_threshold(comparison, fail_below) if fail_below is not None else []
     for group, summary in slow:
         print(
             f"gan-bench: {summary.variant} at {group.label} ({group.environment}): "
             f"{summary.speedup:.2f}× over {baseline}, under --fail-below {fail_below:g}",
             file=sys.stderr,
         )
-    return 1 if slow else 0
+    outside = outside_parity(comparison) if fail_on_quality else []
+    for group, summary in outside:
+        print(
+            f"gan-bench: {summary.variant} at {group.label} ({group.environment}): quality "
+            f"outside {baseline}'s seed-to-seed spread ({_fmt_parity(summary)}), "
+            "--fail-on-quality",
+            file=sys.stderr,
+        )
+    return 1 if slow or outside else 0

@@ -14,12 +14,21 @@ import os
 from dataclasses import dataclass
 
 from bench import data
-from bench.variants import VARIANT_FIELDS, VARIANTS, variant_name
+from bench.cuda_graph import required_warmup_steps
+from bench.variants import (
+    COMPILE_MODES_WITH_CUDA_GRAPHS,
+    VARIANT_FIELDS,
+    VARIANTS,
+    VariantError,
+    canonical_variant,
+    variant_name,
+)
 from gan_models import LOSSES, MODELS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
 KERNELS = ("torch", "triton")
+MEMORY_FORMATS = ("contiguous", "channels_last")
 DEVICES = ("auto", "cpu", "cuda")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
@@ -82,6 +91,8 @@ class RunConfig:
     variant: str | None = None
     compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
     kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
+    memory_format: str = "contiguous"  # "channels_last": models and images in NHWC
+    cuda_graph: bool = False  # the whole iteration captured once and replayed (CUDA only)
     # Sample quality (bench/quality), measured outside the timed region. None: on for real
     # data sets, off for synthetic data.
     quality: bool | None = None
@@ -90,6 +101,9 @@ class RunConfig:
     target_fd: float | None = None  # stop once FD <= this (time-to-quality)
     quality_cache_dir: str | None = None  # trained extractors; None: $GAN_BENCH_CACHE or ~/.cache
     inception_weights: str | None = None  # a local Inception file: adds real FID
+    # Iterations profiled with torch.profiler after the timed ones (0: none): where the time
+    # of an iteration goes. They train too, so they add to the iterations a run trains.
+    profile_steps: int = 0
     repeat: int = 0  # which repeat of a sweep point this run is; recorded, changes nothing
     quiet: bool = False
 
@@ -97,8 +111,10 @@ class RunConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
         _choice("--kernels", self.kernels, KERNELS)
+        _choice("--memory-format", self.memory_format, MEMORY_FORMATS)
         if self.variant is not None:
             self._apply_variant()
+        self._check_speedups()
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--loss", self.loss, tuple(LOSSES))
         _choice("--device", self.device, DEVICES)
@@ -116,6 +132,7 @@ class RunConfig:
             ("--latent-dim", self.latent_dim, 1),
             ("--dist-timeout-s", self.dist_timeout_s, 1),
             ("--repeat", self.repeat, 0),
+            ("--profile-steps", self.profile_steps, 0),
         ):
             if value < low:
                 raise ConfigError(f"{flag} must be at least {low}, got {value}")
@@ -146,7 +163,10 @@ class RunConfig:
             raise ConfigError(f"--out {self.out!r} is a directory; give a .jsonl file path")
 
     def _apply_variant(self) -> None:
-        _choice("--variant", self.variant, tuple(VARIANTS))
+        try:
+            self.variant = canonical_variant(self.variant)
+        except VariantError as err:
+            raise ConfigError(f"--{err}") from None
         for name, value in VARIANTS[self.variant].fields.items():
             given = getattr(self, name)
             if given != VARIANT_FIELDS[name] and given != value:
@@ -156,6 +176,21 @@ class RunConfig:
                     f"{flag} {given}; give one or the other"
                 )
             setattr(self, name, value)
+
+    def _check_speedups(self) -> None:
+        """Speed-ups that cannot apply to this model, or not together (given field by field
+        as well as by --variant)."""
+        if self.memory_format == "channels_last" and self.model == "mlp":
+            raise ConfigError(
+                "--memory-format channels_last changes nothing for mlp: it has no convolutions "
+                "and its activations are 2-D; use it with dcgan32 or dcgan64"
+            )
+        if self.cuda_graph and self.compile_mode in COMPILE_MODES_WITH_CUDA_GRAPHS:
+            raise ConfigError(
+                f"--cuda-graph captures the whole iteration, and --compile-mode "
+                f"{self.compile_mode} makes CUDA graphs of its own (a graph inside a graph); "
+                "use --compile-mode default or max-autotune-no-cudagraphs with --cuda-graph"
+            )
 
     def _check_quality(self) -> None:
         if self.quality_samples is not None and self.quality_samples < 10:
@@ -248,6 +283,21 @@ def check_device(cfg: RunConfig, cuda_available: bool) -> str:
             raise ConfigError(
                 "--kernels triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
                 "interpreter on the CPU (slow: for tests); or use --kernels torch"
+            )
+    if cfg.cuda_graph:
+        if device_type == "cpu":
+            raise ConfigError(
+                "--cuda-graph captures CUDA work and needs a CUDA GPU; on CPU there is nothing "
+                "to capture: drop --cuda-graph (or the cuda-graph variant)"
+            )
+        # Under torchrun the world size is in the environment before the config is built.
+        world_size = int(os.environ.get("WORLD_SIZE", cfg.nproc))
+        needed = required_warmup_steps(world_size)
+        if cfg.warmup_steps < needed:
+            raise ConfigError(
+                f"--cuda-graph needs --warmup-steps of at least {needed} with {world_size} "
+                f"process(es): {needed - 1} eager iteration(s) before the capture, then the "
+                "capture itself, all outside the timing"
             )
     if device_type == "cpu" and cfg.sync_bn:
         raise ConfigError(

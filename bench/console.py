@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench.profiling import format_profile
+
 
 class StepProgress:
     """A rich progress bar over iterations on a TTY; elsewhere one stderr line per phase
@@ -55,6 +57,25 @@ def _fmt(value, spec: str = ",.1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _variant_text(run: dict) -> str:
+    """The variant and what of it really ran: kernels, memory format, compile, graph."""
+    parts = [f"kernels {run.get('kernel_path', '?')}", str(run.get("memory_format", "?"))]
+    compile_counts = run.get("compile")
+    if compile_counts:
+        parts.append(
+            f"compile {run.get('compile_mode')}: {compile_counts['graph_breaks']} graph breaks, "
+            f"{compile_counts['recompiles']} recompiles"
+        )
+    graph = run.get("cuda_graph")
+    if graph:
+        parts.append(
+            f"CUDA graph captured, {graph['replays']} replays"
+            if graph["captured"]
+            else "CUDA graph NOT captured"
+        )
+    return f"{run.get('variant', '?')} ({', '.join(parts)})"
+
+
 def print_summary(record: dict, out_path: str | None) -> None:
     """The end-of-run table: the numbers a performance engineer looks at first."""
     run, metrics, env = (
@@ -74,7 +95,7 @@ def print_summary(record: dict, out_path: str | None) -> None:
         ("device", f"{env.get('device_name', '?')} × {world} ({backend})"),
         ("batch", f"{cfg['batch_size']} per process, {global_batch} global, n_critic {n_critic}"),
         ("precision / loss", f"{cfg['precision']} / {cfg['loss']}"),
-        ("variant", f"{run.get('variant', '?')} (kernels {run.get('kernel_path', '?')})"),
+        ("variant", _variant_text(run)),
         (
             "throughput",
             _fmt(metrics.get("images_per_s"), ",.0f", " images/s")
@@ -131,5 +152,8 @@ def print_summary(record: dict, out_path: str | None) -> None:
         table.add_row(name, value)
     console = Console()
     console.print(table)
+    if record.get("profile"):  # below the table: its lines are too wide for a cell
+        for line in format_profile(record["profile"]):
+            console.print(line, highlight=False, markup=False)
     if out_path:
         console.print(f"record appended to {out_path}")

@@ -149,8 +149,10 @@ def build_batch_source(
     seed: int,
     rank: int = 0,
     world_size: int = 1,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> BatchSource:
-    """Make the batch source for one process (rank ``rank`` of ``world_size``).
+    """Make the batch source for one process (rank ``rank`` of ``world_size``), its
+    batches in ``memory_format`` (channels_last for a channels-last model).
 
     Under DDP each rank reads its own shard (DistributedSampler, drop_last); a single
     process shuffles with the same sampler and one replica. Raises DataError for a bad
@@ -171,15 +173,20 @@ def build_batch_source(
             f"use a model with {wanted} image channel(s)"
         )
     if name == "synthetic":
-        return _SyntheticSource(image_shape, batch_size, device, seed, rank)
+        # The pool is made in the wanted format once: its batch slices keep it, no copies.
+        return _SyntheticSource(image_shape, batch_size, device, seed, rank, memory_format)
     if name == "image-folder":
-        return _ImageFolderSource(
+        source: BatchSource = _ImageFolderSource(
             _expand(data_dir), image_shape, batch_size, device, seed, rank, world_size
         )
-    images = _LOADERS[name](data_dir)  # uint8 (N, C, h, w) at the data set's own size
-    _check_enough(name, len(images), batch_size, world_size)
-    images = _resize_cover(images, height, width)
-    return _InMemorySource(images, batch_size, device, seed, rank, world_size)
+    else:
+        images = _LOADERS[name](data_dir)  # uint8 (N, C, h, w) at the data set's own size
+        _check_enough(name, len(images), batch_size, world_size)
+        images = _resize_cover(images, height, width)
+        source = _InMemorySource(images, batch_size, device, seed, rank, world_size)
+    if memory_format != torch.contiguous_format:
+        source = _FormattedSource(source, memory_format)
+    return source
 
 
 # --- sources -----------------------------------------------------------------------
@@ -195,6 +202,7 @@ class _SyntheticSource(BatchSource):
         device: torch.device,
         seed: int,
         rank: int,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         super().__init__(image_shape, batch_size, None)
         generator = torch.Generator(device=device)
@@ -202,7 +210,7 @@ class _SyntheticSource(BatchSource):
         generator.manual_seed((seed + 1_000_003 * rank) % 2**63)
         shape = (_SYNTHETIC_POOL_BATCHES * batch_size, *image_shape)
         pool = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
-        self._pool = pool.mul_(2.0).sub_(1.0)
+        self._pool = pool.mul_(2.0).sub_(1.0).contiguous(memory_format=memory_format)
         self._slot = 0
 
     def next_batch(self) -> torch.Tensor:
@@ -210,6 +218,18 @@ class _SyntheticSource(BatchSource):
         start = self._slot * self.batch_size
         self._slot = (self._slot + 1) % _SYNTHETIC_POOL_BATCHES
         return self._pool[start : start + self.batch_size]
+
+
+class _FormattedSource(BatchSource):
+    """Another source's batches, copied on the device into a memory format."""
+
+    def __init__(self, inner: BatchSource, memory_format: torch.memory_format) -> None:
+        super().__init__(inner.image_shape, inner.batch_size, inner.num_images)
+        self._inner = inner
+        self._memory_format = memory_format
+
+    def next_batch(self) -> torch.Tensor:
+        return self._inner.next_batch().contiguous(memory_format=self._memory_format)
 
 
 class _InMemorySource(BatchSource):

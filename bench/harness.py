@@ -1,7 +1,8 @@
 """One benchmark run in this process: train, time, measure, and write one record.
 
-Order of work: process group → models (SyncBN when asked) → data → DDP + optimizers →
-first iteration (timed alone: cuDNN autotuning, lazy init) → remaining warm-up →
+Order of work: process group → models → speed-ups (bench/speedups.py: SyncBN, kernel
+swap, memory format, DDP, compile, CUDA graph) → data → first iteration (timed alone:
+cuDNN autotuning, lazy init, compile) → remaining warm-up (a CUDA graph is captured here) →
 timed iterations → cross-rank reduction (the slowest rank decides) → FLOPs on an
 untimed copy → BatchNorm buffers averaged → parameter digests → record (rank 0).
 """
@@ -19,14 +20,18 @@ from pathlib import Path
 import torch
 
 from bench import distributed
+from bench.compile_watch import CompileWatch
 from bench.config import RunConfig
 from bench.console import StepProgress, print_summary
+from bench.cuda_graph import prepare_distributed_capture
 from bench.data import build_batch_source
 from bench.environment import collect_environment, gpu_memory_used_mib, peak_rss_mib
 from bench.flops import compute_metrics, count_flops
 from bench.precision import PrecisionPolicy, make_policy
+from bench.profiling import profile_iterations
 from bench.quality.probe import QualityProbe, write_sample_grid
 from bench.records import SCHEMA_VERSION, append_record
+from bench.speedups import MEMORY_FORMATS, apply_speedups
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
 from bench.variants import VARIANT_FIELDS
@@ -76,6 +81,8 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
     }
     ctx = None
     try:
+        if cfg.cuda_graph:
+            prepare_distributed_capture()  # must precede the process group
         ctx = distributed.setup(device_type, cfg.dist_timeout_s)
         record["environment"] = collect_environment(ctx.device, ctx.world_size)
         _train(cfg, ctx, record, phase)
@@ -108,44 +115,30 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
 
 
 def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _Phase) -> None:
+    compile_watch = CompileWatch(cfg.compile_mode) if cfg.compile_mode != "none" else None
+    try:
+        _train_and_measure(cfg, ctx, record, phase, compile_watch)
+    finally:
+        if compile_watch is not None:
+            compile_watch.close()
+
+
+def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile_watch) -> None:
     device = ctx.device
     torch.manual_seed(cfg.seed)
-    if cfg.compile_mode != "none":
-        from torch._dynamo.utils import counters
-
-        counters.clear()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.cuda.reset_peak_memory_stats(device)
-    policy = make_policy(cfg.precision, device.type)
+    # Under a CUDA graph autocast may not cache casts (bench/precision.py).
+    policy = make_policy(cfg.precision, device.type, autocast_cache=not cfg.cuda_graph)
     loss = get_loss(cfg.loss)
     pair = _build_pair(cfg, loss)
-    generator, discriminator = pair.generator, pair.discriminator
-    sync_bn_reason = None
-    if cfg.sync_bn and ctx.distributed:
-        generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
-        discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
-    elif cfg.sync_bn:
-        sync_bn_reason = "single process: SyncBatchNorm would equal BatchNorm, not applied"
-    # The kernel swap comes after the SyncBN conversion: the fuse turns SyncBatchNorm +
-    # activation into the fused sync module, while converting after fusing would turn the
-    # fused modules back into plain SyncBatchNorm and lose their activation.
-    kernel_path, fused = "torch", None
-    if cfg.kernels == "triton":
-        import kernels  # registers the ops; imports triton
-
-        kernel_path = kernels.kernel_path()
-        reports = {
-            "generator": kernels.fuse_batchnorm_leaky_relu(generator),
-            "discriminator": kernels.fuse_batchnorm_leaky_relu(discriminator),
-        }
-        fused = {
-            name: {"fused": list(r.fused), "unfused": [list(u) for u in r.unfused]}
-            for name, r in reports.items()
-        }
-        fused["count"] = sum(r.count for r in reports.values())
-    generator.to(device)
-    discriminator.to(device)
+    # Latents differ per rank (each rank is a different slice of the global batch) but are
+    # reproducible for a given seed.
+    latent_rng = torch.Generator(device=device)
+    latent_rng.manual_seed(cfg.seed * 1_000_003 + ctx.rank + 1)
+    applied = apply_speedups(cfg, ctx, pair, loss=loss, policy=policy, latent_rng=latent_rng)
+    generator, discriminator, step = applied.generator, applied.discriminator, applied.step
 
     source = build_batch_source(
         cfg.dataset,
@@ -156,23 +149,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         seed=cfg.seed,
         rank=ctx.rank,
         world_size=ctx.world_size,
-    )
-    # Latents differ per rank (each rank is a different slice of the global batch) but are
-    # reproducible for a given seed.
-    latent_rng = torch.Generator(device=device)
-    latent_rng.manual_seed(cfg.seed * 1_000_003 + ctx.rank + 1)
-    step = build_step(
-        generator,
-        discriminator,
-        loss=loss,
-        policy=policy,
-        latent_shape=pair.latent_shape,
-        latent_rng=latent_rng,
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        ddp_device_ids=[device.index] if device.type == "cuda" else None,
-        distributed=ctx.distributed,
-        compile_mode=cfg.compile_mode,
+        memory_format=MEMORY_FORMATS[cfg.memory_format],
     )
     n_critic = cfg.critic_updates
     global_batch = cfg.batch_size * ctx.world_size
@@ -195,15 +172,11 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
             if ctx.distributed
             else None
         ),
-        "sync_bn_applied": cfg.sync_bn and ctx.distributed,
-        "sync_bn_reason": sync_bn_reason,
         "precision": policy.describe(),
         "variant": cfg.variant_name,
         "variant_fields": {name: getattr(cfg, name) for name in VARIANT_FIELDS},
-        "kernel_path": kernel_path,
-        "fused_layers": fused,
-        "compile_mode": None if cfg.compile_mode == "none" else cfg.compile_mode,
-        "memory_format": "contiguous",
+        **applied.record,
+        "cuda_graph": applied.graphed.describe() if applied.graphed else None,
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,
         "cpu_threads": torch.get_num_threads(),
         "dataset_images": source.num_images,
@@ -252,6 +225,18 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
         return
 
     _timing_metrics(metrics, loop, ctx, device, n_critic * global_batch)
+    if cfg.profile_steps:
+        # After the timing, so the profiler's overhead never reaches the timed numbers. All
+        # ranks iterate (DDP's collectives need them); rank 0 writes the trace.
+        phase.name = "profile"
+        trace = Path(cfg.out).parent / "profiles" / f"{record['run_id']}.json"
+        profile = profile_iterations(
+            loop.untimed_iteration,
+            device=device,
+            iterations=cfg.profile_steps,
+            trace_path=trace if ctx.is_main else None,
+        )
+        record["profile"] = profile
     phase.name = "FLOP count"
     if ctx.is_main:  # per-process work is the same on every rank: count it once
         flops = _count_iteration_flops(
@@ -270,7 +255,9 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
             )
         )
     if cfg.compile_mode != "none":
-        record["run"]["compile"] = _compile_counters()
+        record["run"]["compile"] = compile_watch.counters()
+    if applied.graphed is not None:
+        record["run"]["cuda_graph"] = applied.graphed.describe()
 
     phase.name = "finish"
     distributed.average_buffers(ctx, generator)
@@ -328,6 +315,10 @@ class _TrainingLoop:
         d_loss, g_loss = self.step(reals)
         self.losses[i, 0].copy_(d_loss)  # device-side copies: no host sync in the loop
         self.losses[i, 1].copy_(g_loss)
+
+    def untimed_iteration(self) -> None:
+        """One more training iteration, its losses not kept (profiling)."""
+        self.step([self.source.next_batch() for _ in range(self.n_critic)])
 
     def warm_up(self, progress: StepProgress) -> None:
         self.phase.name = "warm-up"
@@ -476,19 +467,6 @@ def _timing_metrics(metrics: dict, loop: _TrainingLoop, ctx, device, images_per_
     timed_losses = loop.losses[warmup : warmup + steps].double().cpu()
     metrics["loss_d_final"], metrics["loss_g_final"] = timed_losses[-1].tolist()
     metrics["loss_d_mean"], metrics["loss_g_mean"] = timed_losses.mean(dim=0).tolist()
-
-
-def _compile_counters() -> dict:
-    """What dynamo and inductor did, from their process-wide counters (reset per run)."""
-    from torch._dynamo.utils import counters
-
-    return {
-        "graph_breaks": sum(counters["graph_break"].values()),
-        "graph_break_reasons": sorted(counters["graph_break"])[:10],
-        "unique_graphs": counters["stats"]["unique_graphs"],
-        "frames_compiled": counters["frames"]["ok"],
-        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
-    }
 
 
 def _first_non_finite(ctx: distributed.DistContext, losses: torch.Tensor) -> int | None:

@@ -18,12 +18,19 @@ class PrecisionPolicy:
     device_type: str
     autocast_dtype: torch.dtype | None
     grad_scaler: bool  # fp16 only: gradients of small losses underflow in fp16 without it
+    # Autocast caches the low-precision copies of weights within a forward. Off under CUDA
+    # graph capture: cached casts made while capturing would outlive the graph's memory.
+    autocast_cache: bool = True
 
     def autocast(self):
         """The forward-pass context: autocast for bf16/fp16, nothing for fp32/tf32."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+        return torch.autocast(
+            device_type=self.device_type,
+            dtype=self.autocast_dtype,
+            cache_enabled=self.autocast_cache,
+        )
 
     def make_scaler(self) -> torch.amp.GradScaler:
         """One scaler per network: G and D losses have independent scales."""
@@ -36,12 +43,13 @@ class PrecisionPolicy:
             if self.autocast_dtype
             else None,
             "grad_scaler": self.grad_scaler,
+            "autocast_cache": self.autocast_cache if self.autocast_dtype else None,
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         }
 
 
-def make_policy(name: str, device_type: str) -> PrecisionPolicy:
+def make_policy(name: str, device_type: str, autocast_cache: bool = True) -> PrecisionPolicy:
     """Build the policy and set the process-wide TF32 switches it implies."""
     # fp32 means true IEEE fp32: torch's cuDNN default allows TF32 convolutions, so it is
     # switched off explicitly; "tf32" turns it on for matmuls and convolutions alike.
@@ -50,5 +58,9 @@ def make_policy(name: str, device_type: str) -> PrecisionPolicy:
     torch.backends.cudnn.allow_tf32 = tf32
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
     return PrecisionPolicy(
-        name=name, device_type=device_type, autocast_dtype=dtype, grad_scaler=name == "fp16"
+        name=name,
+        device_type=device_type,
+        autocast_dtype=dtype,
+        grad_scaler=name == "fp16",
+        autocast_cache=autocast_cache,
     )

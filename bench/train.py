@@ -20,6 +20,7 @@ wrapper, so no D weight gradients are computed or all-reduced for nothing.
 from __future__ import annotations
 
 import inspect
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -121,13 +122,36 @@ class GANStep:
         return d_loss.detach(), g_loss.detach()
 
 
+# How Adam runs: "default" is torch's choice (foreach kernels on CUDA); a CUDA graph needs
+# the step count on the device: "capturable", or "fused" under fp16, where GradScaler then
+# hands the fused kernel its scale and inf flag as tensors instead of syncing on the flag.
+OPTIMIZER_IMPLEMENTATIONS = ("default", "capturable", "fused")
+
+
+def optimizer_implementation(cuda_graph: bool, grad_scaler: bool) -> str:
+    if not cuda_graph:
+        return "default"
+    return "fused" if grad_scaler else "capturable"
+
+
 def make_optimizers(
-    generator: nn.Module, discriminator: nn.Module, lr: float, betas: tuple[float, float]
+    generator: nn.Module,
+    discriminator: nn.Module,
+    lr: float,
+    betas: tuple[float, float],
+    implementation: str = "default",
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam for both networks (Radford et al. 2015: lr 2e-4, beta1 0.5)."""
+    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+        raise ValueError(f"optimizer implementation {implementation!r} is not known")
+    options = {
+        "default": {},
+        "capturable": {"capturable": True},
+        "fused": {"fused": True},
+    }[implementation]
     return (
-        torch.optim.Adam(generator.parameters(), lr=lr, betas=betas),
-        torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas),
+        torch.optim.Adam(generator.parameters(), lr=lr, betas=betas, **options),
+        torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, **options),
     )
 
 
@@ -144,16 +168,22 @@ def build_step(
     ddp_device_ids: list[int] | None = None,
     distributed: bool = False,
     compile_mode: str = "none",
+    optimizer: str = "default",
+    ddp_stream: torch.cuda.Stream | None = None,
 ) -> GANStep:
     """Wrap the models for DDP when distributed, then torch.compile them when asked, and
     build a ready-to-run GANStep. (DDP first: compiling the DDP module lets dynamo's
-    DDPOptimizer split graphs at bucket boundaries so communication overlaps compute.)"""
+    DDPOptimizer split graphs at bucket boundaries so communication overlaps compute.)
+    `ddp_stream`: the stream DDP is built on, the capture stream when the iteration is
+    captured as a CUDA graph (bench/cuda_graph.py)."""
     d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy)
     g_module: nn.Module = generator
     d_frozen: nn.Module = discriminator
     if distributed:
-        g_module = DDP(generator, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
-        d_objective = DDP(d_objective, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
+        stream = torch.cuda.stream(ddp_stream) if ddp_stream is not None else nullcontext()
+        with stream:
+            g_module = DDP(generator, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
+            d_objective = DDP(d_objective, device_ids=ddp_device_ids, **_NO_FORWARD_BUFFER_SYNC)
     if compile_mode != "none":
         mode = None if compile_mode == "default" else compile_mode
         g_module = torch.compile(g_module, mode=mode)
@@ -161,7 +191,7 @@ def build_step(
         # The G update's frozen D is its own compiled graph: parameters that never require
         # grad there, so it never recompiles against the D update's graph.
         d_frozen = torch.compile(discriminator, mode=mode)
-    g_opt, d_opt = make_optimizers(generator, discriminator, lr, betas)
+    g_opt, d_opt = make_optimizers(generator, discriminator, lr, betas, optimizer)
     return GANStep(
         generator=g_module,
         discriminator=d_frozen,

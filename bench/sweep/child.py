@@ -39,10 +39,15 @@ def child_env() -> dict:
 
 def point_command(cfg: RunConfig, world_size: int) -> list[str]:
     """The child command of one run: `python -m bench.run` for one process, else torchrun
-    with a c10d rendezvous on a free loopback port (bench.launcher)."""
+    with a c10d rendezvous on a free loopback port (bench.launcher). The seed is always
+    given, its default too: a sweep over seeds names each run's seed in its command."""
     if world_size == 1:
-        return [sys.executable, "-m", "bench.run", *cfg.to_cli_args()]
-    return launcher.torchrun_command(cfg, launcher.free_loopback_port())
+        cmd = [sys.executable, "-m", "bench.run", *cfg.to_cli_args()]
+    else:
+        cmd = launcher.torchrun_command(cfg, launcher.free_loopback_port())
+    if "--seed" not in cmd:  # to_cli_args leaves out values equal to the defaults
+        cmd += ["--seed", str(cfg.seed)]
+    return cmd
 
 
 @dataclass

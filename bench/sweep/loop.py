@@ -78,9 +78,12 @@ class SweepProgress:
             print(line, file=sys.stderr, flush=True)
 
 
-def _outcome_line(run: PlannedRun, record: dict, wall_s: float | None, n: int, total: int) -> str:
+def _outcome_line(
+    run: PlannedRun, record: dict, wall_s: float | None, n: int, total: int, seeds: int = 1
+) -> str:
     status = record["status"]
-    text = f"[{n}/{total}] {run.point.label} r{run.repeat}: {status}"
+    seed = f" seed {run.seed}" if seeds > 1 else ""  # one seed: the line as it always was
+    text = f"[{n}/{total}] {run.point.label} r{run.repeat}{seed}: {status}"
     rate = (record.get("metrics") or {}).get("images_per_s")
     if status == "ok" and rate is not None:
         text += f", {rate:,.0f} images/s"
@@ -100,9 +103,10 @@ def _run_point(
     """One run in a child process: its record and the child's wall time."""
     point_out = os.path.join(work, f"run{index:04d}.jsonl")
     try:
-        cfg = point_config(run.point, run.repeat, spec, out=point_out)
+        cfg = point_config(run.point, run.repeat, spec, out=point_out, seed=run.seed)
     except ConfigError as err:  # checked when planning; the machine changed since (TRITON_*?)
-        return sweep_record(run.point, run.repeat, spec, "skipped", str(err)), None
+        record = sweep_record(run.point, run.repeat, spec, "skipped", str(err), seed=run.seed)
+        return record, None
     result = run_child(
         point_command(cfg, run.point.world_size),
         spec.timeout_s,
@@ -112,7 +116,8 @@ def _run_point(
     child = _child_record(point_out)
     if child is not None:
         _keep_sample_grid(child, work, spec.out)
-    return outcome_record(run.point, run.repeat, spec, result, child), result.wall_s
+    record = outcome_record(run.point, run.repeat, spec, result, child, seed=run.seed)
+    return record, result.wall_s
 
 
 def _keep_sample_grid(record: dict, work: str, out: str) -> None:
@@ -152,7 +157,8 @@ def execute(spec: SweepSpec) -> int:
     already = len(runs) - len(todo)
     n_run = sum(1 for r, _ in todo if r.action == "run")
     print(
-        f"gan-bench sweep: {len(points)} point(s) × {spec.repeats} repeat(s) on "
+        f"gan-bench sweep: {len(points)} point(s) × {spec.repeats} repeat(s) × "
+        f"{len(spec.seeds)} seed(s) on "
         f"{spec.machine.device_type}: {n_run} to run, {len(todo) - n_run} skipped, "
         f"{already} already recorded in {spec.out} (resume); "
         f"rough estimate {sum(estimates) / 60:.1f} min",
@@ -169,7 +175,9 @@ def execute(spec: SweepSpec) -> int:
             if signals.received:
                 break
             if run.action == "skip":
-                record = sweep_record(run.point, run.repeat, spec, "skipped", run.reason)
+                record = sweep_record(
+                    run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed
+                )
                 wall_s = None
             else:
                 record, wall_s = _run_point(run, spec, work, index, signals)
@@ -178,7 +186,9 @@ def execute(spec: SweepSpec) -> int:
             rate = (record.get("metrics") or {}).get("images_per_s")
             last = f"last: {rate:,.0f} images/s" if rate else f"last: {record['status']}"
             progress.finished(
-                weight, _outcome_line(run, record, wall_s, index, len(todo)), last=last
+                weight,
+                _outcome_line(run, record, wall_s, index, len(todo), len(spec.seeds)),
+                last=last,
             )
     summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
     print(

@@ -19,15 +19,23 @@ from bench.variants import VARIANTS
 
 
 def sweep_record(
-    point: Point, repeat: int, spec: SweepSpec, status: str, reason: str, tail=None
+    point: Point,
+    repeat: int,
+    spec: SweepSpec,
+    status: str,
+    reason: str,
+    tail=None,
+    *,
+    seed: int = 0,
 ) -> dict:
-    """A record the sweep writes itself, for a run that produced none: the point's config,
-    this machine's environment, the status and the reason; no metrics."""
+    """A record the sweep writes itself, for a run that produced none: the point's config
+    (its seed included, so that resuming matches it), this machine's environment, the
+    status and the reason; no metrics."""
     try:
-        config = point_config(point, repeat, spec, out=spec.out, check=False).to_dict()
+        config = point_config(point, repeat, spec, out=spec.out, check=False, seed=seed).to_dict()
     except ConfigError:  # an invalid combination: the fields as planned, defaults elsewhere
         config = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-        config.update(point_fields(point, repeat, spec, out=spec.out))
+        config.update(point_fields(point, repeat, spec, out=spec.out, seed=seed))
     environment = {
         **spec.environment(),
         "world_size": point.world_size,
@@ -53,7 +61,13 @@ def sweep_record(
 
 
 def outcome_record(
-    point: Point, repeat: int, spec: SweepSpec, result: ChildResult, child: dict | None
+    point: Point,
+    repeat: int,
+    spec: SweepSpec,
+    result: ChildResult,
+    child: dict | None,
+    *,
+    seed: int = 0,
 ) -> dict:
     """The record of a finished child: its own when it wrote one (status timeout when the
     sweep stopped it at the limit), else one the sweep writes with the exit status."""
@@ -65,14 +79,15 @@ def outcome_record(
             child = {**child, "status": "timeout", "stderr_tail": tail}
             child["reason"] = reason + (f"; the run said: {child.get('reason')}")
             return child
-        return sweep_record(point, repeat, spec, "timeout", reason, tail)
+        return sweep_record(point, repeat, spec, "timeout", reason, tail, seed=seed)
     if child is not None:
         if child.get("status") != "ok":
             child = {**child, "stderr_tail": tail}
         return child
     if result.stopped_by is not None:
         name = signal.Signals(result.stopped_by).name
-        return sweep_record(point, repeat, spec, "interrupted", f"{name} to the sweep", tail)
+        reason = f"{name} to the sweep"
+        return sweep_record(point, repeat, spec, "interrupted", reason, tail, seed=seed)
     last = tail[-1] if tail else "no output on stderr"
     if result.returncode < 0:
         name = signal.Signals(-result.returncode).name
@@ -84,4 +99,4 @@ def outcome_record(
         reason = f"exit code {result.returncode} without a record: {last}"
         oom_words = ("OutOfMemoryError", "CUDA out of memory")
         status = "oom" if any(word in line for line in tail for word in oom_words) else "failed"
-    return sweep_record(point, repeat, spec, status, reason, tail)
+    return sweep_record(point, repeat, spec, status, reason, tail, seed=seed)

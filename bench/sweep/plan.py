@@ -2,10 +2,10 @@
 
 The machine the points run on (`detect_machine`) and its default grid (a union of blocks,
 each a Cartesian product of axis values); the points of a grid (`expand`) and why this
-machine cannot run one (`skip_reason`); every (point, repeat) with what the sweep will do
-with it (`plan_runs`: run, skip, or done when resuming); the keys that match a recorded run
-(`run_key`, `recorded_keys`); a rough cost of each run (`estimate_runs_s`); and the plan as
-`--dry-run` prints it (`print_plan`).
+machine cannot run one (`skip_reason`); every (point, seed, repeat) with what the sweep
+will do with it (`plan_runs`: run, skip, or done when resuming); the keys that match a
+recorded run (`run_key`, `recorded_keys`); a rough cost of each run (`estimate_runs_s`);
+and the plan as `--dry-run` prints it (`print_plan`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from bench import compare
 from bench.config import CUDA_ONLY_PRECISIONS, ConfigError, RunConfig, check_device
 from bench.records import read_records
 from bench.variants import VARIANTS
-from gan_models import MODELS
 
 if TYPE_CHECKING:
     from bench.sweep.spec import SweepSpec
@@ -67,10 +66,48 @@ CPU_DEFAULT_BLOCKS = (
 # batch 32 measured 800 ms/iteration with two other test suites running), so iterations
 # are kept few. 2 repeats give every point a min-max spread. The warm-up absorbs a compile
 # (done in the first iteration). GPU: 100 steps, 3 repeats (the median of 3 survives one
-# outlier), room for max-autotune compiles.
+# outlier), room for max-autotune compiles; 12 warm-up iterations, what a CUDA graph under
+# DDP needs (11 eager, then the capture: bench/cuda_graph.py), for every variant alike.
 CPU_DEFAULTS = {"steps": 20, "warmup_steps": 3, "repeats": 2, "timeout_s": 300.0}
-GPU_DEFAULTS = {"steps": 100, "warmup_steps": 10, "repeats": 3, "timeout_s": 1800.0}
-GPU_BATCH_SIZES = (64, 256, 1024)
+GPU_DEFAULTS = {"steps": 100, "warmup_steps": 12, "repeats": 3, "timeout_s": 1800.0}
+
+# The default GPU plan: the questions a GPU user brings, not a full Cartesian product (the
+# 32 registered variants x 3 models x 3 batches x 3 precisions would be 864 points per world
+# size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128 (launch-bound)
+# and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16, over every speed-up
+# alone and the combinations that can beat them; then precision at DCGAN-32; then scaling.
+DCGAN_GPU_VARIANTS = (
+    "eager",
+    "compile",
+    "compile-reduce-overhead",
+    "compile-max-autotune-no-cudagraphs",
+    "triton",
+    "channels-last",
+    "cuda-graph",
+    "triton+channels-last",
+    "channels-last+cuda-graph",
+    "triton+channels-last+cuda-graph",
+    "compile+channels-last+cuda-graph",
+    "compile-max-autotune-no-cudagraphs+channels-last+cuda-graph",
+)
+# The MLP GAN has no convolutions: channels_last does not apply to it.
+MLP_GPU_VARIANTS = (
+    "eager",
+    "compile",
+    "compile-reduce-overhead",
+    "compile-max-autotune-no-cudagraphs",
+    "triton",
+    "cuda-graph",
+    "triton+cuda-graph",
+    "compile+cuda-graph",
+)
+PRECISION_GPU_VARIANTS = (
+    "eager",
+    "compile",
+    "channels-last+cuda-graph",
+    "triton+channels-last+cuda-graph",
+)
+SCALING_GPU_VARIANTS = ("eager", "channels-last+cuda-graph")
 GPU_PRECISIONS = ("fp32", "tf32", "bf16")
 
 # compile modes whose point is a CUDA graph. On CPU they are skipped, not run: inductor
@@ -79,7 +116,9 @@ GPU_PRECISIONS = ("fp32", "tf32", "bf16")
 # GEMM templates, a CPU-only path that is not the Triton-templates-plus-graphs path the
 # variant names. Either record would claim a path that did not run (the silent fallback
 # DESIGN.md calls a bug) and cost another cold compile (minutes for max-autotune on 2 cores).
+# max-autotune-no-cudagraphs is skipped on CPU for the second of those reasons.
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+GPU_TUNING_MODES = ("max-autotune-no-cudagraphs",)
 
 
 # ------------------------------------------------------------------------------- machine
@@ -117,16 +156,18 @@ def detect_machine(device: str = "auto") -> Machine:
 
 
 def default_blocks(machine: Machine) -> list[dict]:
-    """The plan when no axis is given: see CPU_DEFAULT_BLOCKS; on GPUs the full grid over
-    all models, variants, three batch sizes, fp32/tf32/bf16 and world sizes 1, 2, 4, ... up
-    to the GPUs present."""
+    """The plan when no axis is given: see CPU_DEFAULT_BLOCKS; on GPUs the blocks above, the
+    scaling block over world sizes 1, 2, 4, ... up to the GPUs present."""
     if machine.device_type == "cpu":
         return [dict(block) for block in CPU_DEFAULT_BLOCKS]
     worlds = tuple(2**k for k in range(machine.gpu_count.bit_length()))
     return [
+        _block(("dcgan64",), ("synthetic",), (128, 1024), ("bf16",), (1,), DCGAN_GPU_VARIANTS),
+        _block(("mlp",), ("synthetic",), (512,), ("bf16",), (1,), MLP_GPU_VARIANTS),
         _block(
-            tuple(MODELS), ("synthetic",), GPU_BATCH_SIZES, GPU_PRECISIONS, worlds, tuple(VARIANTS)
-        )
+            ("dcgan32",), ("synthetic",), (64, 256), GPU_PRECISIONS, (1,), PRECISION_GPU_VARIANTS
+        ),
+        _block(("dcgan64",), ("synthetic",), (128,), ("bf16",), worlds, SCALING_GPU_VARIANTS),
     ]
 
 
@@ -156,12 +197,13 @@ class Point:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One repeat of one point and what the sweep will do with it."""
+    """One repeat of one point at one seed and what the sweep will do with it."""
 
     point: Point
     repeat: int
     action: str  # "run", "skip" (recorded as skipped), "done" (resume: already recorded)
     reason: str | None = None  # why skipped
+    seed: int = 0  # the child's --seed (weights, data order, latents)
 
 
 def expand(blocks: list[dict], overrides: dict | None = None) -> list[Point]:
@@ -206,6 +248,12 @@ def skip_reason(point: Point, machine: Machine) -> str | None:
                 f"compile mode {fields['compile_mode']} is a CUDA-graph mode; on CPU inductor "
                 "skips the graphs, so the record would name a path that did not run"
             )
+        if fields["compile_mode"] in GPU_TUNING_MODES:
+            return (
+                f"compile mode {fields['compile_mode']} tunes Triton GEMM templates on a GPU; "
+                "on CPU it would tune inductor's C++ templates instead, another path, at "
+                "minutes per compile"
+            )
     if fields["kernels"] == "triton":
         if not machine.triton_installed:
             return "triton kernels need the triton package, which is not installed"
@@ -214,7 +262,7 @@ def skip_reason(point: Point, machine: Machine) -> str | None:
     return None
 
 
-def point_fields(point: Point, repeat: int, spec: SweepSpec, out: str) -> dict:
+def point_fields(point: Point, repeat: int, spec: SweepSpec, out: str, seed: int = 0) -> dict:
     """The RunConfig fields a point's child process is given."""
     return {
         "model": point.model,
@@ -229,16 +277,17 @@ def point_fields(point: Point, repeat: int, spec: SweepSpec, out: str) -> dict:
         "out": out,
         "variant": point.variant,
         "repeat": repeat,
+        "seed": seed,
         "quiet": True,
     }
 
 
 def point_config(
-    point: Point, repeat: int, spec: SweepSpec, out: str, check: bool = True
+    point: Point, repeat: int, spec: SweepSpec, out: str, check: bool = True, seed: int = 0
 ) -> RunConfig:
     """The RunConfig a point's child process is given. ConfigError when the combination is
     invalid (e.g. mlp at batch 1) or, with `check`, when this machine cannot run it."""
-    cfg = RunConfig(**point_fields(point, repeat, spec, out))
+    cfg = RunConfig(**point_fields(point, repeat, spec, out, seed))
     if check:
         check_device(cfg, spec.machine.device_type == "cuda")
     return cfg
@@ -247,9 +296,10 @@ def point_config(
 def plan_runs(
     points: list[Point], spec: SweepSpec, done: set[tuple] | None = None
 ) -> list[PlannedRun]:
-    """Every (point, repeat), repeat-major: all points once, then all again, so that a slow
-    drift of the machine (heat, a neighbour's job) spreads over the points instead of
-    landing on one, and an interrupted sweep has covered every point."""
+    """Every (point, seed, repeat), repeat-major: all points once, then all again, so that a
+    slow drift of the machine (heat, a neighbour's job) spreads over the points instead of
+    landing on one, and an interrupted sweep has covered every point. Within a repeat,
+    seed-major: the first pass over the seeds already gives `compare` a quality spread."""
     done = done or set()
     reasons: dict[Point, str | None] = {}
     for point in points:
@@ -264,26 +314,26 @@ def plan_runs(
     # child process).
     environment = spec.environment_key() if done else ()
     runs = []
-    for repeat in range(spec.repeats):
-        for point in points:
-            reason = reasons[point]
-            key = run_key(point, repeat, spec.steps, environment)
-            if (key, "ok") in done or (reason and (key, "skipped") in done):
-                runs.append(PlannedRun(point, repeat, "done"))
-            elif reason:
-                runs.append(PlannedRun(point, repeat, "skip", reason))
-            else:
-                runs.append(PlannedRun(point, repeat, "run"))
+    for repeat, seed, point in itertools.product(range(spec.repeats), spec.seeds, points):
+        reason = reasons[point]
+        key = run_key(point, repeat, spec.steps, environment, seed)
+        if (key, "ok") in done or (reason and (key, "skipped") in done):
+            runs.append(PlannedRun(point, repeat, "done", seed=seed))
+        elif reason:
+            runs.append(PlannedRun(point, repeat, "skip", reason, seed=seed))
+        else:
+            runs.append(PlannedRun(point, repeat, "run", seed=seed))
     return runs
 
 
 # -------------------------------------------------------------------------------- resume
 
 
-def run_key(point: Point, repeat: int, steps: int, environment: tuple) -> tuple:
-    """What makes two runs the same measurement: the point, the repeat, the timed steps and
-    the environment (device name, torch version)."""
-    return (*dataclasses.astuple(point), steps, repeat, *environment)
+def run_key(point: Point, repeat: int, steps: int, environment: tuple, seed: int = 0) -> tuple:
+    """What makes two runs the same measurement: the point, the repeat, the seed, the timed
+    steps and the environment (device name, torch version). A record without a seed ran
+    with RunConfig's default, 0, as `seed` defaults here."""
+    return (*dataclasses.astuple(point), steps, repeat, seed, *environment)
 
 
 def record_key(record: dict) -> tuple | None:
@@ -295,7 +345,8 @@ def record_key(record: dict) -> tuple | None:
     if world is None or any(f is None for f in fields):
         return None
     point = Point(*fields, world, compare.record_variant(record))
-    return run_key(point, cfg.get("repeat") or 0, cfg.get("steps"), env_key(env))
+    seed = cfg.get("seed") or 0
+    return run_key(point, cfg.get("repeat") or 0, cfg.get("steps"), env_key(env), seed)
 
 
 def env_key(env: dict) -> tuple:
@@ -395,13 +446,16 @@ def print_plan(runs: list[PlannedRun], spec: SweepSpec, estimates: list[float]) 
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(
         f"gan-bench sweep plan: {spec.machine.device_type}, {spec.steps} timed + "
-        f"{spec.warmup_steps} warm-up iterations, {spec.repeats} repeat(s), records to {spec.out}",
+        f"{spec.warmup_steps} warm-up iterations, {spec.repeats} repeat(s), "
+        f"seed{'s' if len(spec.seeds) > 1 else ''} {','.join(map(str, spec.seeds))}, "
+        f"records to {spec.out}",
         highlight=False,
     )
     console.print(table)
     counts = Counter(r.action for r in runs)
     console.print(
-        f"{len(per_point)} points × {spec.repeats} repeat(s): {counts['run']} to run, "
+        f"{len(per_point)} points × {spec.repeats} repeat(s) × {len(spec.seeds)} seed(s): "
+        f"{counts['run']} to run, "
         f"{counts['skip']} skipped (recorded), {counts['done']} already recorded; "
         f"rough estimate {sum(estimates) / 60:.1f} min. Nothing was run or written.",
         highlight=False,

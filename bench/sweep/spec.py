@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.config import PRECISIONS, ConfigError
+from bench.config import PRECISIONS, ConfigError, RunConfig
 from bench.sweep.child import child_env
 from bench.sweep.plan import (
     Machine,
@@ -24,10 +24,15 @@ from bench.sweep.plan import (
     expand,
     machine_defaults,
 )
-from bench.variants import VARIANTS
+from bench.variants import VariantError, canonical_variant
 from gan_models import MODELS
 
 # ------------------------------------------------------------------------------- parsing
+
+# The harness derives the latent generator's seed as seed * 1_000_003 + rank + 1, and
+# torch.Generator.manual_seed takes at most 2**64 - 1: 32-bit seeds stay far inside, and
+# a seed out of range is refused here rather than failing in every child.
+MAX_SEED = 2**32 - 1
 
 
 def _split(flag: str, text: str) -> list[str]:
@@ -47,18 +52,37 @@ def parse_names(flag: str, text: str, allowed) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_positive_ints(flag: str, text: str) -> tuple[int, ...]:
-    """A comma list of whole numbers ≥ 1."""
+def parse_variants(text: str) -> tuple[str, ...]:
+    """A comma list of variants, each eager or speed-ups joined by '+' in any order,
+    returned under their registered names."""
+    names = []
+    for name in _split("--variants", text):
+        try:
+            names.append(canonical_variant(name))
+        except VariantError as err:
+            raise ConfigError(f"--variants: {err}") from None
+    return tuple(dict.fromkeys(names))
+
+
+def parse_ints(flag: str, text: str, low: int, high: int | None = None) -> tuple[int, ...]:
+    """A comma list of whole numbers ≥ `low` (and ≤ `high` when given)."""
     values = []
     for item in _split(flag, text):
         try:
             value = int(item)
         except ValueError:
             raise ConfigError(f"{flag}: {item!r} is not a whole number") from None
-        if value < 1:
-            raise ConfigError(f"{flag}: {value} must be at least 1")
+        if value < low:
+            raise ConfigError(f"{flag}: {value} must be at least {low}")
+        if high is not None and value > high:
+            raise ConfigError(f"{flag}: {value} must be at most {high}")
         values.append(value)
     return tuple(dict.fromkeys(values))
+
+
+def parse_positive_ints(flag: str, text: str) -> tuple[int, ...]:
+    """A comma list of whole numbers ≥ 1."""
+    return parse_ints(flag, text, 1)
 
 
 # ---------------------------------------------------------------------------------- spec
@@ -76,6 +100,9 @@ class SweepSpec:
     repeats: int
     timeout_s: float
     out: str
+    # Every point runs once per seed (and per repeat): seeds give `compare` the baseline's
+    # seed-to-seed quality spread; repeats of one seed only measure the machine's noise.
+    seeds: tuple[int, ...] = (RunConfig.seed,)
     resume: bool = True
     dry_run: bool = False
     data_dir: str | None = None
@@ -111,6 +138,7 @@ def build_spec(
     dry_run: bool = False,
     device: str = "auto",
     data_dir: str | None = None,
+    seeds: str | None = None,
     machine: Machine | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
@@ -132,7 +160,10 @@ def build_spec(
     if gpus is not None:
         overrides["world_sizes"] = parse_positive_ints("--gpus", gpus)
     if variants is not None:
-        overrides["variants"] = parse_names("--variants", variants, tuple(VARIANTS))
+        overrides["variants"] = parse_variants(variants)
+    seed_values = (RunConfig.seed,)
+    if seeds is not None:
+        seed_values = parse_ints("--seeds", seeds, 0, MAX_SEED)
     if machine is None:
         machine = detect_machine(device)
     defaults = machine_defaults(machine)
@@ -163,6 +194,7 @@ def build_spec(
         repeats=values["repeats"],
         timeout_s=float(values["timeout_s"]),
         out=out,
+        seeds=seed_values,
         resume=resume,
         dry_run=dry_run,
         data_dir=data_dir,

@@ -5,11 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
+from rich.console import Console
 
 from bench.cli import main
-from bench.compare import below_threshold, load_rows, summarise, to_row
+from bench.compare import (
+    below_threshold,
+    best_variants,
+    load_rows,
+    outside_parity,
+    parity_verdict,
+    print_table,
+    render_csv,
+    render_json,
+    render_markdown,
+    summarise,
+    to_row,
+)
 from bench.records import append_record
 
 
@@ -24,6 +38,7 @@ def record(
     precision="fp32",
     world=1,
     repeat=0,
+    seed=0,
     status="ok",
     reason=None,
     device="Test CPU",
@@ -41,7 +56,7 @@ def record(
             metrics["sample_grid_path"] = grid
     rec = {
         "schema_version": 1,
-        "run_id": f"{variant}-{repeat}",
+        "run_id": f"{variant}-{seed}-{repeat}",
         "status": status,
         "reason": reason,
         "config": {
@@ -51,6 +66,7 @@ def record(
             "precision": precision,
             "steps": 30,
             "repeat": repeat,
+            "seed": seed,
             "nproc": 1,
             "variant": variant,
         },
@@ -175,8 +191,6 @@ def test_group_without_baseline_says_so(capsys):
     s = summarise(rows_of(record("eager", 100.0, batch=64), record("compile", 90.0, batch=128)))
     lonely = next(g for g in s.groups if g.batch_size == 128)
     assert not lonely.baseline_found
-    from bench.compare import render_markdown
-
     assert "no eager baseline in this group" in render_markdown(s)
 
 
@@ -332,3 +346,223 @@ def test_runs_that_trained_differently_are_not_repeats():
         "hinge, 30 steps",
     ]
     assert all(g.variants[0].repeats_total == 1 for g in comparison.groups)
+
+
+# --------------------------------------------------------------------- quality parity
+
+# eager's FD per seed 90, 100, 110 (mean 100, s.d. 10): the band is [80, 120]; KID per seed
+# 0.010, 0.020, 0.030 (mean 0.02, s.d. 0.01): [0.0, 0.04].
+EAGER_FD = (90.0, 100.0, 110.0)
+EAGER_KID = (0.010, 0.020, 0.030)
+
+
+def q(fd, kid, extractor="lenet-mnist5k-28"):
+    return {"fd": fd, "fd_name": f"FD-{extractor}@2000", "kid_mean": kid, "extractor": extractor}
+
+
+def seeded(name, fds, kids, seeds=(0, 1, 2), extractor="lenet-mnist5k-28", **kw):
+    """One record per seed of `name` with the given FD and KID."""
+    return [
+        record(name, seed=seed, quality=q(fd, kid, extractor), dataset="mnist5k", **kw)
+        for seed, fd, kid in zip(seeds, fds, kids, strict=True)
+    ]
+
+
+def test_parity_within_the_baseline_spread():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID), *seeded("compile", (85, 125, 115), EAGER_KID)
+        )
+    )
+    comp = variant(s, "compile")
+    # 85, 125, 115 average 108.3: inside [80, 120] although one seed (125) is outside it
+    assert comp.parity["fd"]["verdict"] == "within"
+    assert comp.parity["fd"]["band"] == pytest.approx([80.0, 120.0])
+    assert comp.parity["fd"]["variant_mean"] == pytest.approx(325 / 3)
+    assert comp.parity["fd"]["seeds"] == [0, 1, 2]
+    assert comp.parity["kid_mean"]["verdict"] == "within"
+    assert comp.parity["kid_mean"]["band"] == pytest.approx([0.0, 0.04])
+    assert comp.parity_note is None
+    assert parity_verdict(comp) == "within"
+    assert variant(s, "eager").parity == {}  # the baseline is the reference, not judged
+    assert outside_parity(s) == []
+
+
+def test_parity_uses_the_median_over_repeats_of_each_seed():
+    eager = seeded("eager", EAGER_FD, EAGER_KID)
+    # seed 2 of eager twice more: FD 110, 500, 111 -> median 111, not the mean 240
+    eager += [
+        record("eager", seed=2, repeat=r, quality=q(fd, 0.03), dataset="mnist5k")
+        for r, fd in ((1, 500.0), (2, 111.0))
+    ]
+    s = summarise(rows_of(*eager, *seeded("compile", (100, 100, 100), EAGER_KID)))
+    assert variant(s, "compile").parity["fd"]["baseline_seeds"] == [0, 1, 2]
+    centre = (90 + 100 + 111) / 3
+    assert sum(variant(s, "compile").parity["fd"]["band"]) / 2 == pytest.approx(centre)
+
+
+def test_parity_outside_is_marked_in_every_format(tmp_path, capsys):
+    recs = [
+        *seeded("eager", EAGER_FD, EAGER_KID),
+        *seeded("compile", (120.0, 125.0, 130.0), EAGER_KID),  # mean 125 > 120
+        *seeded("triton", (95.0, 100.0, 105.0), EAGER_KID),
+    ]
+    s = summarise(rows_of(*recs))
+    comp = variant(s, "compile")
+    assert comp.parity["fd"]["verdict"] == "outside"
+    assert comp.parity["kid_mean"]["verdict"] == "within"
+    assert parity_verdict(comp) == "outside"
+    assert [v.variant for _, v in outside_parity(s)] == ["compile"]
+
+    md = render_markdown(s)
+    line = next(row for row in md.splitlines() if "| compile |" in row)
+    assert "**OUTSIDE**: fd 125 not in [80, 120]" in line
+    triton = next(row for row in md.splitlines() if "| triton |" in row)
+    assert "ok (3 seeds)" in triton and "OUTSIDE" not in triton
+    assert "| quality parity |" in md
+
+    by_variant = {r["variant"]: r for r in csv.DictReader(io.StringIO(render_csv(s)))}
+    assert by_variant["compile"]["quality_parity"] == "outside"
+    assert by_variant["triton"]["quality_parity"] == "within"
+    assert by_variant["eager"]["quality_parity"] == ""
+    assert float(by_variant["compile"]["parity_fd_mean"]) == pytest.approx(125.0)
+    assert float(by_variant["compile"]["parity_fd_hi"]) == pytest.approx(120.0)
+
+    doc = json.loads(render_json(s))
+    summaries = {v["variant"]: v for v in doc["groups"][0]["variants"]}
+    assert summaries["compile"]["quality_parity"] == "outside"
+    assert summaries["compile"]["parity"]["fd"]["band"] == pytest.approx([80.0, 120.0])
+    assert summaries["triton"]["quality_parity"] == "within"
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=250, color_system="standard", force_terminal=True)
+    print_table(s, console=console)
+    styled = buffer.getvalue()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", styled)
+    assert "OUTSIDE: fd 125 not in [80, 120]" in text and "ok (3 seeds)" in text
+    # bold red: the ANSI codes right before the marker hold 1 (bold) and 31 (red)
+    codes = re.findall(r"\x1b\[([0-9;]+)mOUTSIDE", styled)
+    assert codes and {"1", "31"} <= set(codes[0].split(";")), styled
+
+
+def test_cli_fail_on_quality(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    write(
+        path,
+        [
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            *seeded("compile", (120.0, 125.0, 130.0), EAGER_KID),
+        ],
+    )
+    assert run_cli("compare", str(path), "--fail-on-quality", "--format", "csv") == 1
+    err = capsys.readouterr().err
+    assert "compile" in err and "outside eager's seed-to-seed spread" in err
+    assert run_cli("compare", str(path), "--format", "csv") == 0  # only when asked
+    capsys.readouterr()
+    within = tmp_path / "within.jsonl"
+    write(within, [*seeded("eager", EAGER_FD, EAGER_KID), *seeded("compile", EAGER_FD, EAGER_KID)])
+    assert run_cli("compare", str(within), "--fail-on-quality") == 0
+
+
+def test_parity_needs_three_seeds_of_the_baseline():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD[:2], EAGER_KID[:2], seeds=(0, 1)),
+            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID),
+        )
+    )
+    comp = variant(s, "compile")
+    assert comp.parity["fd"]["verdict"] is None
+    assert comp.parity_note == "needs ≥ 3 seeds of eager, has 2"
+    assert parity_verdict(comp) is None and outside_parity(s) == []
+    md = render_markdown(s)
+    assert "no verdict: fd, kid: needs ≥ 3 seeds of eager, has 2" in md
+
+
+def test_repeats_of_one_seed_are_not_seeds():
+    eager = [
+        record("eager", repeat=r, quality=q(fd, 0.02), dataset="mnist5k")
+        for r, fd in enumerate(EAGER_FD)
+    ]
+    s = summarise(rows_of(*eager, *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID)))
+    assert variant(s, "compile").parity_note == "needs ≥ 3 seeds of eager, has 1"
+
+
+def test_parity_needs_three_shared_seeds():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID, seeds=(0, 1, 2)),
+            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, seeds=(2, 3, 4)),
+        )
+    )
+    comp = variant(s, "compile")
+    assert comp.parity["fd"]["verdict"] is None and comp.parity["fd"]["seeds"] == [2]
+    assert "needs ≥ 3 seeds shared with eager, has 1" in comp.parity_note
+    assert "variant seeds 2, 3, 4; eager seeds 0, 1, 2" in comp.parity_note
+    assert outside_parity(s) == []
+
+
+def test_parity_needs_the_same_extractor():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, extractor="random-cnn"),
+        )
+    )
+    comp = variant(s, "compile")
+    assert {e["verdict"] for e in comp.parity.values()} == {None}
+    assert "extractors differ (random-cnn vs lenet-mnist5k-28)" in comp.parity_note
+    assert comp.parity["fd"]["band"] is None
+    assert outside_parity(s) == []
+
+
+def test_no_parity_without_quality():
+    s = summarise(rows_of(record("eager", 100.0), record("compile", 150.0)))
+    assert variant(s, "compile").parity == {} and variant(s, "compile").parity_note is None
+    csv_row = next(
+        r for r in csv.DictReader(io.StringIO(render_csv(s))) if r["variant"] == "compile"
+    )
+    assert csv_row["quality_parity"] == "" and csv_row["quality_parity_detail"] == ""
+
+
+def test_seeds_share_a_group_and_pool_throughput():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            record("eager", 400.0, seed=3, quality=q(100.0, 0.02), dataset="mnist5k"),
+        )
+    )
+    (group,) = s.groups
+    eager = group.variants[0]
+    assert eager.repeats_total == 4 and eager.images_per_s == 100.0  # median of 100 ×3, 400
+    assert [r.seed for r in rows_of(record("eager", seed=7))] == [7]
+
+
+def test_best_variant_is_set_against_eager_and_compile():
+    rows = [
+        to_row(r, "x")
+        for r in (
+            record("eager", 100.0, batch=128),
+            record("compile", 80.0, batch=128),
+            record("channels-last+cuda-graph", 320.0, batch=128),
+            record("cuda-graph", 250.0, batch=128),
+            record("eager", 100.0, batch=512),
+            record("cuda-graph", 90.0, batch=512),  # slower than eager: eager is the best
+            record("eager", 50.0, batch=1024),  # alone: no best to name
+        )
+    ]
+    comparison = summarise(rows)
+    best = {b.group.batch_size: b for b in best_variants(comparison)}
+    assert set(best) == {128, 512}
+    assert best[128].variant.variant == "channels-last+cuda-graph"
+    assert best[128].variant.speedup == pytest.approx(3.2)
+    assert best[128].vs_compile == pytest.approx(4.0)
+    assert best[512].variant.variant == "eager" and best[512].vs_compile is None
+    markdown = render_markdown(comparison)
+    assert "Best variant per configuration" in markdown
+    assert re.search(r"\| channels-last\+cuda-graph \| 320 \| 3\.20× \| 4\.00× \|", markdown)
+    doc = json.loads(render_json(comparison))
+    assert [b["variant"] for b in doc["best"]] == ["channels-last+cuda-graph", "eager"]
+    console = Console(record=True, width=200)
+    print_table(comparison, console)
+    assert "best variant per configuration" in console.export_text()

@@ -29,9 +29,25 @@ from bench.config import ConfigError, RunConfig, check_device
         ({"dataset": "cifar10"}, ["cifar10", "data"]),
         ({"dataset": "mnist5k", "channels": 3}, ["--channels 3", "1 channel"]),
         ({"channels": 0}, ["--channels"]),
+        ({"memory_format": "nhwc"}, ["--memory-format", "contiguous, channels_last"]),
+        ({"model": "mlp", "memory_format": "channels_last"}, ["mlp", "no convolutions"]),
+        ({"variant": "channels-last", "model": "mlp"}, ["mlp", "dcgan32"]),
+        ({"variant": "compile+fast"}, ["'fast'", "cuda-graph", "channels-last"]),
+        ({"variant": "compile+compile-max-autotune"}, ["compile-max-autotune", "choose one"]),
+        ({"variant": "compile-reduce-overhead+cuda-graph"}, ["graph inside a graph"]),
+        ({"compile_mode": "max-autotune", "cuda_graph": True}, ["--cuda-graph", "--compile-mode"]),
+        # A variant sets all four fields: another value given beside it is a contradiction,
+        # the same value is not.
+        ({"variant": "cuda-graph", "memory_format": "channels_last"}, ["contradicts"]),
+        ({"variant": "triton+channels-last", "kernels": "triton"}, []),
+        ({"variant": "cuda-graph", "compile_mode": "reduce-overhead"}, ["contradicts"]),
+        ({"profile_steps": -1}, ["--profile-steps", "at least 0"]),
     ],
 )
 def test_bad_config_is_one_actionable_error(kwargs, words):
+    if not words:  # a combination that must be accepted
+        RunConfig(**kwargs)
+        return
     with pytest.raises(ConfigError) as info:
         RunConfig(**kwargs)
     message = str(info.value)
@@ -116,6 +132,10 @@ def test_cli_args_rebuild_the_same_config(tmp_path, monkeypatch):
         ({"precision": "fp16"}, False, ["fp16", "needs a CUDA GPU", "fp32, bf16"]),
         ({"precision": "tf32", "device": "cpu"}, True, ["tf32", "CUDA"]),
         ({"sync_bn": True}, False, ["--sync-bn", "CPU"]),
+        ({"variant": "cuda-graph"}, False, ["--cuda-graph", "CUDA GPU"]),
+        ({"variant": "cuda-graph", "device": "cpu"}, True, ["--cuda-graph", "CUDA GPU"]),
+        ({"variant": "cuda-graph", "warmup_steps": 3}, True, ["--warmup-steps", "at least 4"]),
+        ({"variant": "cuda-graph", "nproc": 2}, True, ["at least 12", "2 process"]),
     ],
 )
 def test_device_dependent_rejections(kwargs, cuda, words):
@@ -140,3 +160,27 @@ def test_device_resolution(device, cuda, expected):
 def test_default_steps_measure_speed_on_synthetic_and_train_on_real_data(model, dataset, steps):
     assert RunConfig(model=model, dataset=dataset).steps == steps
     assert RunConfig(model=model, dataset=dataset, steps=7).steps == 7
+
+
+def test_cuda_graph_warmup_follows_torchrun_world_size(monkeypatch):
+    # Under torchrun the world size comes from the environment, not --nproc.
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(ConfigError, match="at least 12"):
+        check_device(RunConfig(variant="cuda-graph"), cuda_available=True)
+    cfg = RunConfig(variant="cuda-graph", warmup_steps=12)
+    assert check_device(cfg, cuda_available=True) == "cuda"
+
+
+def test_variant_sets_every_execution_field_and_is_named_canonically():
+    cfg = RunConfig(variant="cuda-graph+channels-last+triton")
+    assert cfg.variant == "triton+channels-last+cuda-graph"
+    assert (cfg.compile_mode, cfg.kernels, cfg.memory_format, cfg.cuda_graph) == (
+        "none",
+        "triton",
+        "channels_last",
+        True,
+    )
+    assert cfg.variant_name == "triton+channels-last+cuda-graph"
+    # Field by field, the same choice gets the same name.
+    by_fields = RunConfig(kernels="triton", memory_format="channels_last", cuda_graph=True)
+    assert by_fields.variant_name == "triton+channels-last+cuda-graph"

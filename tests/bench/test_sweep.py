@@ -14,8 +14,9 @@ import pytest
 
 from bench import sweep
 from bench.cli import main
+from bench.config import ConfigError
 from bench.records import append_record, read_records
-from bench.sweep import Machine, Point, build_spec, loop, plan_runs, skip_reason
+from bench.sweep import ChildResult, Machine, Point, build_spec, loop, plan, plan_runs, skip_reason
 
 CPU2 = Machine(
     device_type="cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=False
@@ -73,7 +74,7 @@ def test_default_cpu_grid_is_estimated_to_fit_five_minutes():
 
 
 @pytest.mark.parametrize(("gpus", "worlds"), [(8, [1, 2, 4, 8]), (6, [1, 2, 4]), (1, [1])])
-def test_default_gpu_grid_is_full(gpus, worlds):
+def test_default_gpu_grid_answers_the_goals(gpus, worlds):
     machine = Machine(
         device_type="cuda",
         gpu_count=gpus,
@@ -86,8 +87,25 @@ def test_default_gpu_grid_is_full(gpus, worlds):
     assert sorted({p.world_size for p in points}) == worlds
     assert {p.model for p in points} == {"mlp", "dcgan32", "dcgan64"}
     assert {p.precision for p in points} == {"fp32", "tf32", "bf16"}
-    assert len({p.batch_size for p in points}) >= 3
-    assert len(points) == 3 * 3 * 3 * 6 * len(worlds)
+    # The end-to-end goals: every speed-up alone and the best combinations, next to eager
+    # and the default torch.compile, at DCGAN-64 batch 128 and 1024 and MLP batch 512, bf16.
+    for model, batch in (("dcgan64", 128), ("dcgan64", 1024), ("mlp", 512)):
+        variants = {
+            p.variant
+            for p in points
+            if (p.model, p.batch_size, p.precision, p.world_size) == (model, batch, "bf16", 1)
+        }
+        assert {"eager", "compile", "cuda-graph", "triton", "compile-reduce-overhead"} <= variants
+        assert "compile-max-autotune-no-cudagraphs" in variants
+        if model == "dcgan64":
+            assert {"channels-last", "triton+channels-last+cuda-graph"} <= variants
+        else:
+            assert not any("channels-last" in v for v in variants)  # no convolutions
+    # Nothing in the default plan is an invalid combination that would only be skipped.
+    runs = plan_runs(points, spec)
+    assert all(r.action == "run" for r in runs if r.point.world_size <= gpus)
+    scaling = {p.variant for p in points if p.world_size > 1}
+    assert scaling == ({"eager", "channels-last+cuda-graph"} if gpus > 1 else set())
     assert (spec.steps, spec.repeats) == (100, 3)
 
 
@@ -120,6 +138,11 @@ def test_options_replace_an_axis_in_every_block():
         (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "triton"), "TRITON_INTERPRET=1"),
         (CPU2, Point("mlp", "synthetic", 8, "fp32", 1, "compile+triton"), "TRITON_INTERPRET=1"),
         (
+            CPU2,
+            Point("mlp", "synthetic", 8, "fp32", 1, "compile-max-autotune-no-cudagraphs"),
+            "C++ templates",
+        ),
+        (
             GPU8,
             Point("mlp", "synthetic", 8, "bf16", 16, "eager"),
             "needs 16 GPUs; this machine has 8",
@@ -146,6 +169,37 @@ def test_skip_rules(machine, point, reason):
 )
 def test_runnable_points_are_not_skipped(machine, point):
     assert skip_reason(point, machine) is None
+
+
+@pytest.mark.parametrize(
+    ("variant", "model", "words"),
+    [
+        ("cuda-graph", "dcgan32", ["--cuda-graph", "needs a CUDA GPU"]),
+        ("triton+channels-last+cuda-graph", "dcgan32", ["CUDA"]),
+        ("channels-last", "mlp", ["mlp", "no convolutions"]),
+    ],
+)
+def test_every_new_variant_runs_or_is_skipped_with_its_reason_on_cpu(variant, model, words):
+    spec = build_spec(
+        machine=CPU2,
+        models=model,
+        batch_sizes="4",
+        precisions="fp32",
+        gpus="1",
+        variants=variant,
+        datasets="synthetic",
+    )
+    runs = plan_runs(spec.points(), spec)
+    assert runs and all(run.action == "skip" for run in runs)
+    for word in words:
+        assert word in runs[0].reason
+
+
+def test_variants_option_takes_any_order_and_rejects_conflicts(capsys):
+    spec = build_spec(machine=CPU2, variants="cuda-graph+channels-last,eager")
+    assert {p.variant for p in spec.points()} == {"channels-last+cuda-graph", "eager"}
+    with pytest.raises(ConfigError, match="graph inside a graph"):
+        build_spec(machine=CPU2, variants="compile-reduce-overhead+cuda-graph")
 
 
 def test_invalid_combination_is_skipped_with_the_configs_reason():
@@ -178,7 +232,70 @@ def test_repeats_are_the_outer_loop():
     assert [(r.point.batch_size, r.repeat) for r in runs] == [(8, 0), (16, 0), (8, 1), (16, 1)]
 
 
+def test_every_point_runs_once_per_seed_and_repeat():
+    spec = build_spec(
+        machine=CPU2,
+        models="mlp",
+        datasets="synthetic",
+        batch_sizes="8,16",
+        precisions="fp32",
+        gpus="1",
+        variants="eager",
+        repeats=2,
+        seeds="3,0,3",
+    )
+    assert spec.seeds == (3, 0)  # order kept, the duplicate dropped
+    runs = plan_runs(spec.points(), spec)
+    assert [(r.repeat, r.seed, r.point.batch_size) for r in runs] == [
+        (0, 3, 8),
+        (0, 3, 16),
+        (0, 0, 8),
+        (0, 0, 16),
+        (1, 3, 8),
+        (1, 3, 16),
+        (1, 0, 8),
+        (1, 0, 16),
+    ]
+    assert build_spec(machine=CPU2).seeds == (0,)  # default: RunConfig's seed
+
+
+def test_each_child_is_given_its_seed(tmp_path, monkeypatch):
+    seen = []
+
+    def command(cfg, world_size):
+        seen.append(cfg.seed)
+        return sweep.point_command(cfg, world_size)
+
+    def no_child(cmd, *args, **kwargs):
+        commands.append(cmd)
+        return ChildResult(1, 0.0, timed_out=False, stopped_by=None, stderr_tail=["boom"])
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(loop, "point_command", command)
+    monkeypatch.setattr(loop, "run_child", no_child)
+    spec = one_point_spec(tmp_path, seeds="0,1,2")
+    spec._environment = {**ENV, "device_type": "cpu"}
+    assert sweep.execute(spec) == 1  # every child "failed": no record of its own
+    assert seen == [0, 1, 2]
+    assert [cmd[cmd.index("--seed") + 1] for cmd in commands] == ["0", "1", "2"]
+    assert [r["config"]["seed"] for r in records(spec.out)] == [0, 1, 2]
+
+
 # ------------------------------------------------------------------------------ resume
+
+
+def test_resume_keys_differ_by_seed(tmp_path):
+    spec = one_point_spec(tmp_path, seeds="0,1,2", repeats=1)
+    spec._environment = {**ENV, "device_type": "cpu"}
+    (point,) = spec.points()
+    for seed in (1, 7):  # seed 7 is not in this sweep
+        append_record(spec.out, sweep.sweep_record(point, 0, spec, "ok", None, seed=seed))
+    done = sweep.recorded_keys(spec.out)
+    assert len(done) == 2  # two seeds, two keys
+    runs = plan_runs(spec.points(), spec, done)
+    assert [(r.seed, r.action) for r in runs] == [(0, "run"), (1, "done"), (2, "run")]
+    key = plan.run_key(point, 0, spec.steps, ("Test CPU", "2.14.0"), 0)
+    assert key != plan.run_key(point, 0, spec.steps, ("Test CPU", "2.14.0"), 1)
 
 
 def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
@@ -273,7 +390,7 @@ BAD = [
     (["--datasets", "imagenet"], "'imagenet' is not known"),
     (["--datasets", "cifar10"], "data directory"),
     (["--precisions", "fp8"], "'fp8' is not known"),
-    (["--variants", "eager,turbo"], "'turbo' is not known"),
+    (["--variants", "eager,turbo"], "'turbo' is not a speed-up"),
     (["--batch-sizes", "32,abc"], "'abc' is not a whole number"),
     (["--batch-sizes", "0"], "must be at least 1"),
     (["--batch-sizes", "32,-4"], "must be at least 1"),
@@ -284,6 +401,12 @@ BAD = [
     (["--repeats", "0"], "--repeats must be at least 1"),
     (["--timeout-per-point", "0"], "--timeout-per-point must be positive"),
     (["--device", "tpu"], "--device 'tpu' is not known"),
+    (["--seeds", "a,b"], "--seeds: 'a' is not a whole number"),
+    (["--seeds", "0,1.5"], "--seeds: '1.5' is not a whole number"),
+    (["--seeds", "0,-1"], "--seeds: -1 must be at least 0"),
+    (["--seeds", "-3"], "--seeds: -3 must be at least 0"),
+    (["--seeds", str(2**32)], "--seeds: 4294967296 must be at most 4294967295"),
+    (["--seeds", " , "], "--seeds is empty"),
 ]
 
 
@@ -299,6 +422,21 @@ def test_bad_input_is_one_line_exit_2_nothing_run(args, message, tmp_path, capsy
     assert len(lines) == 1 and lines[0].startswith("gan-bench: error: "), err
     assert message in lines[0]
     assert not out.exists()
+
+
+def test_dry_run_lists_the_seeds(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(loop, "run_child", lambda *a, **k: pytest.fail("ran a child"))
+    out = tmp_path / "sweep.jsonl"
+    args = ["sweep", "--dry-run", "--device", "cpu", "--models", "mlp", "--datasets", "synthetic"]
+    args += ["--batch-sizes", "8", "--precisions", "fp32", "--gpus", "1", "--variants", "eager"]
+    assert run_cli(*args, "--repeats", "2", "--seeds", "0,1,2", "--out", str(out)) == 0
+    text = capsys.readouterr().out
+    assert "seeds 0,1,2" in text
+    assert "1 points × 2 repeat(s) × 3 seed(s): 6 to run" in text
+    assert not out.exists()
+    assert run_cli(*args, "--out", str(out)) == 0
+    text = capsys.readouterr().out
+    assert "seed 0, records to" in text and "× 1 seed(s): 2 to run" in text  # the default
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,162 @@
+"""Whole-iteration CUDA graphs: one training iteration captured once, replayed every step.
+
+A DCGAN iteration at small batch is hundreds of short kernels: the GPU waits on the
+launches. Replaying a captured graph launches all of them at once. What makes the
+iteration capturable (PyTorch notes "CUDA Graphs", whole-network capture):
+
+- Static inputs: each call copies its real batches into buffers the graph reads. Latents
+  are drawn inside the graph from a generator registered with it (graph-safe RNG: every
+  replay advances the generator's philox offset, so every replay draws new latents).
+- Optimizers keep their step count on the device: Adam with capturable=True, or fused
+  Adam under fp16, whose GradScaler then checks for inf/NaN on the device instead of
+  reading a flag on the host (bench/train.py chooses).
+- Autocast's cast cache off (bench/precision.py): casts cached during capture would live
+  outside the graph's memory and be reused after it.
+- No host syncs in the iteration (bench/train.py keeps losses as tensors).
+- Warm-up: eager iterations first, on the stream the capture uses (cuDNN and cuBLAS
+  workspaces, optimizer state, Triton autotuning and torch.compile all happen then, not
+  during capture): 3 for one process (the notes' example), 11 under DDP, which the notes
+  require for capturing DDP's backward (NCCL >= 2.9.6, DDP built on that side stream,
+  NCCL async error handling off before the process group starts).
+
+`GraphedStep` wraps a training step and does all of this; a backend object does the
+CUDA parts, so the scheduling and the static buffers can be tested on a CPU with a
+stand-in backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+EAGER_ITERATIONS_BEFORE_CAPTURE = 3
+DDP_EAGER_ITERATIONS_BEFORE_CAPTURE = 11
+MIN_NCCL_FOR_CAPTURE = (2, 9, 6)
+
+
+def eager_iterations_before_capture(world_size: int) -> int:
+    if world_size > 1:
+        return DDP_EAGER_ITERATIONS_BEFORE_CAPTURE
+    return EAGER_ITERATIONS_BEFORE_CAPTURE
+
+
+def required_warmup_steps(world_size: int) -> int:
+    """Warm-up iterations a graphed run needs: the eager ones, then the capture."""
+    return eager_iterations_before_capture(world_size) + 1
+
+
+def prepare_distributed_capture() -> None:
+    """Before the process group starts: DDP's NCCL watchdog must not abort captured work
+    (the notes' first DDP step). Both spellings: torch renamed the variable in 2.2."""
+    os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "0"
+    os.environ["NCCL_ASYNC_ERROR_HANDLING"] = "0"
+
+
+def check_nccl_for_capture() -> None:
+    """Raise when this NCCL cannot be captured in a graph (collectives in graphs: 2.9.6+)."""
+    version = torch.cuda.nccl.version()
+    if isinstance(version, int):  # very old torch: an int like 2708
+        version = (version // 1000, version // 100 % 10, version % 100)
+    if tuple(version) < MIN_NCCL_FOR_CAPTURE:
+        need = ".".join(map(str, MIN_NCCL_FOR_CAPTURE))
+        have = ".".join(map(str, version))
+        raise RuntimeError(f"capturing DDP in a CUDA graph needs NCCL >= {need}; this is {have}")
+
+
+class CudaGraphBackend:
+    """The CUDA side: a side stream for warm-up and capture, and the capture itself."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+        self.graph: torch.cuda.CUDAGraph | None = None  # held: its memory pool holds outputs
+
+    @contextlib.contextmanager
+    def side_stream(self):
+        """Run on the capture stream, ordered after and before the current stream's work."""
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
+            yield
+        current.wait_stream(self.stream)
+
+    def capture(self, fn: Callable[[], object], generators: Sequence[torch.Generator]):
+        """Record `fn`'s CUDA work (nothing runs) and return (replay, fn's outputs)."""
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        for generator in generators:  # before capture begins, as torch requires
+            graph.register_generator_state(generator)
+        with torch.cuda.graph(graph, stream=self.stream):
+            outputs = fn()
+        self.graph = graph
+        return graph.replay, outputs
+
+
+class GraphedStep:
+    """A training step that runs eagerly `eager_iterations` times, is captured on the
+    next call and replayed from then on. Called like the step: `step(real_batches)`,
+    returning its (d_loss, g_loss) tensors (static ones once captured)."""
+
+    def __init__(
+        self,
+        step: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+        backend,
+        *,
+        eager_iterations: int,
+        generators: Sequence[torch.Generator] = (),
+    ):
+        self.step = step
+        self.backend = backend
+        self.eager_iterations = eager_iterations
+        self.generators = tuple(generators)
+        self.eager_done = 0
+        self.replays = 0
+        self.capture_s: float | None = None
+        self._replay: Callable[[], None] | None = None
+        self._static_reals: list[torch.Tensor] = []
+        self._outputs = None
+
+    @property
+    def captured(self) -> bool:
+        return self._replay is not None
+
+    def __call__(self, real_batches: list[torch.Tensor]):
+        if not self.captured and self.eager_done < self.eager_iterations:
+            with self.backend.side_stream():
+                outputs = self.step(real_batches)
+            self.eager_done += 1
+            return outputs
+        if not self.captured:
+            self._capture(real_batches)
+        if len(real_batches) != len(self._static_reals):
+            raise ValueError(
+                f"the graph was captured for {len(self._static_reals)} real batches per "
+                f"iteration, got {len(real_batches)}"
+            )
+        for static, real in zip(self._static_reals, real_batches, strict=True):
+            static.copy_(real)
+        self._replay()
+        self.replays += 1
+        return self._outputs
+
+    def _capture(self, real_batches: list[torch.Tensor]) -> None:
+        # clone() keeps the memory format: a channels_last batch gets a channels_last buffer.
+        self._static_reals = [real.clone() for real in real_batches]
+        start = time.perf_counter()
+        self._replay, self._outputs = self.backend.capture(
+            lambda: self.step(self._static_reals), self.generators
+        )
+        self.capture_s = time.perf_counter() - start
+
+    def describe(self) -> dict:
+        """The record's account of what ran: captured or not, and how."""
+        return {
+            "captured": self.captured,
+            "eager_iterations_before_capture": self.eager_done,
+            "capture_s": self.capture_s,
+            "replays": self.replays,
+        }

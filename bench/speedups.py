@@ -1,0 +1,144 @@
+"""The speed-ups of a run, applied in one function and in one order (DESIGN.md):
+
+1. SyncBatchNorm (--sync-bn under DDP), before the kernel swap: the swap turns
+   SyncBatchNorm + activation into the fused sync module, while converting after it would
+   turn the fused modules back into plain SyncBatchNorm and lose their activation.
+2. Kernel swap (--kernels triton): BatchNorm + LeakyReLU/ReLU become fused Triton modules.
+3. Memory format (--memory-format channels_last): 4-D weights in NHWC; the fused kernels
+   and cuDNN keep their input's format, so activations stay NHWC from the first layer on.
+4. The device.
+5. DDP, then torch.compile (bench/train.py says why in that order).
+6. Whole-iteration CUDA graph (bench/cuda_graph.py), outermost: it captures all of the
+   above, the compiled code and the fused kernels included.
+
+`Speedups.record` is the run record's account of what really ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.config import RunConfig
+from bench.cuda_graph import (
+    CudaGraphBackend,
+    GraphedStep,
+    check_nccl_for_capture,
+    eager_iterations_before_capture,
+)
+from bench.precision import PrecisionPolicy
+from bench.train import build_step, optimizer_implementation
+from gan_models import GANLoss, ModelPair
+
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+@dataclass
+class Speedups:
+    """The models and the step as the run trains them, and what was applied."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    step: object  # GANStep, or GraphedStep around it
+    graphed: GraphedStep | None
+    record: dict = field(default_factory=dict)
+
+
+def memory_format_of(*modules: nn.Module) -> str:
+    """The memory format the 4-D parameters (convolution weights) really have."""
+    weights = [p for m in modules for p in m.parameters() if p.dim() == 4]
+    if not weights:
+        return "no 4-D parameters"
+    # A weight of shape (C, 1, 1, 1) or (1, C, 1, 1) is both; it says nothing.
+    telling = [w for w in weights if w.shape[1] > 1 and w.shape[2] * w.shape[3] > 1] or weights
+    last = [w.is_contiguous(memory_format=torch.channels_last) for w in telling]
+    if all(last):
+        return "channels_last"
+    if not any(last) and all(w.is_contiguous() for w in telling):
+        return "contiguous"
+    return "mixed"
+
+
+def _swap_kernels(generator: nn.Module, discriminator: nn.Module) -> tuple[str, dict]:
+    import kernels  # registers the ops; imports triton
+
+    path = kernels.kernel_path()
+    reports = {
+        "generator": kernels.fuse_batchnorm_leaky_relu(generator),
+        "discriminator": kernels.fuse_batchnorm_leaky_relu(discriminator),
+    }
+    fused: dict = {
+        name: {"fused": list(r.fused), "unfused": [list(u) for u in r.unfused]}
+        for name, r in reports.items()
+    }
+    fused["count"] = sum(r.count for r in reports.values())
+    return path, fused
+
+
+def apply_speedups(
+    cfg: RunConfig,
+    ctx,
+    pair: ModelPair,
+    *,
+    loss: GANLoss,
+    policy: PrecisionPolicy,
+    latent_rng: torch.Generator,
+) -> Speedups:
+    """Apply the configured speed-ups to `pair` in the order above; build the step."""
+    device = ctx.device
+    generator, discriminator = pair.generator, pair.discriminator
+    record: dict = {"sync_bn_applied": False, "sync_bn_reason": None}
+    if cfg.sync_bn and ctx.distributed:
+        generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
+        record["sync_bn_applied"] = True
+    elif cfg.sync_bn:
+        record["sync_bn_reason"] = (
+            "single process: SyncBatchNorm would equal BatchNorm, not applied"
+        )
+
+    record["kernel_path"], record["fused_layers"] = "torch", None
+    if cfg.kernels == "triton":
+        record["kernel_path"], record["fused_layers"] = _swap_kernels(generator, discriminator)
+
+    memory_format = MEMORY_FORMATS[cfg.memory_format]
+    generator.to(device, memory_format=memory_format)
+    discriminator.to(device, memory_format=memory_format)
+    record["memory_format"] = memory_format_of(generator, discriminator)
+
+    backend = None
+    if cfg.cuda_graph:
+        if device.type != "cuda":  # check_device refuses this before any work
+            raise RuntimeError("a CUDA graph needs a CUDA device")
+        if ctx.distributed:
+            check_nccl_for_capture()
+        backend = CudaGraphBackend(device)
+    optimizer = optimizer_implementation(cfg.cuda_graph, policy.grad_scaler)
+    step = build_step(
+        generator,
+        discriminator,
+        loss=loss,
+        policy=policy,
+        latent_shape=pair.latent_shape,
+        latent_rng=latent_rng,
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        ddp_device_ids=[device.index] if device.type == "cuda" else None,
+        distributed=ctx.distributed,
+        compile_mode=cfg.compile_mode,
+        optimizer=optimizer,
+        ddp_stream=backend.stream if backend is not None else None,
+    )
+    record["optimizer"] = {"name": "adam", "implementation": optimizer}
+    record["compile_mode"] = None if cfg.compile_mode == "none" else cfg.compile_mode
+    graphed = None
+    if backend is not None:
+        graphed = GraphedStep(
+            step,
+            backend,
+            eager_iterations=eager_iterations_before_capture(ctx.world_size),
+            generators=[latent_rng],
+        )
+    return Speedups(generator, discriminator, graphed or step, graphed, record)

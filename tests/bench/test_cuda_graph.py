@@ -1,0 +1,313 @@
+"""Whole-iteration CUDA graphs: scheduling, static buffers, and (on a GPU) the real capture.
+
+On a CPU a stand-in backend plays the graph: capture records the iteration without
+keeping its effects, and replay runs it again on whatever the static buffers hold. That is
+what a CUDA graph does with the kernels it recorded, so a step that read anything but its
+static buffers, or returned anything but its static outputs, trains differently from eager
+here as it would on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+
+from bench.config import RunConfig
+from bench.cuda_graph import (
+    CudaGraphBackend,
+    GraphedStep,
+    check_nccl_for_capture,
+    eager_iterations_before_capture,
+    prepare_distributed_capture,
+    required_warmup_steps,
+)
+from bench.precision import make_policy
+from bench.train import build_step, optimizer_implementation
+from gan_models import build_pair, get_loss
+
+
+class ReplayingBackend:
+    """CPU stand-in for CudaGraphBackend (see the module docstring)."""
+
+    def __init__(self, modules, optimizers, generators):
+        self.modules, self.optimizers, self.generators = modules, optimizers, generators
+        self.captures = 0
+
+    def side_stream(self):
+        return contextlib.nullcontext()
+
+    def _snapshot(self):
+        return (
+            [copy.deepcopy(m.state_dict()) for m in self.modules],
+            [copy.deepcopy(o.state_dict()) for o in self.optimizers],
+            [g.get_state() for g in self.generators],
+            torch.get_rng_state(),
+        )
+
+    def _restore(self, snapshot):
+        modules, optimizers, generators, global_rng = snapshot
+        for module, state in zip(self.modules, modules, strict=True):
+            module.load_state_dict(state)
+        for optimizer, state in zip(self.optimizers, optimizers, strict=True):
+            optimizer.load_state_dict(state)
+        for generator, state in zip(self.generators, generators, strict=True):
+            generator.set_state(state)
+        torch.set_rng_state(global_rng)
+
+    def capture(self, fn, generators):
+        self.captures += 1
+        snapshot = self._snapshot()
+        outputs = fn()  # recorded, not kept: a capture runs nothing
+        self._restore(snapshot)
+
+        def replay():
+            for static, fresh in zip(outputs, fn(), strict=True):
+                static.copy_(fresh)
+
+        return replay, outputs
+
+
+def _step(model, loss_name, seed, device="cpu", precision="fp32", optimizer="default"):
+    torch.manual_seed(seed)
+    loss = get_loss(loss_name)
+    pair = build_pair(model, channels=1, critic=loss.needs_critic)
+    pair.generator.to(device)
+    pair.discriminator.to(device)
+    rng = torch.Generator(device=device).manual_seed(seed)
+    step = build_step(
+        pair.generator,
+        pair.discriminator,
+        loss=loss,
+        policy=make_policy(precision, device, autocast_cache=False),
+        latent_shape=pair.latent_shape,
+        latent_rng=rng,
+        lr=2e-4,
+        betas=(0.5, 0.999),
+        optimizer=optimizer,
+    )
+    return step, pair, rng
+
+
+def _batches(pair, n_iterations, n_critic, device="cpu"):
+    gen = torch.Generator().manual_seed(123)
+    return [
+        [
+            (torch.rand((4, *pair.image_shape), generator=gen) * 2 - 1).to(device)
+            for _ in range(n_critic)
+        ]
+        for _ in range(n_iterations)
+    ]
+
+
+def _params(pair):
+    return [
+        p.detach().clone() for m in (pair.generator, pair.discriminator) for p in m.parameters()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "loss_name", "n_critic"),
+    [("dcgan32", "non-saturating", 1), ("mlp", "wgan-gp", 2)],
+)
+def test_graphed_training_equals_eager_training(model, loss_name, n_critic):
+    eager, eager_pair, _ = _step(model, loss_name, seed=1)
+    plain, pair, rng = _step(model, loss_name, seed=1)
+    backend = ReplayingBackend(
+        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
+    )
+    graphed = GraphedStep(plain, backend, eager_iterations=2, generators=[rng])
+    batches = _batches(pair, 6, n_critic)  # a different batch every iteration
+    # The gradient penalty draws from torch's global generator: each side keeps its own.
+    rng_states = {"eager": torch.get_rng_state(), "graphed": torch.get_rng_state()}
+
+    def call(side, step, reals):
+        torch.set_rng_state(rng_states[side])
+        losses = torch.stack(step(reals))
+        rng_states[side] = torch.get_rng_state()
+        return losses
+
+    for reals in batches:
+        assert torch.equal(call("eager", eager, reals), call("graphed", graphed, reals))
+    for a, b in zip(_params(eager_pair), _params(pair), strict=True):
+        assert torch.equal(a, b)
+    assert backend.captures == 1
+
+
+def test_schedule_eager_then_capture_then_replays():
+    plain, pair, rng = _step("mlp", "non-saturating", seed=0)
+    backend = ReplayingBackend(
+        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
+    )
+    graphed = GraphedStep(plain, backend, eager_iterations=3, generators=[rng])
+    batches = _batches(pair, 6, 1)
+    outputs = [graphed(reals) for reals in batches[:3]]
+    assert not graphed.captured and graphed.replays == 0
+    static = graphed(batches[3])
+    assert graphed.captured and graphed.replays == 1  # the capturing call replays once
+    again = graphed(batches[4])
+    assert again is static  # replays hand back the graph's own output tensors
+    assert all(o is not static for o in outputs)
+    assert graphed.describe() == {
+        "captured": True,
+        "eager_iterations_before_capture": 3,
+        "capture_s": graphed.capture_s,
+        "replays": 2,
+    }
+    assert graphed.capture_s is not None and graphed.capture_s >= 0
+    with pytest.raises(ValueError, match="captured for 1 real batches"):
+        graphed(batches[5] * 2)
+
+
+def test_static_buffers_keep_the_memory_format():
+    plain, pair, rng = _step("dcgan32", "non-saturating", seed=0)
+    backend = ReplayingBackend(
+        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
+    )
+    graphed = GraphedStep(plain, backend, eager_iterations=0, generators=[rng])
+    real = _batches(pair, 1, 1)[0][0].contiguous(memory_format=torch.channels_last)
+    graphed([real])
+    assert graphed._static_reals[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_warmup_needed_before_capture():
+    assert eager_iterations_before_capture(1) == 3
+    assert eager_iterations_before_capture(8) == 11  # the DDP rule of PyTorch's CUDA-graph notes
+    assert required_warmup_steps(1) == 4 and required_warmup_steps(2) == 12
+
+
+def test_distributed_capture_turns_nccl_async_error_handling_off(monkeypatch):
+    for name in ("TORCH_NCCL_ASYNC_ERROR_HANDLING", "NCCL_ASYNC_ERROR_HANDLING"):
+        monkeypatch.setenv(name, "1")
+    prepare_distributed_capture()
+    import os
+
+    assert os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "0"
+    assert os.environ["NCCL_ASYNC_ERROR_HANDLING"] == "0"
+
+
+@pytest.mark.parametrize(("version", "ok"), [((2, 9, 5), False), ((2, 9, 6), True), (2708, False)])
+def test_nccl_version_check(monkeypatch, version, ok):
+    monkeypatch.setattr(torch.cuda.nccl, "version", lambda: version)
+    if ok:
+        check_nccl_for_capture()
+    else:
+        with pytest.raises(RuntimeError, match="NCCL >= 2.9.6"):
+            check_nccl_for_capture()
+
+
+def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
+    assert optimizer_implementation(cuda_graph=False, grad_scaler=True) == "default"
+    assert optimizer_implementation(cuda_graph=True, grad_scaler=False) == "capturable"
+    # fp16: fused Adam takes GradScaler's scale and inf flag as tensors (no host sync).
+    assert optimizer_implementation(cuda_graph=True, grad_scaler=True) == "fused"
+
+
+# ------------------------------------------------------------------------------ on a GPU
+
+
+def _graphed_on_cuda(model, loss_name, precision, optimizer, memory_format, seed=3):
+    plain, pair, rng = _step(model, loss_name, seed, "cuda", precision, optimizer)
+    pair.generator.to(memory_format=memory_format)
+    pair.discriminator.to(memory_format=memory_format)
+    backend = CudaGraphBackend(torch.device("cuda"))
+    graphed = GraphedStep(plain, backend, eager_iterations=3, generators=[rng])
+    return graphed, plain, pair, rng
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("model", "loss_name", "precision", "memory_format", "kernels"),
+    [
+        ("dcgan32", "non-saturating", "fp32", torch.contiguous_format, "torch"),
+        ("dcgan32", "non-saturating", "bf16", torch.channels_last, "triton"),
+        ("mlp", "non-saturating", "fp16", torch.contiguous_format, "torch"),
+        ("dcgan32", "wgan-gp", "bf16", torch.contiguous_format, "torch"),
+    ],
+)
+def test_capture_replays_train_without_host_syncs(
+    model, loss_name, precision, memory_format, kernels
+):
+    optimizer = optimizer_implementation(True, grad_scaler=precision == "fp16")
+    graphed, plain, pair, _ = _graphed_on_cuda(
+        model, loss_name, precision, optimizer, memory_format
+    )
+    if kernels == "triton":
+        import kernels as fused_kernels
+
+        for module in (pair.generator, pair.discriminator):
+            assert fused_kernels.fuse_batchnorm_leaky_relu(module).count > 0
+        # Fusing replaced modules: the optimizers must see the same parameters, which the
+        # fuse keeps (it moves the BatchNorm parameters into the fused module).
+    n_critic = get_loss(loss_name).n_critic
+    batches = _batches(pair, 8, n_critic, "cuda")
+    batches = [[b.contiguous(memory_format=memory_format) for b in reals] for reals in batches]
+    for reals in batches[:4]:  # 3 eager, then the capture
+        graphed(reals)
+    assert graphed.captured
+    before = _params(pair)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = [torch.stack(graphed(reals)).clone() for reals in batches[4:]]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    losses = torch.stack(losses)
+    assert torch.isfinite(losses).all()
+    assert not torch.equal(losses[0], losses[1])  # new data and latents every replay
+    assert any(not torch.equal(a, b) for a, b in zip(before, _params(pair), strict=True))
+
+
+@pytest.mark.gpu
+def test_graphed_training_matches_eager_on_cuda():
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    graphed, _, graphed_pair, graphed_rng = _graphed_on_cuda(
+        "dcgan32", "non-saturating", "fp32", "capturable", torch.contiguous_format
+    )
+    eager, eager_pair, eager_rng = _step(
+        "dcgan32", "non-saturating", 3, "cuda", "fp32", "capturable"
+    )
+    batches = _batches(graphed_pair, 9, 1, "cuda")
+    for i, reals in enumerate(batches):
+        if i == 4:  # right after the capture, both sides restart the same random streams
+            for rng in (graphed_rng, eager_rng):
+                rng.manual_seed(99)
+            torch.cuda.manual_seed(7)
+            graphed(reals)
+            torch.cuda.manual_seed(7)
+            eager(reals)
+            continue
+        graphed(reals)
+        eager(reals)
+    for a, b in zip(_params(graphed_pair), _params(eager_pair), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
+    from bench.harness import execute
+
+    cfg = RunConfig(
+        model="dcgan32",
+        variant="triton+channels-last+cuda-graph",
+        precision="bf16",
+        device="cuda",
+        steps=5,
+        warmup_steps=5,
+        quiet=True,
+        out=str(tmp_path / "r.jsonl"),
+    )
+    record = execute(cfg, "cuda")
+    assert record["status"] == "ok", record["reason"]
+    run = record["run"]
+    assert run["cuda_graph"] == {
+        "captured": True,
+        "eager_iterations_before_capture": 3,
+        "capture_s": run["cuda_graph"]["capture_s"],
+        "replays": 7,  # warm-up calls 4 and 5, then the 5 timed ones
+    }
+    assert run["memory_format"] == "channels_last" and run["kernel_path"] == "triton"
+    assert run["optimizer"]["implementation"] == "capturable"
+    assert run["precision"]["autocast_cache"] is False
+    assert record["metrics"]["mfu"] is not None

@@ -1,0 +1,88 @@
+"""The variant registry: composable speed-ups, canonical names, combinations that cannot run."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import RunConfig
+from bench.variants import (
+    SPEEDUPS,
+    VARIANT_FIELDS,
+    VARIANTS,
+    VariantError,
+    canonical_variant,
+    variant_name,
+)
+
+
+def test_every_single_speedup_and_the_issue_combinations_are_registered():
+    for name in (
+        "eager",
+        *SPEEDUPS,
+        "compile+triton",
+        "channels-last+cuda-graph",
+        "triton+channels-last+cuda-graph",
+        "compile+channels-last+cuda-graph",
+        "compile-max-autotune-no-cudagraphs+triton+channels-last+cuda-graph",
+        "compile-reduce-overhead+triton",
+    ):
+        assert name in VARIANTS, name
+
+
+def test_graphs_inside_graphs_are_not_registered():
+    for name in VARIANTS:
+        fields = VARIANTS[name].fields
+        assert not (
+            fields["cuda_graph"] and fields["compile_mode"] in ("reduce-overhead", "max-autotune")
+        ), name
+
+
+def test_registry_is_the_full_product_minus_conflicts():
+    # 5 compile choices x 2 kernels x 2 formats x 2 graph settings = 40, minus the 2 graph
+    # compile modes x 2 x 2 with cuda-graph = 8.
+    assert len(VARIANTS) == 40 - 8
+
+
+def test_fields_are_complete_and_names_round_trip():
+    for name, variant in VARIANTS.items():
+        assert set(variant.fields) == set(VARIANT_FIELDS)
+        assert variant_name(variant.fields) == name
+        assert canonical_variant(name) == name
+
+
+def test_any_order_gives_the_canonical_name():
+    assert canonical_variant("cuda-graph+compile+triton") == "compile+triton+cuda-graph"
+    assert canonical_variant(" channels-last + triton ") == "triton+channels-last"
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("fast", ["'fast'", "not a speed-up"]),
+        ("eager+triton", ["'eager'"]),
+        ("triton+triton", ["triton", "choose one"]),
+        ("compile+compile-reduce-overhead", ["compile-reduce-overhead", "choose one"]),
+        ("compile-max-autotune+cuda-graph", ["graph inside a graph"]),
+    ],
+)
+def test_bad_names_say_why(name, words):
+    with pytest.raises(VariantError) as info:
+        canonical_variant(name)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_unregistered_field_values_are_custom():
+    assert variant_name({**VARIANT_FIELDS, "compile_mode": "weird"}) == "custom"
+
+
+def test_simple_variants_list_first():
+    names = list(VARIANTS)
+    assert names[0] == "eager"
+    assert names.index("cuda-graph") < names.index("compile+triton")
+    assert max(names.index(s) for s in SPEEDUPS) < min(i for i, n in enumerate(names) if "+" in n)
+
+
+def test_every_variant_builds_a_config_for_dcgan():
+    for name in VARIANTS:
+        assert RunConfig(model="dcgan32", variant=name).variant_name == name
