@@ -1,9 +1,10 @@
 """`gan-bench sweep`: run a grid of benchmark points, each in its own process.
 
 A point is (model, dataset, batch size per process, precision, world size, variant); each
-runs `--repeats` times. The plan is a union of blocks, each block a Cartesian product of
-axis values: the default blocks fit the machine (a few minutes on a 2-core CPU, the full
-grid on GPUs), and every axis given on the command line replaces that axis in every block.
+runs `--repeats` times for each of `--seeds` (one seed by default). The plan is a union of
+blocks, each block a Cartesian product of axis values: the default blocks fit the machine
+(a few minutes on a 2-core CPU; on GPUs the speed-up goals, precisions and scaling), and
+every axis given on the command line replaces that axis in every block.
 
 Every run is a child process (`python -m bench.run`, or torchrun for more than one process)
 in its own process group, writing its record to a temporary file that the sweep then

@@ -36,6 +36,21 @@ def _temp_in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(work))
 
 
+def small_spec(**fields):
+    """A one-point-per-axis CPU spec (mlp, synthetic, batch 8, fp32, 1 process, eager),
+    the given axes replacing those."""
+    axes = {
+        "machine": CPU2,
+        "models": "mlp",
+        "datasets": "synthetic",
+        "batch_sizes": "8",
+        "precisions": "fp32",
+        "gpus": "1",
+        "variants": "eager",
+    }
+    return build_spec(**{**axes, **fields})
+
+
 def records(path) -> list[dict]:
     lines = list(read_records(str(path)))
     assert all(rec is not None for _, rec in lines), "a results line is not JSON"
@@ -115,14 +130,8 @@ def test_options_replace_an_axis_in_every_block():
     assert {p.variant for p in points} == {"eager"}
     assert {p.precision for p in points} == {"fp32"}
     assert {p.world_size for p in points} == {1, 2}  # the default world sizes stay
-    full = build_spec(
-        machine=CPU2,
-        models="mlp",
-        datasets="synthetic",
-        batch_sizes="8,16,8",
-        precisions="fp32,bf16",
-        gpus="1",
-        variants="eager,compile",
+    full = small_spec(
+        batch_sizes="8,16,8", precisions="fp32,bf16", variants="eager,compile"
     ).points()
     assert len(full) == 2 * 2 * 2  # a plain product, the duplicate 8 dropped
 
@@ -180,15 +189,7 @@ def test_runnable_points_are_not_skipped(machine, point):
     ],
 )
 def test_every_new_variant_runs_or_is_skipped_with_its_reason_on_cpu(variant, model, words):
-    spec = build_spec(
-        machine=CPU2,
-        models=model,
-        batch_sizes="4",
-        precisions="fp32",
-        gpus="1",
-        variants=variant,
-        datasets="synthetic",
-    )
+    spec = small_spec(models=model, batch_sizes="4", variants=variant)
     runs = plan_runs(spec.points(), spec)
     assert runs and all(run.action == "skip" for run in runs)
     for word in words:
@@ -203,47 +204,20 @@ def test_variants_option_takes_any_order_and_rejects_conflicts(capsys):
 
 
 def test_invalid_combination_is_skipped_with_the_configs_reason():
-    spec = build_spec(
-        machine=CPU2,
-        models="mlp,dcgan32",
-        batch_sizes="1",
-        precisions="fp32",
-        gpus="1",
-        variants="eager",
-        datasets="synthetic",
-    )
+    spec = small_spec(models="mlp,dcgan32", batch_sizes="1")
     runs = {r.point.model: r for r in plan_runs(spec.points(), spec)}
     assert runs["dcgan32"].action == "run"
     assert runs["mlp"].action == "skip" and "BatchNorm" in runs["mlp"].reason
 
 
 def test_repeats_are_the_outer_loop():
-    spec = build_spec(
-        machine=CPU2,
-        models="mlp",
-        datasets="synthetic",
-        batch_sizes="8,16",
-        precisions="fp32",
-        gpus="1",
-        variants="eager",
-        repeats=2,
-    )
+    spec = small_spec(batch_sizes="8,16", repeats=2)
     runs = plan_runs(spec.points(), spec)
     assert [(r.point.batch_size, r.repeat) for r in runs] == [(8, 0), (16, 0), (8, 1), (16, 1)]
 
 
 def test_every_point_runs_once_per_seed_and_repeat():
-    spec = build_spec(
-        machine=CPU2,
-        models="mlp",
-        datasets="synthetic",
-        batch_sizes="8,16",
-        precisions="fp32",
-        gpus="1",
-        variants="eager",
-        repeats=2,
-        seeds="3,0,3",
-    )
+    spec = small_spec(batch_sizes="8,16", repeats=2, seeds="3,0,3")
     assert spec.seeds == (3, 0)  # order kept, the duplicate dropped
     runs = plan_runs(spec.points(), spec)
     assert [(r.repeat, r.seed, r.point.batch_size) for r in runs] == [
@@ -300,18 +274,7 @@ def test_resume_keys_differ_by_seed(tmp_path):
 
 def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
     out = tmp_path / "sweep.jsonl"
-    spec = build_spec(
-        machine=CPU2,
-        models="mlp",
-        datasets="synthetic",
-        batch_sizes="8,16",
-        precisions="fp32",
-        gpus="1",
-        variants="eager",
-        repeats=2,
-        steps=5,
-        out=str(out),
-    )
+    spec = small_spec(batch_sizes="8,16", repeats=2, steps=5, out=str(out))
     spec._environment = dict(ENV)
 
     def rec(batch, repeat, status="ok", steps=5, **env):
@@ -354,17 +317,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
 
 def test_nothing_runs_when_everything_is_recorded(tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep.jsonl"
-    spec = build_spec(
-        machine=CPU2,
-        models="mlp",
-        datasets="synthetic",
-        batch_sizes="8",
-        precisions="fp32,fp16",
-        gpus="1",
-        variants="eager",
-        repeats=1,
-        out=str(out),
-    )
+    spec = small_spec(precisions="fp32,fp16", repeats=1, out=str(out))
     spec._environment = {**ENV, "device_type": "cpu"}
     fp32 = next(p for p in spec.points() if p.precision == "fp32")
     done = sweep.sweep_record(fp32, 0, spec, "ok", None)
