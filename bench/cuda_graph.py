@@ -90,7 +90,10 @@ class CudaGraphBackend:
         graph = torch.cuda.CUDAGraph()
         for generator in generators:  # before capture begins, as torch requires
             graph.register_generator_state(generator)
-        with torch.cuda.graph(graph, stream=self.stream):
+        # thread_local: only this thread's unsafe calls break the capture, not those of
+        # threads that run beside it (NCCL's watchdog polling events, a DataLoader's
+        # pin-memory thread), which touch neither this stream nor its memory.
+        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
             outputs = fn()
         self.graph = graph
         return graph.replay, outputs
