@@ -73,6 +73,7 @@ class Row:
     status: str
     reason: str | None
     images_per_s: float | None
+    mfu: float | None  # model FLOP utilisation (GPU records with a known peak), else None
     memory_mib: float | None
     memory_kind: str  # "peak_allocated_mib" (GPU) or "peak_rss_mib" (CPU)
     quality: dict | None
@@ -147,6 +148,7 @@ def to_row(record: dict, source: str) -> Row | None:
         status=record.get("status") or "?",
         reason=record.get("reason"),
         images_per_s=_number(metrics.get("images_per_s")),
+        mfu=_number(metrics.get("mfu")),
         memory_mib=_number(metrics.get(memory_kind)),
         memory_kind=memory_kind,
         quality=quality if isinstance(quality, dict) else None,
@@ -212,6 +214,7 @@ class VariantSummary:
     spread: str | None  # "min-max" or "p20-p80"; None with fewer than 2 ok repeats
     speedup: float | None  # images_per_s / baseline's
     memory_mib: float | None  # median over ok repeats
+    mfu: float | None  # median over ok repeats that have one
     memory_ratio: float | None
     quality: dict = field(default_factory=dict)  # median of each numeric quality field
     extractor: str | None = None
@@ -326,6 +329,7 @@ def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
     elif len(throughputs) >= 2:
         lo, hi, spread = min(throughputs), max(throughputs), "min-max"
     memories = [r.memory_mib for r in ok if r.memory_mib is not None]
+    mfus = [r.mfu for r in ok if r.mfu is not None]
     quality: dict = {}
     extractors = {r.quality.get("extractor") for r in ok if r.quality}
     for name in QUALITY_DELTA_FIELDS:
@@ -346,6 +350,7 @@ def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
         spread=spread,
         speedup=None,
         memory_mib=statistics.median(memories) if memories else None,
+        mfu=statistics.median(mfus) if mfus else None,
         memory_ratio=None,
         quality=quality,
         # Repeats measured with different extractors have no common scale: no extractor.
@@ -599,6 +604,7 @@ def _best_cells(best: list[Best]) -> list[list[str]]:
             _fmt_rate(b.variant.images_per_s),
             _fmt_ratio(b.variant.speedup),
             _fmt_ratio(b.vs_compile),
+            "—" if b.variant.mfu is None else f"{b.variant.mfu:.1%}",
         ]
         for b in best
     ]
@@ -811,6 +817,7 @@ def _best_headers(comparison: Comparison) -> list[str]:
         "images/s",
         f"vs {comparison.baseline}",
         f"vs {COMPILE_REFERENCE}",
+        "MFU",
     ]
 
 
@@ -925,6 +932,7 @@ def render_json(comparison: Comparison) -> str:
             "images_per_s": b.variant.images_per_s,
             "vs_baseline": b.variant.speedup,
             "vs_compile": b.vs_compile,
+            "mfu": b.variant.mfu,
         }
         for b in best_variants(comparison)
     ]

@@ -539,12 +539,14 @@ def test_seeds_share_a_group_and_pool_throughput():
 
 
 def test_best_variant_is_set_against_eager_and_compile():
+    graphed = record("channels-last+cuda-graph", 320.0, batch=128)
+    graphed["metrics"]["mfu"] = 0.25
     rows = [
         to_row(r, "x")
         for r in (
             record("eager", 100.0, batch=128),
             record("compile", 80.0, batch=128),
-            record("channels-last+cuda-graph", 320.0, batch=128),
+            graphed,
             record("cuda-graph", 250.0, batch=128),
             record("eager", 100.0, batch=512),
             record("cuda-graph", 90.0, batch=512),  # slower than eager: eager is the best
@@ -560,9 +562,12 @@ def test_best_variant_is_set_against_eager_and_compile():
     assert best[512].variant.variant == "eager" and best[512].vs_compile is None
     markdown = render_markdown(comparison)
     assert "Best variant per configuration" in markdown
-    assert re.search(r"\| channels-last\+cuda-graph \| 320 \| 3\.20× \| 4\.00× \|", markdown)
+    assert re.search(
+        r"\| channels-last\+cuda-graph \| 320 \| 3\.20× \| 4\.00× \| 25\.0% \|", markdown
+    )
     doc = json.loads(render_json(comparison))
     assert [b["variant"] for b in doc["best"]] == ["channels-last+cuda-graph", "eager"]
+    assert [b["mfu"] for b in doc["best"]] == [0.25, None]
     console = Console(record=True, width=200)
     print_table(comparison, console)
     assert "best variant per configuration" in console.export_text()
