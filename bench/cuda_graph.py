@@ -71,6 +71,8 @@ class CudaGraphBackend:
     """The CUDA side: a side stream for warm-up and capture, and the capture itself."""
 
     def __init__(self, device: torch.device):
+        if device.type != "cuda":  # check_device refuses this before any work
+            raise RuntimeError(f"a CUDA graph needs a CUDA device, not {device}")
         self.device = device
         self.stream = torch.cuda.Stream(device)
         self.graph: torch.cuda.CUDAGraph | None = None  # held: its memory pool holds outputs
@@ -150,10 +152,12 @@ class GraphedStep:
         # clone() keeps the memory format: a channels_last batch gets a channels_last buffer.
         self._static_reals = [real.clone() for real in real_batches]
         start = time.perf_counter()
-        self._replay, self._outputs = self.backend.capture(
-            lambda: self.step(self._static_reals), self.generators
-        )
+        self._replay, self._outputs = self.backend.capture(self._static_step, self.generators)
         self.capture_s = time.perf_counter() - start
+
+    def _static_step(self):
+        """The iteration the graph records: on the static buffers only."""
+        return self.step(self._static_reals)
 
     def describe(self) -> dict:
         """The record's account of what ran: captured or not, and how."""

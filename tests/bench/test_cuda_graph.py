@@ -24,44 +24,54 @@ from bench.cuda_graph import (
     prepare_distributed_capture,
     required_warmup_steps,
 )
+from bench.harness import execute
 from bench.precision import make_policy
 from bench.train import build_step, optimizer_implementation
 from gan_models import build_pair, get_loss
 
 
 class ReplayingBackend:
-    """CPU stand-in for CudaGraphBackend (see the module docstring)."""
+    """CPU stand-in for CudaGraphBackend (see the module docstring). The state a capture
+    must leave untouched is that of the step being captured: `fn` is a GraphedStep's bound
+    method, and its GANStep holds the models, optimizers and latent generator."""
 
-    def __init__(self, modules, optimizers, generators):
-        self.modules, self.optimizers, self.generators = modules, optimizers, generators
+    def __init__(self, device=None):
         self.captures = 0
+        self.stream = None  # DDP is built on the default stream
 
     def side_stream(self):
         return contextlib.nullcontext()
 
-    def _snapshot(self):
+    @staticmethod
+    def _state(fn):
+        step = fn.__self__.step
+        return [step.generator, step.discriminator], [step.g_optimizer, step.d_optimizer]
+
+    def _snapshot(self, fn, generators):
+        modules, optimizers = self._state(fn)
         return (
-            [copy.deepcopy(m.state_dict()) for m in self.modules],
-            [copy.deepcopy(o.state_dict()) for o in self.optimizers],
-            [g.get_state() for g in self.generators],
+            [copy.deepcopy(m.state_dict()) for m in modules],
+            [copy.deepcopy(o.state_dict()) for o in optimizers],
+            [g.get_state() for g in generators],
             torch.get_rng_state(),
         )
 
-    def _restore(self, snapshot):
-        modules, optimizers, generators, global_rng = snapshot
-        for module, state in zip(self.modules, modules, strict=True):
+    def _restore(self, fn, generators, snapshot):
+        modules, optimizers = self._state(fn)
+        module_states, optimizer_states, generator_states, global_rng = snapshot
+        for module, state in zip(modules, module_states, strict=True):
             module.load_state_dict(state)
-        for optimizer, state in zip(self.optimizers, optimizers, strict=True):
+        for optimizer, state in zip(optimizers, optimizer_states, strict=True):
             optimizer.load_state_dict(state)
-        for generator, state in zip(self.generators, generators, strict=True):
+        for generator, state in zip(generators, generator_states, strict=True):
             generator.set_state(state)
         torch.set_rng_state(global_rng)
 
     def capture(self, fn, generators):
         self.captures += 1
-        snapshot = self._snapshot()
+        snapshot = self._snapshot(fn, generators)
         outputs = fn()  # recorded, not kept: a capture runs nothing
-        self._restore(snapshot)
+        self._restore(fn, generators, snapshot)
 
         def replay():
             for static, fresh in zip(outputs, fn(), strict=True):
@@ -115,9 +125,7 @@ def _params(pair):
 def test_graphed_training_equals_eager_training(model, loss_name, n_critic):
     eager, eager_pair, _ = _step(model, loss_name, seed=1)
     plain, pair, rng = _step(model, loss_name, seed=1)
-    backend = ReplayingBackend(
-        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
-    )
+    backend = ReplayingBackend()
     graphed = GraphedStep(plain, backend, eager_iterations=2, generators=[rng])
     batches = _batches(pair, 6, n_critic)  # a different batch every iteration
     # The gradient penalty draws from torch's global generator: each side keeps its own.
@@ -138,9 +146,7 @@ def test_graphed_training_equals_eager_training(model, loss_name, n_critic):
 
 def test_schedule_eager_then_capture_then_replays():
     plain, pair, rng = _step("mlp", "non-saturating", seed=0)
-    backend = ReplayingBackend(
-        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
-    )
+    backend = ReplayingBackend()
     graphed = GraphedStep(plain, backend, eager_iterations=3, generators=[rng])
     batches = _batches(pair, 6, 1)
     outputs = [graphed(reals) for reals in batches[:3]]
@@ -163,13 +169,50 @@ def test_schedule_eager_then_capture_then_replays():
 
 def test_static_buffers_keep_the_memory_format():
     plain, pair, rng = _step("dcgan32", "non-saturating", seed=0)
-    backend = ReplayingBackend(
-        [pair.generator, pair.discriminator], [plain.g_optimizer, plain.d_optimizer], [rng]
-    )
+    backend = ReplayingBackend()
     graphed = GraphedStep(plain, backend, eager_iterations=0, generators=[rng])
     real = _batches(pair, 1, 1)[0][0].contiguous(memory_format=torch.channels_last)
     graphed([real])
     assert graphed._static_reals[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_harness_trains_through_a_graph_as_it_trains_eagerly(monkeypatch, tmp_path):
+    # On CPU: the stand-in backend, and Adam's default implementation (capturable Adam
+    # wants CUDA). The whole run must end with the parameters the eager run ends with.
+    monkeypatch.setattr("bench.speedups.CudaGraphBackend", ReplayingBackend)
+    monkeypatch.setattr("bench.speedups.optimizer_implementation", lambda *_: "default")
+    records = {}
+    for graph in (False, True):
+        cfg = RunConfig(
+            model="mlp",
+            dataset="digits",
+            quality=False,
+            cuda_graph=graph,
+            device="cpu",
+            batch_size=8,
+            steps=5,
+            warmup_steps=4,
+            quiet=True,
+            out=str(tmp_path / "r.jsonl"),
+        )
+        records[graph] = execute(cfg, "cpu")
+        assert records[graph]["status"] == "ok", records[graph]["reason"]
+    graphed, eager = records[True], records[False]
+    assert graphed["run"]["variant"] == "cuda-graph"
+    assert graphed["run"]["cuda_graph"] == {
+        "captured": True,
+        "eager_iterations_before_capture": 3,
+        "capture_s": graphed["run"]["cuda_graph"]["capture_s"],
+        "replays": 6,  # warm-up iteration 4 (the capture) and the 5 timed ones
+    }
+    assert graphed["metrics"]["param_digests"] == eager["metrics"]["param_digests"]
+    for name in ("loss_d_mean", "loss_g_mean", "loss_d_final", "loss_g_final"):
+        assert graphed["metrics"][name] == eager["metrics"][name]
+
+
+def test_a_cuda_graph_backend_needs_cuda():
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
+        CudaGraphBackend(torch.device("cpu"))
 
 
 def test_warmup_needed_before_capture():
