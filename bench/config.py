@@ -13,6 +13,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
+import torch
+
 from bench import data
 from bench.cuda_graph import required_warmup_steps
 from bench.variants import (
@@ -28,7 +30,8 @@ from gan_models import LOSSES, MODELS
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
 KERNELS = ("torch", "triton")
-MEMORY_FORMATS = ("contiguous", "channels_last")
+# --memory-format names and the torch memory formats they stand for.
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DEVICES = ("auto", "cpu", "cuda")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
@@ -111,7 +114,7 @@ class RunConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
         _choice("--kernels", self.kernels, KERNELS)
-        _choice("--memory-format", self.memory_format, MEMORY_FORMATS)
+        _choice("--memory-format", self.memory_format, tuple(MEMORY_FORMATS))
         if self.variant is not None:
             self._apply_variant()
         self._check_speedups()

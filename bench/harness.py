@@ -21,7 +21,7 @@ import torch
 
 from bench import distributed
 from bench.compile_watch import CompileWatch
-from bench.config import RunConfig
+from bench.config import MEMORY_FORMATS, RunConfig
 from bench.console import StepProgress, print_summary
 from bench.cuda_graph import prepare_distributed_capture
 from bench.data import build_batch_source
@@ -31,7 +31,7 @@ from bench.precision import PrecisionPolicy, make_policy
 from bench.profiling import profile_iterations
 from bench.quality.probe import QualityProbe, write_sample_grid
 from bench.records import SCHEMA_VERSION, append_record
-from bench.speedups import MEMORY_FORMATS, apply_speedups
+from bench.speedups import apply_speedups
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
 from bench.variants import VARIANT_FIELDS
@@ -310,15 +310,18 @@ class _TrainingLoop:
     def _iteration(self, i: int) -> None:
         self.phase.iteration = i + 1
         start = time.perf_counter()
-        reals = [self.source.next_batch() for _ in range(self.n_critic)]
+        reals = self._real_batches()
         self.load_s.append(time.perf_counter() - start)
         d_loss, g_loss = self.step(reals)
         self.losses[i, 0].copy_(d_loss)  # device-side copies: no host sync in the loop
         self.losses[i, 1].copy_(g_loss)
 
+    def _real_batches(self) -> list[torch.Tensor]:
+        return [self.source.next_batch() for _ in range(self.n_critic)]
+
     def untimed_iteration(self) -> None:
         """One more training iteration, its losses not kept (profiling)."""
-        self.step([self.source.next_batch() for _ in range(self.n_critic)])
+        self.step(self._real_batches())
 
     def warm_up(self, progress: StepProgress) -> None:
         self.phase.name = "warm-up"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.config import RunConfig
+from bench.config import MEMORY_FORMATS, RunConfig
 from bench.cuda_graph import (
     CudaGraphBackend,
     GraphedStep,
@@ -31,8 +31,6 @@ from bench.cuda_graph import (
 from bench.precision import PrecisionPolicy
 from bench.train import build_step, optimizer_implementation
 from gan_models import GANLoss, ModelPair
-
-MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from bench import compare
 from bench.config import CUDA_ONLY_PRECISIONS, ConfigError, RunConfig, check_device
 from bench.records import read_records
-from bench.variants import VARIANTS
+from bench.variants import COMPILE_MODES_WITH_CUDA_GRAPHS, VARIANTS
 
 if TYPE_CHECKING:
     from bench.sweep.spec import SweepSpec
@@ -110,14 +110,14 @@ PRECISION_GPU_VARIANTS = (
 SCALING_GPU_VARIANTS = ("eager", "channels-last+cuda-graph")
 GPU_PRECISIONS = ("fp32", "tf32", "bf16")
 
-# compile modes whose point is a CUDA graph. On CPU they are skipped, not run: inductor
+# Compile modes whose point is a CUDA graph (COMPILE_MODES_WITH_CUDA_GRAPHS) are skipped on
+# CPU, not run: inductor
 # skips the graphs there (counted in cudagraph_skips), so reduce-overhead would measure
 # the default compile under another name, and max-autotune would autotune inductor's C++
 # GEMM templates, a CPU-only path that is not the Triton-templates-plus-graphs path the
 # variant names. Either record would claim a path that did not run (the silent fallback
 # DESIGN.md calls a bug) and cost another cold compile (minutes for max-autotune on 2 cores).
 # max-autotune-no-cudagraphs is skipped on CPU for the second of those reasons.
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 GPU_TUNING_MODES = ("max-autotune-no-cudagraphs",)
 
 
@@ -243,7 +243,7 @@ def skip_reason(point: Point, machine: Machine) -> str | None:
             )
         if point.precision in CUDA_ONLY_PRECISIONS:
             return f"precision {point.precision} needs a CUDA GPU"
-        if fields["compile_mode"] in CUDA_GRAPH_MODES:
+        if fields["compile_mode"] in COMPILE_MODES_WITH_CUDA_GRAPHS:
             return (
                 f"compile mode {fields['compile_mode']} is a CUDA-graph mode; on CPU inductor "
                 "skips the graphs, so the record would name a path that did not run"
