@@ -218,6 +218,9 @@ class VariantSummary:
     memory_ratio: float | None
     quality: dict = field(default_factory=dict)  # median of each numeric quality field
     extractor: str | None = None
+    # (n_real, n_fake, split) behind the quality numbers: FD's bias depends on the sample
+    # counts, so numbers measured on other counts are not on one scale. None when mixed.
+    quality_samples: tuple | None = None
     quality_delta: dict = field(default_factory=dict)  # field -> variant - baseline
     quality_note: str | None = None  # why deltas are missing although quality exists
     scaling_efficiency: float | None = None  # throughput(N) / (N * throughput(1))
@@ -332,6 +335,7 @@ def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
     mfus = [r.mfu for r in ok if r.mfu is not None]
     quality: dict = {}
     extractors = {r.quality.get("extractor") for r in ok if r.quality}
+    sample_counts = {_sample_counts(r.quality) for r in ok if r.quality}
     for name in QUALITY_DELTA_FIELDS:
         values = [_number(r.quality.get(name)) for r in ok if r.quality]
         values = [v for v in values if v is not None]
@@ -355,6 +359,7 @@ def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
         quality=quality,
         # Repeats measured with different extractors have no common scale: no extractor.
         extractor=next(iter(extractors)) if len(extractors) == 1 else None,
+        quality_samples=next(iter(sample_counts)) if len(sample_counts) == 1 else None,
         sample_grid_paths=sorted(
             (r.repeat, r.sample_grid_path, r.source) for r in ok if r.sample_grid_path
         ),
@@ -368,7 +373,7 @@ def _against_baseline(summary: VariantSummary, base: VariantSummary) -> None:
         summary.memory_ratio = summary.memory_mib / base.memory_mib
     if summary is base or not (summary.quality and base.quality):
         return
-    mismatch = _extractor_mismatch(summary, base)
+    mismatch = _quality_mismatch(summary, base)
     if mismatch:
         summary.quality_note = f"{mismatch}: no deltas"
         return
@@ -377,11 +382,29 @@ def _against_baseline(summary: VariantSummary, base: VariantSummary) -> None:
             summary.quality_delta[name] = summary.quality[name] - base.quality[name]
 
 
-def _extractor_mismatch(summary: VariantSummary, base: VariantSummary) -> str | None:
+def _sample_counts(quality: dict) -> tuple:
+    return tuple(quality.get(key) for key in ("n_real", "n_fake", "split"))
+
+
+def _quality_mismatch(summary: VariantSummary, base: VariantSummary) -> str | None:
     """Why the two sides' quality numbers have no common scale (each feature space has its
-    own distances), or None when both measured with one and the same extractor."""
+    own distances; FD's bias falls as the sample counts grow), or None when both measured
+    with one and the same extractor on the same real split and sample counts."""
     if summary.extractor is None or summary.extractor != base.extractor:
         return f"extractors differ ({summary.extractor} vs {base.extractor})"
+    if summary.quality_samples is None or base.quality_samples is None:
+        return "sample counts are mixed within a variant"
+    (real, fake, split), (base_real, base_fake, base_split) = (
+        summary.quality_samples,
+        base.quality_samples,
+    )
+    if (real, fake) != (base_real, base_fake):
+        return (
+            f"sample counts differ ({fake} generated, {real} real vs "
+            f"{base_fake} generated, {base_real} real)"
+        )
+    if split != base_split:
+        return f"real images differ ({split} vs {base_split})"
     return None
 
 
@@ -441,7 +464,7 @@ def quality_parity(
     """(parity, note) of a variant against the baseline (see VariantSummary.parity): one
     entry per PARITY_FIELDS metric the variant measured; no verdict, with the reason, when
     the extractors differ or either side has fewer than MIN_PARITY_SEEDS seeds to judge."""
-    mismatch = _extractor_mismatch(summary, base) if summary.quality and base.quality else None
+    mismatch = _quality_mismatch(summary, base) if summary.quality and base.quality else None
     parity: dict = {}
     for name in PARITY_FIELDS:
         values = _per_seed(rows, name)

@@ -9,6 +9,7 @@ so the variable must be set before ``kernels`` (or anything importing it) is imp
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -35,6 +36,29 @@ _NEED = (
     "the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before importing "
     "kernels to run on the CPU through Triton's interpreter (slow; for tests)"
 )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
+@functools.cache
+def _interpreter_problem() -> str | None:
+    """Why this Triton's interpreter cannot run the kernels here, or None.
+
+    Triton before 3.7 turns one-element arrays into loop bounds with ``int()``, which
+    numpy 2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars",
+    triton-lang/triton#9171): every kernel with a runtime loop bound then fails.
+    """
+    import numpy
+    import triton
+
+    if _version(triton.__version__) < (3, 7) and _version(numpy.__version__) >= (2, 4):
+        return (
+            f"Triton {triton.__version__}'s interpreter cannot run under numpy "
+            f"{numpy.__version__} (fixed in Triton 3.7): install numpy<2.4 or triton>=3.7"
+        )
+    return None
 
 
 def _interpret_env_set() -> bool:
@@ -64,6 +88,9 @@ def kernel_path() -> str:
             f"({_IMPORT_ERROR}); install triton (Linux x86-64 with a CUDA GPU)"
         )
     if INTERPRETED:
+        problem = _interpreter_problem()
+        if problem:
+            raise KernelUnavailableError(problem)
         return "triton-interpreter"
     if torch.cuda.is_available():
         return "triton"
@@ -82,6 +109,8 @@ def require_runnable(device: torch.device) -> None:
             f"the Triton kernels run on CUDA tensors (or CPU tensors under "
             f"TRITON_INTERPRET=1), got a tensor on {device}"
         )
+    if INTERPRETED:
+        kernel_path()  # raises when this interpreter cannot run them
     if device.type == "cpu" and not INTERPRETED:
         if torch.cuda.is_available():
             raise KernelUnavailableError(

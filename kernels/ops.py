@@ -56,7 +56,7 @@ from kernels.plan import (
 )
 
 if availability.TRITON_AVAILABLE:
-    from torch.library import wrap_triton
+    from torch.library import wrap_triton as _wrap_compiled
 
     from kernels.batchnorm_leaky_relu_kernels import (
         bn_apply_kernel,
@@ -79,6 +79,16 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def wrap_triton(kernel):
+    """``torch.library.wrap_triton`` for compiled kernels; interpreted ones launch as they are.
+
+    Under the interpreter ``@triton.jit`` gives an ``InterpretedFunction``, which tracing
+    cannot record anyway (see ``_opaque``): torch 2.11 refuses to wrap it, later versions
+    hand it back unwrapped, so both get it unwrapped here.
+    """
+    return kernel if availability.INTERPRETED else _wrap_compiled(kernel)
 
 
 def _launchable(t: torch.Tensor) -> bool:

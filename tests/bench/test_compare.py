@@ -356,14 +356,22 @@ EAGER_FD = (90.0, 100.0, 110.0)
 EAGER_KID = (0.010, 0.020, 0.030)
 
 
-def q(fd, kid, extractor="lenet-mnist5k-28"):
-    return {"fd": fd, "fd_name": f"FD-{extractor}@2000", "kid_mean": kid, "extractor": extractor}
+def q(fd, kid, extractor="lenet-mnist5k-28", n_fake=2000):
+    return {
+        "fd": fd,
+        "fd_name": f"FD-{extractor}@{n_fake}",
+        "kid_mean": kid,
+        "extractor": extractor,
+        "n_real": 1000,
+        "n_fake": n_fake,
+        "split": "test",
+    }
 
 
-def seeded(name, fds, kids, seeds=(0, 1, 2), extractor="lenet-mnist5k-28", **kw):
+def seeded(name, fds, kids, seeds=(0, 1, 2), extractor="lenet-mnist5k-28", n_fake=2000, **kw):
     """One record per seed of `name` with the given FD and KID."""
     return [
-        record(name, seed=seed, quality=q(fd, kid, extractor), dataset="mnist5k", **kw)
+        record(name, seed=seed, quality=q(fd, kid, extractor, n_fake), dataset="mnist5k", **kw)
         for seed, fd, kid in zip(seeds, fds, kids, strict=True)
     ]
 
@@ -514,6 +522,37 @@ def test_parity_needs_the_same_extractor():
     assert "extractors differ (random-cnn vs lenet-mnist5k-28)" in comp.parity_note
     assert comp.parity["fd"]["band"] is None
     assert outside_parity(s) == []
+
+
+def test_parity_needs_the_same_sample_counts():
+    # FD's bias shrinks as more images are generated: 10,000 against 2,000 is no comparison.
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, n_fake=10000),
+        )
+    )
+    comp = variant(s, "compile")
+    assert {e["verdict"] for e in comp.parity.values()} == {None}
+    assert (
+        "sample counts differ (10000 generated, 1000 real vs 2000 generated, 1000 real)"
+        in comp.parity_note
+    )
+    assert comp.quality_delta == {} and "sample counts differ" in comp.quality_note
+    assert outside_parity(s) == []
+
+
+def test_quality_of_mixed_sample_counts_has_no_scale():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            *seeded("compile", EAGER_FD[:2], EAGER_KID[:2], seeds=(0, 1)),
+            *seeded("compile", EAGER_FD[2:], EAGER_KID[2:], seeds=(2,), n_fake=500),
+        )
+    )
+    comp = variant(s, "compile")
+    assert comp.quality_samples is None
+    assert "sample counts are mixed within a variant" in comp.parity_note
 
 
 def test_no_parity_without_quality():

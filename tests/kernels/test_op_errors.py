@@ -153,3 +153,28 @@ def test_cpu_tensors_with_a_gpu_present_are_refused(monkeypatch):
     with pytest.raises(KernelUnavailableError, match="move the model and data to the GPU"):
         availability.require_runnable(torch.device("cpu"))
     availability.require_runnable(torch.device("cuda", 0))  # fine
+
+
+@pytest.mark.parametrize(
+    ("triton_version", "numpy_version", "refused"),
+    [("3.6.0", "2.4.1", True), ("3.6.0", "2.3.5", False), ("3.7.0", "2.4.1", False)],
+)
+def test_interpreter_that_numpy_breaks_is_refused_with_the_reason(
+    monkeypatch, triton_version, numpy_version, refused
+):
+    """Triton < 3.7's interpreter fails on every runtime loop bound under numpy >= 2.4."""
+    import numpy
+    import triton
+
+    monkeypatch.setattr(availability, "INTERPRETED", True)
+    monkeypatch.setattr(triton, "__version__", triton_version)
+    monkeypatch.setattr(numpy, "__version__", numpy_version)
+    availability._interpreter_problem.cache_clear()
+    try:
+        if refused:
+            with pytest.raises(KernelUnavailableError, match="install numpy<2.4 or triton>=3.7"):
+                availability.require_runnable(torch.device("cpu"))
+        else:
+            assert kernel_path() == "triton-interpreter"
+    finally:
+        availability._interpreter_problem.cache_clear()
