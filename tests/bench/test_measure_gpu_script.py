@@ -1,0 +1,56 @@
+"""`.ci/measure-gpu`, the one script a GPU session runs: its control flow, on a CPU.
+
+The measurements themselves need a CUDA GPU; what is checked here is what decides whether
+a short, paid-for device call comes back with something: bad section names refused before
+anything runs, sections skipped once the budget is spent, and the summary (report and
+compare) made from whatever records are there, whatever the budget.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / ".ci" / "measure-gpu"
+# Real records (eager, compile, triton, compile+triton; 3 seeds each), measured on a CPU.
+RECORDS = REPO / "results" / "cpu-intel-xeon-2core" / "quality-parity.jsonl"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def run_script(out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(out), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_unknown_section_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "out"
+    result = run_script(out, "60", "gpu-tests", "benchmarks")
+    assert result.returncode == 2
+    assert "unknown section 'benchmarks'" in result.stderr
+    assert "gpu-tests goals goals-mlp" in result.stderr
+    assert not out.exists()
+
+
+def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(RECORDS, out / "sweep.jsonl")
+    result = run_script(out, "5", "gpu-tests", "kernels", "summary")
+    assert result.returncode == 0, result.stderr
+    sections = (out / "sections.txt").read_text()
+    assert "gpu-tests skipped: budget spent" in sections
+    assert "kernels skipped: budget spent" in sections
+    assert "report rc=0" in sections and "compare rc=0" in sections
+    assert "compile+triton" in (out / "compare.md").read_text()
+    assert (out / "report" / "report.md").is_file()
+    assert (out / "env.json").is_file()
