@@ -14,6 +14,7 @@ import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.config import RunConfig
 from bench.cuda_graph import (
@@ -246,6 +247,63 @@ def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
     assert optimizer_implementation(cuda_graph=True, grad_scaler=False) == "capturable"
     # fp16: fused Adam takes GradScaler's scale and inf flag as tensors (no host sync).
     assert optimizer_implementation(cuda_graph=True, grad_scaler=True) == "fused"
+
+
+# Ops after which, on CUDA, the host waits for the device: a value read back (`.item()`,
+# `bool(t)`, `torch.equal`) or an output whose shape depends on the data. Inside a CUDA
+# graph capture each is an error; in an eager loop each is a stall.
+SYNCING_OPS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.equal.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.masked_select.default,
+}
+
+
+class SyncWatch(TorchDispatchMode):
+    """Records every op in SYNCING_OPS that runs under it (the op still runs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in SYNCING_OPS:
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_sync_watch_sees_a_value_read_back():
+    with SyncWatch() as watch:
+        loss = torch.ones(3).sum()
+        loss.item()
+        bool(loss > 0)
+    assert watch.seen == ["aten._local_scalar_dense.default"] * 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    ("model", "loss_name", "n_critic"),
+    [
+        ("dcgan32", "non-saturating", 1),
+        ("dcgan32", "minimax", 1),
+        ("mlp", "hinge", 1),
+        ("mlp", "wgan-gp", 5),
+    ],
+)
+def test_a_training_iteration_reads_nothing_back(model, loss_name, n_critic, precision):
+    """What the CUDA GPU tests check with sync debug mode, on a CPU: an iteration (latents,
+    D and G updates, the gradient penalty, autocast) asks the device for no value. Fused
+    Adam keeps its step count on the parameters' device, as the graph's optimizers do
+    (Adam's default implementation counts on the host, a CPU-side `.item()` that CUDA
+    would not wait for)."""
+    step, pair, _ = _step(model, loss_name, seed=0, precision=precision, optimizer="fused")
+    batches = _batches(pair, 2, n_critic)
+    step(batches[0])  # optimizer state is created on the first step
+    with SyncWatch() as watch:
+        step(batches[1])
+    assert watch.seen == []
 
 
 # ------------------------------------------------------------------------------ on a GPU
