@@ -143,9 +143,9 @@ def gradient_penalty(
             (``(N, 1, ..., 1)``); drawn from U[0, 1] when omitted.
         grad_scale: optional scale for fp16 training with ``torch.amp.GradScaler``: the
             scaler's current scale as a device tensor of shape ``()`` or ``(1,)`` (a
-            Python float works too, but ``scaler.get_scale()`` itself syncs). The
-            critic output is multiplied by it before differentiating, so small input
-            gradients do not underflow in fp16, and the gradient is divided by it (in
+            Python float works too, but ``scaler.get_scale()`` itself syncs). The mean
+            critic score is multiplied by it before differentiating, so small input
+            gradients do not underflow in fp16, and the gradient is unscaled (in
             float32) before the norm: the "gradient penalty" recipe in the PyTorch AMP
             examples, done on tensors so nothing waits on the device. If the scale is
             too large the gradient overflows to inf, the penalty is inf, and the
@@ -176,17 +176,27 @@ def gradient_penalty(
     x_hat = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
 
     out = critic(x_hat)
-    if grad_scale is not None:
-        # float32 before scaling so the scaled scores cannot overflow in fp16
-        out = out.float() * grad_scale
+    if grad_scale is None:
+        # Each sample's score depends on its own input only: one backward of the summed
+        # scores gives every per-sample gradient.
+        outputs, grad_outputs = out, torch.ones_like(out)
+    else:
+        # As the AMP recipe does, differentiate the scaled *mean* score, like a loss: the
+        # gradient entering the critic is then scale / N per score, the magnitude
+        # GradScaler tunes its scale for. Scaling each score by the scale itself would send
+        # the scale into the critic's fp16 output, where GradScaler's initial 2**16 is
+        # already inf (fp16's largest finite value is 65504). Float32 before scaling, so
+        # the scaled mean cannot overflow either.
+        factor = grad_scale / out.numel()
+        outputs, grad_outputs = out.float().sum() * factor, None
     (grad,) = torch.autograd.grad(
-        outputs=out,
+        outputs=outputs,
         inputs=x_hat,
-        grad_outputs=torch.ones_like(out),
+        grad_outputs=grad_outputs,
         create_graph=True,
     )
     grad = grad.float()
     if grad_scale is not None:
-        grad = grad / grad_scale
+        grad = grad / factor
     norm = torch.linalg.vector_norm(grad.reshape(n, -1), ord=2, dim=1)  # (N,)
     return ((norm - 1.0) ** 2).mean()

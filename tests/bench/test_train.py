@@ -95,3 +95,25 @@ def test_real_and_fake_keep_separate_batchnorm_statistics():
     # A mixed real+fake batch would give other statistics: the check above can fail.
     first_mixed = next(b for b in mixed.buffers() if b.is_floating_point())
     assert not torch.allclose(got[0], first_mixed)
+
+
+def test_fp16_gradient_penalty_neither_overflows_nor_skips_a_step():
+    """fp16 starts GradScaler at 2**16, which is inf in fp16: the critic's gradient penalty
+    must stay finite there (no update skipped, the scale untouched), every iteration."""
+    torch.manual_seed(0)
+    pair = build_pair("dcgan32", channels=1, critic=True)
+    step = build_step(
+        pair.generator,
+        pair.discriminator,
+        loss=get_loss("wgan-gp"),
+        policy=make_policy("fp16", "cpu"),  # CPU autocast casts as CUDA's does
+        latent_shape=pair.latent_shape,
+        latent_rng=torch.Generator().manual_seed(0),
+        lr=2e-4,
+        betas=(0.5, 0.999),
+        optimizer="fused",  # what fp16 uses under a CUDA graph
+    )
+    for _ in range(3):
+        d_loss, g_loss = step([torch.rand((8, *pair.image_shape)) * 2 - 1])  # n_critic 1
+        assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
+    assert step.d_scaler.get_scale() == 2.0**16

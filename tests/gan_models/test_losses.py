@@ -377,3 +377,27 @@ def test_gradient_penalty_bad_arguments():
         gradient_penalty(critic, real, fake, alpha=alpha[:3])
     with pytest.raises(ValueError, match="alpha must have shape"):
         gradient_penalty(critic, real, fake, alpha=torch.rand(5, 3, 1, 1))
+
+
+@pytest.mark.parametrize("batch", [4, 64])
+def test_gradient_penalty_under_fp16_autocast_at_the_initial_scale(batch):
+    """fp16 training starts GradScaler at 2**16, above fp16's largest finite value
+    (65504): the penalty must stay finite there and equal the fp32 one, its gradients too."""
+    torch.manual_seed(0)
+    pair = build_pair("dcgan32", channels=1, critic=True, widths={"ngf": 8, "ndf": 8})
+    critic = pair.discriminator
+    real, fake = torch.rand(batch, 1, 32, 32) * 2 - 1, torch.rand(batch, 1, 32, 32) * 2 - 1
+    alpha = torch.rand(batch)
+    ref = gradient_penalty(critic, real, fake, alpha=alpha)
+    ref_grads = torch.autograd.grad(ref, list(critic.parameters()))
+    scale = torch.tensor(65536.0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        gp = gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=scale)
+        grads = torch.autograd.grad(gp * scale, list(critic.parameters()))
+    assert torch.isfinite(gp)
+    assert gp.item() == pytest.approx(ref.item(), rel=0.02)
+    for got, want in zip(grads, ref_grads, strict=True):
+        got = got.float() / scale
+        assert torch.isfinite(got).all()
+        # fp16 arithmetic: compare whole tensors (relative error of the norm), not elements
+        assert (got - want).norm() <= 0.03 * want.norm()
