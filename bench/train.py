@@ -125,6 +125,7 @@ class GANStep:
 # How Adam runs: "default" is torch's choice (foreach kernels on CUDA); a CUDA graph needs
 # the step count on the device: "capturable", or "fused" under fp16, where GradScaler then
 # hands the fused kernel its scale and inf flag as tensors instead of syncing on the flag.
+# Both set capturable=True: Adam refuses to be captured without it, fused or not.
 OPTIMIZER_IMPLEMENTATIONS = ("default", "capturable", "fused")
 
 
@@ -147,7 +148,7 @@ def make_optimizers(
     options = {
         "default": {},
         "capturable": {"capturable": True},
-        "fused": {"fused": True},
+        "fused": {"fused": True, "capturable": True},
     }[implementation]
     return (
         torch.optim.Adam(generator.parameters(), lr=lr, betas=betas, **options),

@@ -27,7 +27,7 @@ from bench.cuda_graph import (
 )
 from bench.harness import execute
 from bench.precision import make_policy
-from bench.train import build_step, optimizer_implementation
+from bench.train import build_step, make_optimizers, optimizer_implementation
 from gan_models import build_pair, get_loss
 
 
@@ -247,6 +247,23 @@ def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
     assert optimizer_implementation(cuda_graph=True, grad_scaler=False) == "capturable"
     # fp16: fused Adam takes GradScaler's scale and inf flag as tensors (no host sync).
     assert optimizer_implementation(cuda_graph=True, grad_scaler=True) == "fused"
+
+
+@pytest.mark.parametrize(("implementation", "capturable"), [
+    ("default", False), ("capturable", True), ("fused", True),
+])  # fmt: skip
+def test_adam_lets_a_capture_record_its_step(implementation, capturable):
+    """Before every step Adam refuses a capturing stream unless every param group is
+    capturable (torch.optim.Optimizer's graph-capture health check): a graph's optimizers,
+    fused ones too, are."""
+    pair = build_pair("mlp", channels=1)
+    optimizers = make_optimizers(
+        pair.generator, pair.discriminator, lr=2e-4, betas=(0.5, 0.999),
+        implementation=implementation,
+    )  # fmt: skip
+    for optimizer in optimizers:
+        assert [group["capturable"] for group in optimizer.param_groups] == [capturable]
+        assert bool(optimizer.param_groups[0]["fused"]) == (implementation == "fused")
 
 
 # Ops after which, on CUDA, the host waits for the device: a value read back (`.item()`,
