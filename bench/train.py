@@ -46,10 +46,22 @@ class DiscriminatorObjective(nn.Module):
             fake_logits = self.discriminator(fake)
         loss = self.loss.discriminator_loss(real_logits, fake_logits)
         if self.loss.gp_weight:
-            with self.policy.autocast():
-                penalty = gradient_penalty(self.discriminator, real, fake, grad_scale=grad_scale)
+            penalty = _eager_gradient_penalty(
+                self.discriminator, real, fake, grad_scale, self.policy
+            )
             loss = loss + self.loss.gp_weight * penalty
         return loss
+
+
+@torch.compiler.disable(reason="the gradient penalty differentiates twice")
+def _eager_gradient_penalty(discriminator, real, fake, grad_scale, policy: PrecisionPolicy):
+    """The gradient penalty, never compiled: its loss is a gradient, so D's update
+    differentiates twice, which code compiled through AOTAutograd refuses ("torch.compile
+    with aot_autograd does not currently support double backward", torch 2.11-2.14). Under
+    torch.compile the rest of D's objective is compiled around it (a graph break, counted
+    in the record's run.compile)."""
+    with policy.autocast():
+        return gradient_penalty(discriminator, real, fake, grad_scale=grad_scale)
 
 
 # Newer torch renames broadcast_buffers to forward_sync_buffers (buffers still synced once at

@@ -117,3 +117,41 @@ def test_fp16_gradient_penalty_neither_overflows_nor_skips_a_step():
         d_loss, g_loss = step([torch.rand((8, *pair.image_shape)) * 2 - 1])  # n_critic 1
         assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
     assert step.d_scaler.get_scale() == 2.0**16
+
+
+def test_compiled_wgan_gp_trains_as_eager(monkeypatch):
+    """torch.compile cannot differentiate twice through AOTAutograd, which the gradient
+    penalty needs: the penalty stays eager and the compiled step trains as the eager one.
+    (aot_eager: the same AOTAutograd path as inductor, without inductor's compile time.)"""
+    compile_ = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda module, mode=None: compile_(module, backend="aot_eager")
+    )
+    torch._dynamo.reset()
+    results = []
+    for compile_mode in ("none", "default"):
+        torch.manual_seed(0)
+        pair = build_pair(
+            "mlp", channels=1, critic=True, widths={"g_hidden": (32, 64), "d_hidden": (64, 32)}
+        )
+        step = build_step(
+            pair.generator,
+            pair.discriminator,
+            loss=get_loss("wgan-gp"),
+            policy=make_policy("fp32", "cpu"),
+            latent_shape=pair.latent_shape,
+            latent_rng=torch.Generator().manual_seed(0),
+            lr=2e-4,
+            betas=(0.5, 0.999),
+            compile_mode=compile_mode,
+        )
+        data = torch.Generator().manual_seed(1)
+        losses = [
+            torch.stack(step([torch.rand((4, *pair.image_shape), generator=data) for _ in "ab"]))
+            for _ in range(2)
+        ]
+        results.append((torch.stack(losses), [p.detach() for p in pair.discriminator.parameters()]))
+    (eager_losses, eager_params), (compiled_losses, compiled_params) = results
+    torch.testing.assert_close(compiled_losses, eager_losses)
+    for got, want in zip(compiled_params, eager_params, strict=True):
+        torch.testing.assert_close(got, want)
