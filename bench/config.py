@@ -263,9 +263,10 @@ class RunConfig:
         return args
 
 
-def check_device(cfg: RunConfig, cuda_available: bool) -> str:
+def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None = None) -> str:
     """Resolve `--device auto` and reject combinations the device cannot run.
 
+    `cuda_devices`: the GPUs visible here, when known (each process of a node takes one).
     Returns "cuda" or "cpu". Raises ConfigError before any work is done.
     """
     if cfg.device == "cuda" and not cuda_available:
@@ -275,6 +276,13 @@ def check_device(cfg: RunConfig, cuda_available: bool) -> str:
     device_type = (
         "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda_available) else "cpu"
     )
+    # Under torchrun the processes of this node are in the environment, else --nproc.
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.nproc))
+    if device_type == "cuda" and cuda_devices is not None and per_node > cuda_devices:
+        raise ConfigError(
+            f"{per_node} processes on this machine need {per_node} GPUs, one each; "
+            f"{cuda_devices} visible: use --nproc {cuda_devices} or fewer"
+        )
     if device_type == "cpu" and cfg.precision in CUDA_ONLY_PRECISIONS:
         raise ConfigError(
             f"--precision {cfg.precision} needs a CUDA GPU; on CPU use one of: fp32, bf16"

@@ -10,6 +10,7 @@ untimed copy → BatchNorm buffers averaged → parameter digests → record (ra
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -99,7 +100,9 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    is_main = ctx is None or ctx.is_main
+    # Without a context (the process group never started) every rank failed the same way:
+    # the environment's rank decides, so one record is written, not one per process.
+    is_main = ctx.is_main if ctx is not None else int(os.environ.get("RANK", "0")) == 0
     if is_main:
         append_record(cfg.out, record)
         if not cfg.quiet:

@@ -19,7 +19,7 @@ from bench.config import RunConfig, check_device
 
 def resolve_device(cfg: RunConfig) -> str:
     """ "cuda" or "cpu" for this config on this machine; ConfigError if it cannot run here."""
-    return check_device(cfg, torch.cuda.is_available())
+    return check_device(cfg, torch.cuda.is_available(), torch.cuda.device_count())
 
 
 def free_loopback_port() -> int:

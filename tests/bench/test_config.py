@@ -184,3 +184,15 @@ def test_variant_sets_every_execution_field_and_is_named_canonically():
     # Field by field, the same choice gets the same name.
     by_fields = RunConfig(kernels="triton", memory_format="channels_last", cuda_graph=True)
     assert by_fields.variant_name == "triton+channels-last+cuda-graph"
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match="2 processes on this machine need 2 GPUs.*1 visible"):
+        check_device(RunConfig(device="cuda", nproc=2), cuda_available=True, cuda_devices=1)
+    assert check_device(RunConfig(device="cuda", nproc=2), True, cuda_devices=2) == "cuda"
+    assert check_device(RunConfig(device="cpu", nproc=2), True, cuda_devices=1) == "cpu"
+    # Under torchrun: this node's processes, not --nproc (which stays 1 there).
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    with pytest.raises(ConfigError, match="8 processes"):
+        check_device(RunConfig(device="cuda"), cuda_available=True, cuda_devices=4)

@@ -171,6 +171,20 @@ def test_an_exception_becomes_a_failed_record(tmp_path, monkeypatch, capsys):
     assert "disk on fire" in capsys.readouterr().err  # the traceback goes to stderr
 
 
+@pytest.mark.parametrize(("rank", "written"), [("0", True), ("1", False)])
+def test_a_process_group_that_never_started_is_recorded_once(tmp_path, monkeypatch, rank, written):
+    # Every rank fails alike (an NCCL init error, a bad device ordinal): rank 0's record.
+    def no_group(*args, **kwargs):
+        raise RuntimeError("NCCL error: unhandled system error")
+
+    monkeypatch.setattr(harness.distributed, "setup", no_group)
+    monkeypatch.setenv("RANK", rank)
+    cfg = RunConfig(model="mlp", device="cpu", quiet=True, out=str(tmp_path / "runs.jsonl"))
+    record = harness.execute(cfg, CPU)
+    assert record["status"] == "failed" and "NCCL error" in record["reason"]
+    assert (tmp_path / "runs.jsonl").exists() is written
+
+
 def test_out_of_memory_becomes_an_oom_record(tmp_path, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
