@@ -303,7 +303,10 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
             )
         # Under torchrun the world size is in the environment before the config is built.
         world_size = int(os.environ.get("WORLD_SIZE", cfg.nproc))
-        needed = required_warmup_steps(world_size)
+        try:
+            needed = required_warmup_steps(world_size, cfg.critic_updates)
+        except ValueError as err:
+            raise ConfigError(f"--cuda-graph: {err}; use fewer --n-critic or no graph") from None
         if cfg.warmup_steps < needed:
             raise ConfigError(
                 f"--cuda-graph needs --warmup-steps of at least {needed} with {world_size} "

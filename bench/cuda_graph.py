@@ -17,7 +17,8 @@ iteration capturable (PyTorch notes "CUDA Graphs", whole-network capture):
   workspaces, optimizer state, Triton autotuning and torch.compile all happen then, not
   during capture): 3 for one process (the notes' example), 11 under DDP, which the notes
   require for capturing DDP's backward (NCCL >= 2.9.6, DDP built on that side stream,
-  NCCL async error handling off before the process group starts).
+  NCCL async error handling off before the process group starts), or more, so that the
+  captured iteration holds none of DDP's own timing read-backs.
 
 `GraphedStep` wraps a training step and does all of this; a backend object does the
 CUDA parts, so the scheduling and the static buffers can be tested on a CPU with a
@@ -36,17 +37,41 @@ import torch
 EAGER_ITERATIONS_BEFORE_CAPTURE = 3
 DDP_EAGER_ITERATIONS_BEFORE_CAPTURE = 11
 MIN_NCCL_FOR_CAPTURE = (2, 9, 6)
+# DDP times its own forward and backward with CUDA events, and reads them (an event
+# synchronize, which a capture refuses) at the start of forwards 1-10 and of every 100th
+# (torch/csrc/distributed/c10d/logger.cpp, kDDPRuntimeLoggingSampleRate): the notes' 11
+# eager iterations clear the first ten; the captured iteration must miss the 100ths too.
+DDP_LOGGING_SAMPLE_RATE = 100
 
 
-def eager_iterations_before_capture(world_size: int) -> int:
-    if world_size > 1:
-        return DDP_EAGER_ITERATIONS_BEFORE_CAPTURE
-    return EAGER_ITERATIONS_BEFORE_CAPTURE
+def _logs_during_capture(eager: int, forwards_per_iteration: int) -> bool:
+    """Whether a DDP module called `forwards_per_iteration` times per iteration reads its
+    timing events during the iteration captured after `eager` eager ones."""
+    first, last = eager * forwards_per_iteration + 1, (eager + 1) * forwards_per_iteration
+    return first <= 10 or last // DDP_LOGGING_SAMPLE_RATE > (first - 1) // DDP_LOGGING_SAMPLE_RATE
 
 
-def required_warmup_steps(world_size: int) -> int:
+def eager_iterations_before_capture(world_size: int, critic_updates: int = 1) -> int:
+    """Eager iterations before the capture. Under DDP, G's module runs one forward per
+    iteration and D's objective one per critic update: the count is the first from 11 on
+    after which neither runs DDP's timing read-back inside the captured iteration."""
+    if world_size == 1:
+        return EAGER_ITERATIONS_BEFORE_CAPTURE
+    if critic_updates >= DDP_LOGGING_SAMPLE_RATE:
+        raise ValueError(
+            f"under DDP a captured iteration of {critic_updates} critic updates always "
+            f"reaches one of DDP's every-{DDP_LOGGING_SAMPLE_RATE}th-forward timing reads, "
+            "which a CUDA graph cannot hold"
+        )
+    eager = DDP_EAGER_ITERATIONS_BEFORE_CAPTURE
+    while any(_logs_during_capture(eager, k) for k in {1, critic_updates}):
+        eager += 1
+    return eager
+
+
+def required_warmup_steps(world_size: int, critic_updates: int = 1) -> int:
     """Warm-up iterations a graphed run needs: the eager ones, then the capture."""
-    return eager_iterations_before_capture(world_size) + 1
+    return eager_iterations_before_capture(world_size, critic_updates) + 1
 
 
 def prepare_distributed_capture() -> None:

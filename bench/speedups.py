@@ -134,7 +134,7 @@ def apply_speedups(
         graphed = GraphedStep(
             step,
             backend,
-            eager_iterations=eager_iterations_before_capture(ctx.world_size),
+            eager_iterations=eager_iterations_before_capture(ctx.world_size, cfg.critic_updates),
             generators=[latent_rng],
         )
     return Speedups(generator, discriminator, graphed or step, graphed, record)

@@ -162,6 +162,15 @@ def test_default_steps_measure_speed_on_synthetic_and_train_on_real_data(model, 
     assert RunConfig(model=model, dataset=dataset, steps=7).steps == 7
 
 
+def test_cuda_graph_warmup_follows_critic_updates_under_ddp():
+    cfg = RunConfig(variant="cuda-graph", nproc=2, n_critic=9, warmup_steps=12)
+    with pytest.raises(ConfigError, match="at least 13"):
+        check_device(cfg, cuda_available=True)
+    cfg = RunConfig(variant="cuda-graph", nproc=2, n_critic=100, warmup_steps=500)
+    with pytest.raises(ConfigError, match="100 critic updates"):
+        check_device(cfg, cuda_available=True)
+
+
 def test_cuda_graph_warmup_follows_torchrun_world_size(monkeypatch):
     # Under torchrun the world size comes from the environment, not --nproc.
     monkeypatch.setenv("WORLD_SIZE", "4")

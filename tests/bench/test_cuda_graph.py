@@ -220,6 +220,31 @@ def test_warmup_needed_before_capture():
     assert eager_iterations_before_capture(1) == 3
     assert eager_iterations_before_capture(8) == 11  # the DDP rule of PyTorch's CUDA-graph notes
     assert required_warmup_steps(1) == 4 and required_warmup_steps(2) == 12
+    assert eager_iterations_before_capture(1, critic_updates=9) == 3  # no DDP, no logging
+
+
+@pytest.mark.parametrize(
+    ("critic_updates", "eager"),
+    [
+        (1, 11),  # G and D forwards 12 captured
+        (5, 11),  # D forwards 56-60
+        (9, 12),  # 11 would capture D forwards 100-108: DDP reads its timers at the 100th
+        (25, 12),  # 11 would capture 276-300
+        (50, 12),  # 11: 551-600; 12: 601-650
+        (99, 100),  # 99 in a row miss a 100th only as 9901-9999
+    ],
+)
+def test_ddp_capture_misses_ddp_timing_reads(critic_updates, eager):
+    got = eager_iterations_before_capture(2, critic_updates)
+    for forwards in (1, critic_updates):  # G's module, D's objective
+        captured = range(got * forwards + 1, (got + 1) * forwards + 1)
+        assert all(n > 10 and n % 100 for n in captured)
+    assert got == eager
+
+
+def test_ddp_capture_of_a_hundred_critic_updates_is_impossible():
+    with pytest.raises(ValueError, match="100 critic updates"):
+        eager_iterations_before_capture(2, 100)
 
 
 def test_distributed_capture_turns_nccl_async_error_handling_off(monkeypatch):
