@@ -403,8 +403,10 @@ def test_capture_replays_train_without_host_syncs(
 
 
 @pytest.mark.gpu
-def test_graphed_training_matches_eager_on_cuda():
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+def test_graphed_training_matches_eager_on_cuda(monkeypatch):
+    # Deterministic convolutions for this test only (monkeypatch restores the flags).
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     graphed, _, graphed_pair, graphed_rng = _graphed_on_cuda(
         "dcgan32", "non-saturating", "fp32", "capturable", torch.contiguous_format
     )
