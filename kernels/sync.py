@@ -11,8 +11,8 @@ with the global count. ``dweight`` and ``dbias`` are returned *local*, as
 ``torch.nn.SyncBatchNorm`` returns them: DDP's gradient all-reduce combines them later.
 
 This path is a plain ``torch.autograd.Function`` that launches the kernels directly and
-calls torch.distributed collectives: it is not meant for torch.compile (collectives
-inside an autograd.Function graph-break) and it is not CUDA-graph capturable with
+calls torch.distributed collectives: torch.compile does not trace it (a graph break:
+it runs eagerly between compiled graphs) and it is not CUDA-graph capturable with
 gloo. Outside training, or with one process, it is ``batch_norm_leaky_relu``.
 """
 
@@ -143,7 +143,7 @@ def sync_batch_norm_leaky_relu(
     local (DDP all-reduces them), dx uses the global sums. Otherwise this is
     ``batch_norm_leaky_relu``. Every rank must call it (collectives inside).
 
-    Not torch.compile-friendly (collectives in an autograd.Function): use it eagerly.
+    Under torch.compile the synchronised path is a graph break: it runs eagerly.
     """
     check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
                     num_batches_tracked)  # fmt: skip
@@ -152,8 +152,16 @@ def sync_batch_norm_leaky_relu(
             x, running_mean, running_var, weight, bias, training, momentum, eps,
             negative_slope, num_batches_tracked=num_batches_tracked, _split=_split,
         )  # fmt: skip
-    return _SyncBatchNormLeakyReLUFunction.apply(
+    return _synced(
         x, weight, bias, running_mean, running_var, num_batches_tracked,
         None if momentum is None else float(momentum), float(eps), float(negative_slope),
         process_group, int(_split),
     )  # fmt: skip
+
+
+@torch.compiler.disable(reason="collectives inside an autograd.Function")
+def _synced(*args):
+    """The cross-process op, never traced: under torch.compile it runs eagerly between
+    compiled graphs (a graph break), rather than dynamo tracing collectives it cannot
+    place inside an autograd.Function's graph."""
+    return _SyncBatchNormLeakyReLUFunction.apply(*args)

@@ -32,7 +32,7 @@ WORKER = textwrap.dedent(
     import torch.distributed as dist
     import kernels
 
-    out_dir, layout, split = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    out_dir, layout, split, compiled = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     data = torch.load(f"{out_dir}/inputs.pt")
@@ -52,7 +52,8 @@ WORKER = textwrap.dedent(
         )
     else:
         x.requires_grad_(True)
-        y = module(x)
+        # compiled: the synchronised op is a graph break, run eagerly between graphs
+        y = (torch.compile(module, backend="aot_eager") if compiled == "1" else module)(x)
     y.backward(dy)
     torch.save(
         {
@@ -72,8 +73,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize(("layout", "split"), [("nchw", 0), ("cl", 3)], ids=["module", "split"])
-def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, split):
+@pytest.mark.parametrize(
+    ("layout", "split", "compiled"),
+    [("nchw", 0, False), ("cl", 3, False), ("nchw", 0, True)],
+    ids=["module", "split", "compiled-module"],
+)
+def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, split, compiled):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(SHAPE, generator=gen) * 1.5 + 0.3
     dy = torch.randn(SHAPE, generator=gen)
@@ -92,7 +97,7 @@ def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, spli
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
         "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
-        str(tmp_path / "worker.py"), str(tmp_path), layout, str(split),
+        str(tmp_path / "worker.py"), str(tmp_path), layout, str(split), str(int(compiled)),
     ]  # fmt: skip
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
