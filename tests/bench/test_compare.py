@@ -510,35 +510,30 @@ def test_parity_needs_three_shared_seeds():
     assert outside_parity(s) == []
 
 
-def test_parity_needs_the_same_extractor():
+@pytest.mark.parametrize(
+    ("other", "why"),
+    [
+        ({"extractor": "random-cnn"}, "extractors differ (random-cnn vs lenet-mnist5k-28)"),
+        # FD's bias shrinks as more images are generated: 10,000 against 2,000 is no comparison.
+        (
+            {"n_fake": 10000},
+            "sample counts differ (10000 generated, 1000 real vs 2000 generated, 1000 real)",
+        ),
+    ],
+    ids=["extractor", "sample-counts"],
+)
+def test_parity_needs_quality_on_one_scale(other, why):
     s = summarise(
         rows_of(
             *seeded("eager", EAGER_FD, EAGER_KID),
-            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, extractor="random-cnn"),
+            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, **other),
         )
     )
     comp = variant(s, "compile")
     assert {e["verdict"] for e in comp.parity.values()} == {None}
-    assert "extractors differ (random-cnn vs lenet-mnist5k-28)" in comp.parity_note
+    assert why in comp.parity_note
     assert comp.parity["fd"]["band"] is None
-    assert outside_parity(s) == []
-
-
-def test_parity_needs_the_same_sample_counts():
-    # FD's bias shrinks as more images are generated: 10,000 against 2,000 is no comparison.
-    s = summarise(
-        rows_of(
-            *seeded("eager", EAGER_FD, EAGER_KID),
-            *seeded("compile", (500.0, 500.0, 500.0), EAGER_KID, n_fake=10000),
-        )
-    )
-    comp = variant(s, "compile")
-    assert {e["verdict"] for e in comp.parity.values()} == {None}
-    assert (
-        "sample counts differ (10000 generated, 1000 real vs 2000 generated, 1000 real)"
-        in comp.parity_note
-    )
-    assert comp.quality_delta == {} and "sample counts differ" in comp.quality_note
+    assert comp.quality_delta == {} and why in comp.quality_note
     assert outside_parity(s) == []
 
 
