@@ -70,6 +70,25 @@ def setup(device_type: str, timeout_s: int) -> DistContext:
     )
 
 
+# A run has one record, written by the first rank to claim it: rank 0 when the run ends
+# (well or not), or a rank whose own error ended the run. Rank 0 alone could not: when
+# another rank fails, rank 0 under NCCL may wait inside a collective, where no signal
+# handler runs, until torchrun kills it. The claim is a counter in the process group's store
+# (under torchrun its agent hosts it, so it outlives a dead rank), one per torchrun restart.
+RECORD_CLAIM_KEY = "gan-bench/record-claim"
+
+
+def claim_record(ctx: DistContext) -> bool:
+    """True for the one process that is to write the run's record."""
+    if not ctx.distributed:
+        return True
+    key = f"{RECORD_CLAIM_KEY}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    try:
+        return dist.distributed_c10d._get_default_store().add(key, 1) == 1
+    except Exception:  # the store is unreachable (its host is gone): rank 0 writes, as ever
+        return ctx.is_main
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

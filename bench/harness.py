@@ -100,13 +100,13 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    # Without a context (the process group never started) every rank failed the same way:
-    # the environment's rank decides, so one record is written, not one per process.
-    is_main = ctx.is_main if ctx is not None else int(os.environ.get("RANK", "0")) == 0
-    if is_main:
+    if _writes_record(ctx, record):
         append_record(cfg.out, record)
         if not cfg.quiet:
             print_summary(record, cfg.out)
+    elif record["status"] != "ok":  # another rank reports the run: say what happened here
+        rank = ctx.rank if ctx is not None else os.environ.get("RANK")
+        print(f"gan-bench: rank {rank}: {record['reason']}", file=sys.stderr, flush=True)
     if ctx is not None and record["status"] in ("ok", "diverged"):
         # Rank 0 samples and evaluates after the last training collective; the others wait
         # here so that no rank tears the process group down while a peer still holds it
@@ -115,6 +115,34 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         distributed.barrier(ctx)
         distributed.teardown(ctx)
     return record
+
+
+# Statuses with which a rank other than 0 reports the run: its own error ended the run (an
+# interruption reaches every rank, and rank 0 reports it).
+PEER_REPORTED_STATUSES = ("failed", "oom")
+# Before a rank other than 0 claims the record: when every rank fails the same way at once,
+# rank 0 reports it; a rank failing alone leaves rank 0 waiting for it in a collective.
+PEER_CLAIM_DELAY_S = 2.0
+
+
+def _writes_record(ctx: distributed.DistContext | None, record: dict) -> bool:
+    """Whether this process appends the run's record (distributed.claim_record says why
+    ranks other than 0 may). Without a context (the process group never started) every
+    rank failed the same way: the environment's rank decides, so one record is written."""
+    if ctx is None:
+        return int(os.environ.get("RANK", "0")) == 0
+    if not ctx.distributed:
+        return True
+    if not ctx.is_main:
+        if record["status"] not in PEER_REPORTED_STATUSES:
+            return False
+        time.sleep(PEER_CLAIM_DELAY_S)
+    if not distributed.claim_record(ctx):
+        return False
+    record["run"]["reporting_rank"] = ctx.rank
+    if not ctx.is_main:
+        record["reason"] = f"on rank {ctx.rank} of {ctx.world_size}: {record['reason']}"
+    return True
 
 
 def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _Phase) -> None:

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from bench import harness
+from bench.distributed import DistContext
 from bench.launcher import free_loopback_port
 from bench.records import read_records
 
@@ -317,3 +320,64 @@ def test_interrupted_torchrun_leaves_a_valid_record(tmp_path):
     assert proc.returncode != 0
     (record,) = records(out)
     assert record["status"] in ("interrupted", "failed")
+
+
+@pytest.mark.parametrize("rank0", ["collective", "stuck"])
+def test_a_failure_on_another_rank_is_the_runs_record(tmp_path, rank0):
+    """Rank 1 fails; rank 0 fails after it (gloo) or is killed waiting (as under NCCL,
+    where it used to leave no record at all): either way one record, rank 1's error."""
+    out = tmp_path / "runs.jsonl"
+    proc = subprocess.run(
+        torchrun(
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            *rendezvous(free_loopback_port()),
+            str(REPO_ROOT / "tests" / "bench" / "failing_rank_worker.py"),
+            rank0,
+            "--model",
+            "mlp",
+            *SMALL_RUN,
+            "--out",
+            str(out),
+        ),
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode != 0
+    (record,) = records(out)
+    assert record["status"] == "failed", record
+    assert record["reason"] == "on rank 1 of 2: ValueError during setup: boom on rank 1"
+    assert record["run"]["reporting_rank"] == 1
+    assert record["environment"]["world_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("rank", "status", "claim_won", "writes"),
+    [
+        (0, "ok", True, True),
+        (0, "failed", False, False),  # a peer's error ended the run: the peer reports it
+        (1, "ok", True, False),  # rank 0 reports a run that ended well
+        (1, "interrupted", True, False),  # every rank was interrupted: rank 0 reports it
+        (1, "diverged", True, False),  # every rank saw the same non-finite loss
+        (1, "failed", True, True),
+        (1, "oom", True, True),
+        (1, "failed", False, False),  # rank 0 (or another) claimed it first
+    ],
+)
+def test_which_rank_writes_the_record(monkeypatch, rank, status, claim_won, writes):
+    claims = []
+    monkeypatch.setattr(
+        harness.distributed, "claim_record", lambda ctx: claims.append(1) or claim_won
+    )
+    monkeypatch.setattr(harness, "PEER_CLAIM_DELAY_S", 0.0)
+    ctx = DistContext(device=torch.device("cpu"), backend="gloo", rank=rank, world_size=2)
+    record = {"status": status, "reason": "why", "run": {}}
+    assert harness._writes_record(ctx, record) is writes
+    assert record["run"].get("reporting_rank") == (rank if writes else None)
+    if writes and rank:
+        assert record["reason"] == "on rank 1 of 2: why"
