@@ -31,6 +31,13 @@ def rendezvous(port: int) -> list[str]:
     return ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
 
 
+def two_processes(*args: str) -> list[str]:
+    """torchrun of two processes on this node, then `args` (the worker and its options)."""
+    return torchrun(
+        "--nnodes", "1", "--nproc-per-node", "2", *rendezvous(free_loopback_port()), *args
+    )
+
+
 def run_ok(cmd: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -62,12 +69,7 @@ def assert_synchronised(record: dict, world_size: int) -> None:
 def test_torchrun_two_processes(tmp_path, model, dataset, loss):
     out = tmp_path / "runs.jsonl"
     run_ok(
-        torchrun(
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            "2",
-            *rendezvous(free_loopback_port()),
+        two_processes(
             "-m",
             "bench.run",
             "--model",
@@ -92,12 +94,7 @@ def test_quality_checks_under_ddp(tmp_path):
     """Rank 0 evaluates while the others wait; the stop decision reaches every rank."""
     out = tmp_path / "runs.jsonl"
     run_ok(
-        torchrun(
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            "2",
-            *rendezvous(free_loopback_port()),
+        two_processes(
             "-m",
             "bench.run",
             "--model",
@@ -231,12 +228,7 @@ LONG_RUN = ["--model", "mlp", "--batch-size", "8", "--steps", "100000", "--warmu
 def test_a_dead_rank_ends_the_run_without_a_hang(tmp_path):
     out = tmp_path / "runs.jsonl"
     proc = subprocess.Popen(
-        torchrun(
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            "2",
-            *rendezvous(free_loopback_port()),
+        two_processes(
             "-m",
             "bench.run",
             *LONG_RUN,
@@ -294,12 +286,7 @@ def test_interrupted_run_leaves_a_valid_record(tmp_path, sig, code):
 def test_interrupted_torchrun_leaves_a_valid_record(tmp_path):
     out = tmp_path / "runs.jsonl"
     proc = subprocess.Popen(
-        torchrun(
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            "2",
-            *rendezvous(free_loopback_port()),
+        two_processes(
             "-m",
             "bench.run",
             *LONG_RUN,
@@ -328,12 +315,7 @@ def test_a_failure_on_another_rank_is_the_runs_record(tmp_path, rank0):
     where it used to leave no record at all): either way one record, rank 1's error."""
     out = tmp_path / "runs.jsonl"
     proc = subprocess.run(
-        torchrun(
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            "2",
-            *rendezvous(free_loopback_port()),
+        two_processes(
             str(REPO_ROOT / "tests" / "bench" / "failing_rank_worker.py"),
             rank0,
             "--model",
