@@ -7,9 +7,9 @@ iteration capturable (PyTorch notes "CUDA Graphs", whole-network capture):
 - Static inputs: each call copies its real batches into buffers the graph reads. Latents
   are drawn inside the graph from a generator registered with it (graph-safe RNG: every
   replay advances the generator's philox offset, so every replay draws new latents).
-- Optimizers keep their step count on the device: Adam with capturable=True, or fused
-  Adam under fp16, whose GradScaler then checks for inf/NaN on the device instead of
-  reading a flag on the host (bench/train.py chooses).
+- Optimizers keep their step count on the device: fused Adam with capturable=True, whose
+  GradScaler (fp16) checks for inf/NaN on the device instead of reading a flag on the
+  host (bench/train.py says why fused).
 - Autocast's cast cache off (bench/precision.py): casts cached during capture would live
   outside the graph's memory and be reused after it.
 - No host syncs in the iteration (bench/train.py keeps losses as tensors).

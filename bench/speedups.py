@@ -111,7 +111,7 @@ def apply_speedups(
         if ctx.distributed:
             check_nccl_for_capture()
         backend = CudaGraphBackend(device)
-    optimizer = optimizer_implementation(cfg.cuda_graph, policy.grad_scaler)
+    optimizer = optimizer_implementation(cfg.cuda_graph)
     step = build_step(
         generator,
         discriminator,

@@ -179,7 +179,8 @@ def test_static_buffers_keep_the_memory_format():
 
 def test_the_harness_trains_through_a_graph_as_it_trains_eagerly(monkeypatch, tmp_path):
     # On CPU: the stand-in backend, and Adam's default implementation (capturable Adam
-    # wants CUDA). The whole run must end with the parameters the eager run ends with.
+    # keeps its step on a CUDA device). The whole run must end with the parameters the
+    # eager run ends with.
     monkeypatch.setattr("bench.speedups.CudaGraphBackend", ReplayingBackend)
     monkeypatch.setattr("bench.speedups.optimizer_implementation", lambda *_: "default")
     records = {}
@@ -268,14 +269,14 @@ def test_nccl_version_check(monkeypatch, version, ok):
 
 
 def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
-    assert optimizer_implementation(cuda_graph=False, grad_scaler=True) == "default"
-    assert optimizer_implementation(cuda_graph=True, grad_scaler=False) == "capturable"
-    # fp16: fused Adam takes GradScaler's scale and inf flag as tensors (no host sync).
-    assert optimizer_implementation(cuda_graph=True, grad_scaler=True) == "fused"
+    assert optimizer_implementation(cuda_graph=False) == "default"
+    # Fused: one launch per group; under fp16 it takes GradScaler's scale and inf flag as
+    # tensors (no host sync).
+    assert optimizer_implementation(cuda_graph=True) == "fused"
 
 
 @pytest.mark.parametrize(("implementation", "capturable"), [
-    ("default", False), ("capturable", True), ("fused", True),
+    ("default", False), ("fused", True),
 ])  # fmt: skip
 def test_adam_lets_a_capture_record_its_step(implementation, capturable):
     """Before every step Adam refuses a capturing stream unless every param group is
@@ -373,7 +374,7 @@ def _graphed_on_cuda(model, loss_name, precision, optimizer, memory_format, seed
 def test_capture_replays_train_without_host_syncs(
     model, loss_name, precision, memory_format, kernels
 ):
-    optimizer = optimizer_implementation(True, grad_scaler=precision == "fp16")
+    optimizer = optimizer_implementation(True)
     graphed, plain, pair, _ = _graphed_on_cuda(
         model, loss_name, precision, optimizer, memory_format
     )
@@ -408,11 +409,9 @@ def test_graphed_training_matches_eager_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     graphed, _, graphed_pair, graphed_rng = _graphed_on_cuda(
-        "dcgan32", "non-saturating", "fp32", "capturable", torch.contiguous_format
+        "dcgan32", "non-saturating", "fp32", "fused", torch.contiguous_format
     )
-    eager, eager_pair, eager_rng = _step(
-        "dcgan32", "non-saturating", 3, "cuda", "fp32", "capturable"
-    )
+    eager, eager_pair, eager_rng = _step("dcgan32", "non-saturating", 3, "cuda", "fp32", "fused")
     batches = _batches(graphed_pair, 9, 1, "cuda")
     for i, reals in enumerate(batches):
         if i == 4:  # right after the capture, both sides restart the same random streams
@@ -453,6 +452,6 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
         "replays": 7,  # warm-up calls 4 and 5, then the 5 timed ones
     }
     assert run["memory_format"] == "channels_last" and run["kernel_path"] == "triton"
-    assert run["optimizer"]["implementation"] == "capturable"
+    assert run["optimizer"]["implementation"] == "fused"
     assert run["precision"]["autocast_cache"] is False
     assert record["metrics"]["mfu"] is not None
