@@ -3,6 +3,8 @@
 The child command is `python -m torch.distributed.run` with a c10d rendezvous on a free
 loopback port (what `--standalone` does, with the port chosen here so it is known), and
 `-m bench.run` followed by the options that rebuild the same RunConfig in every worker.
+When torchrun fails and no rank wrote the run's record (a rank killed outright, or one
+stuck inside an NCCL collective until torchrun stopped it), the launcher writes it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import sys
 import torch
 
 from bench.config import RunConfig, check_device
+from bench.environment import collect_environment
+from bench.records import append_record, bare_record, count_records
+from bench.variants import VARIANT_FIELDS
 
 
 def resolve_device(cfg: RunConfig) -> str:
@@ -51,16 +56,44 @@ def launch(cfg: RunConfig) -> int:
     """Run torchrun to completion and return its exit code.
 
     SIGINT/SIGTERM sent to this process alone are passed on to torchrun, which stops its
-    workers; each worker then writes its record (status interrupted) before exiting.
+    workers; rank 0 then writes the record (status interrupted) before exiting.
     """
+    records_before = count_records(cfg.out)
     child = subprocess.Popen(torchrun_command(cfg, free_loopback_port()))
+    forwarded: list[int] = []
 
     def forward(signum, _frame):
+        forwarded.append(signum)
         child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return child.wait()
+        returncode = child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if returncode != 0 and count_records(cfg.out) == records_before:
+        append_record(cfg.out, _record_of_silent_failure(cfg, returncode, forwarded))
+    return returncode
+
+
+def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int]) -> dict:
+    if signals:
+        status = "interrupted"
+        reason = f"{signal.Signals(signals[0]).name} to gan-bench; no rank wrote a record"
+    else:
+        status = "failed"
+        reason = (
+            f"torchrun exit code {returncode} and no rank wrote a record: a rank was killed "
+            "(the out-of-memory killer?) or stopped while waiting in a collective; the "
+            "ranks' own messages are in their output"
+        )
+    return bare_record(
+        config=cfg.to_dict(),
+        world_size=cfg.nproc,
+        variant=cfg.variant_name,
+        variant_fields={name: getattr(cfg, name) for name in VARIANT_FIELDS},
+        environment=collect_environment(torch.device(resolve_device(cfg)), cfg.nproc),
+        status=status,
+        reason=reason,
+    )

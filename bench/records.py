@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
@@ -28,6 +29,38 @@ def _clean(value):
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+def bare_record(
+    *,
+    config: dict,
+    world_size: int,
+    variant: str,
+    variant_fields: dict,
+    environment: dict,
+    status: str,
+    reason: str,
+) -> dict:
+    """The record of a run that wrote none itself (skipped, or its processes died before
+    any could), written by whoever started it: the config it was given, `run` with only
+    the world size and the variant, the environment, empty metrics, status and reason."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "status": status,
+        "reason": reason,
+        "config": config,
+        "run": {"world_size": world_size, "variant": variant, "variant_fields": variant_fields},
+        "environment": environment,
+        "metrics": {},
+    }
+
+
+def count_records(path: str) -> int:
+    """Lines in a results file (0 when it does not exist yet)."""
+    if not os.path.exists(path):
+        return 0
+    return sum(1 for _ in read_records(path))
 
 
 def append_record(path: str, record: dict) -> None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import uuid
 
 from bench.config import ConfigError, RunConfig
 from bench.environment import utc_timestamp
-from bench.records import SCHEMA_VERSION
+from bench.records import bare_record
 from bench.sweep.child import ChildResult
 from bench.sweep.plan import Point, point_config, point_fields
 from bench.sweep.spec import SweepSpec
@@ -36,25 +35,19 @@ def sweep_record(
     except ConfigError:  # an invalid combination: the fields as planned, defaults elsewhere
         config = {f.name: f.default for f in dataclasses.fields(RunConfig)}
         config.update(point_fields(point, repeat, spec, out=spec.out, seed=seed))
-    environment = {
-        **spec.environment(),
-        "world_size": point.world_size,
-        "timestamp": utc_timestamp(),
-    }
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": uuid.uuid4().hex,
-        "status": status,
-        "reason": reason,
-        "config": config,
-        "run": {
+    record = bare_record(
+        config=config,
+        world_size=point.world_size,
+        variant=point.variant,
+        variant_fields=dict(VARIANTS[point.variant].fields),
+        environment={
+            **spec.environment(),
             "world_size": point.world_size,
-            "variant": point.variant,
-            "variant_fields": dict(VARIANTS[point.variant].fields),
+            "timestamp": utc_timestamp(),
         },
-        "environment": environment,
-        "metrics": {},
-    }
+        status=status,
+        reason=reason,
+    )
     if tail is not None:
         record["stderr_tail"] = tail
     return record

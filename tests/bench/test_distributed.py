@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import harness
+from bench import harness, launcher
+from bench.config import RunConfig
 from bench.distributed import DistContext
 from bench.launcher import free_loopback_port
 from bench.records import read_records
@@ -363,3 +364,27 @@ def test_which_rank_writes_the_record(monkeypatch, rank, status, claim_won, writ
     assert record["run"].get("reporting_rank") == (rank if writes else None)
     if writes and rank:
         assert record["reason"] == "on rank 1 of 2: why"
+
+
+def test_the_launcher_records_a_run_no_rank_could(tmp_path, monkeypatch):
+    """`gan-bench run --nproc 2` where rank 1 is killed outright and rank 0 is stopped
+    while waiting: the launcher writes the failed record."""
+    worker = str(REPO_ROOT / "tests" / "bench" / "failing_rank_worker.py")
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setattr(
+        launcher,
+        "torchrun_command",
+        lambda cfg, port: torchrun(
+            "--nnodes", "1", "--nproc-per-node", "2", *rendezvous(port),
+            worker, "killed", *cfg.to_cli_args(),
+        ),
+    )  # fmt: skip
+    out = tmp_path / "runs.jsonl"
+    cfg = RunConfig(model="mlp", nproc=2, device="cpu", quiet=True, out=str(out))
+    assert launcher.launch(cfg) != 0
+    (record,) = records(out)
+    assert record["status"] == "failed"
+    assert "no rank wrote a record" in record["reason"]
+    assert record["run"]["world_size"] == 2 and record["run"]["variant"] == "eager"
+    assert record["config"]["nproc"] == 2 and record["metrics"] == {}
+    assert record["environment"]["world_size"] == 2
