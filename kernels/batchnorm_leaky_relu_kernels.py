@@ -94,6 +94,25 @@ def _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64: tl.constexpr):
 
 
 @triton.jit
+def _stats_over_tiles(
+    x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss,
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+):  # fmt: skip
+    """Per-channel (count, mean - shift, M2) of tiles ``[t0, t1)``, merged in tile order."""
+    acc_ty = tl.float64 if FP64 else tl.float32
+    count = tl.zeros([BLOCK_C], dtype=acc_ty)
+    mean = tl.zeros([BLOCK_C], dtype=acc_ty)
+    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
+    for t in range(t0, t1):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
+        count, mean, m2 = _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64)
+    return count, mean, m2
+
+
+@triton.jit
 def _load_vec(ptr, cs, cmask, other, FP64: tl.constexpr):
     acc_ty = tl.float64 if FP64 else tl.float32
     return tl.load(ptr + cs, mask=cmask, other=other).to(acc_ty)
@@ -218,17 +237,11 @@ def bn_stats_partial_kernel(
     cs = c0 + tl.arange(0, BLOCK_C)
     cmask = cs < C
     shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
-    count = tl.zeros([BLOCK_C], dtype=acc_ty)
-    mean = tl.zeros([BLOCK_C], dtype=acc_ty)
-    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
     t0 = pid_p * tiles_per_prog
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
-    for t in range(t0, t1):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
-        )
-        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
-        count, mean, m2 = _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64)
+    count, mean, m2 = _stats_over_tiles(
+        x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S, FP64
+    )
     row = part_ptr + pid_p * C + cs
     tl.store(row, count, mask=cmask)
     tl.store(row + P * C, mean, mask=cmask)
@@ -430,15 +443,9 @@ def bn_fwd_fused_kernel(
     cs = c0 + tl.arange(0, BLOCK_C)
     cmask = cs < C
     shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
-    count = tl.zeros([BLOCK_C], dtype=acc_ty)
-    mean = tl.zeros([BLOCK_C], dtype=acc_ty)
-    m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
-    for t in range(0, tiles_total):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
-        )
-        xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
-        count, mean, m2 = _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64)
+    count, mean, m2 = _stats_over_tiles(
+        x_ptr, shift, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S, FP64
+    )
     mean, scale, bias = _finalize_channels(
         count, mean, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,
         stats_ptr, momentum, eps, HAS_W, HAS_B, UPDATE_RUNNING, FACTOR_FROM_NBT, FP64,
@@ -475,6 +482,30 @@ def _grad_tile(
 
 
 @triton.jit
+def _grad_sums_over_tiles(
+    x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
+    shift, mean, scale, bias, WRITE_DX: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+):  # fmt: skip
+    """Per-channel ``sum g`` and ``sum g * (x - mean)`` over tiles ``[t0, t1)``, accumulated
+    per element and summed once at the end; ``WRITE_DX`` also stores the eval-mode
+    ``dx = g * scale`` in the same pass."""
+    acc_ty = tl.float64 if FP64 else tl.float32
+    acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    for t in range(t0, t1):
+        start, offs, mask, valid_s = _tile_offsets(
+            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        )
+        xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
+        acc_g += g
+        acc_gx += g * xc
+        if WRITE_DX:
+            tl.store(dx_ptr + start + offs, g * scale[:, None], mask=mask)
+    return tl.sum(acc_g, axis=1), tl.sum(acc_gx, axis=1)
+
+
+@triton.jit
 def bn_bwd_partial_kernel(
     x_ptr,
     dy_ptr,
@@ -501,7 +532,6 @@ def bn_bwd_partial_kernel(
     ``p`` of ``part`` (``[2, SPLIT, C]``). ``WRITE_DX`` (eval mode, where ``dx = g *
     scale`` does not depend on the sums) also writes dx in the same pass.
     """
-    acc_ty = tl.float64 if FP64 else tl.float32
     pid_c = tl.program_id(0)
     pid_p = tl.program_id(1)
     P = tl.num_programs(1)
@@ -509,22 +539,15 @@ def bn_bwd_partial_kernel(
     cs = c0 + tl.arange(0, BLOCK_C)
     cmask = cs < C
     shift, mean, rstd, scale, bias = _load_coeffs(stats_ptr, cs, cmask, C, FP64)
-    acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-    acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
     t0 = pid_p * tiles_per_prog
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
-    for t in range(t0, t1):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
-        )
-        xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
-        acc_g += g
-        acc_gx += g * xc
-        if WRITE_DX:
-            tl.store(dx_ptr + start + offs, g * scale[:, None], mask=mask)
+    sum_g, sum_gxc = _grad_sums_over_tiles(
+        x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
+        shift, mean, scale, bias, WRITE_DX, BLOCK_C, BLOCK_S, FP64,
+    )  # fmt: skip
     row = part_ptr + pid_p * C + cs
-    tl.store(row, tl.sum(acc_g, axis=1), mask=cmask)
-    tl.store(row + P * C, tl.sum(acc_gx, axis=1) * rstd, mask=cmask)
+    tl.store(row, sum_g, mask=cmask)
+    tl.store(row + P * C, sum_gxc * rstd, mask=cmask)
 
 
 @triton.jit
@@ -661,21 +684,11 @@ def bn_bwd_fused_kernel(
     k1 = tl.zeros([BLOCK_C], dtype=acc_ty)
     k2 = tl.zeros([BLOCK_C], dtype=acc_ty)
     if REDUCE:
-        acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-        acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-        for t in range(0, tiles_total):
-            start, offs, mask, valid_s = _tile_offsets(
-                t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
-            )
-            xc, g = _grad_tile(
-                x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64
-            )
-            acc_g += g
-            acc_gx += g * xc
-            if DX_IN_REDUCE:
-                tl.store(dx_ptr + start + offs, g * scale[:, None], mask=mask)
-        sum_g = tl.sum(acc_g, axis=1)
-        sum_gx = tl.sum(acc_gx, axis=1) * rstd
+        sum_g, sum_gxc = _grad_sums_over_tiles(
+            x_ptr, dy_ptr, dx_ptr, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss, slope,
+            shift, mean, scale, bias, DX_IN_REDUCE, BLOCK_C, BLOCK_S, FP64,
+        )  # fmt: skip
+        sum_gx = sum_gxc * rstd
         if HAS_DW:
             tl.store(dw_ptr + cs, sum_gx, mask=cmask)
         if HAS_DB:
