@@ -183,6 +183,13 @@ def test_two_node_rendezvous_on_loopback(tmp_path):
     assert_synchronised(record, 2)
 
 
+def start_in_checkout(cmd: list[str]) -> subprocess.Popen:
+    """Start `cmd` in the checkout with its output piped, for tests that act on it mid-run."""
+    return subprocess.Popen(
+        cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def _wait_for_line(proc: subprocess.Popen, text: str, timeout_s: float) -> list[str]:
     """Read proc's stderr until a line contains `text`; returns the lines read."""
     seen: list[str] = []
@@ -228,7 +235,7 @@ LONG_RUN = ["--model", "mlp", "--batch-size", "8", "--steps", "100000", "--warmu
 
 def test_a_dead_rank_ends_the_run_without_a_hang(tmp_path):
     out = tmp_path / "runs.jsonl"
-    proc = subprocess.Popen(
+    proc = start_in_checkout(
         two_processes(
             "-m",
             "bench.run",
@@ -237,11 +244,7 @@ def test_a_dead_rank_ends_the_run_without_a_hang(tmp_path):
             "30",
             "--out",
             str(out),
-        ),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        )
     )
     try:
         _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
@@ -263,13 +266,7 @@ def test_a_dead_rank_ends_the_run_without_a_hang(tmp_path):
 def test_interrupted_run_leaves_a_valid_record(tmp_path, sig, code):
     out = tmp_path / "runs.jsonl"
     out.write_text('{"earlier": "line"}\n')  # an existing results file stays intact
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.run", *LONG_RUN, "--out", str(out)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_in_checkout([sys.executable, "-m", "bench.run", *LONG_RUN, "--out", str(out)])
     try:
         _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
         time.sleep(0.5)
@@ -286,18 +283,14 @@ def test_interrupted_run_leaves_a_valid_record(tmp_path, sig, code):
 
 def test_interrupted_torchrun_leaves_a_valid_record(tmp_path):
     out = tmp_path / "runs.jsonl"
-    proc = subprocess.Popen(
+    proc = start_in_checkout(
         two_processes(
             "-m",
             "bench.run",
             *LONG_RUN,
             "--out",
             str(out),
-        ),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        )
     )
     try:
         _wait_for_line(proc, "gan-bench: timed", TIMEOUT_S)
