@@ -455,3 +455,27 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
     assert run["optimizer"]["implementation"] == "fused"
     assert run["precision"]["autocast_cache"] is False
     assert record["metrics"]["mfu"] is not None
+
+
+@pytest.mark.gpu
+def test_compiled_code_is_captured_in_the_whole_iteration_graph(tmp_path):
+    """compile+cuda-graph: torch.compile happens in the eager iterations, its kernels are
+    then captured; replays train (finite losses) without recompiling."""
+    from bench.harness import execute
+
+    cfg = RunConfig(
+        model="mlp",
+        variant="compile+cuda-graph",
+        precision="bf16",
+        device="cuda",
+        steps=5,
+        warmup_steps=5,
+        quiet=True,
+        out=str(tmp_path / "r.jsonl"),
+    )
+    record = execute(cfg, "cuda")
+    assert record["status"] == "ok", record["reason"]
+    run = record["run"]
+    assert run["cuda_graph"]["captured"] is True and run["cuda_graph"]["replays"] == 7
+    assert run["compile"]["recompiles"] == 0, run["compile"]["recompile_reasons"]
+    assert run["compile"]["frames_compiled"] > 0
