@@ -53,6 +53,29 @@ def _raise_interrupted(signum, _frame):
     raise RunInterrupted(signal.Signals(signum).name)
 
 
+class _SignalsHeld:
+    """SIGINT/SIGTERM noted, not acted on, from the moment a run ends until its record is
+    written: torchrun stops the other ranks with SIGTERM as soon as one exits, which would
+    otherwise kill a rank half-way to writing the record. `release` restores the handlers
+    and then delivers the first signal held, as if it arrived only then."""
+
+    def __init__(self):
+        self.received: list[int] = []
+
+    def _note(self, signum, _frame):
+        self.received.append(signum)
+
+    def hold(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._note)
+
+    def release(self, handlers: dict) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if self.received:
+            signal.raise_signal(self.received[0])
+
+
 class _Phase:
     """Where the run is, for the reason line of a record that did not finish."""
 
@@ -81,12 +104,16 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         "metrics": {},
     }
     ctx = None
+    held = _SignalsHeld()
     try:
-        if cfg.cuda_graph:
-            prepare_distributed_capture()  # must precede the process group
-        ctx = distributed.setup(device_type, cfg.dist_timeout_s)
-        record["environment"] = collect_environment(ctx.device, ctx.world_size)
-        _train(cfg, ctx, record, phase)
+        try:
+            if cfg.cuda_graph:
+                prepare_distributed_capture()  # must precede the process group
+            ctx = distributed.setup(device_type, cfg.dist_timeout_s)
+            record["environment"] = collect_environment(ctx.device, ctx.world_size)
+            _train(cfg, ctx, record, phase)
+        finally:
+            held.hold()  # before the handlers below: nothing may stop the record now
     except RunInterrupted as err:
         record["status"], record["reason"] = "interrupted", f"{err.signame} during {phase}"
     except torch.OutOfMemoryError as err:
@@ -97,16 +124,16 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         first_line = (str(err).strip().splitlines() or [""])[0]
         record["status"] = "failed"
         record["reason"] = f"{type(err).__name__} during {phase}: {first_line}"
+    try:
+        if _writes_record(ctx, record):
+            append_record(cfg.out, record)
+            if not cfg.quiet:
+                print_summary(record, cfg.out)
+        elif record["status"] != "ok":  # another rank reports the run: say what happened here
+            rank = ctx.rank if ctx is not None else os.environ.get("RANK")
+            print(f"gan-bench: rank {rank}: {record['reason']}", file=sys.stderr, flush=True)
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    if _writes_record(ctx, record):
-        append_record(cfg.out, record)
-        if not cfg.quiet:
-            print_summary(record, cfg.out)
-    elif record["status"] != "ok":  # another rank reports the run: say what happened here
-        rank = ctx.rank if ctx is not None else os.environ.get("RANK")
-        print(f"gan-bench: rank {rank}: {record['reason']}", file=sys.stderr, flush=True)
+        held.release(handlers)
     if ctx is not None and record["status"] in ("ok", "diverged"):
         # Rank 0 samples and evaluates after the last training collective; the others wait
         # here so that no rank tears the process group down while a peer still holds it

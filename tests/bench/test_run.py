@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -183,6 +185,31 @@ def test_a_process_group_that_never_started_is_recorded_once(tmp_path, monkeypat
     record = harness.execute(cfg, CPU)
     assert record["status"] == "failed" and "NCCL error" in record["reason"]
     assert (tmp_path / "runs.jsonl").exists() is written
+
+
+def test_a_stop_signal_after_a_failure_waits_for_the_record(tmp_path, monkeypatch):
+    """torchrun sends SIGTERM to the other ranks once one exits: one arriving while this
+    rank is about to write the record is delivered only after the record is written."""
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+    real_append = harness.append_record
+
+    def append_after_sigterm(path, record):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at once, were it not held
+        real_append(path, record)
+        assert received == []  # still held while the record is written
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("connection reset by peer")
+
+    monkeypatch.setattr(harness, "build_batch_source", broken)
+    monkeypatch.setattr(harness, "append_record", append_after_sigterm)
+    try:
+        record, lines = run(tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert record["status"] == "failed" and [line["status"] for line in lines] == ["failed"]
+    assert received == [signal.SIGTERM]  # delivered once the record was written
 
 
 def test_out_of_memory_becomes_an_oom_record(tmp_path, monkeypatch):
