@@ -57,7 +57,7 @@ def bare_record(
 
 
 def count_records(path: str) -> int:
-    """Lines in a results file (0 when it does not exist yet)."""
+    """Non-empty lines in a results file, whole records or not (0 when it does not exist)."""
     if not os.path.exists(path):
         return 0
     return sum(1 for _ in read_records(path))

@@ -136,8 +136,8 @@ class GANStep:
 
 # How Adam runs: "default" is torch's choice (foreach kernels on CUDA), the eager baseline's.
 # A CUDA graph needs the step count on the device (capturable=True: Adam refuses to be
-# captured without it) and gets "fused": two foreach ops per parameter group and dtype (the
-# step count, then the fused update) where capturable foreach Adam runs 17 (torch
+# captured without it) and gets "fused": two multi-tensor ops per parameter group and dtype
+# (the step count, then the whole update) where capturable foreach Adam runs 17 (torch
 # 2.11-2.14; its bias corrections are tensor ops too), each one launch or more. Under fp16,
 # GradScaler hands the fused kernel its scale and inf flag as tensors: no sync on the flag.
 OPTIMIZER_IMPLEMENTATIONS = ("default", "fused")

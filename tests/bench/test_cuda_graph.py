@@ -270,8 +270,8 @@ def test_nccl_version_check(monkeypatch, version, ok):
 
 def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
     assert optimizer_implementation(cuda_graph=False) == "default"
-    # Fused: one launch per group; under fp16 it takes GradScaler's scale and inf flag as
-    # tensors (no host sync).
+    # Fused: two multi-tensor ops per group; under fp16 it takes GradScaler's scale and inf
+    # flag as tensors (no host sync).
     assert optimizer_implementation(cuda_graph=True) == "fused"
 
 
