@@ -45,12 +45,16 @@ def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(RECORDS, out / "sweep.jsonl")
-    result = run_script(out, "5", "gpu-tests", "kernels", "summary")
+    shutil.copy(RECORDS, out / "default-sweep.jsonl")  # left by an earlier call
+    result = run_script(out, "5", "gpu-tests", "kernels", "default-sweep", "summary")
     assert result.returncode == 0, result.stderr
     sections = (out / "sections.txt").read_text()
     assert "gpu-tests skipped: budget spent" in sections
     assert "kernels skipped: budget spent" in sections
+    assert "default-sweep skipped: budget spent" in sections
     assert "report rc=0" in sections and "compare rc=0" in sections
+    assert "default report rc=0" in sections
+    assert (out / "default-report" / "report.md").is_file()
     assert "compile+triton" in (out / "compare.md").read_text()
     assert (out / "report" / "report.md").is_file()
     assert (out / "env.json").is_file()
