@@ -428,13 +428,13 @@ def test_graphed_training_matches_eager_on_cuda(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.gpu
-def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
+def _harness_run_on_cuda(tmp_path, model: str, variant: str) -> dict:
+    """A short bf16 run through the harness: 5 warm-up iterations, 5 timed; its record."""
     from bench.harness import execute
 
     cfg = RunConfig(
-        model="dcgan32",
-        variant="triton+channels-last+cuda-graph",
+        model=model,
+        variant=variant,
         precision="bf16",
         device="cuda",
         steps=5,
@@ -444,6 +444,12 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
     )
     record = execute(cfg, "cuda")
     assert record["status"] == "ok", record["reason"]
+    return record
+
+
+@pytest.mark.gpu
+def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
+    record = _harness_run_on_cuda(tmp_path, "dcgan32", "triton+channels-last+cuda-graph")
     run = record["run"]
     assert run["cuda_graph"] == {
         "captured": True,
@@ -460,22 +466,8 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
 @pytest.mark.gpu
 def test_compiled_code_is_captured_in_the_whole_iteration_graph(tmp_path):
     """compile+cuda-graph: torch.compile happens in the eager iterations, its kernels are
-    then captured; replays train (finite losses) without recompiling."""
-    from bench.harness import execute
-
-    cfg = RunConfig(
-        model="mlp",
-        variant="compile+cuda-graph",
-        precision="bf16",
-        device="cuda",
-        steps=5,
-        warmup_steps=5,
-        quiet=True,
-        out=str(tmp_path / "r.jsonl"),
-    )
-    record = execute(cfg, "cuda")
-    assert record["status"] == "ok", record["reason"]
-    run = record["run"]
+    then captured; replays train (an ok record: finite losses) without recompiling."""
+    run = _harness_run_on_cuda(tmp_path, "mlp", "compile+cuda-graph")["run"]
     assert run["cuda_graph"]["captured"] is True and run["cuda_graph"]["replays"] == 7
     assert run["compile"]["recompiles"] == 0, run["compile"]["recompile_reasons"]
     assert run["compile"]["frames_compiled"] > 0
