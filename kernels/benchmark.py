@@ -90,10 +90,20 @@ class Case:
         return torch.empty((), dtype=DTYPES[self.dtype]).element_size()
 
 
+def _measure_order(case: Case) -> tuple[int, int]:
+    """Cases the kernels are judged on come first, so that a run cut short by a time limit
+    has measured them: (256, 64, 64, 64) NCHW in bf16 then fp32, then every other bf16 case
+    (the DCGAN layers, BN1d), then the rest in fp32; the list's own order within each."""
+    if case.name.startswith("large") and case.layout == "nchw":
+        return (0, case.dtype != "bf16")
+    return (1 if case.dtype == "bf16" else 2, 0)
+
+
 def benchmark_cases() -> list[Case]:
     """The benchmark inputs: dcgan64's BatchNorm shapes at N=128, (256, 64, 64, 64), (512, 1024).
 
-    Each 4-D shape in both layouts (NCHW and channels_last), each case in fp32 and bf16.
+    Each 4-D shape in both layouts (NCHW and channels_last), each case in fp32 and bf16,
+    in the order they are measured (`_measure_order`).
     """
     cases: list[Case] = []
     shapes = [
@@ -110,7 +120,7 @@ def benchmark_cases() -> list[Case]:
     for dtype in DTYPES:
         shape = _EXTRA_1D[0]
         cases.append(Case(f"bn1d-{shape[1]}-nc-{dtype}", shape, "nc", dtype, 0.2, (_EXTRA_1D[1],)))
-    return cases
+    return sorted(cases, key=_measure_order)  # stable: the loops' order within a rank
 
 
 def bytes_moved(case: Case, pass_: str) -> int:

@@ -28,6 +28,14 @@ def _bn_input_shapes(module: nn.Module, x: torch.Tensor, batch: int) -> dict[str
     return shapes
 
 
+def test_the_cases_the_kernels_are_judged_on_are_measured_first():
+    names = [c.name for c in benchmark_cases()]
+    assert names[:2] == ["large-64x64x64-nchw-bf16", "large-64x64x64-nchw-fp32"]
+    dtypes = [name.rsplit("-", 1)[1] for name in names[2:]]
+    assert dtypes == sorted(dtypes)  # every other bf16 case before the remaining fp32 ones
+    assert len(names) == len(set(names)) == 22
+
+
 def test_dcgan64_cases_are_the_models_batchnorm_shapes_at_batch_128():
     pair = build_pair("dcgan64", channels=3)
     n = 2  # shapes scale with N; a small batch keeps the CPU forward cheap
