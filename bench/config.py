@@ -220,9 +220,14 @@ class RunConfig:
         return implied or self.dataset != "synthetic"
 
     @property
+    def variant_fields(self) -> dict:
+        """The execution fields a variant sets (compile mode, kernels, memory format, graph)."""
+        return {name: getattr(self, name) for name in VARIANT_FIELDS}
+
+    @property
     def variant_name(self) -> str:
         """The registered variant these execution fields amount to, or "custom"."""
-        return variant_name({name: getattr(self, name) for name in VARIANT_FIELDS})
+        return variant_name(self.variant_fields)
 
     @property
     def image_channels(self) -> int:

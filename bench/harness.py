@@ -35,7 +35,6 @@ from bench.records import SCHEMA_VERSION, append_record
 from bench.speedups import apply_speedups
 from bench.timing import IterationTimer, percentile, synchronize
 from bench.train import build_step
-from bench.variants import VARIANT_FIELDS
 from gan_models import ModelPair, build_pair, get_loss
 
 MIB = 2**20
@@ -232,7 +231,7 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
         ),
         "precision": policy.describe(),
         "variant": cfg.variant_name,
-        "variant_fields": {name: getattr(cfg, name) for name in VARIANT_FIELDS},
+        "variant_fields": cfg.variant_fields,
         **applied.record,
         "cuda_graph": applied.graphed.describe() if applied.graphed else None,
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,

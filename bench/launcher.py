@@ -19,7 +19,6 @@ import torch
 from bench.config import RunConfig, check_device
 from bench.environment import collect_environment
 from bench.records import append_record, bare_record, count_records
-from bench.variants import VARIANT_FIELDS
 
 
 def resolve_device(cfg: RunConfig) -> str:
@@ -92,7 +91,7 @@ def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int
         config=cfg.to_dict(),
         world_size=cfg.nproc,
         variant=cfg.variant_name,
-        variant_fields={name: getattr(cfg, name) for name in VARIANT_FIELDS},
+        variant_fields=cfg.variant_fields,
         environment=collect_environment(torch.device(resolve_device(cfg)), cfg.nproc),
         status=status,
         reason=reason,

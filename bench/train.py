@@ -140,7 +140,7 @@ class GANStep:
 # (the step count, then the whole update) where capturable foreach Adam runs 17 (torch
 # 2.11-2.14; its bias corrections are tensor ops too), each one launch or more. Under fp16,
 # GradScaler hands the fused kernel its scale and inf flag as tensors: no sync on the flag.
-OPTIMIZER_IMPLEMENTATIONS = ("default", "fused")
+ADAM_OPTIONS = {"default": {}, "fused": {"fused": True, "capturable": True}}
 
 
 def optimizer_implementation(cuda_graph: bool) -> str:
@@ -155,12 +155,9 @@ def make_optimizers(
     implementation: str = "default",
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam for both networks (Radford et al. 2015: lr 2e-4, beta1 0.5)."""
-    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+    if implementation not in ADAM_OPTIONS:
         raise ValueError(f"optimizer implementation {implementation!r} is not known")
-    options = {
-        "default": {},
-        "fused": {"fused": True, "capturable": True},
-    }[implementation]
+    options = ADAM_OPTIONS[implementation]
     return (
         torch.optim.Adam(generator.parameters(), lr=lr, betas=betas, **options),
         torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, **options),
