@@ -284,9 +284,9 @@ def sweep(
     repeats: Annotated[
         int | None, _opt("Runs of each point (median and spread). (default: 2 CPU, 3 GPU)")
     ] = None,
-    out: Annotated[str, _opt("JSON-lines file the records are appended to.")] = (
-        "results/sweep.jsonl"
-    ),
+    out: Annotated[
+        str, _opt("JSON-lines file the records are appended to (the one `run` uses).")
+    ] = "results/runs.jsonl",
     timeout_per_point: Annotated[
         float | None, _opt("Seconds before a run is stopped. (default: 300 CPU, 1800 GPU)")
     ] = None,

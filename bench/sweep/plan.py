@@ -337,12 +337,16 @@ def run_key(point: Point, repeat: int, steps: int, environment: tuple, seed: int
 
 
 def record_key(record: dict) -> tuple | None:
-    """run_key of a record, or None when it lacks the fields."""
+    """run_key of a record, or None when it lacks the fields or trained with another loss
+    than the sweep's (RunConfig's default): a run made by hand with `--loss hinge` in the
+    same results file is not a sweep point."""
     cfg = record.get("config") or {}
     env = record.get("environment") or {}
     world = compare.record_world_size(record)
     fields = [cfg.get(k) for k in ("model", "dataset", "batch_size", "precision")]
     if world is None or any(f is None for f in fields):
+        return None
+    if (cfg.get("loss") or RunConfig.loss) != RunConfig.loss:
         return None
     point = Point(*fields, world, compare.record_variant(record))
     seed = cfg.get("seed") or 0

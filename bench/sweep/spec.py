@@ -132,7 +132,7 @@ def build_spec(
     steps: int | None = None,
     warmup_steps: int | None = None,
     repeats: int | None = None,
-    out: str = "results/sweep.jsonl",
+    out: str = "results/runs.jsonl",
     timeout_per_point: float | None = None,
     resume: bool = True,
     dry_run: bool = False,

@@ -3,6 +3,7 @@ hang and get interrupted, each leaving one whole record."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
@@ -12,9 +13,9 @@ import time
 
 import pytest
 
-from bench import sweep
+from bench import cli, sweep
 from bench.cli import main
-from bench.config import ConfigError
+from bench.config import ConfigError, RunConfig
 from bench.records import append_record, read_records
 from bench.sweep import ChildResult, Machine, Point, build_spec, loop, plan, plan_runs, skip_reason
 
@@ -86,6 +87,12 @@ def test_default_cpu_grid_is_estimated_to_fit_five_minutes():
     spec = build_spec(machine=CPU2)
     runs = plan_runs(spec.points(), spec)
     assert sum(sweep.estimate_runs_s(runs, spec)) < 0.6 * 300  # margin for a busy machine
+
+
+def test_sweep_appends_to_the_file_run_appends_to_by_default():
+    # so that `gan-bench compare results/runs.jsonl` prints the sweep's table again
+    assert build_spec(machine=CPU2).out == RunConfig.out == "results/runs.jsonl"
+    assert inspect.signature(cli.sweep).parameters["out"].default == RunConfig.out
 
 
 @pytest.mark.parametrize(("gpus", "worlds"), [(8, [1, 2, 4, 8]), (6, [1, 2, 4]), (1, [1])])
@@ -277,7 +284,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
     spec = small_spec(batch_sizes="8,16", repeats=2, steps=5, out=str(out))
     spec._environment = dict(ENV)
 
-    def rec(batch, repeat, status="ok", steps=5, **env):
+    def rec(batch, repeat, status="ok", steps=5, loss="non-saturating", **env):
         return {
             "schema_version": 1,
             "status": status,
@@ -289,6 +296,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
                 "precision": "fp32",
                 "steps": steps,
                 "repeat": repeat,
+                "loss": loss,
                 "nproc": 1,
             },
             "run": {"world_size": 1, "variant": "eager"},
@@ -299,6 +307,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
     for r in (
         rec(8, 0),  # done
         rec(8, 1, status="failed"),  # failed: run again
+        rec(8, 1, loss="hinge"),  # trained with another loss (a run by hand): not this point
         rec(16, 0, steps=6),  # other steps: another measurement
         rec(16, 1, torch="2.11.0"),  # other environment
     ):
@@ -312,7 +321,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
         (8, 1, "run"),
         (16, 1, "run"),
     ]
-    assert "line 5 is not a JSON object" in capsys.readouterr().err
+    assert "line 6 is not a JSON object" in capsys.readouterr().err
 
 
 def test_nothing_runs_when_everything_is_recorded(tmp_path, monkeypatch, capsys):
