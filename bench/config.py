@@ -268,6 +268,13 @@ class RunConfig:
         return args
 
 
+def triton_interpret_requested() -> bool:
+    """TRITON_INTERPRET read as Triton reads it (1, true, on, yes, y; any case): Triton's
+    kernels then run on the CPU through its interpreter. (kernels.availability knows
+    whether they really were built so; importing it here would import triton.)"""
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes", "y")
+
+
 def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None = None) -> str:
     """Resolve `--device auto` and reject combinations the device cannot run.
 
@@ -295,7 +302,7 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
     if cfg.kernels == "triton":
         if importlib.util.find_spec("triton") is None:
             raise ConfigError("--kernels triton needs the triton package, which is not installed")
-        if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        if device_type == "cpu" and not triton_interpret_requested():
             raise ConfigError(
                 "--kernels triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
                 "interpreter on the CPU (slow: for tests); or use --kernels torch"

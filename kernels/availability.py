@@ -62,7 +62,8 @@ def _interpreter_problem() -> str | None:
 
 
 def _interpret_env_set() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
+    # as Triton reads it (getenv_bool)
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes", "y")
 
 
 def _no_device_message() -> str:

@@ -252,8 +252,8 @@ def bn_stats_partial_kernel(
 def bn_stats_finalize_kernel(
     part_ptr,
     P,
-    x_ptr,
-    sc,
+    shift_ptr,
+    shift_stride,
     C,
     w_ptr,
     b_ptr,
@@ -264,7 +264,6 @@ def bn_stats_finalize_kernel(
     merged_ptr,
     momentum,
     eps,
-    HAS_SHIFT: tl.constexpr,
     HAS_W: tl.constexpr,
     HAS_B: tl.constexpr,
     UPDATE_RUNNING: tl.constexpr,
@@ -278,10 +277,11 @@ def bn_stats_finalize_kernel(
 
     Uses the multi-way form of Chan's formula: ``n = sum n_p``,
     ``mean = sum n_p mean_p / n``, ``M2 = sum (M2_p + n_p (mean_p - mean)^2)``.
-    ``HAS_SHIFT``: the partial means are relative to ``K = x[0, c, 0]`` (same-process
-    partials); without it they are absolute (the cross-rank merge of SyncBN).
-    ``MERGE_ONLY`` writes ``merged`` (``[3, C]``: count, mean, M2) and stops there (the
-    local half of SyncBN); otherwise this finalizes (``_finalize_channels``). This kernel
+    The partial means are relative to the channel's shift ``K``, read at ``shift_ptr + c *
+    shift_stride``: ``x[0, c, 0]`` for one process's partials, or the common ``K`` the
+    ranks of SyncBN rebased their rows onto (kernels/sync.py).
+    ``MERGE_ONLY`` writes ``merged`` (``[4, C]``: count, mean - K, M2, K) and stops there
+    (the local half of SyncBN); otherwise this finalizes (``_finalize_channels``). This kernel
     is the only one that writes running statistics; it is not autotuned, so it runs
     exactly once per call.
     """
@@ -310,14 +310,13 @@ def bn_stats_finalize_kernel(
         m2p = tl.load(part_ptr + 2 * P * C + off, mask=m, other=0.0).to(acc_ty)
         d = mu - mean_p[None, :]
         m2 += tl.sum(m2p + cnt * d * d, axis=0)
-    if HAS_SHIFT:
-        shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
-    else:
-        shift = tl.zeros([BLOCK_C], dtype=acc_ty)
+    shift_off = tl.cast(cs, tl.int64) * shift_stride
+    shift = tl.load(shift_ptr + shift_off, mask=cmask, other=0.0).to(acc_ty)
     if MERGE_ONLY:
         tl.store(merged_ptr + cs, n, mask=cmask)
-        tl.store(merged_ptr + C + cs, shift + mean_p, mask=cmask)
+        tl.store(merged_ptr + C + cs, mean_p, mask=cmask)
         tl.store(merged_ptr + 2 * C + cs, m2, mask=cmask)
+        tl.store(merged_ptr + 3 * C + cs, shift, mask=cmask)
     else:
         _finalize_channels(
             n, mean_p, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,

@@ -148,7 +148,7 @@ def launch_stats_finalize(
     view: ChannelView,
     stats: torch.Tensor,
     *,
-    shifted: bool,
+    shift: Optional[torch.Tensor] = None,
     weight: Optional[torch.Tensor] = None,
     bias: Optional[torch.Tensor] = None,
     running_mean: Optional[torch.Tensor] = None,
@@ -158,11 +158,15 @@ def launch_stats_finalize(
     eps: float = 1e-5,
     merged: Optional[torch.Tensor] = None,
 ) -> None:
-    """Merge ``part`` into ``stats`` (and update running stats), or into ``merged`` [3, C]."""
+    """Merge ``part`` into ``stats`` (and update running stats), or into ``merged`` [4, C].
+
+    ``part``'s means are relative to ``shift`` (C,), by default the channel's first
+    element ``x[0, c, 0]``, the shift ``launch_stats_partial`` uses."""
     update = running_mean is not None
+    shift_source, shift_stride = (x, view.sc) if shift is None else (shift, 1)
     if _launchable(x):
         wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, FINALIZE_BLOCK_C),)](
-            part, part.shape[1], x, view.sc, view.c,
+            part, part.shape[1], shift_source, shift_stride, view.c,
             x if weight is None else weight,
             x if bias is None else bias,
             x if running_mean is None else running_mean,
@@ -170,7 +174,7 @@ def launch_stats_finalize(
             x if num_batches_tracked is None else num_batches_tracked,
             stats, x if merged is None else merged,
             0.0 if momentum is None else float(momentum), float(eps),
-            HAS_SHIFT=shifted, HAS_W=weight is not None, HAS_B=bias is not None,
+            HAS_W=weight is not None, HAS_B=bias is not None,
             UPDATE_RUNNING=update, FACTOR_FROM_NBT=update and momentum is None,
             MERGE_ONLY=merged is not None,
             BLOCK_C=FINALIZE_BLOCK_C, BLOCK_P=FINALIZE_BLOCK_P, FP64=x.dtype == torch.float64,
@@ -335,7 +339,7 @@ def _forward_op(
         return y, stats
     part = launch_stats_partial(x, view, plan)
     launch_stats_finalize(
-        part, x, view, stats, shifted=True, weight=weight, bias=bias,
+        part, x, view, stats, weight=weight, bias=bias,
         running_mean=running_mean if update else None,
         running_var=running_var if update else None,
         num_batches_tracked=num_batches_tracked if factor_from_nbt else None,
@@ -467,6 +471,23 @@ def _check_vector(name: str, t: Optional[torch.Tensor], x: torch.Tensor) -> None
         raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
 
 
+def unit_stride_vectors(*vectors: Optional[torch.Tensor]) -> list[Optional[torch.Tensor]]:
+    """The kernels index per-channel vectors as ``ptr + c``; ``F.batch_norm`` takes any
+    strides (a column of a matrix, an expanded scalar), so strided ones are packed first.
+    Contiguous ones (every module's) are passed through as they are."""
+    return [t if t is None or t.is_contiguous() else t.contiguous() for t in vectors]
+
+
+def copy_back_running_stats(
+    given: tuple[Optional[torch.Tensor], ...], used: list[Optional[torch.Tensor]]
+) -> None:
+    """Running statistics updated in packed copies (``unit_stride_vectors``) go back to
+    the caller's tensors."""
+    for original, packed in zip(given, used, strict=True):
+        if original is not None and packed is not original:
+            original.copy_(packed)
+
+
 def check_arguments(
     x: torch.Tensor,
     running_mean: Optional[torch.Tensor],
@@ -476,8 +497,13 @@ def check_arguments(
     training: bool,
     momentum: Optional[float],
     num_batches_tracked: Optional[torch.Tensor],
+    *,
+    local_part_of_batch: bool = False,
 ) -> None:
-    """Validate the functional's arguments; raise ValueError/TypeError with what is allowed."""
+    """Validate the functional's arguments; raise ValueError/TypeError with what is allowed.
+
+    ``local_part_of_batch``: x is one rank's share of a SyncBN batch, whose values per
+    channel are counted over all ranks (kernels/sync.py), not here."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input must be a tensor, got {type(x).__name__}")
     if x.dim() < 2:
@@ -515,11 +541,17 @@ def check_arguments(
             "momentum=None (cumulative moving average) needs num_batches_tracked to "
             "weight each batch by 1/num_batches_tracked; pass the module's counter"
         )
-    if training and x.shape[0] * math.prod(x.shape[2:]) == 1:
-        # The message is torch.nn.functional.batch_norm's (_verify_batch_size).
-        raise ValueError(
-            f"Expected more than 1 value per channel when training, got input size {x.size()}"
-        )
+    if training and not local_part_of_batch and values_per_channel(x) == 1:
+        raise ValueError(one_value_per_channel_message(x.size()))
+
+
+def values_per_channel(x: torch.Tensor) -> int:
+    return x.shape[0] * math.prod(x.shape[2:])
+
+
+def one_value_per_channel_message(size) -> str:
+    # torch.nn.functional.batch_norm's message (_verify_batch_size)
+    return f"Expected more than 1 value per channel when training, got input size {size}"
 
 
 def batch_norm_leaky_relu(
@@ -567,8 +599,12 @@ def batch_norm_leaky_relu(
     """
     check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
                     num_batches_tracked)  # fmt: skip
-    return _BatchNormLeakyReLUFunction.apply(
-        x, weight, bias, running_mean, running_var, num_batches_tracked,
+    w, b, rm, rv = unit_stride_vectors(weight, bias, running_mean, running_var)
+    y = _BatchNormLeakyReLUFunction.apply(
+        x, w, b, rm, rv, num_batches_tracked,
         bool(training), None if momentum is None else float(momentum), float(eps),
         float(negative_slope), int(_split),
     )  # fmt: skip
+    if training:
+        copy_back_running_stats((running_mean, running_var), [rm, rv])
+    return y

@@ -1,10 +1,10 @@
 """Cross-process BatchNorm + LeakyReLU (SyncBatchNorm semantics) on the fused kernels.
 
-Forward, per rank: partial statistics -> merged local ``(count, mean, M2)`` ``[3, C]``
--> ``all_gather`` over the process group -> the same finalize kernel merges the
-``world_size`` rows with Chan's formula (global count, mean, biased var for
-normalising, unbiased var for running_var) -> apply. The result equals single-process
-BatchNorm over the concatenated batch.
+Forward, per rank: partial statistics -> merged local ``(count, mean - K, M2, K)``
+``[4, C]`` -> ``all_gather`` over the process group -> rows rebased onto one shift K ->
+the same finalize kernel merges the ``world_size`` rows with Chan's formula (global
+count, mean, biased var for normalising, unbiased var for running_var) -> apply. The
+result equals single-process BatchNorm over the concatenated batch.
 
 Backward, per rank: local ``sum g`` and ``sum g * xhat`` -> ``all_reduce`` (SUM) -> dx
 with the global count. ``dweight`` and ``dbias`` are returned *local*, as
@@ -25,12 +25,16 @@ from kernels import availability
 from kernels.ops import (
     batch_norm_leaky_relu,
     check_arguments,
+    copy_back_running_stats,
     launch_apply,
     launch_bwd_finalize,
     launch_bwd_partial,
     launch_dx,
     launch_stats_finalize,
     launch_stats_partial,
+    one_value_per_channel_message,
+    unit_stride_vectors,
+    values_per_channel,
 )
 from kernels.plan import channel_view, like_layout, make_plan
 
@@ -65,17 +69,28 @@ class _SyncBatchNormLeakyReLUFunction(torch.autograd.Function):
         plan = make_plan(view, xv.device, interpreted=availability.INTERPRETED, split=split)
         y = torch.empty_like(xv)
         stats = xv.new_empty((6, view.c), dtype=acc)
-        merged = xv.new_zeros((3, view.c), dtype=acc)
+        merged = xv.new_zeros((4, view.c), dtype=acc)  # count, mean - K, M2, K
         if xv.numel() > 0:
             part = launch_stats_partial(xv, view, plan)
-            launch_stats_finalize(part, xv, view, stats, shifted=True, merged=merged)
+            launch_stats_finalize(part, xv, view, stats, merged=merged)
         world = _world_size(process_group)
         gathered = [torch.empty_like(merged) for _ in range(world)]
         dist.all_gather(gathered, merged, group=process_group)
-        rows = torch.stack(gathered, dim=1).contiguous()  # [3, world, C]: count, mean, M2
+        rows = torch.stack(gathered, dim=1)  # [4, world, C]
+        if view.c and values_per_channel(xv) <= 1 and int(rows[0, :, 0].sum()) == 1:
+            # Only a rank holding at most one value per channel reads the global count
+            # (a host sync): the whole batch may still have enough, as in nn.SyncBatchNorm.
+            raise ValueError(one_value_per_channel_message(x.size()))
+        # Every rank's mean is rebased onto one common shift K, the first non-empty rank's
+        # (no host sync), before the merge: mean_r - K = (mean_r - K_r) + (K_r - K), where
+        # K_r - K is exact for nearby values (Sterbenz), so a large mean with a small spread
+        # keeps its digits as in one process (kernels/batchnorm_leaky_relu_kernels.py).
+        first = (rows[0] > 0).to(torch.int8).argmax(dim=0, keepdim=True)  # [1, C]
+        shift = rows[3].gather(0, first).squeeze(0)
+        part = torch.stack((rows[0], rows[1] + (rows[3] - shift), rows[2])).contiguous()
         update = running_mean is not None
         launch_stats_finalize(
-            rows, xv, view, stats, shifted=False, weight=weight, bias=bias,
+            part, xv, view, stats, shift=shift, weight=weight, bias=bias,
             running_mean=running_mean, running_var=running_var,
             num_batches_tracked=num_batches_tracked if update and momentum is None else None,
             momentum=momentum, eps=eps,
@@ -145,18 +160,22 @@ def sync_batch_norm_leaky_relu(
 
     Under torch.compile the synchronised path is a graph break: it runs eagerly.
     """
+    synced = training and _world_size(process_group) > 1
     check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
-                    num_batches_tracked)  # fmt: skip
-    if not training or _world_size(process_group) == 1:
+                    num_batches_tracked, local_part_of_batch=synced)  # fmt: skip
+    if not synced:
         return batch_norm_leaky_relu(
             x, running_mean, running_var, weight, bias, training, momentum, eps,
             negative_slope, num_batches_tracked=num_batches_tracked, _split=_split,
         )  # fmt: skip
-    return _synced(
-        x, weight, bias, running_mean, running_var, num_batches_tracked,
+    w, b, rm, rv = unit_stride_vectors(weight, bias, running_mean, running_var)
+    y = _synced(
+        x, w, b, rm, rv, num_batches_tracked,
         None if momentum is None else float(momentum), float(eps), float(negative_slope),
         process_group, int(_split),
     )  # fmt: skip
+    copy_back_running_stats((running_mean, running_var), [rm, rv])
+    return y
 
 
 @torch.compiler.disable(reason="collectives inside an autograd.Function")

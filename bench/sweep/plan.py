@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench import compare
-from bench.config import CUDA_ONLY_PRECISIONS, ConfigError, RunConfig, check_device
+from bench.config import (
+    CUDA_ONLY_PRECISIONS,
+    ConfigError,
+    RunConfig,
+    check_device,
+    triton_interpret_requested,
+)
 from bench.records import read_records
 from bench.variants import COMPILE_MODES_WITH_CUDA_GRAPHS, VARIANTS
 
@@ -151,7 +157,7 @@ def detect_machine(device: str = "auto") -> Machine:
         gpu_count=gpus,
         cpu_cores=cores,
         triton_installed=importlib.util.find_spec("triton") is not None,
-        triton_interpret=os.environ.get("TRITON_INTERPRET") == "1",
+        triton_interpret=triton_interpret_requested(),
     )
 
 

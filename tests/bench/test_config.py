@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bench.cli import main
-from bench.config import ConfigError, RunConfig, check_device
+from bench.config import ConfigError, RunConfig, check_device, triton_interpret_requested
 
 
 @pytest.mark.parametrize(
@@ -205,3 +205,22 @@ def test_more_processes_than_gpus_is_refused(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     with pytest.raises(ConfigError, match="8 processes"):
         check_device(RunConfig(device="cuda"), cuda_available=True, cuda_devices=4)
+
+
+@pytest.mark.parametrize(
+    ("value", "requested"),
+    [("1", True), ("true", True), ("ON", True), (" yes ", True), ("y", True), ("0", False),
+     ("false", False), ("", False), (None, False)],
+)  # fmt: skip
+def test_triton_interpret_is_read_as_triton_reads_it(monkeypatch, value, requested):
+    if value is None:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    else:
+        monkeypatch.setenv("TRITON_INTERPRET", value)
+    assert triton_interpret_requested() is requested
+    cfg = RunConfig(kernels="triton")
+    if requested:
+        assert check_device(cfg, cuda_available=False) == "cpu"
+    else:
+        with pytest.raises(ConfigError, match="TRITON_INTERPRET=1"):
+            check_device(cfg, cuda_available=False)

@@ -31,7 +31,8 @@ SCRIPT = textwrap.dedent(
     from triton.compiler import ASTSource
     import kernels.batchnorm_leaky_relu_kernels as K
 
-    INTS = {"C", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P"}
+    INTS = {"C", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
+            "shift_stride"}
     FLOATS = {"momentum", "eps", "slope", "count"}
     DATA = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}
 
@@ -52,7 +53,7 @@ SCRIPT = textwrap.dedent(
 
     FLAGS = {
         "bn_stats_partial_kernel": {},
-        "bn_stats_finalize_kernel": dict(HAS_SHIFT=True, HAS_W=True, HAS_B=True,
+        "bn_stats_finalize_kernel": dict(HAS_W=True, HAS_B=True,
             UPDATE_RUNNING=True, FACTOR_FROM_NBT=True, MERGE_ONLY=False, BLOCK_P=32),
         "bn_apply_kernel": dict(EVAL=False, HAS_W=True, HAS_B=True, INC_NBT=True),
         "bn_fwd_fused_kernel": dict(HAS_W=True, HAS_B=True, UPDATE_RUNNING=True,
@@ -67,7 +68,7 @@ SCRIPT = textwrap.dedent(
         ("bf16", {"ss": 1}, 8, 256), ("fp32", {"sc": 1}, 64, 32), ("fp64", {"ss": 1}, 4, 64),
     ]
     EXTRA = [("bn_apply_kernel", dict(EVAL=True, HAS_W=False, HAS_B=False, INC_NBT=False)),
-             ("bn_stats_finalize_kernel", dict(HAS_SHIFT=False, HAS_W=False, HAS_B=False,
+             ("bn_stats_finalize_kernel", dict(HAS_W=False, HAS_B=False,
               UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=32)),
              ("bn_bwd_fused_kernel", dict(TRAINING=False, REDUCE=True, DX_IN_REDUCE=True,
               DX_AFTER=False, HAS_DW=True, HAS_DB=False))]

@@ -438,6 +438,40 @@ def test_odd_layout_is_copied_and_still_correct():
     torch.testing.assert_close(p["running_var"].double(), pr["running_var"])
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_strided_parameters_and_running_stats_read_and_update_the_right_elements(training):
+    """F.batch_norm takes per-channel vectors of any strides: columns of a matrix here, an
+    expanded scalar for the bias. Read at the wrong elements, or written into the
+    neighbouring column, they would give other values."""
+    c = 5
+    x = make_input((4, c, 3, 3), "nchw", torch.float32)
+    gen = torch.Generator().manual_seed(3)
+    variances = torch.rand((c, 2), generator=gen).to(DEVICE) + 0.5  # running_var | unused
+    means = torch.randn((c, 2), generator=gen).to(DEVICE)  # running_mean | untouched
+    weight = (torch.rand(c, generator=gen) + 0.5).to(DEVICE).requires_grad_(True)
+    strided_weight = torch.stack((weight, weight), dim=1)[:, 0]  # stride 2, differentiable
+    bias = torch.full((1,), 0.25, device=DEVICE).expand(c)  # stride 0
+    rm, rv = means[:, 0], variances[:, 0]
+    assert not (strided_weight.is_contiguous() or bias.is_contiguous() or rm.is_contiguous())
+    rm_ref, rv_ref = rm.double().clone(), rv.double().clone()
+    neighbours = means[:, 1].clone()
+    xo, xr = x.clone().requires_grad_(True), x.double().clone().requires_grad_(True)
+    y = kernels.batch_norm_leaky_relu(xo, rm, rv, strided_weight, bias, training, 0.1, 1e-5, 0.2)
+    wr = weight.detach().double().requires_grad_(True)
+    yr = batch_norm_leaky_relu_reference(
+        xr, rm_ref, rv_ref, wr, bias.double(), training, 0.1, 1e-5, 0.2
+    )
+    dy = torch.randn(x.shape, generator=gen).to(DEVICE)
+    y.backward(dy)
+    yr.backward(dy.double())
+    torch.testing.assert_close(y.double(), yr, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(xo.grad.double(), xr.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(weight.grad.double(), wr.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rm.double(), rm_ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rv.double(), rv_ref, atol=1e-6, rtol=1e-6)
+    assert torch.equal(means[:, 1], neighbours)
+
+
 def test_empty_batch_leaves_running_stats_and_counts_the_batch():
     x = torch.empty((0, 3, 4, 4), device=DEVICE)
     p = make_params(3, affine=True, track=True)

@@ -129,3 +129,60 @@ def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, spli
         torch.testing.assert_close(r["state"]["running_mean"].double(), rm, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(r["state"]["running_var"].double(), rv, atol=1e-5, rtol=1e-5)
         assert int(r["state"]["num_batches_tracked"]) == int(nbt) == 5
+
+
+EDGE_WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    import torch.distributed as dist
+    import kernels
+
+    out_dir = sys.argv[1]
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    data = torch.load(f"{out_dir}/inputs.pt")
+    results = {}
+    for name in ("one_value", "large_mean"):
+        x = data[name].chunk(2)[rank].clone()
+        c = x.shape[1]
+        rm, rv = torch.zeros(c), torch.ones(c)
+        results[name] = kernels.sync_batch_norm_leaky_relu(x, rm, rv, None, None, True, 1.0,
+                                                           1e-5, 0.2)
+        results[name + "_running"] = (rm, rv)
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+    """
+)
+
+
+def test_whole_batch_decides_values_per_channel_and_a_large_mean_keeps_its_digits(tmp_path):
+    """One value per channel on each rank is a valid batch of two (nn.SyncBatchNorm's
+    rule); a mean of 1e4 with a spread of 1e-2 is normalised as exactly as in one process:
+    every rank's mean is merged around one common shift, not rounded to fp32 first."""
+    gen = torch.Generator().manual_seed(5)
+    inputs = {
+        "one_value": torch.randn((2, 4), generator=gen),
+        "large_mean": (1e4 + 1e-2 * torch.randn((4, 3, 4, 4), generator=gen, dtype=torch.float64)),
+    }
+    torch.save({k: v.float() for k, v in inputs.items()}, tmp_path / "inputs.pt")
+    (tmp_path / "worker.py").write_text(EDGE_WORKER)
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
+        str(tmp_path / "worker.py"), str(tmp_path),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for name, atol in (("one_value", 1e-5), ("large_mean", 1e-4)):
+        x = inputs[name].float().double()
+        c = x.shape[1]
+        rm, rv = torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)
+        ref = batch_norm_leaky_relu_reference(x, rm, rv, None, None, True, 1.0, 1e-5, 0.2)
+        y = torch.cat([r[name] for r in ranks]).double()
+        torch.testing.assert_close(y, ref, atol=atol, rtol=0)
+        for r in ranks:
+            torch.testing.assert_close(r[name + "_running"][1].double(), rv, rtol=1e-4, atol=0)
