@@ -24,7 +24,7 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from bench.config import ConfigError
+from bench.config import ConfigError, RunConfig
 from bench.records import read_records
 from bench.timing import percentile
 from bench.variants import VARIANTS
@@ -66,7 +66,7 @@ class Row:
     batch_size: int  # per process
     precision: str
     world_size: int
-    workload: str  # loss and step count: runs that trained differently are not repeats
+    workload: str  # loss, steps and WORKLOAD_FIELDS: runs that trained differently are not repeats
     variant: str
     repeat: int
     seed: int  # config.seed: repeats of one seed are pooled, seeds are the parity samples
@@ -98,6 +98,35 @@ def environment_label(env: dict) -> str:
     return f"{env.get('device_name') or '?'} · torch {env.get('torch') or '?'}"
 
 
+# RunConfig fields besides the point's (model, data, batch, precision, processes, variant)
+# and the loss and steps that change what a run trains or how fast it runs: records that
+# differ in one are not repeats of one measurement (compare) nor the same sweep run
+# (resume). Labels for the workload text; a field at RunConfig's default is not named.
+WORKLOAD_FIELDS = {
+    "warmup_steps": "warm-up",
+    "profile_steps": "profiled",
+    "n_critic": "n_critic",
+    "lr": "lr",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "latent_dim": "latent",
+    "channels": "channels",
+    "sync_bn": "sync-bn",
+    "target_fd": "target FD",
+    "cudnn_benchmark": "cudnn.benchmark",
+}
+
+
+def workload(cfg: dict) -> str:
+    """How a record's run trained, as text: "non-saturating, 20 steps, warm-up 3"."""
+    parts = [str(cfg.get("loss") or "?"), f"{cfg.get('steps') or '?'} steps"]
+    for name, label in WORKLOAD_FIELDS.items():
+        value = cfg.get(name, getattr(RunConfig, name))
+        if value != getattr(RunConfig, name):
+            parts.append(f"{label} {value}")
+    return ", ".join(parts)
+
+
 def record_world_size(record: dict) -> int | None:
     """Processes of a record's run: what the run resolved, else what was asked for."""
     run = record.get("run") or {}
@@ -116,48 +145,76 @@ def record_variant(record: dict) -> str:
     return run.get("variant") or cfg.get("variant") or "custom"
 
 
-def to_row(record: dict, source: str) -> Row | None:
-    """A Row for a record, or None when it lacks the fields a comparison needs."""
+def record_point(record: dict) -> tuple[str, str, int, str, int, str] | None:
+    """(model, dataset, batch size, precision, world size, variant) of a record, or None
+    when a field is missing or of the wrong type (a hand-edited or garbled line)."""
     cfg = record.get("config")
-    env = record.get("environment")
-    if not isinstance(cfg, dict) or not isinstance(env, dict):
+    if not isinstance(cfg, dict) or not isinstance(record.get("environment"), dict):
         return None
+    names = [cfg.get(k) for k in ("model", "dataset", "precision")]
+    batch = cfg.get("batch_size")
     world = record_world_size(record)
-    if world is None or not all(
-        cfg.get(k) is not None for k in ("model", "dataset", "batch_size", "precision")
+    variant = record_variant(record)
+    if (
+        not all(isinstance(n, str) for n in names)
+        or not _whole_number(batch)
+        or world is None
+        or not isinstance(variant, str)
     ):
         return None
+    model, dataset, precision = names
+    return model, dataset, batch, precision, world, variant
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def to_row(record: dict, source: str) -> Row | None:
+    """A Row for a record, or None when it lacks the fields a comparison needs."""
+    point = record_point(record)
     metrics = record.get("metrics") or {}
+    if point is None or not isinstance(metrics, dict):
+        return None
+    cfg, env = record["config"], record["environment"]
+    model, dataset, batch, precision, world, variant = point
     cuda = env.get("device_type") == "cuda"
     # GPU: tensors the caching allocator handed out (what a batch costs); CPU: the process's
     # peak resident set, interpreter and libraries included, so CPU ratios sit near 1.
     memory_kind = "peak_allocated_mib" if cuda else "peak_rss_mib"
     quality = record.get("quality")
+    status, reason = record.get("status"), record.get("reason")
     return Row(
         environment=environment_label(env),
-        device_type=env.get("device_type") or "?",
-        model=cfg["model"],
-        dataset=cfg["dataset"],
-        batch_size=cfg["batch_size"],
-        precision=cfg["precision"],
+        device_type=str(env.get("device_type") or "?"),
+        model=model,
+        dataset=dataset,
+        batch_size=batch,
+        precision=precision,
         world_size=world,
-        workload=f"{cfg.get('loss') or '?'}, {cfg.get('steps') or '?'} steps",
-        variant=record_variant(record),
-        repeat=cfg.get("repeat") or 0,
-        seed=_seed(cfg),
-        status=record.get("status") or "?",
-        reason=record.get("reason"),
+        workload=workload(cfg),
+        variant=variant,
+        repeat=record_repeat(cfg),
+        seed=record_seed(cfg),
+        status=status if isinstance(status, str) else "?",
+        reason=reason if isinstance(reason, str) else None,
         images_per_s=_number(metrics.get("images_per_s")),
         mfu=_number(metrics.get("mfu")),
         memory_mib=_number(metrics.get(memory_kind)),
         memory_kind=memory_kind,
         quality=quality if isinstance(quality, dict) else None,
-        sample_grid_path=metrics.get("sample_grid_path"),
+        sample_grid_path=grid if isinstance(grid := metrics.get("sample_grid_path"), str) else None,
         source=source,
     )
 
 
-def _seed(cfg: dict) -> int:
+def record_repeat(cfg: dict) -> int:
+    """Which repeat of a sweep point the run was (0 for a run made by hand)."""
+    repeat = cfg.get("repeat")
+    return repeat if _whole_number(repeat) else 0
+
+
+def record_seed(cfg: dict) -> int:
     """The run's seed; a record without one ran with RunConfig's default, 0."""
     seed = cfg.get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
@@ -191,7 +248,10 @@ def load_rows(paths: list[str]) -> list[Row]:
                     continue
                 row = to_row(record, path)
                 if row is None:
-                    _warn(f"{path} line {line_no} lacks config/environment fields; skipped")
+                    _warn(
+                        f"{path} line {line_no} lacks fields compare needs (or garbles them); "
+                        "skipped"
+                    )
                     continue
                 rows.append(row)
         except (OSError, UnicodeDecodeError) as err:
@@ -1066,6 +1126,15 @@ def print_table(comparison: Comparison, console=None) -> None:
             console.print(scale)
 
 
+def check_baseline(rows: list[Row], baseline: str) -> None:
+    """ConfigError, naming the variants present, when no record ran `baseline`."""
+    if not any(row.variant == baseline for row in rows):
+        present = sorted({row.variant for row in rows}, key=lambda n: _variant_order(n, baseline))
+        raise ConfigError(
+            f"--baseline {baseline!r} matches no record; variants present: {', '.join(present)}"
+        )
+
+
 def compare_command(
     paths: list[str],
     baseline: str = "eager",
@@ -1083,11 +1152,7 @@ def compare_command(
     rows = load_rows(paths)
     if not rows:
         raise ConfigError(f"no usable records in {', '.join(paths)}")
-    if not any(row.variant == baseline for row in rows):
-        present = sorted({row.variant for row in rows}, key=lambda n: _variant_order(n, baseline))
-        raise ConfigError(
-            f"--baseline {baseline!r} matches no record; variants present: {', '.join(present)}"
-        )
+    check_baseline(rows, baseline)
     comparison = summarise(rows, baseline)
     if fmt == "table":
         print_table(comparison)

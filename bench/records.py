@@ -86,14 +86,17 @@ def append_record(path: str, record: dict) -> None:
 
 
 def read_records(path: str) -> Iterator[tuple[int, dict | None]]:
-    """Yield (line number, record or None for a line that is not a JSON object)."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    """Yield (line number, record or None for a line that is not a JSON object).
+
+    Lines are decoded one by one, so a line cut or garbled into invalid UTF-8 (a disk
+    filling up, a bad copy) is one bad line, not an unreadable file."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
+                obj = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 yield number, None
                 continue
             yield number, obj if isinstance(obj, dict) else None

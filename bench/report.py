@@ -67,12 +67,13 @@ def _variants(comparison: compare.Comparison, groups: list[compare.Group]) -> li
 
 
 def _per_batch_figure(plt, comparison, groups, value, ylabel, title) -> object | None:
-    """One panel per model × precision, a line per (variant, dataset) over batch size, at
-    the smallest world size measured for that model (1 when present)."""
+    """One panel per model × precision, a line per (variant, dataset, workload) over batch
+    size, at the smallest world size measured for that model (1 when present)."""
     panels = _panels(groups)
     colors = _colors(_variants(comparison, groups))
     # synthetic first: it draws solid lines, real data sets dashed ones
     datasets = sorted({g.dataset for g in groups}, key=lambda d: (d != "synthetic", d))
+    several_workloads = len({g.workload for g in groups}) > 1
     fig, axes = _figure(plt, len(panels))
     drawn = False
     for ax, (model, precision) in zip(axes, panels, strict=False):
@@ -86,12 +87,14 @@ def _per_batch_figure(plt, comparison, groups, value, ylabel, title) -> object |
             for s in group.variants:
                 y = value(group, s)
                 if y is not None:
-                    lines[(s.variant, group.dataset)].append((group.batch_size, y, s))
-        for (variant, dataset), pts in sorted(lines.items()):
+                    key = (s.variant, group.dataset, group.workload)
+                    lines[key].append((group.batch_size, y, s))
+        for (variant, dataset, workload), pts in sorted(lines.items()):
             pts.sort(key=lambda p: p[0])
             xs = [p[0] for p in pts]
             ys = [p[1] for p in pts]
             label = variant if len(datasets) == 1 else f"{variant} · {dataset}"
+            label += f" · {workload}" if several_workloads else ""
             k = datasets.index(dataset)
             style, marker = ("-", "o") if k == 0 else ("--", "osD^v<>"[k % 7])
             ax.plot(xs, ys, style, marker=marker, color=colors[variant], label=label)
@@ -140,25 +143,27 @@ def _memory(group, s):
 
 
 def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
-    """Throughput against world size, a line per (variant, batch, dataset) measured at two
-    or more sizes, with its ideal N × throughput(1) dashed."""
+    """Throughput against world size, a line per (variant, batch, dataset, workload)
+    measured at two or more sizes, with its ideal N × throughput(1) dashed."""
     if not scaling:
         return None
     panels = sorted({(r.model, r.precision) for r in scaling})
     colors = _colors(_variants(comparison, groups))
     fig, axes = _figure(plt, len(panels))
     markers = "osD^v<>p*h"
+    several_workloads = len({r.workload for r in scaling}) > 1
     for ax, (model, precision) in zip(axes, panels, strict=False):
         series: dict[tuple, list] = defaultdict(list)
         for r in scaling:
             if r.model == model and r.precision == precision:
-                series[(r.variant, r.batch_size, r.dataset)].append(r)
-        for n, ((variant, batch, dataset), rows) in enumerate(sorted(series.items())):
+                series[(r.variant, r.batch_size, r.dataset, r.workload)].append(r)
+        for n, ((variant, batch, dataset, workload), rows) in enumerate(sorted(series.items())):
             rows.sort(key=lambda r: r.world_size)
             xs = [r.world_size for r in rows]
             ys = [r.images_per_s for r in rows]
             color = colors[variant]
             label = f"{variant} b{batch}" + (f" · {dataset}" if dataset != "synthetic" else "")
+            label += f" · {workload}" if several_workloads else ""
             ax.plot(xs, ys, "-", marker=markers[n % len(markers)], color=color, label=label)
             single = next((r.images_per_s for r in rows if r.world_size == 1), None)
             if single:
@@ -219,6 +224,7 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
     rows = compare.load_rows(paths)
     if not rows:
         raise ConfigError(f"no usable records in {', '.join(paths)}")
+    compare.check_baseline(rows, baseline)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"--out-dir {out_dir!r} exists and is not a directory")
     comparison = compare.summarise(rows, baseline)

@@ -319,10 +319,11 @@ def plan_runs(
     # This machine's environment is only needed to match recorded runs (on CUDA it costs a
     # child process).
     environment = spec.environment_key() if done else ()
+    workload = spec_workload(spec)
     runs = []
     for repeat, seed, point in itertools.product(range(spec.repeats), spec.seeds, points):
         reason = reasons[point]
-        key = run_key(point, repeat, spec.steps, environment, seed)
+        key = run_key(point, repeat, workload, environment, seed)
         if (key, "ok") in done or (reason and (key, "skipped") in done):
             runs.append(PlannedRun(point, repeat, "done", seed=seed))
         elif reason:
@@ -335,28 +336,33 @@ def plan_runs(
 # -------------------------------------------------------------------------------- resume
 
 
-def run_key(point: Point, repeat: int, steps: int, environment: tuple, seed: int = 0) -> tuple:
-    """What makes two runs the same measurement: the point, the repeat, the seed, the timed
-    steps and the environment (device name, torch version). A record without a seed ran
-    with RunConfig's default, 0, as `seed` defaults here."""
-    return (*dataclasses.astuple(point), steps, repeat, seed, *environment)
+def run_key(point: Point, repeat: int, workload: str, environment: tuple, seed: int = 0) -> tuple:
+    """What makes two runs the same measurement: the point, the repeat, the seed, the
+    workload (loss, timed and warm-up steps, and any other training field a run was given:
+    `compare.workload`) and the environment (device name, torch version). A record without
+    a seed ran with RunConfig's default, 0, as `seed` defaults here."""
+    return (*dataclasses.astuple(point), workload, repeat, seed, *environment)
+
+
+def spec_workload(spec: SweepSpec) -> str:
+    """The workload of every run of a sweep: RunConfig's defaults but for the steps."""
+    return compare.workload({"loss": RunConfig.loss, "steps": spec.steps,
+                             "warmup_steps": spec.warmup_steps})  # fmt: skip
 
 
 def record_key(record: dict) -> tuple | None:
-    """run_key of a record, or None when it lacks the fields or trained with another loss
-    than the sweep's (RunConfig's default): a run made by hand with `--loss hinge` in the
-    same results file is not a sweep point."""
-    cfg = record.get("config") or {}
-    env = record.get("environment") or {}
-    world = compare.record_world_size(record)
-    fields = [cfg.get(k) for k in ("model", "dataset", "batch_size", "precision")]
-    if world is None or any(f is None for f in fields):
+    """run_key of a record, or None when it lacks the fields (or garbles them)."""
+    point = compare.record_point(record)
+    if point is None:
         return None
-    if (cfg.get("loss") or RunConfig.loss) != RunConfig.loss:
-        return None
-    point = Point(*fields, world, compare.record_variant(record))
-    seed = cfg.get("seed") or 0
-    return run_key(point, cfg.get("repeat") or 0, cfg.get("steps"), env_key(env), seed)
+    cfg, env = record["config"], record["environment"]
+    return run_key(
+        Point(*point),
+        compare.record_repeat(cfg),
+        compare.workload(cfg),
+        env_key(env),
+        compare.record_seed(cfg),
+    )
 
 
 def env_key(env: dict) -> tuple:

@@ -5,7 +5,6 @@ environment of the machine the points run on, as each record carries it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.config import PRECISIONS, ConfigError, RunConfig
+from bench.config import PRECISIONS, ConfigError, RunConfig, check_results_path
 from bench.sweep.child import child_env
 from bench.sweep.plan import (
     Machine,
@@ -183,8 +182,7 @@ def build_spec(
             raise ConfigError(f"{flag} must be at least {low}, got {values[name]}")
     if not values["timeout_s"] > 0:
         raise ConfigError(f"--timeout-per-point must be positive, got {values['timeout_s']}")
-    if os.path.isdir(out):
-        raise ConfigError(f"--out {out!r} is a directory; give a .jsonl file path")
+    check_results_path(out)
     return SweepSpec(
         machine=machine,
         blocks=default_blocks(machine),

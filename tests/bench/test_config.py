@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -61,9 +62,21 @@ def test_missing_data_dir_is_rejected(tmp_path):
         RunConfig(dataset="cifar10", data_dir=str(tmp_path / "nowhere"))
 
 
-def test_out_must_not_be_a_directory(tmp_path):
+def test_out_must_be_a_file_records_can_be_appended_to(tmp_path):
     with pytest.raises(ConfigError, match="is a directory"):
         RunConfig(out=str(tmp_path))
+    with pytest.raises(ConfigError, match="is empty"):
+        RunConfig(out="")
+    (tmp_path / "runs.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        RunConfig(out=str(tmp_path / "runs.jsonl" / "more" / "x.jsonl"))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root may write anywhere
+        with pytest.raises(ConfigError, match="not writable"):
+            RunConfig(out=str(locked / "x.jsonl"))
+    RunConfig(out=str(tmp_path / "new" / "deeper" / "runs.jsonl"))  # folders made on write
+    RunConfig(out=str(tmp_path / "runs.jsonl"))
 
 
 def test_dcgan_trains_with_batch_one():

@@ -35,10 +35,15 @@ def test_unknown_status_is_refused(tmp_path):
 
 def test_read_records_flags_corrupt_lines_by_number(tmp_path):
     path = tmp_path / "runs.jsonl"
-    path.write_text('{"status": "ok"}\n{"status": "ok", "trunc\n\n[1, 2]\n{"status": "failed"}\n')
+    path.write_bytes(
+        b'{"status": "ok"}\n{"status": "ok", "trunc\n\n[1, 2]\n{"status": "failed"}\n'
+        b'{"status": "\xff\xfe garbled\n{"status": "ok"}\n'  # not UTF-8: one bad line
+    )
     assert list(read_records(str(path))) == [
         (1, {"status": "ok"}),
         (2, None),
         (4, None),
         (5, {"status": "failed"}),
+        (6, None),
+        (7, {"status": "ok"}),
     ]

@@ -156,3 +156,39 @@ def test_report_missing_results_is_exit_2(tmp_path, capsys):
     assert info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not out_dir.exists()
+
+
+def test_report_with_a_baseline_no_record_ran_is_exit_2(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    append_record(str(path), record("eager", 100.0, 800.0, batch=16))
+    out_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(path), "--out-dir", str(out_dir), "--baseline", "compile"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'compile' matches no record" in err and "eager" in err
+    assert not out_dir.exists()
+
+
+def test_runs_that_trained_differently_are_separate_lines(tmp_path):
+    from bench import compare, report
+
+    path = tmp_path / "r.jsonl"
+    for steps, speed in ((30, 10.0), (100, 20.0)):  # a sweep's runs and runs made by hand
+        for batch in (32, 64):
+            rec = record("eager", speed * batch, 800.0, batch=batch)
+            rec["config"]["steps"] = steps
+            append_record(str(path), rec)
+    rows = compare.load_rows([str(path)])
+    comparison = compare.summarise(rows, "eager")
+    plt = report._pyplot()
+    fig = report._per_batch_figure(plt, comparison, comparison.groups, report._throughput,
+                                   "images/s", "t")  # fmt: skip
+    (ax,) = fig.axes
+    lines = {
+        line.get_label(): list(line.get_ydata())
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")  # error bars
+    }
+    assert lines == {"eager · ?, 30 steps": [320.0, 640.0], "eager · ?, 100 steps": [640.0, 1280.0]}
+    plt.close(fig)

@@ -275,8 +275,9 @@ def test_resume_keys_differ_by_seed(tmp_path):
     assert len(done) == 2  # two seeds, two keys
     runs = plan_runs(spec.points(), spec, done)
     assert [(r.seed, r.action) for r in runs] == [(0, "run"), (1, "done"), (2, "run")]
-    key = plan.run_key(point, 0, spec.steps, ("Test CPU", "2.14.0"), 0)
-    assert key != plan.run_key(point, 0, spec.steps, ("Test CPU", "2.14.0"), 1)
+    workload = plan.spec_workload(spec)
+    key = plan.run_key(point, 0, workload, ("Test CPU", "2.14.0"), 0)
+    assert key != plan.run_key(point, 0, workload, ("Test CPU", "2.14.0"), 1)
 
 
 def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
@@ -284,7 +285,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
     spec = small_spec(batch_sizes="8,16", repeats=2, steps=5, out=str(out))
     spec._environment = dict(ENV)
 
-    def rec(batch, repeat, status="ok", steps=5, loss="non-saturating", **env):
+    def rec(batch, repeat, status="ok", steps=5, loss="non-saturating", lr=2e-4, **env):
         return {
             "schema_version": 1,
             "status": status,
@@ -297,6 +298,8 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
                 "steps": steps,
                 "repeat": repeat,
                 "loss": loss,
+                "lr": lr,
+                "warmup_steps": spec.warmup_steps,
                 "nproc": 1,
             },
             "run": {"world_size": 1, "variant": "eager"},
@@ -308,6 +311,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
         rec(8, 0),  # done
         rec(8, 1, status="failed"),  # failed: run again
         rec(8, 1, loss="hinge"),  # trained with another loss (a run by hand): not this point
+        rec(16, 0, lr=1e-3),  # or another learning rate
         rec(16, 0, steps=6),  # other steps: another measurement
         rec(16, 1, torch="2.11.0"),  # other environment
     ):
@@ -321,7 +325,7 @@ def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
         (8, 1, "run"),
         (16, 1, "run"),
     ]
-    assert "line 6 is not a JSON object" in capsys.readouterr().err
+    assert "line 7 is not a JSON object" in capsys.readouterr().err
 
 
 def test_nothing_runs_when_everything_is_recorded(tmp_path, monkeypatch, capsys):
