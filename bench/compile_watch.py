@@ -10,6 +10,7 @@ reason), so the watch listens on that logger while the run lasts.
 from __future__ import annotations
 
 import logging
+import re
 
 from bench.variants import COMPILE_MODES_WITH_CUDA_GRAPHS
 
@@ -36,6 +37,26 @@ def _guard_failures() -> dict:
     return getattr(utils, "guard_failures", {})
 
 
+_COMPILE_ID = re.compile(r"\s*\[?(\d+/\d+)")
+
+
+def _one_reason_per_recompile(failures: dict) -> list[str]:
+    """At each recompile of a frame, dynamo records why every compile of it in its cache
+    failed its guards (newest first), so k recompiles of one frame leave k(k+1)/2 reasons.
+    Each reason starts with the id of the compile it is about ("0/1: ..."), and a compile
+    fails first at the recompile that replaces it: its first reason stands for that one."""
+    reasons = []
+    for frame_reasons in failures.values():
+        seen = set()
+        for reason in map(str, frame_reasons):
+            match = _COMPILE_ID.match(reason)
+            compile_id = match.group(1) if match else reason
+            if compile_id not in seen:
+                seen.add(compile_id)
+                reasons.append(reason)
+    return reasons
+
+
 class CompileWatch:
     """Counters for one run with `compile_mode`; `close()` detaches from the logger."""
 
@@ -52,7 +73,7 @@ class CompileWatch:
     def counters(self) -> dict:
         from torch._dynamo.utils import counters
 
-        recompile_reasons = [str(r) for reasons in _guard_failures().values() for r in reasons]
+        recompile_reasons = _one_reason_per_recompile(_guard_failures())
         skips = counters["inductor"]["cudagraph_skips"]
         if self.compile_mode not in COMPILE_MODES_WITH_CUDA_GRAPHS:
             inductor_graphs = "not used by this mode"

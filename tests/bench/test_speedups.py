@@ -134,6 +134,21 @@ def test_compile_watch_counts_breaks_and_recompiles():
     assert counts["inductor_cudagraphs"] == "not used by this mode"
 
 
+def test_compile_watch_counts_each_recompile_once():
+    watch = CompileWatch("default")
+    try:
+        compiled = torch.compile(lambda x: x * 2 + 1, backend="eager", dynamic=False)
+        for dtype in (torch.float32, torch.float64, torch.int32, torch.int64):
+            compiled(torch.ones(3, dtype=dtype))  # each new dtype fails every cached guard
+        counts = watch.counters()
+    finally:
+        watch.close()
+    # dynamo keeps 1 + 2 + 3 guard-failure reasons for these 3 recompiles
+    assert counts["recompiles"] == 3
+    compile_ids = [r.split(":")[0] for r in counts["recompile_reasons"]]  # "frame/compile"
+    assert [i.split("/")[1] for i in compile_ids] == ["0", "1", "2"]
+
+
 def test_compile_watch_hears_inductors_cudagraph_skips():
     watch = CompileWatch("reduce-overhead")
     try:
