@@ -285,7 +285,9 @@ class VariantSummary:
     quality_note: str | None = None  # why deltas are missing although quality exists
     scaling_efficiency: float | None = None  # throughput(N) / (N * throughput(1))
     # PARITY_FIELDS name -> {"verdict": "within" | "outside" | None, "reason", "variant_mean",
-    # "band": [lo, hi], "seeds": shared seeds, "baseline_seeds"}; only metrics it measured
+    # "band": [lo, hi], "seeds": shared seeds, "baseline_seeds"}; only metrics it measured.
+    # A variant that diverged at a seed where the baseline trained is "outside" (its reason
+    # says so; no mean, no band; "seeds": those seeds).
     parity: dict = field(default_factory=dict)
     parity_note: str | None = None  # why a measured metric got no parity verdict
     sample_grid_paths: list = field(default_factory=list)  # (repeat, path, source) of ok runs
@@ -526,11 +528,27 @@ def quality_parity(
     the extractors differ or either side has fewer than MIN_PARITY_SEEDS seeds to judge."""
     mismatch = _quality_mismatch(summary, base) if summary.quality and base.quality else None
     parity: dict = {}
+    diverged = sorted({r.seed for r in rows if r.status == "diverged"})
     for name in PARITY_FIELDS:
+        base_values = _per_seed(base_rows, name)
+        lost = [seed for seed in diverged if seed in base_values]
+        if lost:
+            # A non-finite loss where the baseline trained at the same seed is the worst
+            # quality there is, whatever the other seeds measured.
+            parity[name] = {
+                "verdict": "outside",
+                "reason": f"diverged at seed {_seed_list(dict.fromkeys(lost))}, where "
+                f"{baseline} trained",
+                "variant_mean": None,
+                "band": None,
+                "seeds": lost,
+                "baseline_seeds": sorted(base_values),
+            }
+            continue
         values = _per_seed(rows, name)
         if not values:
             continue  # not measured (synthetic data, a failed run): nothing to judge
-        entry = _parity_entry(values, _per_seed(base_rows, name), baseline)
+        entry = _parity_entry(values, base_values, baseline)
         if mismatch:
             entry.update(verdict=None, reason=mismatch, variant_mean=None, band=None)
         parity[name] = entry
@@ -741,10 +759,14 @@ def _fmt_parity(s: VariantSummary, outside: str = "OUTSIDE") -> str:
         return "no verdict: " + "; ".join(missing)
     if verdict == "outside":
         text = f"{outside}: " + "; ".join(
-            f"{_QUALITY_SHORT[n]} {e['variant_mean']:.4g} not in "
-            f"[{e['band'][0]:.4g}, {e['band'][1]:.4g}]"
-            for n, e in entries
-            if e["verdict"] == "outside"
+            dict.fromkeys(
+                e["reason"]  # diverged
+                if e["variant_mean"] is None
+                else f"{_QUALITY_SHORT[n]} {e['variant_mean']:.4g} not in "
+                f"[{e['band'][0]:.4g}, {e['band'][1]:.4g}]"
+                for n, e in entries
+                if e["verdict"] == "outside"
+            )
         )
     else:
         seeds = min(len(e["seeds"]) for _, e in entries if e["verdict"] == "within")

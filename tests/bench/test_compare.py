@@ -498,6 +498,31 @@ def test_cli_fail_on_quality(tmp_path, capsys):
     assert run_cli("compare", str(within), "--fail-on-quality") == 0
 
 
+@pytest.mark.parametrize("diverged_seeds", [(1,), (0, 1, 2)])
+def test_a_variant_that_diverged_where_the_baseline_trained_is_outside(
+    tmp_path, capsys, diverged_seeds
+):
+    compile_runs = [
+        record("compile", seed=seed, status="diverged", dataset="mnist5k",
+               reason="non-finite loss at iteration 7")
+        if seed in diverged_seeds
+        else record("compile", seed=seed, quality=q(100.0, 0.02), dataset="mnist5k")
+        for seed in (0, 1, 2)
+    ]  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    write(path, [*seeded("eager", EAGER_FD, EAGER_KID), *compile_runs])
+    s = summarise(load_rows([str(path)]))
+    comp = variant(s, "compile")
+    assert parity_verdict(comp) == "outside"
+    assert comp.parity["fd"]["seeds"] == list(diverged_seeds)
+    md = render_markdown(s)
+    line = next(row for row in md.splitlines() if "| compile |" in row)
+    seeds = ", ".join(map(str, diverged_seeds))
+    assert f"**OUTSIDE**: diverged at seed {seeds}, where eager trained" in line
+    assert run_cli("compare", str(path), "--fail-on-quality", "--format", "csv") == 1
+    assert "compile" in capsys.readouterr().err
+
+
 def test_parity_needs_three_seeds_of_the_baseline():
     s = summarise(
         rows_of(
