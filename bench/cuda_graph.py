@@ -37,36 +37,46 @@ import torch
 EAGER_ITERATIONS_BEFORE_CAPTURE = 3
 DDP_EAGER_ITERATIONS_BEFORE_CAPTURE = 11
 MIN_NCCL_FOR_CAPTURE = (2, 9, 6)
-# DDP times its own forward and backward with CUDA events, and reads them (an event
-# synchronize, which a capture refuses) at the start of forwards 1-10 and of every 100th
-# (torch/csrc/distributed/c10d/logger.cpp, kDDPRuntimeLoggingSampleRate): the notes' 11
-# eager iterations clear the first ten; the captured iteration must miss the 100ths too.
+# DDP times its own forward and backward with CUDA events (torch/csrc/distributed/c10d:
+# reducer.cpp, logger.cpp; torch 2.11-2.14). Forward f (1-based, counted per DDP module and
+# only with grad enabled) first reads the events of forward f-1 when f-1 is in 1..10 or a
+# multiple of kDDPRuntimeLoggingSampleRate (an event synchronize, which a capture refuses),
+# then records new ones when f is in 1..10 or such a multiple: nn.parallel.DistributedDataParallel
+# ._pre_forward calls logger.set_runtime_stats_and_log() before reducer.prepare_for_forward()
+# counts the forward. The captured iteration's forwards must do neither: f >= 12 (the notes'
+# 11 eager iterations, for one forward per iteration) and f mod 100 not 0 or 1.
 DDP_LOGGING_SAMPLE_RATE = 100
+_DDP_FIRST_FORWARDS_LOGGED = 11
 
 
 def _logs_during_capture(eager: int, forwards_per_iteration: int) -> bool:
-    """Whether a DDP module called `forwards_per_iteration` times per iteration reads its
-    timing events during the iteration captured after `eager` eager ones."""
-    first, last = eager * forwards_per_iteration + 1, (eager + 1) * forwards_per_iteration
-    return first <= 10 or last // DDP_LOGGING_SAMPLE_RATE > (first - 1) // DDP_LOGGING_SAMPLE_RATE
+    """Whether a DDP module called `forwards_per_iteration` times per iteration reads or
+    records its timing events during the iteration captured after `eager` eager ones."""
+    captured = range(eager * forwards_per_iteration + 1, (eager + 1) * forwards_per_iteration + 1)
+    return any(
+        f <= _DDP_FIRST_FORWARDS_LOGGED or f % DDP_LOGGING_SAMPLE_RATE in (0, 1) for f in captured
+    )
 
 
 def eager_iterations_before_capture(world_size: int, critic_updates: int = 1) -> int:
     """Eager iterations before the capture. Under DDP, G's module runs one forward per
-    iteration and D's objective one per critic update: the count is the first from 11 on
-    after which neither runs DDP's timing read-back inside the captured iteration."""
+    iteration (with grad) and D's objective one per critic update: the count is the first
+    from 11 on after which neither logs DDP's timings inside the captured iteration.
+    ValueError when there is none (the residues mod 100 of the captured forwards repeat
+    within 100 iterations): e.g. 50 or 98 or more critic updates."""
     if world_size == 1:
         return EAGER_ITERATIONS_BEFORE_CAPTURE
-    if critic_updates >= DDP_LOGGING_SAMPLE_RATE:
-        raise ValueError(
-            f"under DDP a captured iteration of {critic_updates} critic updates always "
-            f"reaches one of DDP's every-{DDP_LOGGING_SAMPLE_RATE}th-forward timing reads, "
-            "which a CUDA graph cannot hold"
-        )
-    eager = DDP_EAGER_ITERATIONS_BEFORE_CAPTURE
-    while any(_logs_during_capture(eager, k) for k in {1, critic_updates}):
-        eager += 1
-    return eager
+    for eager in range(
+        DDP_EAGER_ITERATIONS_BEFORE_CAPTURE,
+        DDP_EAGER_ITERATIONS_BEFORE_CAPTURE + DDP_LOGGING_SAMPLE_RATE,
+    ):
+        if not any(_logs_during_capture(eager, k) for k in {1, critic_updates}):
+            return eager
+    raise ValueError(
+        f"under DDP every iteration of {critic_updates} critic updates holds a forward at "
+        f"which DDP logs its timings (each {DDP_LOGGING_SAMPLE_RATE}th and the one after), "
+        "which a CUDA graph cannot hold"
+    )
 
 
 def required_warmup_steps(world_size: int, critic_updates: int = 1) -> int:

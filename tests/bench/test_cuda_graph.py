@@ -229,23 +229,28 @@ def test_warmup_needed_before_capture():
     [
         (1, 11),  # G and D forwards 12 captured
         (5, 11),  # D forwards 56-60
-        (9, 12),  # 11 would capture D forwards 100-108: DDP reads its timers at the 100th
-        (25, 12),  # 11 would capture 276-300
-        (50, 12),  # 11: 551-600; 12: 601-650
-        (99, 100),  # 99 in a row miss a 100th only as 9901-9999
+        (9, 12),  # 11 would capture D forwards 100-108: DDP records at 100, reads at 101
+        (25, 13),  # 11: 276-300 (records at 300); 12: 301-325 (reads at 301)
+        (51, 12),  # 11: 562-612; 12: 613-663
+        (97, 33),
     ],
 )
-def test_ddp_capture_misses_ddp_timing_reads(critic_updates, eager):
+def test_ddp_capture_misses_ddp_timing_reads_and_records(critic_updates, eager):
     got = eager_iterations_before_capture(2, critic_updates)
     for forwards in (1, critic_updates):  # G's module, D's objective
         captured = range(got * forwards + 1, (got + 1) * forwards + 1)
-        assert all(n > 10 and n % 100 for n in captured)
+        # forward f reads the timings of f - 1 when f - 1 is in 1..10 or a multiple of 100,
+        # then records its own when f is in 1..10 or a multiple of 100
+        assert all(f >= 12 and f % 100 not in (0, 1) for f in captured), (forwards, got)
     assert got == eager
 
 
-def test_ddp_capture_of_a_hundred_critic_updates_is_impossible():
-    with pytest.raises(ValueError, match="100 critic updates"):
-        eager_iterations_before_capture(2, 100)
+@pytest.mark.parametrize("critic_updates", [50, 98, 99, 100])
+def test_ddp_capture_is_refused_where_every_iteration_logs(critic_updates):
+    # 50: each aligned window of 50 forwards holds a 100m or a 100m + 1; 98 or more: 98
+    # forwards in a row always do
+    with pytest.raises(ValueError, match=f"{critic_updates} critic updates"):
+        eager_iterations_before_capture(2, critic_updates)
 
 
 def test_distributed_capture_turns_nccl_async_error_handling_off(monkeypatch):
