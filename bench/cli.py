@@ -150,7 +150,7 @@ def run(
     quiet: Annotated[bool, _opt("No progress bar and no summary table.")] = _DEFAULTS["quiet"],
 ) -> None:
     """Train one GAN for a fixed number of iterations and append one record."""
-    from bench import distributed, harness, launcher  # torch is imported only when running
+    from bench import data, distributed, harness, launcher  # torch is imported only when running
 
     try:
         cfg = RunConfig(
@@ -193,16 +193,17 @@ def run(
         device_type = launcher.resolve_device(cfg)
         if cfg.inception_weights is not None:
             _check_inception_weights(cfg.inception_weights)
-        if distributed.launched_by_torchrun():
-            world = int(os.environ["WORLD_SIZE"])
-            if cfg.nproc not in (1, world):
-                raise ConfigError(
-                    f"--nproc {cfg.nproc} under torchrun, which already started {world} processes; "
-                    "leave --nproc out and use torchrun's --nproc_per_node"
-                )
-        elif cfg.nproc > 1:
+        torchrun = distributed.launched_by_torchrun()
+        world = int(os.environ["WORLD_SIZE"]) if torchrun else cfg.nproc
+        if torchrun and cfg.nproc not in (1, world):
+            raise ConfigError(
+                f"--nproc {cfg.nproc} under torchrun, which already started {world} processes; "
+                "leave --nproc out and use torchrun's --nproc_per_node"
+            )
+        data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size, world)
+        if not torchrun and cfg.nproc > 1:
             raise typer.Exit(launcher.launch(cfg))
-    except ConfigError as err:
+    except (ConfigError, data.DataError) as err:
         fail_usage(str(err))
     record = harness.execute(cfg, device_type)
     if record["status"] == "interrupted":

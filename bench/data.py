@@ -139,6 +139,28 @@ class BatchSource:
         return self.next_batch()
 
 
+def check_readable(
+    name: str, data_dir: str | os.PathLike[str] | None, batch_size: int, world_size: int
+) -> None:
+    """Read a real data set as a run will, before the run: files with the expected names
+    but not the expected contents, or too few images for one full batch per process, are
+    bad input (DataError), not a failed run. Costs one extra read of the data set (about a
+    second for the folder data sets; image folders are listed, not decoded)."""
+    check_dataset(name, data_dir)
+    if name == "synthetic":
+        return
+    if name == "image-folder":
+        tv_datasets, _ = _import_torchvision(name)
+        root = os.fspath(_expand(data_dir))
+        try:
+            count = len(tv_datasets.ImageFolder(root, allow_empty=True))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DataError(f"dataset 'image-folder': could not list {root}: {exc!r}") from exc
+    else:
+        count = len(_LOADERS[name](data_dir))
+    _check_enough(name, count, batch_size, world_size)
+
+
 def build_batch_source(
     name: str,
     *,
@@ -392,7 +414,7 @@ def _load_mnist_like(name: str, data_dir: str | os.PathLike[str]) -> torch.Tenso
     try:
         dataset = cls(root=root, train=True, download=False)
     except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
-        raise DataError(f"dataset {name!r}: could not read {root}: {exc}") from exc
+        raise DataError(f"dataset {name!r}: could not read {root}: {exc!r}") from exc
     # .data is the decoded uint8 (N, 28, 28) tensor; going through __getitem__ would make
     # a PIL image per digit.
     return dataset.data.unsqueeze(1).contiguous()
@@ -768,7 +790,7 @@ def _read_mnist_like(
         try:
             dataset = cls(root=root, train=train, download=False)
         except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
-            raise DataError(f"dataset {name!r}: could not read {root}: {exc}") from exc
+            raise DataError(f"dataset {name!r}: could not read {root}: {exc!r}") from exc
         out += [dataset.data.unsqueeze(1).contiguous(), dataset.targets.to(torch.int64)]
     return tuple(out)  # type: ignore[return-value]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -38,6 +39,8 @@ BAD_RUNS = [
     ["--variant", "eager", "--compile-mode", "default"],
     ["--compile-mode", "fastest"],
     ["--kernels", "cuda"],
+    ["--model", "mlp", "--dataset", "digits", "--batch-size", "2000"],  # 1,797 images
+    ["--model", "mlp", "--dataset", "digits", "--batch-size", "1000", "--nproc", "2"],
 ]
 
 
@@ -51,6 +54,37 @@ def test_bad_input_is_one_line_exit_2_nothing_written(args, tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith("gan-bench: error: ")
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="needs torchvision")
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_a_data_folder_with_the_right_names_but_not_the_data_is_bad_input(
+    dataset, tmp_path, capsys
+):
+    """The layout check passes (every file is there); reading them fails before any run."""
+    if dataset == "mnist":
+        files = [
+            f"MNIST/raw/{name}"
+            for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        ]  # fmt: skip
+    else:
+        files = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+        files += ["cifar-10-batches-py/test_batch"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"not the data set")
+    out = tmp_path / "runs.jsonl"
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--model", "mlp", "--dataset", dataset, "--data-dir", str(tmp_path),
+              "--out", str(out)])  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "could not read" in err or "not a CIFAR-10 batch" in err, err
     assert "Traceback" not in err
     assert not out.exists()
 
