@@ -29,7 +29,6 @@ app = typer.Typer(
 
 # Exit codes of `run`: 0 ok; 1 failed or out of memory; 3 diverged (the run worked, the GAN
 # did not); 130/143 interrupted by SIGINT/SIGTERM, as a shell reports a signal death.
-EXIT_CODES = {"ok": 0, "failed": 1, "oom": 1, "diverged": 3}
 EXIT_USAGE = 2
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
@@ -151,6 +150,7 @@ def run(
 ) -> None:
     """Train one GAN for a fixed number of iterations and append one record."""
     from bench import data, distributed, harness, launcher  # torch is imported only when running
+    from bench.records import exit_code
 
     try:
         cfg = RunConfig(
@@ -205,11 +205,7 @@ def run(
             raise typer.Exit(launcher.launch(cfg))
     except (ConfigError, data.DataError) as err:
         fail_usage(str(err))
-    record = harness.execute(cfg, device_type)
-    if record["status"] == "interrupted":
-        signame = record["reason"].split()[0]
-        raise typer.Exit(128 + (2 if signame == "SIGINT" else 15))
-    raise typer.Exit(EXIT_CODES[record["status"]])
+    raise typer.Exit(exit_code(harness.execute(cfg, device_type)))
 
 
 def _check_inception_weights(path: str) -> None:

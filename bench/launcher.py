@@ -1,6 +1,7 @@
 """`gan-bench run --nproc N`: start torchrun for the user on this machine.
 
-The child command is `python -m torch.distributed.run` with a c10d rendezvous on a free
+The child command is torchrun (`python -m bench.torchrun`: torch.distributed.run with its
+failure report cut to one line) with a c10d rendezvous on a free
 loopback port (what `--standalone` does, with the port chosen here so it is known), and
 `-m bench.run` followed by the options that rebuild the same RunConfig in every worker.
 When torchrun fails and no rank wrote the run's record (a rank killed outright, or one
@@ -18,7 +19,7 @@ import torch
 
 from bench.config import RunConfig, check_device
 from bench.environment import collect_environment
-from bench.records import append_record, bare_record, count_records
+from bench.records import append_record, bare_record, count_records, exit_code, records_since
 
 
 def resolve_device(cfg: RunConfig) -> str:
@@ -36,7 +37,7 @@ def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "bench.torchrun",
         "--nnodes",
         "1",
         "--nproc-per-node",
@@ -52,7 +53,8 @@ def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
 
 
 def launch(cfg: RunConfig) -> int:
-    """Run torchrun to completion and return its exit code.
+    """Run torchrun to completion and return the run's exit code, from its record's status
+    as a single-process run does (records.exit_code).
 
     SIGINT/SIGTERM sent to this process alone are passed on to torchrun, which stops its
     workers; rank 0 then writes the record (status interrupted) before exiting.
@@ -71,9 +73,14 @@ def launch(cfg: RunConfig) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if returncode != 0 and count_records(cfg.out) == records_before:
-        append_record(cfg.out, _record_of_silent_failure(cfg, returncode, forwarded))
-    return returncode
+    written = records_since(cfg.out, records_before)
+    if written:
+        return exit_code(written[-1])
+    if returncode == 0:  # never expected: rank 0 writes the record of every run that ends
+        return 0
+    record = _record_of_silent_failure(cfg, returncode, forwarded)
+    append_record(cfg.out, record)
+    return exit_code(record)
 
 
 def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int]) -> dict:

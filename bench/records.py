@@ -56,6 +56,25 @@ def bare_record(
     }
 
 
+# A run's exit code by its record's status (README "Exit codes"); 2 is bad input, which
+# writes no record; interrupted runs exit 128 + the signal, as a shell reports them.
+EXIT_CODES = {"ok": 0, "failed": 1, "oom": 1, "diverged": 3}
+
+
+def exit_code(record: dict) -> int:
+    if record.get("status") == "interrupted":
+        by_sigterm = "SIGTERM" in (record.get("reason") or "")
+        return 128 + (signal.SIGTERM if by_sigterm else signal.SIGINT)
+    return EXIT_CODES.get(record.get("status"), 1)
+
+
+def records_since(path: str, count: int) -> list[dict]:
+    """The whole records after the first `count` lines (as count_records counts them)."""
+    if not os.path.exists(path):
+        return []
+    return [record for _, record in list(read_records(path))[count:] if record is not None]
+
+
 def count_records(path: str) -> int:
     """Non-empty lines in a results file, whole records or not (0 when it does not exist)."""
     if not os.path.exists(path):

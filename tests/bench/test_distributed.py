@@ -147,6 +147,18 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
     assert record["run"]["launcher"] == "torchrun"
 
 
+def test_launched_run_exits_with_its_records_code_and_no_torchrun_traceback(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    cmd = [sys.executable, "-m", "bench.run", "--nproc", "2", "--model", "mlp", *SMALL_RUN,
+           "--lr", "1e38", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    (record,) = records(out)
+    assert record["status"] == "diverged"
+    assert proc.returncode == 3, proc.stderr[-4000:]  # as one process: README "Exit codes"
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    assert "gan-bench: torchrun: worker exit codes rank 0: 3, rank 1: 3" in proc.stderr
+
+
 def test_two_node_rendezvous_on_loopback(tmp_path):
     out = tmp_path / "runs.jsonl"
     port = free_loopback_port()
