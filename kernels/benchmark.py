@@ -25,6 +25,7 @@ __all__ = [
     "benchmark_cases",
     "bytes_moved",
     "copy_bandwidth_gbps",
+    "matmul_tflops",
     "run_case",
 ]
 
@@ -162,6 +163,23 @@ def copy_bandwidth_gbps(
     dst = torch.empty_like(src)
     ms, _, _ = _do_bench(lambda: dst.copy_(src), rep_ms, 25)
     return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def matmul_tflops(
+    device: torch.device | str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    *,
+    n: int = 8192,
+    rep_ms: int = 200,
+) -> float:
+    """Dense matmul rate the device reaches, TFLOP/s: an n x n x n product (2 n^3 FLOPs)
+    over its median time. What cuBLAS sustains here, below the datasheet peak (clocks,
+    power): the denominator of an MFU "of the measured matrix rate"."""
+    _require_cuda()
+    a = torch.randn((n, n), device=device, dtype=dtype)
+    b = torch.randn((n, n), device=device, dtype=dtype)
+    ms, _, _ = _do_bench(lambda: a @ b, rep_ms, 50)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
 def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:

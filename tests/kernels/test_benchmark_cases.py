@@ -8,7 +8,7 @@ from torch import nn
 
 from gan_models import build_pair
 from kernels import KernelUnavailableError
-from kernels.benchmark import PASSES, benchmark_cases, bytes_moved, run_case
+from kernels.benchmark import PASSES, benchmark_cases, bytes_moved, matmul_tflops, run_case
 
 
 def _bn_input_shapes(module: nn.Module, x: torch.Tensor, batch: int) -> dict[str, tuple]:
@@ -82,6 +82,15 @@ def test_bytes_moved_is_the_five_pass_minimum():
 def test_run_case_refuses_without_a_gpu():
     with pytest.raises(KernelUnavailableError, match="CUDA GPU"):
         run_case(benchmark_cases()[0])
+    with pytest.raises(KernelUnavailableError, match="CUDA GPU"):
+        matmul_tflops()
+
+
+@pytest.mark.gpu
+def test_matmul_rate_is_a_plausible_tflops_figure():
+    fp32 = matmul_tflops(n=2048, rep_ms=20, dtype=torch.float32)
+    bf16 = matmul_tflops(n=4096, rep_ms=20)
+    assert 1.0 < fp32 < bf16 < 5000.0  # tensor cores: bf16 well above plain fp32
 
 
 @pytest.mark.gpu
