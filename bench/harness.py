@@ -109,6 +109,9 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
             if cfg.cuda_graph:
                 prepare_distributed_capture()  # must precede the process group
             ctx = distributed.setup(device_type, cfg.dist_timeout_s)
+            # The processes of the run, however started (torchrun workers are given no
+            # --nproc: bench/config.py to_cli_args), so that the config says what ran.
+            record["config"]["nproc"] = ctx.world_size
             record["environment"] = collect_environment(ctx.device, ctx.world_size)
             _train(cfg, ctx, record, phase)
         finally:

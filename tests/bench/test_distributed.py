@@ -145,6 +145,7 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
     (record,) = records(out)
     assert_synchronised(record, 2)
     assert record["run"]["launcher"] == "torchrun"
+    assert record["config"]["nproc"] == 2  # the workers were given no --nproc
 
 
 def test_launched_run_exits_with_its_records_code_and_no_torchrun_traceback(tmp_path):
