@@ -36,7 +36,7 @@ class FuseReport:
 
     Attributes:
         fused: ``"<bn name>+<activation name>"`` per fused pair, in module order.
-        unfused: ``(bn name, reason)`` per BatchNorm left as it was.
+        unfused: ``(bn name, reason)`` per BatchNorm left as it was, in module order.
     """
 
     fused: list[str] = field(default_factory=list)
@@ -143,4 +143,9 @@ def fuse_batchnorm_leaky_relu(module: nn.Module) -> FuseReport:
             and id(child) not in handled
         ):
             report.unfused.append((name or "<root>", "not inside an nn.Sequential"))
+    # Containers are visited outer first, so a nested Sequential's pairs were found after
+    # its outer one's later pairs: list both in module order (names survive the swap).
+    order = {name: i for i, (name, _) in enumerate(module.named_modules())}
+    report.fused.sort(key=lambda pair: order[pair.split("+")[0]])
+    report.unfused.sort(key=lambda entry: order.get(entry[0], -1))
     return report

@@ -127,16 +127,23 @@ def test_unfused_batchnorms_are_reported_with_reasons():
     )
     report = fuse_batchnorm_leaky_relu(model)
     assert report.fused == ["e.0+e.1"]
-    assert sorted(report.unfused) == sorted(
-        [
-            ("a.0", "followed by Tanh"),
-            ("b.1", "last child of its Sequential"),
-            ("c.bn", "not inside an nn.Sequential"),
-            ("d.0", "unsupported type BatchNorm3d"),
-        ]
-    )
+    assert report.unfused == [  # in module order
+        ("a.0", "followed by Tanh"),
+        ("b.1", "last child of its Sequential"),
+        ("c.bn", "not inside an nn.Sequential"),
+        ("d.0", "unsupported type BatchNorm3d"),
+    ]
     assert "fused 1" in str(report)
     assert model.e[0].running_mean is None and not model.e[0].affine
+
+
+def test_pairs_are_reported_in_module_order_nested_ones_included():
+    model = nn.Sequential(
+        nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Sequential(nn.BatchNorm2d(3), nn.LeakyReLU(0.2)),
+        nn.BatchNorm2d(3), nn.ReLU(),
+    )  # fmt: skip
+    assert fuse_batchnorm_leaky_relu(model).fused == ["0+1", "2.0+2.1", "3+4"]
 
 
 def test_sync_batchnorm_becomes_the_sync_variant_with_its_group():
