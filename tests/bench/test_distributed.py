@@ -157,7 +157,9 @@ def test_launched_run_exits_with_its_records_code_and_no_torchrun_traceback(tmp_
     assert record["status"] == "diverged"
     assert proc.returncode == 3, proc.stderr[-4000:]  # as one process: README "Exit codes"
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
-    assert "gan-bench: torchrun: worker exit codes rank 0: 3, rank 1: 3" in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("gan-bench: torchrun:")]
+    # the first rank to exit says 3; torchrun may stop the other before it does (-15)
+    assert line.startswith("gan-bench: torchrun: worker exit codes rank 0: ") and ": 3" in line
 
 
 def test_two_node_rendezvous_on_loopback(tmp_path):
