@@ -73,6 +73,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_two_ranks(tmp_path: Path, worker: str, *args: str) -> list[dict]:
+    """`worker` under torchrun, 2 gloo ranks on the CPU interpreter, given tmp_path (which
+    holds inputs.pt) and `args`; returns what each rank saved as rank<R>.pt there."""
+    (tmp_path / "worker.py").write_text(worker)
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
+        str(tmp_path / "worker.py"), str(tmp_path), *args,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+
 @pytest.mark.parametrize(
     ("layout", "split", "compiled"),
     [("nchw", 0, False), ("cl", 3, False), ("nchw", 0, True)],
@@ -90,18 +106,7 @@ def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, spli
         ref_module.num_batches_tracked.fill_(4)
     state = {k: v.clone() for k, v in ref_module.state_dict().items()}
     torch.save({"x": x, "dy": dy, "state": state}, tmp_path / "inputs.pt")
-    (tmp_path / "worker.py").write_text(WORKER)
-
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
-        str(tmp_path / "worker.py"), str(tmp_path), layout, str(split), str(int(compiled)),
-    ]  # fmt: skip
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = _run_two_ranks(tmp_path, WORKER, layout, str(split), str(int(compiled)))
 
     # one process, whole batch, float64 eager
     xr = x.double().requires_grad_(True)
@@ -166,17 +171,7 @@ def test_whole_batch_decides_values_per_channel_and_a_large_mean_keeps_its_digit
         "large_mean": (1e4 + 1e-2 * torch.randn((4, 3, 4, 4), generator=gen, dtype=torch.float64)),
     }
     torch.save({k: v.float() for k, v in inputs.items()}, tmp_path / "inputs.pt")
-    (tmp_path / "worker.py").write_text(EDGE_WORKER)
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
-        str(tmp_path / "worker.py"), str(tmp_path),
-    ]  # fmt: skip
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = _run_two_ranks(tmp_path, EDGE_WORKER)
     for name, atol in (("one_value", 1e-5), ("large_mean", 1e-4)):
         x = inputs[name].float().double()
         c = x.shape[1]
