@@ -27,8 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Exit codes of `run`: 0 ok; 1 failed or out of memory; 3 diverged (the run worked, the GAN
-# did not); 130/143 interrupted by SIGINT/SIGTERM, as a shell reports a signal death.
+# Bad input, before anything runs; a run's own exit codes follow its record's status
+# (bench.records.exit_code).
 EXIT_USAGE = 2
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}

@@ -38,13 +38,13 @@ EAGER_ITERATIONS_BEFORE_CAPTURE = 3
 DDP_EAGER_ITERATIONS_BEFORE_CAPTURE = 11
 MIN_NCCL_FOR_CAPTURE = (2, 9, 6)
 # DDP times its own forward and backward with CUDA events (torch/csrc/distributed/c10d:
-# reducer.cpp, logger.cpp; torch 2.11-2.14). Forward f (1-based, counted per DDP module and
+# reducer.cpp, logger.cpp; torch 2.11-2.14). Forward f (1-based, counted per DDP module,
 # only with grad enabled) first reads the events of forward f-1 when f-1 is in 1..10 or a
 # multiple of kDDPRuntimeLoggingSampleRate (an event synchronize, which a capture refuses),
-# then records new ones when f is in 1..10 or such a multiple: nn.parallel.DistributedDataParallel
-# ._pre_forward calls logger.set_runtime_stats_and_log() before reducer.prepare_for_forward()
-# counts the forward. The captured iteration's forwards must do neither: f >= 12 (the notes'
-# 11 eager iterations, for one forward per iteration) and f mod 100 not 0 or 1.
+# then records new ones when f is in 1..10 or such a multiple: DistributedDataParallel.
+# _pre_forward calls logger.set_runtime_stats_and_log() before reducer.prepare_for_forward()
+# counts the forward. The captured iteration's forwards must do neither: f >= 12 (the
+# notes' 11 eager iterations, for one forward per iteration) and f mod 100 not 0 or 1.
 DDP_LOGGING_SAMPLE_RATE = 100
 _DDP_FIRST_FORWARDS_LOGGED = 11
 

@@ -1,9 +1,9 @@
 """`gan-bench run --nproc N`: start torchrun for the user on this machine.
 
 The child command is torchrun (`python -m bench.torchrun`: torch.distributed.run with its
-failure report cut to one line) with a c10d rendezvous on a free
-loopback port (what `--standalone` does, with the port chosen here so it is known), and
-`-m bench.run` followed by the options that rebuild the same RunConfig in every worker.
+failure report cut to one line) with a c10d rendezvous on a free loopback port (what
+`--standalone` does, with the port chosen here so it is known), and `-m bench.run`
+followed by the options that rebuild the same RunConfig in every worker.
 When torchrun fails and no rank wrote the run's record (a rank killed outright, or one
 stuck inside an NCCL collective until torchrun stopped it), the launcher writes it.
 """

@@ -56,12 +56,14 @@ def bare_record(
     }
 
 
-# A run's exit code by its record's status (README "Exit codes"); 2 is bad input, which
-# writes no record; interrupted runs exit 128 + the signal, as a shell reports them.
+# A run's exit code by its record's status (README "Exit codes"): 3 diverged, the run
+# worked and the GAN did not; 2 is bad input, which writes no record.
 EXIT_CODES = {"ok": 0, "failed": 1, "oom": 1, "diverged": 3}
 
 
 def exit_code(record: dict) -> int:
+    """The exit code of the run `record` describes; interrupted: 128 + the signal, as a
+    shell reports a signal death (130 SIGINT, 143 SIGTERM)."""
     if record.get("status") == "interrupted":
         by_sigterm = "SIGTERM" in (record.get("reason") or "")
         return 128 + (signal.SIGTERM if by_sigterm else signal.SIGINT)
