@@ -58,3 +58,23 @@ def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
     assert "compile+triton" in (out / "compare.md").read_text()
     assert (out / "report" / "report.md").is_file()
     assert (out / "env.json").is_file()
+
+
+def test_every_sweep_section_is_a_valid_plan(tmp_path):
+    """Each sweep the script starts parses and plans (variant names, options): a typo
+    found here costs nothing, found on the GPU it costs a section of the device time."""
+    sweeps = ["goals", "goals-mlp", "goals-compile", "goals-compile-mlp", "parity",
+              "goals-autotune", "parity-more"]  # fmt: skip
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "MEASURE_GPU_DRY_RUN": "1"}
+    result = subprocess.run(
+        ["bash", str(SCRIPT), str(out), "300", *sweeps],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sections = (out / "sections.txt").read_text()
+    for name in sweeps:
+        log = (out / f"{name}.log").read_text()
+        assert f"{name} rc=0" in sections, (name, log[-2000:])
+        assert "Nothing was run or written." in log, (name, log[-2000:])
+    assert not list(out.glob("*.jsonl"))
