@@ -360,6 +360,9 @@ class _TrainingLoop:
         self.load_s: list[float] = []
         self.timer = IterationTimer(self.device)
         self.first_iteration_s: float | None = None
+        # Device memory peaks (allocated, reserved; MiB) of the set-up and first iteration
+        # alone; None without a warm-up (or on CPU).
+        self.first_iteration_peaks_mib: tuple[float, float] | None = None
         self.warmup_s = 0.0
         self.timed_s = 0.0  # timed iterations only: quality checks are left out
         self.steps_done = 0
@@ -394,9 +397,23 @@ class _TrainingLoop:
             synchronize(self.device)
             if i == 0:
                 self.first_iteration_s = time.perf_counter() - start
+                self._restart_memory_peaks()
             progress.advance("warm-up")
         self.warmup_s = time.perf_counter() - warmup_start
         self.first_bad = _first_non_finite(self.ctx, self.losses[: self.cfg.warmup_steps])
+
+    def _restart_memory_peaks(self) -> None:
+        """Set the first iteration's peaks apart: its one-off work (cuDNN's benchmark mode
+        trying convolution algorithms with their workspaces, compile autotuning) is not
+        what training needs. The peaks from here on include the CUDA-graph capture, whose
+        allocations the replays reuse."""
+        if self.device.type != "cuda":
+            return
+        self.first_iteration_peaks_mib = (
+            torch.cuda.max_memory_allocated(self.device) / MIB,
+            torch.cuda.max_memory_reserved(self.device) / MIB,
+        )
+        torch.cuda.reset_peak_memory_stats(self.device)
 
     def timed(self, progress: StepProgress, check) -> None:
         """The timed iterations; `check(done)` runs every --eval-every iterations, outside
@@ -488,6 +505,7 @@ def _timing_metrics(metrics: dict, loop: _TrainingLoop, ctx, device, images_per_
             loop.warmup_s,
             torch.cuda.max_memory_allocated(device) / MIB if cuda else -1.0,
             torch.cuda.max_memory_reserved(device) / MIB if cuda else -1.0,
+            *(loop.first_iteration_peaks_mib or (-1.0, -1.0)),
             peak_rss_mib(),
         ],
         dtype=torch.float64,
@@ -495,7 +513,10 @@ def _timing_metrics(metrics: dict, loop: _TrainingLoop, ctx, device, images_per_
     slowest = distributed.all_reduce_max(ctx, local).tolist()
     steps = loop.steps_done
     durations, rest = slowest[:steps], slowest[steps:]
-    timed_s, timed_load_total, first_iteration_s, warmup_s, peak_alloc, peak_reserved, rss = rest
+    timed_s, timed_load_total, first_iteration_s, warmup_s, *peaks, rss = rest
+    peak_alloc, peak_reserved, first_alloc, first_reserved = (
+        (value if cuda and value >= 0 else None) for value in peaks
+    )
     images_per_s = steps * images_per_iteration / timed_s
     metrics.update(
         {
@@ -515,8 +536,10 @@ def _timing_metrics(metrics: dict, loop: _TrainingLoop, ctx, device, images_per_
             "data_load_s_total": timed_load_total,
             "data_load_ms_p50": percentile([s * 1e3 for s in timed_load_s], 50),
             "data_load_fraction": timed_load_total / timed_s,
-            "peak_allocated_mib": peak_alloc if cuda else None,
-            "peak_reserved_mib": peak_reserved if cuda else None,
+            "peak_allocated_mib": peak_alloc,
+            "peak_reserved_mib": peak_reserved,
+            "first_iteration_peak_allocated_mib": first_alloc,
+            "first_iteration_peak_reserved_mib": first_reserved,
             "peak_rss_mib": rss,
         }
     )

@@ -111,7 +111,7 @@ def apply_speedups(
         if ctx.distributed:
             check_nccl_for_capture()
         backend = CudaGraphBackend(device)
-    optimizer = optimizer_implementation(cfg.cuda_graph)
+    optimizer = optimizer_implementation(cfg.cuda_graph, cfg.precision, device.type == "cuda")
     step = build_step(
         generator,
         discriminator,

@@ -139,12 +139,14 @@ class GANStep:
 # captured without it) and gets "fused": two multi-tensor ops per parameter group and dtype
 # (the step count, then the whole update) where capturable foreach Adam runs 17 (torch
 # 2.11-2.14; its bias corrections are tensor ops too), each one launch or more. Under fp16,
-# GradScaler hands the fused kernel its scale and inf flag as tensors: no sync on the flag.
+# GradScaler hands the fused kernel its scale and inf flag as tensors; with any other Adam
+# it reads the inf flag on the host at every step (torch/amp/grad_scaler.py
+# _maybe_opt_step: .item()), a sync in every timed iteration, so fp16 on CUDA is fused too.
 ADAM_OPTIONS = {"default": {}, "fused": {"fused": True, "capturable": True}}
 
 
-def optimizer_implementation(cuda_graph: bool) -> str:
-    return "fused" if cuda_graph else "default"
+def optimizer_implementation(cuda_graph: bool, precision: str = "fp32", cuda: bool = False) -> str:
+    return "fused" if cuda_graph or (cuda and precision == "fp16") else "default"
 
 
 def make_optimizers(

@@ -275,9 +275,11 @@ def test_nccl_version_check(monkeypatch, version, ok):
 
 def test_optimizer_for_a_graph_keeps_its_step_on_the_device():
     assert optimizer_implementation(cuda_graph=False) == "default"
+    assert optimizer_implementation(cuda_graph=False, precision="bf16", cuda=True) == "default"
     # Fused: two multi-tensor ops per group; under fp16 it takes GradScaler's scale and inf
-    # flag as tensors (no host sync).
+    # flag as tensors (no host sync), with or without a graph.
     assert optimizer_implementation(cuda_graph=True) == "fused"
+    assert optimizer_implementation(cuda_graph=False, precision="fp16", cuda=True) == "fused"
 
 
 @pytest.mark.parametrize(("implementation", "capturable"), [
@@ -465,7 +467,11 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
     assert run["memory_format"] == "channels_last" and run["kernel_path"] == "triton"
     assert run["optimizer"]["implementation"] == "fused"
     assert run["precision"]["autocast_cache"] is False
-    assert record["metrics"]["mfu"] is not None
+    metrics = record["metrics"]
+    assert metrics["mfu"] is not None
+    # the capture's allocations, which the replays reuse, are in the training peak
+    assert 0 < metrics["peak_allocated_mib"] <= metrics["peak_reserved_mib"]
+    assert 0 < metrics["first_iteration_peak_allocated_mib"]
 
 
 @pytest.mark.gpu

@@ -54,6 +54,7 @@ def test_record_is_complete_and_consistent(tmp_path):
     assert metrics["first_iteration_s"] > 0 and metrics["warmup_s"] >= metrics["first_iteration_s"]
     assert 0 <= metrics["data_load_fraction"] < 1
     assert metrics["peak_rss_mib"] > 0 and metrics["peak_allocated_mib"] is None
+    assert metrics["first_iteration_peak_allocated_mib"] is None
     assert metrics["device_memory_used_mib"] is None and metrics["device_memory_reason"]
     assert metrics["mfu"] is None and "CPU" in metrics["mfu_reason"]
     assert math.isfinite(metrics["loss_d_final"]) and math.isfinite(metrics["loss_g_final"])
