@@ -119,6 +119,17 @@ def _load_vec(ptr, cs, cmask, other, FP64: tl.constexpr):
 
 
 @triton.jit
+def _float_arg(value, FP64: tl.constexpr):
+    """A float argument (eps, slope, momentum) at the accumulation precision. Triton
+    passes a Python float to a compiled kernel as fp32, so under ``FP64`` the launcher
+    passes the float64's bit pattern as an integer (``kernels.ops.float_arg``), rebuilt
+    here exactly."""
+    if FP64:
+        value = tl.cast(value, tl.int64).to(tl.float64, bitcast=True)
+    return value
+
+
+@triton.jit
 def _finalize_channels(
     count,
     mean_shifted,
@@ -153,7 +164,7 @@ def _finalize_channels(
     """
     acc_ty = tl.float64 if FP64 else tl.float32
     var = m2 / tl.maximum(count, 1.0)
-    rstd = 1.0 / tl.sqrt(var + eps)
+    rstd = 1.0 / tl.sqrt(var + _float_arg(eps, FP64))
     if HAS_W:
         scale = _load_vec(w_ptr, cs, cmask, 1.0, FP64) * rstd
     else:
@@ -172,7 +183,7 @@ def _finalize_channels(
         if FACTOR_FROM_NBT:
             f = 1.0 / (tl.cast(tl.load(nbt_ptr), acc_ty) + 1.0)
         else:
-            f = tl.cast(momentum, acc_ty)
+            f = tl.cast(_float_arg(momentum, FP64), acc_ty)
         rm = _load_vec(rm_ptr, cs, cmask, 0.0, FP64)
         rv = _load_vec(rv_ptr, cs, cmask, 0.0, FP64)
         unbiased = m2 / tl.maximum(count - 1.0, 1.0)
@@ -368,7 +379,7 @@ def bn_apply_kernel(
     if EVAL:
         shift = tl.zeros([BLOCK_C], dtype=acc_ty)
         mean = _load_vec(rm_ptr, cs, cmask, 0.0, FP64)
-        rstd = 1.0 / tl.sqrt(_load_vec(rv_ptr, cs, cmask, 1.0, FP64) + eps)
+        rstd = 1.0 / tl.sqrt(_load_vec(rv_ptr, cs, cmask, 1.0, FP64) + _float_arg(eps, FP64))
         if HAS_W:
             scale = _load_vec(w_ptr, cs, cmask, 1.0, FP64) * rstd
         else:
@@ -392,7 +403,7 @@ def bn_apply_kernel(
     start, offs, mask, valid_s = _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S)
     xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
     z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
-    tl.store(y_ptr + start + offs, _leaky(z, slope), mask=mask)
+    tl.store(y_ptr + start + offs, _leaky(z, _float_arg(slope, FP64)), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -458,7 +469,7 @@ def bn_fwd_fused_kernel(
         )
         xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
         z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
-        tl.store(y_ptr + start + offs, _leaky(z, slope), mask=mask)
+        tl.store(y_ptr + start + offs, _leaky(z, _float_arg(slope, FP64)), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -476,7 +487,7 @@ def _grad_tile(
     dyv = tl.load(dy_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
     xc = (xv - shift[:, None]) - mean[:, None]
     z = xc * scale[:, None] + bias[:, None]
-    g = tl.where(z > 0, dyv, dyv * slope)
+    g = tl.where(z > 0, dyv, dyv * _float_arg(slope, FP64))
     return xc, g
 
 

@@ -38,6 +38,7 @@ plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout
 # every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
 import math
+import struct
 from typing import Optional
 
 import torch
@@ -142,6 +143,16 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
     return part
 
 
+def float_arg(value: float, like: torch.Tensor) -> float | int:
+    """A float kernel argument (eps, slope, momentum). Triton passes a Python float to a
+    compiled kernel as fp32, which would round 0.2 to 0.20000000298 in float64 kernels:
+    for float64 inputs the float64's bit pattern is passed as an integer instead, and the
+    kernel rebuilds it (``_float_arg`` in the kernels)."""
+    if like.dtype != torch.float64:
+        return float(value)
+    return struct.unpack("<q", struct.pack("<d", float(value)))[0]
+
+
 def launch_stats_finalize(
     part: torch.Tensor,
     x: torch.Tensor,
@@ -173,7 +184,7 @@ def launch_stats_finalize(
             x if running_var is None else running_var,
             x if num_batches_tracked is None else num_batches_tracked,
             stats, x if merged is None else merged,
-            0.0 if momentum is None else float(momentum), float(eps),
+            float_arg(0.0 if momentum is None else momentum, x), float_arg(eps, x),
             HAS_W=weight is not None, HAS_B=bias is not None,
             UPDATE_RUNNING=update, FACTOR_FROM_NBT=update and momentum is None,
             MERGE_ONLY=merged is not None,
@@ -207,7 +218,7 @@ def launch_apply(
             x if eval_running_var is None else eval_running_var,
             x if increment is None else increment,
             view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
-            float(eps), float(negative_slope), float(view.count),
+            float_arg(eps, x), float_arg(negative_slope, x), float(view.count),
             EVAL=is_eval, HAS_W=eval_weight is not None, HAS_B=eval_bias is not None,
             INC_NBT=increment is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
@@ -229,7 +240,7 @@ def launch_bwd_partial(
         wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
             x, dy, x if dx is None else dx, stats, part,
             view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
-            view.sn, view.sc, view.ss, float(negative_slope),
+            view.sn, view.sc, view.ss, float_arg(negative_slope, x),
             WRITE_DX=dx is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
         )  # fmt: skip
@@ -269,7 +280,8 @@ def launch_dx(
     if _launchable(x):
         wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, dy, dx, stats, stats if sums is None else sums,
-            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss, float(negative_slope),
+            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
+            float_arg(negative_slope, x),
             TRAINING=sums is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
         )  # fmt: skip
@@ -329,7 +341,8 @@ def _forward_op(
                 running_var if update else x,
                 num_batches_tracked if num_batches_tracked is not None else x,
                 view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
-                0.0 if momentum is None else float(momentum), float(eps), float(negative_slope),
+                float_arg(0.0 if momentum is None else momentum, x), float_arg(eps, x),
+                float_arg(negative_slope, x),
                 HAS_W=weight is not None, HAS_B=bias is not None,
                 UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
                 BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
@@ -388,7 +401,7 @@ def _backward_op(
                 x, dy, dx if need_dx else x, stats,
                 x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
                 view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
-                float(negative_slope),
+                float_arg(negative_slope, x),
                 TRAINING=training, REDUCE=True, DX_IN_REDUCE=dx_in_reduce, DX_AFTER=dx_after,
                 HAS_DW=dw_arg is not None, HAS_DB=db_arg is not None,
                 BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,

@@ -40,6 +40,10 @@ MAX_SPLIT = 512
 FINALIZE_BLOCK_C = 64
 FINALIZE_BLOCK_P = 32
 NUM_WARPS = 4
+# CUDA launch limits: grid axes 1 and 2 hold at most 65535 blocks; the kernels index a
+# tile's position along S in int32 (the tile's start address is int64).
+MAX_GRID_Y = 65535
+MAX_INT32 = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,17 @@ def make_plan(
     n_tiles_s = _cdiv(view.s, block_s)
     tiles_total = view.n * n_tiles_s
     c_blocks = _cdiv(view.c, block_c)
+    if c_blocks > MAX_GRID_Y:
+        raise ValueError(
+            f"{view.c} channels need {c_blocks} channel blocks of {block_c} at this layout, "
+            f"more than the {MAX_GRID_Y} a CUDA grid allows on its second axis"
+        )
+    if view.s > MAX_INT32:
+        raise ValueError(
+            f"{view.s} elements per channel in one run (N*H*W for channels_last and (N, C) "
+            "inputs, H*W for NCHW) exceed the kernels' 32-bit tile index; for channels_last "
+            "use the NCHW layout"
+        )
     if split > 1:
         while tiles_total < split and block_s > 2:
             block_s //= 2

@@ -33,7 +33,8 @@ SCRIPT = textwrap.dedent(
 
     INTS = {"C", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
             "shift_stride"}
-    FLOATS = {"momentum", "eps", "slope", "count"}
+    # float64 kernels get eps, slope and momentum as their bit patterns (kernels.ops.float_arg)
+    FLOAT_ARGS = {"momentum", "eps", "slope"}
     DATA = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}
 
     def build(fn, xdt, consts):
@@ -46,7 +47,8 @@ SCRIPT = textwrap.dedent(
                 sig[name] = "*" + (xdt if name in DATA else "i64" if name == "nbt_ptr"
                                    else "fp64" if xdt == "fp64" else "fp32")
             else:
-                sig[name] = "i32" if name in INTS else "fp32"
+                sig[name] = ("i32" if name in INTS
+                             else "i64" if xdt == "fp64" and name in FLOAT_ARGS else "fp32")
             if name.endswith("_ptr") or name in ("C", "S", "sn", "sc", "ss"):
                 attrs[(i,)] = [["tt.divisibility", 16]]
         return triton.compile(ASTSource(fn, sig, consts, attrs), target=GPUTarget("cuda", 90, 32))

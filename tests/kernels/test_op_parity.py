@@ -15,7 +15,7 @@ import torch
 
 import kernels
 from kernels import availability, ops
-from kernels.plan import channel_view, make_plan
+from kernels.plan import ChannelView, channel_view, make_plan
 from kernels.reference import batch_norm_leaky_relu_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -264,6 +264,20 @@ def test_eval_is_one_launch_and_eval_backward_reduces_only_when_asked(launches):
     launches.clear()
     y.backward(torch.ones_like(y))  # weight/bias do not require grad: dx only
     assert launches == ["bn_bwd_dx_kernel"]
+
+
+@pytest.mark.parametrize(
+    ("view", "words"),
+    [
+        # NCHW with a large plane: 2 channels per block, so 131,072 channels need 65,536
+        (ChannelView(1, 131_072, 1024, 0, 1024, 1), "second axis"),
+        # channels_last (2048, 3, 1024, 1024): 2**31 elements per channel in one run
+        (ChannelView(1, 3, 2048 * 1024 * 1024, 0, 1, 3), "32-bit tile index"),
+    ],
+)
+def test_shapes_beyond_cuda_launch_limits_are_refused_with_the_reason(view, words):
+    with pytest.raises(ValueError, match=words):
+        make_plan(view, torch.device("cpu"), interpreted=False)
 
 
 def test_split_plan_is_used_when_forced_and_fused_otherwise_on_the_interpreter():
