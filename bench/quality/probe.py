@@ -8,6 +8,7 @@ whatever precision or variant trained the weights, so variants compare on qualit
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +24,19 @@ from bench.quality.reference import prepare_reference
 # variants, precisions and seeds show the same z.
 GRID_SEED = 20140610  # the date Goodfellow et al. put the GAN paper on arXiv
 GRID_SIZE = 64  # 8 x 8
+
+
+@contextmanager
+def _ieee_fp32():
+    """TF32 off while quality is measured: `--precision tf32` turns it on for the whole
+    process (bench/precision.py), and the extractor and G's samples must be fp32 whatever
+    precision trained the weights (an extractor trained here is cached for other runs)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class QualityProbe:
@@ -45,14 +59,17 @@ class QualityProbe:
         self.device = device
         self.n_samples = n_samples if n_samples is not None else default_quality_samples(device)
         self.seed = seed
-        extractor = get_extractor(
-            dataset, data_dir, image_shape, cache_dir=cache_dir, device=device
-        )
-        self.reference = prepare_reference(dataset, data_dir, image_shape, extractor)
-        self.inception_reference = None
-        if inception_weights is not None:
-            inception = load_inception(inception_weights, device=device)
-            self.inception_reference = prepare_reference(dataset, data_dir, image_shape, inception)
+        with _ieee_fp32():
+            extractor = get_extractor(
+                dataset, data_dir, image_shape, cache_dir=cache_dir, device=device
+            )
+            self.reference = prepare_reference(dataset, data_dir, image_shape, extractor)
+            self.inception_reference = None
+            if inception_weights is not None:
+                inception = load_inception(inception_weights, device=device)
+                self.inception_reference = prepare_reference(
+                    dataset, data_dir, image_shape, inception
+                )
 
     def _sampler(self, generator: nn.Module):
         def sample(n: int, rng: torch.Generator) -> torch.Tensor:
@@ -65,7 +82,7 @@ class QualityProbe:
         was_training = generator.training
         generator.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _ieee_fp32():
                 return fn(self._sampler(generator))
         finally:
             generator.train(was_training)
@@ -102,7 +119,7 @@ def write_sample_grid(
     was_training = generator.training
     generator.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _ieee_fp32():
             z = torch.randn((GRID_SIZE, *latent_shape), device=device, generator=rng)
             images = generator(z).float().cpu()
     finally:
