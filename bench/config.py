@@ -267,24 +267,24 @@ class RunConfig:
         return args
 
 
-def check_results_path(path: str, flag: str = "--out") -> None:
+def check_results_path(path: str) -> None:
     """ConfigError unless records can be appended to `path`: checked before a run starts,
     so that a bad path is one line at once rather than a record lost after training."""
     if not path.strip():
-        raise ConfigError(f"{flag} is empty; give a .jsonl file path")
+        raise ConfigError("--out is empty; give a .jsonl file path")
     if os.path.isdir(path):
-        raise ConfigError(f"{flag} {path!r} is a directory; give a .jsonl file path")
+        raise ConfigError(f"--out {path!r} is a directory; give a .jsonl file path")
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
-            raise ConfigError(f"{flag} {path!r} is not writable")
+            raise ConfigError(f"--out {path!r} is not writable")
         return
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):  # missing folders are created when the record is written
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"{flag} {path!r}: {parent!r} is a file, not a folder")
+        raise ConfigError(f"--out {path!r}: {parent!r} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path!r}: the folder {parent!r} is not writable")
+        raise ConfigError(f"--out {path!r}: the folder {parent!r} is not writable")
 
 
 def triton_interpret_requested() -> bool:
