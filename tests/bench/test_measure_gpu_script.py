@@ -53,6 +53,7 @@ def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
     assert "kernels skipped: budget spent" in sections
     assert "default-sweep skipped: budget spent" in sections
     assert "report rc=0" in sections and "compare rc=0" in sections
+    assert "goals rc=0" in sections and (out / "goals.md").is_file()
     assert "default report rc=0" in sections
     assert (out / "default-report" / "report.md").is_file()
     assert "compile+triton" in (out / "compare.md").read_text()

@@ -1,0 +1,303 @@
+"""Each measured goal of the open issues, met or missed, from what .ci/measure-gpu wrote.
+
+    python3 .ci/goals.py OUT_DIR     (prints the verdicts; writes OUT_DIR/goals.md)
+
+Reads whatever of these OUT_DIR holds (a goal whose records are missing says "not
+measured"): device-rates.json (copy bandwidth, bf16 matmul rate), eager-dcgan64.jsonl
+(issue 2's eager reference points), kernels.jsonl (issue 3's kernel goals), sweep.jsonl and
+default-sweep.jsonl (issue 6's end-to-end goals, the best variant against eager and
+torch.compile in the same sweep), parity.jsonl (issue 6's quality parity). Speed-ups and
+groups are `gan-bench compare`'s own (bench/compare.py), so the verdicts and the compare
+table cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import compare  # noqa: E402
+from bench.records import read_records  # noqa: E402
+
+# Issue 2: eager DCGAN-64 on one H100, torch 2.11, synthetic data (images/s ranges), and
+# the peak allocated memory at batch 128 bf16 ("about 290 MiB": within a quarter).
+EAGER_REFERENCE = {
+    (128, "fp32"): (12_900, 15_700),
+    (128, "bf16"): (12_900, 15_700),
+    (1024, "bf16"): (36_700, 39_400),
+}
+EAGER_PEAK_MIB_B128_BF16 = 290
+EAGER_PEAK_TOLERANCE = 0.25
+
+# Issue 3: the fused op, forward + backward, same run as eager and torch.compile.
+LARGE_CASE = "large-64x64x64-nchw"
+LARGE_BF16_MAX_MS = 0.45
+LARGE_FP32_MAX_MS = 0.8
+LARGE_MIN_VS_COMPILE = 1.7
+LARGE_MIN_VS_EAGER = 6.0
+LARGE_MIN_PCT_COPY = 50.0
+SMALL_STRETCH_MS = 0.05
+
+# Issue 6: best variant against eager at the goal points (bf16, one GPU), the MFU goal on
+# the issue's own basis (2.48 GFLOP per DCGAN-64 image, torch.utils.flop_counter with D's
+# weight gradients in the G update; over the bf16 matmul rate measured on the card), and
+# the best variant against torch.compile default at every default-sweep point.
+END_TO_END = (
+    ("dcgan64", 128, 4.0),
+    ("dcgan64", 1024, 3.0),
+    ("mlp", 512, 10.0),
+)
+DCGAN64_GFLOP_PER_IMAGE = 2.48
+MFU_GOAL = (("dcgan64", 1024), 0.35)
+MIN_VS_COMPILE = 2.0
+
+
+@dataclass
+class Verdict:
+    issue: int
+    goal: str
+    figure: str
+    met: bool | None  # None: not measured, or a reference range rather than a goal
+
+    @property
+    def mark(self) -> str:
+        return {True: "met", False: "MISSED", None: "—"}[self.met]
+
+
+def _records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [r for _, r in read_records(str(path)) if isinstance(r, dict)]
+
+
+def _rates(out: Path) -> dict:
+    path = out / "device-rates.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def eager_reference(out: Path) -> list[Verdict]:
+    verdicts = []
+    by_point: dict[tuple, list[dict]] = {}
+    for record in _records(out / "eager-dcgan64.jsonl"):
+        cfg = record.get("config") or {}
+        if record.get("status") == "ok" and cfg.get("model") == "dcgan64":
+            by_point.setdefault((cfg.get("batch_size"), cfg.get("precision")), []).append(record)
+    for (batch, precision), (lo, hi) in EAGER_REFERENCE.items():
+        goal = f"eager DCGAN-64 b{batch} {precision}: {lo / 1e3:.1f}–{hi / 1e3:.1f} k img/s"
+        records = by_point.get((batch, precision))
+        if not records:
+            verdicts.append(Verdict(2, goal, "not measured", None))
+            continue
+        rates = [(r.get("metrics") or {}).get("images_per_s") for r in records]
+        rates = [v for v in rates if isinstance(v, (int, float))]
+        if not rates:
+            verdicts.append(Verdict(2, goal, "no throughput in the ok records", None))
+            continue
+        rate = statistics.median(rates)
+        where = "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
+        verdicts.append(Verdict(2, goal, f"{rate / 1e3:.1f} k img/s ({where})", lo <= rate <= hi))
+        if (batch, precision) == (128, "bf16"):
+            peaks = [r["metrics"].get("peak_allocated_mib") for r in records]
+            peaks = [p for p in peaks if isinstance(p, (int, float))]
+            ref = EAGER_PEAK_MIB_B128_BF16
+            goal = f"eager DCGAN-64 b128 bf16 peak allocated: about {ref} MiB"
+            if peaks:
+                peak = statistics.median(peaks)
+                near = abs(peak - ref) <= EAGER_PEAK_TOLERANCE * ref
+                verdicts.append(Verdict(2, goal, f"{peak:.0f} MiB", near))
+    return verdicts
+
+
+def _kernel_rows(out: Path) -> dict[tuple, dict]:
+    """(case, impl, pass) -> the last ok row measured."""
+    rows = {}
+    for record in _records(out / "kernels.jsonl"):
+        if record.get("status") == "ok" and isinstance(record.get("ms_p50"), (int, float)):
+            rows[(record.get("case"), record.get("impl"), record.get("pass"))] = record
+    return rows
+
+
+def kernel_goals(out: Path) -> list[Verdict]:
+    rows = _kernel_rows(out)
+    fb = "forward+backward"
+
+    def ms(case: str, impl: str) -> float | None:
+        row = rows.get((case, impl, fb))
+        return row["ms_p50"] if row else None
+
+    verdicts = []
+    for dtype, limit in (("bf16", LARGE_BF16_MAX_MS), ("fp32", LARGE_FP32_MAX_MS)):
+        case = f"{LARGE_CASE}-{dtype}"
+        triton = ms(case, "triton")
+        goal = f"(256, 64, 64, 64) {dtype} fwd+bwd ≤ {limit} ms"
+        if triton is None:
+            verdicts.append(Verdict(3, goal, "not measured", None))
+            continue
+        verdicts.append(Verdict(3, goal, f"{triton:.3f} ms", triton <= limit))
+        if dtype != "bf16":
+            continue
+        for impl, minimum in (("compile", LARGE_MIN_VS_COMPILE), ("eager", LARGE_MIN_VS_EAGER)):
+            other = ms(case, impl)
+            goal = f"(256, 64, 64, 64) bf16 fwd+bwd ≥ {minimum}× {impl}"
+            if other is None:
+                verdicts.append(Verdict(3, goal, f"no {impl} measurement", None))
+            else:
+                ratio = other / triton
+                figure = f"{ratio:.2f}× ({other:.3f} ms / {triton:.3f} ms)"
+                verdicts.append(Verdict(3, goal, figure, ratio >= minimum))
+        pct = rows[(case, "triton", fb)].get("pct_of_copy_bandwidth")
+        goal = f"(256, 64, 64, 64) bf16 fwd+bwd ≥ {LARGE_MIN_PCT_COPY:.0f}% of copy bandwidth"
+        if isinstance(pct, (int, float)):
+            verdicts.append(Verdict(3, goal, f"{pct:.0f}%", pct >= LARGE_MIN_PCT_COPY))
+    small = sorted(
+        {case for case, impl, _ in rows if case and impl == "triton" and case.endswith("-bf16")}
+        - {f"{LARGE_CASE}-bf16"}
+    )
+    for case in small:
+        triton, eager, compiled = ms(case, "triton"), ms(case, "eager"), ms(case, "compile")
+        if triton is None:
+            continue
+        goal = f"{case} fwd+bwd faster than eager and torch.compile"
+        if eager is None or compiled is None:
+            verdicts.append(Verdict(3, goal, f"{triton:.3f} ms; eager or compile missing", None))
+            continue
+        figure = (
+            f"{triton:.3f} ms vs eager {eager:.3f}, compile {compiled:.3f}"
+            f" (stretch ≤ {SMALL_STRETCH_MS} ms: {'met' if triton <= SMALL_STRETCH_MS else 'not'})"
+        )
+        verdicts.append(Verdict(3, goal, figure, triton < eager and triton < compiled))
+    return verdicts
+
+
+def _best(paths: list[Path]) -> list[compare.Best]:
+    files = [str(p) for p in paths if p.is_file()]
+    if not files:
+        return []
+    return compare.best_variants(compare.summarise(compare.load_rows(files)))
+
+
+def _single_gpu_bf16(best: compare.Best) -> bool:
+    g = best.group
+    return g.device_type == "cuda" and g.world_size == 1 and g.precision == "bf16"
+
+
+def end_to_end_goals(out: Path) -> list[Verdict]:
+    best = [b for b in _best([out / "sweep.jsonl"]) if _single_gpu_bf16(b)]
+    matmul = _rates(out).get("matmul_bf16_tflops")
+    verdicts = []
+    for model, batch, minimum in END_TO_END:
+        goal = f"{model} b{batch} bf16: best variant ≥ {minimum:g}× eager"
+        found = [b for b in best if (b.group.model, b.group.batch_size) == (model, batch)]
+        if not found:
+            verdicts.append(Verdict(6, goal, "not measured", None))
+        for b in found:
+            if b.variant.speedup is None:
+                verdicts.append(Verdict(6, goal, f"{b.variant.variant}; eager not ok", None))
+                continue
+            figure = f"{b.variant.variant}: {b.variant.speedup:.2f}× ({b.group.workload})"
+            verdicts.append(Verdict(6, goal, figure, b.variant.speedup >= minimum))
+            if (model, batch) != MFU_GOAL[0]:
+                continue
+            mfu_goal = f"{model} b{batch} bf16: best variant ≥ {MFU_GOAL[1]:.0%} MFU"
+            if not isinstance(matmul, (int, float)) or not math.isfinite(matmul):
+                verdicts.append(Verdict(6, mfu_goal, "no measured matmul rate", None))
+                continue
+            tflops = b.variant.images_per_s * DCGAN64_GFLOP_PER_IMAGE / 1e3
+            mfu = tflops / matmul
+            figure = (
+                f"{mfu:.1%} ({b.variant.images_per_s / 1e3:.1f} k img/s × "
+                f"{DCGAN64_GFLOP_PER_IMAGE} GFLOP = {tflops:.0f} TFLOP/s of {matmul:.0f} "
+                "measured)"
+            )
+            if b.variant.mfu is not None:
+                figure += (
+                    f"; the record's own MFU (counted FLOPs, datasheet peak) {b.variant.mfu:.1%}"
+                )
+            verdicts.append(Verdict(6, mfu_goal, figure, mfu >= MFU_GOAL[1]))
+    for source in ("sweep.jsonl", "default-sweep.jsonl"):
+        for b in _best([out / source]):
+            if b.group.device_type != "cuda":
+                continue
+            goal = f"{source}: {b.group.label}: best ≥ {MIN_VS_COMPILE:g}× torch.compile"
+            if b.vs_compile is None:
+                verdicts.append(Verdict(6, goal, f"{b.variant.variant}; no compile run", None))
+                continue
+            figure = f"{b.variant.variant}: {b.vs_compile:.2f}× compile"
+            verdicts.append(Verdict(6, goal, figure, b.vs_compile >= MIN_VS_COMPILE))
+    return verdicts
+
+
+def parity_goals(out: Path) -> list[Verdict]:
+    path = out / "parity.jsonl"
+    if not path.is_file():
+        return [Verdict(6, "quality parity of every variant (FD, KID)", "not measured", None)]
+    comparison = compare.summarise(compare.load_rows([str(path)]))
+    verdicts = []
+    for group in comparison.groups:
+        for summary in group.variants:
+            if summary.variant == comparison.baseline:
+                continue
+            verdict = compare.parity_verdict(summary)
+            goal = f"{group.label}: {summary.variant} within eager's seed spread"
+            met = {"within": True, "outside": False}.get(verdict)
+            figure = _parity_figure(summary) if verdict else (summary.parity_note or summary.status)
+            verdicts.append(Verdict(6, goal, figure, met))
+    return verdicts
+
+
+def _parity_figure(summary: compare.VariantSummary) -> str:
+    parts = []
+    for name, entry in summary.parity.items():
+        if entry.get("verdict") is None:
+            continue
+        if entry.get("variant_mean") is None or not entry.get("band"):
+            parts.append(f"{name} {entry['verdict']} ({entry.get('reason')})")
+            continue
+        lo, hi = entry["band"]
+        parts.append(
+            f"{name} {entry['variant_mean']:.4g} in [{lo:.4g}, {hi:.4g}]: {entry['verdict']}"
+        )
+    return "; ".join(parts)
+
+
+def render(verdicts: list[Verdict], out: Path) -> str:
+    rates = _rates(out)
+    lines = ["# Goals, met or missed", ""]
+    if rates:
+        lines += [
+            f"Device {rates.get('device_name', '?')}: copy "
+            f"{rates.get('copy_gb_per_s', float('nan')):.0f} GB/s, bf16 matmul "
+            f"{rates.get('matmul_bf16_tflops', float('nan')):.0f} TFLOP/s (measured).",
+            "",
+        ]
+    lines += ["| issue | goal | figure | verdict |", "|---|---|---|---|"]
+    lines += [f"| #{v.issue} | {v.goal} | {v.figure} | {v.mark} |" for v in verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not Path(argv[0]).is_dir():
+        print(
+            "usage: python3 .ci/goals.py OUT_DIR (the folder .ci/measure-gpu wrote)",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(argv[0])
+    verdicts = eager_reference(out) + kernel_goals(out) + end_to_end_goals(out) + parity_goals(out)
+    text = render(verdicts, out)
+    (out / "goals.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,141 @@
+"""`.ci/goals.py`: the issues' goals, met or missed, from hand-written GPU-shaped records.
+
+The figures in the closing note of a GPU session come from this script; here its
+arithmetic (speed-ups, the MFU on the issue's basis, the kernel ratios, the reference
+ranges) is checked on records whose answers are known.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def goals():
+    spec = importlib.util.spec_from_file_location("ci_goals", REPO / ".ci" / "goals.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def run_record(variant, images_per_s, *, model="dcgan64", batch=128, precision="bf16", peak=300.0):
+    return {
+        "schema_version": 1,
+        "status": "ok",
+        "reason": None,
+        "config": {
+            "model": model,
+            "dataset": "synthetic",
+            "batch_size": batch,
+            "precision": precision,
+            "steps": 50,
+            "variant": variant,
+        },
+        "run": {"world_size": 1, "variant": variant},
+        "environment": {"device_name": "NVIDIA H100 80GB HBM3", "torch": "2.11.0",
+                        "device_type": "cuda", "world_size": 1},
+        "metrics": {"images_per_s": images_per_s, "peak_allocated_mib": peak},
+    }  # fmt: skip
+
+
+def kernel_row(case, impl, ms, pct=None):
+    return {"case": case, "impl": impl, "pass": "forward+backward", "ms_p50": ms,
+            "pct_of_copy_bandwidth": pct, "status": "ok"}  # fmt: skip
+
+
+def write_jsonl(path: Path, records) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def by_goal(verdicts):
+    return {v.goal: v for v in verdicts}
+
+
+def test_end_to_end_speedups_mfu_and_compile(goals, tmp_path):
+    (tmp_path / "device-rates.json").write_text(
+        json.dumps({"device_name": "NVIDIA H100", "copy_gb_per_s": 3000, "matmul_bf16_tflops": 800})
+    )
+    write_jsonl(
+        tmp_path / "sweep.jsonl",
+        [
+            run_record("eager", 10_000),
+            run_record("compile", 9_000),
+            run_record("channels-last+cuda-graph", 45_000),
+            run_record("eager", 40_000, batch=1024),
+            run_record("channels-last+cuda-graph", 100_000, batch=1024),
+        ],
+    )
+    verdicts = by_goal(goals.end_to_end_goals(tmp_path))
+    b128 = verdicts["dcgan64 b128 bf16: best variant ≥ 4× eager"]
+    assert b128.met is True and "channels-last+cuda-graph: 4.50×" in b128.figure
+    b1024 = verdicts["dcgan64 b1024 bf16: best variant ≥ 3× eager"]
+    assert b1024.met is False and "2.50×" in b1024.figure
+    # 100 k images/s x 2.48 GFLOP = 248 TFLOP/s of the 800 measured: 31.0%.
+    mfu = verdicts["dcgan64 b1024 bf16: best variant ≥ 35% MFU"]
+    assert mfu.met is False and mfu.figure.startswith("31.0%") and "248 TFLOP/s" in mfu.figure
+    assert verdicts["mlp b512 bf16: best variant ≥ 10× eager"].met is None
+    vs_compile = [v for v in verdicts.values() if "torch.compile" in v.goal]
+    assert [(v.met, v.figure) for v in vs_compile if "batch 128" in v.goal] == [
+        (True, "channels-last+cuda-graph: 5.00× compile")
+    ]
+    assert [v.met for v in vs_compile if "batch 1024" in v.goal] == [None]
+
+
+def test_kernel_goals(goals, tmp_path):
+    large = "large-64x64x64-nchw"
+    small = "dcgan64-512x4x4-nchw-bf16"
+    write_jsonl(
+        tmp_path / "kernels.jsonl",
+        [
+            kernel_row(f"{large}-bf16", "eager", 3.12),
+            kernel_row(f"{large}-bf16", "compile", 0.78),
+            kernel_row(f"{large}-bf16", "triton", 0.40, pct=55.0),
+            kernel_row(f"{large}-fp32", "triton", 0.9),
+            kernel_row(small, "eager", 0.10),
+            kernel_row(small, "compile", 0.20),
+            kernel_row(small, "triton", 0.06),
+            {**kernel_row(small, "triton", 9.0), "status": "failed"},  # not the measurement
+        ],
+    )
+    verdicts = by_goal(goals.kernel_goals(tmp_path))
+    assert verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms"].met is True
+    assert verdicts["(256, 64, 64, 64) fp32 fwd+bwd ≤ 0.8 ms"].met is False
+    vs_compile = verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≥ 1.7× compile"]
+    assert vs_compile.met is True and vs_compile.figure.startswith("1.95×")
+    vs_eager = verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≥ 6.0× eager"]
+    assert vs_eager.met is True and vs_eager.figure.startswith("7.80×")
+    assert verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≥ 50% of copy bandwidth"].met is True
+    layer = verdicts[f"{small} fwd+bwd faster than eager and torch.compile"]
+    assert layer.met is True and "stretch ≤ 0.05 ms: not" in layer.figure
+
+
+def test_eager_reference_ranges(goals, tmp_path):
+    write_jsonl(
+        tmp_path / "eager-dcgan64.jsonl",
+        [run_record("eager", 14_000, peak=300.0), run_record("eager", 11_000, precision="fp32")],
+    )
+    verdicts = by_goal(goals.eager_reference(tmp_path))
+    assert (
+        verdicts["eager DCGAN-64 b128 bf16: 12.9–15.7 k img/s"].figure == "14.0 k img/s (in range)"
+    )
+    fp32 = verdicts["eager DCGAN-64 b128 fp32: 12.9–15.7 k img/s"]
+    assert fp32.met is False and "below" in fp32.figure
+    assert verdicts["eager DCGAN-64 b1024 bf16: 36.7–39.4 k img/s"].figure == "not measured"
+    assert verdicts["eager DCGAN-64 b128 bf16 peak allocated: about 290 MiB"].met is True
+
+
+def test_main_writes_goals_md_and_refuses_a_missing_folder(goals, tmp_path, capsys):
+    assert goals.main([str(tmp_path / "absent")]) == 2
+    assert goals.main([str(tmp_path)]) == 0
+    text = (tmp_path / "goals.md").read_text()
+    assert "| #3 | (256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms | not measured | — |" in text
+    assert text == capsys.readouterr().out
