@@ -118,9 +118,12 @@ def eager_reference(out: Path) -> list[Verdict]:
 
 
 def _kernel_rows(out: Path) -> dict[tuple, dict]:
-    """(case, impl, pass) -> the last ok row measured."""
+    """(case, impl, pass) -> the last ok row measured with the op's own launch tuning
+    (rows of `gan-bench kernels --tune` are experiments, not the op's figures)."""
     rows = {}
     for record in _records(out / "kernels.jsonl"):
+        if record.get("tuned"):
+            continue
         if record.get("status") == "ok" and isinstance(record.get("ms_p50"), (int, float)):
             rows[(record.get("case"), record.get("impl"), record.get("pass"))] = record
     return rows

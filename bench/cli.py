@@ -390,6 +390,9 @@ def kernels(
     ),
     match: Annotated[str | None, _opt("Only cases whose name contains this text.")] = None,
     rep_ms: Annotated[int, _opt("do_bench time budget per measurement, ms.")] = 100,
+    tune: Annotated[
+        bool, _opt("Time the fused op under each launch tuning (tile, programs/SM, warps, stages).")
+    ] = False,
     quiet: Annotated[bool, _opt("No table.")] = False,
 ) -> None:
     """Time the fused BatchNorm+LeakyReLU kernels against eager and torch.compile (CUDA)."""
@@ -409,6 +412,7 @@ def kernels(
             match=match,
             rep_ms=rep_ms,
             quiet=quiet,
+            tune=tune,
         )
     except ConfigError as err:
         fail_usage(str(err))

@@ -8,6 +8,7 @@ it to the results file and prints the table.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 
@@ -38,8 +39,13 @@ def run_kernel_benchmarks(
     match: str | None,
     rep_ms: int,
     quiet: bool = False,
+    tune: bool = False,
 ) -> list[dict]:
     """Benchmark every selected case on the current CUDA device; append one record per row.
+
+    ``tune``: time the fused op alone under each launch tuning of
+    ``kernels.benchmark.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
+    compares with the default.
 
     Raises ConfigError (exit 2) for bad choices or when no CUDA GPU is present: the
     Triton interpreter is a correctness tool, never benchmarked.
@@ -64,24 +70,62 @@ def run_kernel_benchmarks(
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
     copy_gbps = benchmark.copy_bandwidth_gbps(device)
+    if tune and "triton" not in impls:
+        raise ConfigError("--tune times the fused op: --impls must include triton")
+    runs = [{"impls": impls, "tuning": None}]
+    if tune:
+        runs = [{"impls": ["triton"], "tuning": t} for t in benchmark.TUNINGS]
     session = uuid.uuid4().hex
     rows: list[dict] = []
     for case in cases:
-        for row in benchmark.run_case(
-            case, impls=impls, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device
-        ):
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "kind": "kernel",
-                "session_id": session,
-                **row,
-                "environment": environment,
-            }
-            append_record(out, record)
-            rows.append(record)
+        for run in runs:
+            for row in benchmark.run_case(
+                case, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device, **run
+            ):
+                record = {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "kernel",
+                    "session_id": session,
+                    **row,
+                    "environment": environment,
+                }
+                append_record(out, record)
+                rows.append(record)
     if not quiet:
-        print_kernel_table(rows, copy_gbps)
+        (print_tuning_table if tune else print_kernel_table)(rows, copy_gbps)
     return rows
+
+
+def _tuning_label(tuning: dict) -> str:
+    return (
+        f"tile {tuning['tile_elems']}, {tuning['programs_per_sm']}/SM, "
+        f"{tuning['num_warps']} warps, {tuning['num_stages']} stage(s)"
+    )
+
+
+def print_tuning_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
+    """Each tuning's time per case and pass, and its speed-up over the default tuning."""
+    from kernels.plan import DEFAULT_TUNING
+
+    table = Table(title=f"Fused op launch tunings, copy bandwidth {copy_gbps:,.0f} GB/s")
+    for column in ("case", "pass", "tuning", "ms p50", "% copy", "× default"):
+        table.add_column(column, justify="right" if column[0] in "m%×" else "left")
+    ok = [r for r in rows if r["status"] == "ok"]
+    default_tuning = dataclasses.asdict(DEFAULT_TUNING)
+    default = {(r["case"], r["pass"]): r["ms_p50"] for r in ok if r["tuning"] == default_tuning}
+    for r in rows:
+        head = [r["case"], r["pass"], _tuning_label(r["tuning"])]
+        if r["status"] != "ok":
+            table.add_row(*head, "failed", "", r["reason"][:40])
+            continue
+        reference = default.get((r["case"], r["pass"]))
+        table.add_row(
+            *head,
+            f"{r['ms_p50']:.4f}",
+            f"{r['pct_of_copy_bandwidth']:.0f}",
+            "—" if reference is None else f"{reference / r['ms_p50']:.2f}",
+        )
+    (console or Console()).print(table)
 
 
 def print_kernel_table(rows: list[dict], copy_gbps: float) -> None:

@@ -96,14 +96,17 @@ def _merge_tile(count, mean, m2, xv, mask, shift, valid_s, FP64: tl.constexpr):
 @triton.jit
 def _stats_over_tiles(
     x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):  # fmt: skip
-    """Per-channel (count, mean - shift, M2) of tiles ``[t0, t1)``, merged in tile order."""
+    """Per-channel (count, mean - shift, M2) of tiles ``[t0, t1)``, merged in tile order.
+
+    ``NUM_STAGES`` > 1 software-pipelines the loop's loads (the next tiles are fetched into
+    shared memory while this one is reduced); 1 leaves the loop as written."""
     acc_ty = tl.float64 if FP64 else tl.float32
     count = tl.zeros([BLOCK_C], dtype=acc_ty)
     mean = tl.zeros([BLOCK_C], dtype=acc_ty)
     m2 = tl.zeros([BLOCK_C], dtype=acc_ty)
-    for t in range(t0, t1):
+    for t in tl.range(t0, t1, num_stages=NUM_STAGES):
         start, offs, mask, valid_s = _tile_offsets(
             t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
         )
@@ -233,6 +236,7 @@ def bn_stats_partial_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     """Grid ``(cdiv(C, BLOCK_C), SPLIT)``: per-channel (count, mean - K, M2) of a tile range.
 
@@ -251,7 +255,7 @@ def bn_stats_partial_kernel(
     t0 = pid_p * tiles_per_prog
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
     count, mean, m2 = _stats_over_tiles(
-        x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S, FP64
+        x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S, FP64, NUM_STAGES
     )
     row = part_ptr + pid_p * C + cs
     tl.store(row, count, mask=cmask)
@@ -439,6 +443,7 @@ def bn_fwd_fused_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     """Grid ``(cdiv(C, BLOCK_C),)``: statistics, finalize and apply for a channel block.
 
@@ -454,8 +459,9 @@ def bn_fwd_fused_kernel(
     cmask = cs < C
     shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
     count, mean, m2 = _stats_over_tiles(
-        x_ptr, shift, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S, FP64
-    )
+        x_ptr, shift, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss,
+        BLOCK_C, BLOCK_S, FP64, NUM_STAGES,
+    )  # fmt: skip
     mean, scale, bias = _finalize_channels(
         count, mean, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,
         stats_ptr, momentum, eps, HAS_W, HAS_B, UPDATE_RUNNING, FACTOR_FROM_NBT, FP64,
@@ -495,15 +501,15 @@ def _grad_tile(
 def _grad_sums_over_tiles(
     x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
     shift, mean, scale, bias, WRITE_DX: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):  # fmt: skip
     """Per-channel ``sum g`` and ``sum g * (x - mean)`` over tiles ``[t0, t1)``, accumulated
     per element and summed once at the end; ``WRITE_DX`` also stores the eval-mode
-    ``dx = g * scale`` in the same pass."""
+    ``dx = g * scale`` in the same pass. ``NUM_STAGES``: as in ``_stats_over_tiles``."""
     acc_ty = tl.float64 if FP64 else tl.float32
     acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
     acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-    for t in range(t0, t1):
+    for t in tl.range(t0, t1, num_stages=NUM_STAGES):
         start, offs, mask, valid_s = _tile_offsets(
             t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
         )
@@ -535,6 +541,7 @@ def bn_bwd_partial_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     """Grid ``(cdiv(C, BLOCK_C), SPLIT)``: partial ``sum g`` and ``sum g * xhat`` per channel.
 
@@ -553,7 +560,7 @@ def bn_bwd_partial_kernel(
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
     sum_g, sum_gxc = _grad_sums_over_tiles(
         x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
-        shift, mean, scale, bias, WRITE_DX, BLOCK_C, BLOCK_S, FP64,
+        shift, mean, scale, bias, WRITE_DX, BLOCK_C, BLOCK_S, FP64, NUM_STAGES,
     )  # fmt: skip
     row = part_ptr + pid_p * C + cs
     tl.store(row, sum_g, mask=cmask)
@@ -678,6 +685,7 @@ def bn_bwd_fused_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     """Grid ``(cdiv(C, BLOCK_C),)``: the whole backward of a channel block (1 launch).
 
@@ -696,7 +704,7 @@ def bn_bwd_fused_kernel(
     if REDUCE:
         sum_g, sum_gxc = _grad_sums_over_tiles(
             x_ptr, dy_ptr, dx_ptr, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss, slope,
-            shift, mean, scale, bias, DX_IN_REDUCE, BLOCK_C, BLOCK_S, FP64,
+            shift, mean, scale, bias, DX_IN_REDUCE, BLOCK_C, BLOCK_S, FP64, NUM_STAGES,
         )  # fmt: skip
         sum_gx = sum_gxc * rstd
         if HAS_DW:

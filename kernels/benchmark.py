@@ -10,6 +10,8 @@ provides ``benchmark_cases``, ``run_case`` and ``copy_bandwidth_gbps``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from kernels.errors import KernelUnavailableError
+from kernels.plan import DEFAULT_TUNING, Tuning, tuned
 
 __all__ = [
     "IMPLS",
     "PASSES",
+    "TUNINGS",
     "Case",
     "benchmark_cases",
     "bytes_moved",
@@ -40,6 +44,21 @@ LAYOUTS = ("nchw", "channels_last", "nc")
 # reads x twice (statistics, then normalise) unless x stays in cache, so 100% of copy
 # bandwidth is out of reach by construction.
 _PASS_TENSORS = {"forward": 2, "backward": 3, "forward+backward": 5}
+
+# The launch tunings `gan-bench kernels --tune` times the fused op with: the default, then
+# one knob moved at a time (and the larger tile with the warps to carry it), so a
+# difference has one cause.
+TUNINGS = (
+    DEFAULT_TUNING,
+    dataclasses.replace(DEFAULT_TUNING, programs_per_sm=4),
+    dataclasses.replace(DEFAULT_TUNING, programs_per_sm=16),
+    dataclasses.replace(DEFAULT_TUNING, tile_elems=1024),
+    dataclasses.replace(DEFAULT_TUNING, tile_elems=4096),
+    dataclasses.replace(DEFAULT_TUNING, num_warps=8),
+    dataclasses.replace(DEFAULT_TUNING, tile_elems=4096, num_warps=8),
+    dataclasses.replace(DEFAULT_TUNING, num_stages=2),
+    dataclasses.replace(DEFAULT_TUNING, num_stages=3),
+)
 
 # Every BatchNorm input of gan_models' dcgan64 at batch 128 (ngf = ndf = 64), from the
 # shape comments in gan_models/dcgan.py (tests/kernels check them with forward hooks):
@@ -235,6 +254,7 @@ def run_case(
     warmup_ms: int = 25,
     copy_gbps: float | None = None,
     device: torch.device | str = "cuda",
+    tuning: Tuning | None = None,
 ) -> list[dict]:
     """Time ``case`` for each implementation and pass; one JSON-ready dict per pair.
 
@@ -249,12 +269,15 @@ def run_case(
         rep_ms, warmup_ms: do_bench's time budgets per measurement.
         copy_gbps: the device's copy bandwidth; measured here when None.
         device: a CUDA device.
+        tuning: launch the fused op with this ``kernels.plan.Tuning`` (an experiment:
+            its rows say ``"tuned": true``); None: the op's default.
 
     Returns:
         Dicts with ``case, shape, layout, dtype, impl, pass, ms_p50, ms_p20, ms_p80,
         bytes_min, gb_per_s, copy_gb_per_s, pct_of_copy_bandwidth, speedup_vs_eager,
-        compile_s, status, reason``. A measurement that fails is a row with
-        ``status="failed"`` and the reason, not an exception.
+        compile_s, status, reason``, and for the fused op ``tuning`` (its fields) and
+        ``tuned``. A measurement that fails is a row with ``status="failed"`` and the
+        reason, not an exception.
 
     Raises:
         KernelUnavailableError: no CUDA GPU (the interpreter is never benchmarked).
@@ -272,59 +295,78 @@ def run_case(
     eager_ms: dict[str, float] = {}
     # eager first, so every other row can report its speed-up
     for impl in sorted(impls, key=lambda i: i != "eager"):
-        t = _inputs(case, device)
-        fn = _impl_fn(impl, case, t)
-        x = t["x"]
-        wrt = (x, t["weight"], t["bias"])
-        compile_s = None
-        try:
-            # The first forward and backward compile (the backward graph is lowered lazily,
-            # at its first call) or JIT-compile the Triton kernels: none of it is timed.
-            start = time.perf_counter()
-            y = fn(x)
-            dy = torch.randn_like(y)
-            torch.autograd.grad(y, wrt, dy, retain_graph=True)
-            torch.cuda.synchronize(device)
-            if impl == "compile":
-                compile_s = time.perf_counter() - start
-        except Exception as exc:  # a failed setup is a row per pass, not a crash
-            rows += [_failed(case, impl, p, exc) for p in passes]
-            continue
-        bench: dict[str, Callable[[], object]] = {
-            "forward": lambda fn=fn, x=x: fn(x),
-            "backward": lambda y=y, dy=dy, wrt=wrt: torch.autograd.grad(
-                y, wrt, dy, retain_graph=True
-            ),
-            "forward+backward": lambda fn=fn, x=x, dy=dy, wrt=wrt: torch.autograd.grad(
-                fn(x), wrt, dy
-            ),
-        }
-        for pass_ in passes:
-            try:
-                p50, p20, p80 = _do_bench(bench[pass_], rep_ms, warmup_ms)
-            except Exception as exc:
-                rows.append(_failed(case, impl, pass_, exc))
-                continue
-            if impl == "eager":
-                eager_ms[pass_] = p50
-            nbytes = bytes_moved(case, pass_)
-            gbps = nbytes / (p50 * 1e-3) / 1e9
-            rows.append(
-                {
-                    **_row_head(case, impl, pass_),
-                    "ms_p50": p50,
-                    "ms_p20": p20,
-                    "ms_p80": p80,
-                    "bytes_min": nbytes,
-                    "gb_per_s": gbps,
-                    "copy_gb_per_s": copy_gbps,
-                    "pct_of_copy_bandwidth": 100.0 * gbps / copy_gbps,
-                    "speedup_vs_eager": (eager_ms[pass_] / p50) if pass_ in eager_ms else None,
-                    "compile_s": compile_s,
-                    "status": "ok",
-                    "reason": None,
-                }
+        fused = impl == "triton"
+        # The fused op plans its launches when it runs: the whole measurement is inside.
+        with tuned(tuning) if fused and tuning else contextlib.nullcontext():
+            measured = _measure_impl(
+                case, impl, passes, rep_ms, warmup_ms, copy_gbps, device, eager_ms
             )
+        if fused:
+            used = {"tuning": dataclasses.asdict(tuning or DEFAULT_TUNING), "tuned": bool(tuning)}
+            measured = [{**row, **used} for row in measured]
+        rows += measured
+    return rows
+
+
+def _measure_impl(
+    case: Case,
+    impl: str,
+    passes: Sequence[str],
+    rep_ms: int,
+    warmup_ms: int,
+    copy_gbps: float,
+    device: torch.device,
+    eager_ms: dict[str, float],
+) -> list[dict]:
+    rows: list[dict] = []
+    t = _inputs(case, device)
+    fn = _impl_fn(impl, case, t)
+    x = t["x"]
+    wrt = (x, t["weight"], t["bias"])
+    compile_s = None
+    try:
+        # The first forward and backward compile (the backward graph is lowered lazily,
+        # at its first call) or JIT-compile the Triton kernels: none of it is timed.
+        start = time.perf_counter()
+        y = fn(x)
+        dy = torch.randn_like(y)
+        torch.autograd.grad(y, wrt, dy, retain_graph=True)
+        torch.cuda.synchronize(device)
+        if impl == "compile":
+            compile_s = time.perf_counter() - start
+    except Exception as exc:  # a failed setup is a row per pass, not a crash
+        return [_failed(case, impl, p, exc) for p in passes]
+    bench: dict[str, Callable[[], object]] = {
+        "forward": lambda fn=fn, x=x: fn(x),
+        "backward": lambda y=y, dy=dy, wrt=wrt: torch.autograd.grad(y, wrt, dy, retain_graph=True),
+        "forward+backward": lambda fn=fn, x=x, dy=dy, wrt=wrt: torch.autograd.grad(fn(x), wrt, dy),
+    }
+    for pass_ in passes:
+        try:
+            p50, p20, p80 = _do_bench(bench[pass_], rep_ms, warmup_ms)
+        except Exception as exc:
+            rows.append(_failed(case, impl, pass_, exc))
+            continue
+        if impl == "eager":
+            eager_ms[pass_] = p50
+        nbytes = bytes_moved(case, pass_)
+        gbps = nbytes / (p50 * 1e-3) / 1e9
+        rows.append(
+            {
+                **_row_head(case, impl, pass_),
+                "ms_p50": p50,
+                "ms_p20": p20,
+                "ms_p80": p80,
+                "bytes_min": nbytes,
+                "gb_per_s": gbps,
+                "copy_gb_per_s": copy_gbps,
+                "pct_of_copy_bandwidth": 100.0 * gbps / copy_gbps,
+                "speedup_vs_eager": (eager_ms[pass_] / p50) if pass_ in eager_ms else None,
+                "compile_s": compile_s,
+                "status": "ok",
+                "reason": None,
+            }
+        )
     return rows
 
 

@@ -139,6 +139,7 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
             x, part, view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            NUM_STAGES=plan.num_stages, **plan.launch_options,
         )  # fmt: skip
     return part
 
@@ -222,6 +223,7 @@ def launch_apply(
             EVAL=is_eval, HAS_W=eval_weight is not None, HAS_B=eval_bias is not None,
             INC_NBT=increment is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            **plan.launch_options,
         )  # fmt: skip
 
 
@@ -243,6 +245,7 @@ def launch_bwd_partial(
             view.sn, view.sc, view.ss, float_arg(negative_slope, x),
             WRITE_DX=dx is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            NUM_STAGES=plan.num_stages, **plan.launch_options,
         )  # fmt: skip
     return part
 
@@ -284,6 +287,7 @@ def launch_dx(
             float_arg(negative_slope, x),
             TRAINING=sums is not None,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            **plan.launch_options,
         )  # fmt: skip
 
 
@@ -346,6 +350,7 @@ def _forward_op(
                 HAS_W=weight is not None, HAS_B=bias is not None,
                 UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
                 BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+                NUM_STAGES=plan.num_stages, **plan.launch_options,
             )  # fmt: skip
         if increment is not None and not in_kernel:
             increment.add_(1)
@@ -405,6 +410,7 @@ def _backward_op(
                 TRAINING=training, REDUCE=True, DX_IN_REDUCE=dx_in_reduce, DX_AFTER=dx_after,
                 HAS_DW=dw_arg is not None, HAS_DB=db_arg is not None,
                 BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+                NUM_STAGES=plan.num_stages, **plan.launch_options,
             )  # fmt: skip
     else:
         part = launch_bwd_partial(

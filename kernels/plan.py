@@ -7,26 +7,22 @@ values, so the plans are CUDA-graph and torch.compile safe.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-# Elements per [BLOCK_C, BLOCK_S] tile. On a GPU, 2048 fp32 elements = 8 KiB per tile, 16
-# per thread at 4 warps: enough bytes in flight per load without spilling registers
-# (the Triton layer-norm tutorial uses blocks of this order). Under the interpreter each
-# tile op is one NumPy call, so bigger tiles mean fewer Python-level iterations.
-TILE_ELEMS_GPU = 2048
+# Elements per [BLOCK_C, BLOCK_S] tile under the interpreter, where each tile op is one
+# NumPy call, so bigger tiles mean fewer Python-level iterations. (GPU: Tuning.tile_elems.)
 TILE_ELEMS_INTERPRETER = 8192
 # Longest run along the contiguous axis: 1024 elements (4 KiB fp32) covers the widest
 # DCGAN plane (32x32) in one tile row.
 MAX_BLOCK_CONTIGUOUS = 1024
 # Widest channel block when channels are the contiguous axis (channels_last, (N, C)).
 MAX_BLOCK_C_CHANNELS_LAST = 128
-# Aim for this many reduction programs per SM: enough to hide memory latency with a
-# few resident programs per SM, as Liger-Kernel and the Triton tutorials size grids.
-PROGRAMS_PER_SM = 4
 # A split program should reduce at least this many tiles, or the partial writes and the
 # extra finalize launch cost more than the parallelism buys.
 MIN_TILES_PER_PROGRAM = 2
@@ -39,7 +35,73 @@ MAX_SPLIT = 512
 # Channel block and partial-row chunk of the finalize kernels: [32, 64] = 2048 elements.
 FINALIZE_BLOCK_C = 64
 FINALIZE_BLOCK_P = 32
-NUM_WARPS = 4
+# Triton's own default for a launch that names no num_warps.
+TRITON_DEFAULT_NUM_WARPS = 4
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the compiled kernels are launched on a GPU (the interpreter ignores all but the
+    split it implies; its tile is TILE_ELEMS_INTERPRETER).
+
+    Attributes:
+        tile_elems: elements per ``[BLOCK_C, BLOCK_S]`` tile. 2048 fp32 elements = 8 KiB,
+            16 per thread at 4 warps: enough bytes in flight per load without spilling
+            registers (the Triton layer-norm tutorial uses blocks of this order).
+        programs_per_sm: the split path aims for this many reduction programs per SM. A
+            reduction program keeps one tile load in flight, and the statistics loop
+            waits on two block-wide sums per tile, so each program has a load in flight
+            about three quarters of the time (sm_90 SASS: 4 barriers per iteration).
+            Little's law on an H100 (3 TB/s x ~0.7 us DRAM latency / 132 SMs = ~16 KB in
+            flight per SM) asks for about 5 programs' 4 KiB bf16 tiles: 8 leaves headroom,
+            at 32 warps per SM (half occupancy). 8 programs fit: the backward's partial
+            kernel, the largest, takes 64 registers per thread, 8 x 128 x 64 = the whole
+            64K register file.
+        num_warps: warps per program, every tiled kernel.
+        num_stages: software pipelining of the reduction loops (``tl.range(num_stages=)``):
+            1 leaves them as written; k > 1 fetches k - 1 tiles ahead into shared memory.
+    """
+
+    tile_elems: int = 2048
+    programs_per_sm: int = 8
+    num_warps: int = TRITON_DEFAULT_NUM_WARPS
+    num_stages: int = 1
+
+    def __post_init__(self):
+        for name in ("tile_elems", "num_warps"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"{name} must be a power of two, got {value}")
+        if self.tile_elems < 64 or self.num_warps > 32:
+            raise ValueError(f"tile_elems >= 64 and num_warps <= 32, got {self}")
+        if self.programs_per_sm < 1 or self.num_stages < 1:
+            raise ValueError(f"programs_per_sm and num_stages must be >= 1, got {self}")
+
+
+DEFAULT_TUNING = Tuning()
+_active_tuning = DEFAULT_TUNING
+
+
+def active_tuning() -> Tuning:
+    """The Tuning that ``make_plan`` uses now (DEFAULT_TUNING unless inside ``tuned``)."""
+    return _active_tuning
+
+
+@contextlib.contextmanager
+def tuned(tuning: Tuning) -> Iterator[Tuning]:
+    """Plan the kernels with ``tuning`` inside the block (``gan-bench kernels --tune``).
+
+    Plans are made when the op runs eagerly; a graph that torch.compile traced, or a CUDA
+    graph captured, keeps the plans of its trace or capture.
+    """
+    global _active_tuning
+    previous, _active_tuning = _active_tuning, tuning
+    try:
+        yield tuning
+    finally:
+        _active_tuning = previous
+
+
 # CUDA launch limits: grid axes 1 and 2 hold at most 65535 blocks; the kernels index a
 # tile's position along S in int32 (the tile's start address is int64).
 MAX_GRID_Y = 65535
@@ -137,7 +199,8 @@ class LaunchPlan:
     """Tile sizes and the reduction split for one input view.
 
     ``split == 1`` selects the fused single-launch path (one program per channel block);
-    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials.
+    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials. ``num_warps``
+    and ``num_stages`` are the Tuning's.
     """
 
     block_c: int
@@ -147,6 +210,17 @@ class LaunchPlan:
     c_blocks: int
     split: int
     tiles_per_prog: int
+    num_warps: int = TRITON_DEFAULT_NUM_WARPS
+    num_stages: int = 1
+
+    @property
+    def launch_options(self) -> dict:
+        """Launch keywords of the tiled kernels: num_warps only when it is not Triton's
+        default (a launch option makes torch.compile wrap the kernel in a one-config
+        autotuner; without one the default path is traced as it always was)."""
+        if self.num_warps == TRITON_DEFAULT_NUM_WARPS:
+            return {}
+        return {"num_warps": self.num_warps}
 
     @property
     def fused(self) -> bool:
@@ -178,14 +252,16 @@ def make_plan(
             split path with up to ``k`` partials (tiles are shrunk along S until there
             are at least ``k`` tiles, so tiny test inputs can exercise it).
 
-    The automatic SPLIT aims for ``PROGRAMS_PER_SM * SMs`` reduction programs in all, so
-    that a layer with few channel blocks (C = 64 at 32x32) still fills the GPU, keeps at
-    least ``MIN_TILES_PER_PROGRAM`` tiles per program, and falls back to the fused path
-    when a channel block has at most ``FUSED_MAX_TILES`` tiles.
+    The automatic SPLIT aims for ``programs_per_sm * SMs`` reduction programs in all (the
+    active Tuning's, see ``tuned``), so that a layer with few channel blocks (C = 64 at
+    32x32) still fills the GPU, keeps at least ``MIN_TILES_PER_PROGRAM`` tiles per program,
+    and falls back to the fused path when a channel block has at most ``FUSED_MAX_TILES``
+    tiles.
     """
     if split < 0:
         raise ValueError(f"split must be >= 0 (0 = automatic), got {split}")
-    tile = TILE_ELEMS_INTERPRETER if interpreted else TILE_ELEMS_GPU
+    tuning = active_tuning()
+    tile = TILE_ELEMS_INTERPRETER if interpreted else tuning.tile_elems
     block_c, block_s = _tile_shape(view, tile, tile if interpreted else MAX_BLOCK_CONTIGUOUS)
     n_tiles_s = _cdiv(view.s, block_s)
     tiles_total = view.n * n_tiles_s
@@ -210,9 +286,12 @@ def make_plan(
     elif split == 1 or interpreted or tiles_total <= FUSED_MAX_TILES:
         chosen = 1
     else:
-        target = PROGRAMS_PER_SM * sm_count(device)
+        target = tuning.programs_per_sm * sm_count(device)
         chosen = min(_cdiv(target, c_blocks), _cdiv(tiles_total, MIN_TILES_PER_PROGRAM), MAX_SPLIT)
     chosen = max(chosen, 1)
     tiles_per_prog = _cdiv(tiles_total, chosen)
     chosen = _cdiv(tiles_total, tiles_per_prog)  # no program without tiles
-    return LaunchPlan(block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog)
+    return LaunchPlan(
+        block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog,
+        tuning.num_warps, tuning.num_stages,
+    )  # fmt: skip

@@ -104,6 +104,7 @@ def test_kernel_goals(goals, tmp_path):
             kernel_row(small, "compile", 0.20),
             kernel_row(small, "triton", 0.06),
             {**kernel_row(small, "triton", 9.0), "status": "failed"},  # not the measurement
+            {**kernel_row(f"{large}-fp32", "triton", 0.1), "tuned": True},  # an experiment
         ],
     )
     verdicts = by_goal(goals.kernel_goals(tmp_path))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+
 import pytest
 import torch
+from rich.console import Console
 
 from bench.config import ConfigError
-from bench.kernel_bench import run_kernel_benchmarks
+from bench.kernel_bench import print_tuning_table, run_kernel_benchmarks
 from bench.records import read_records
+from kernels.benchmark import TUNINGS
+from kernels.plan import DEFAULT_TUNING
 
 ARGS = {
     "dtypes": ["fp32"],
@@ -47,3 +53,48 @@ def test_one_case_becomes_records(tmp_path):
         assert r["environment"]["device_type"] == "cuda"
         assert r["ms_p50"] > 0 and r["gb_per_s"] > 0
     assert rows[1]["speedup_vs_eager"] == pytest.approx(rows[0]["ms_p50"] / rows[1]["ms_p50"])
+
+
+def tuning_row(tuning, ms, status="ok"):
+    row = {"case": "large-64x64x64-nchw-bf16", "pass": "forward+backward", "status": status,
+           "tuning": dataclasses.asdict(tuning), "tuned": True}  # fmt: skip
+    if status == "ok":
+        return {**row, "ms_p50": ms, "pct_of_copy_bandwidth": 50.0}
+    return {**row, "reason": "OutOfResources: shared memory"}
+
+
+def test_tunings_move_one_knob_from_the_default():
+    assert TUNINGS[0] == DEFAULT_TUNING and len(set(TUNINGS)) == len(TUNINGS)
+    default = dataclasses.asdict(DEFAULT_TUNING)
+    for tuning in TUNINGS[1:]:
+        moved = {k for k, v in dataclasses.asdict(tuning).items() if v != default[k]}
+        assert moved and (len(moved) == 1 or moved == {"tile_elems", "num_warps"}), tuning
+
+
+def test_tuning_table_sets_each_tuning_against_the_default():
+    faster = dataclasses.replace(DEFAULT_TUNING, num_stages=3)
+    rows = [
+        tuning_row(faster, 0.2),  # measured before the default: still compared with it
+        tuning_row(DEFAULT_TUNING, 0.4),
+        tuning_row(dataclasses.replace(DEFAULT_TUNING, num_warps=8), None, status="failed"),
+    ]
+    out = io.StringIO()
+    print_tuning_table(rows, 3000.0, Console(file=out, width=200))
+    lines = out.getvalue().splitlines()
+    assert any("3 stage(s)" in ln and "0.2000" in ln and "2.00" in ln for ln in lines)
+    assert any("1 stage(s)" in ln and "0.4000" in ln and "1.00" in ln for ln in lines)
+    assert any("8 warps" in ln and "failed" in ln for ln in lines)
+
+
+@pytest.mark.gpu
+def test_tune_times_the_fused_op_under_each_tuning(tmp_path, monkeypatch):
+    # Two tunings, not all of them: each one compiles the kernels anew (seconds).
+    tunings = (DEFAULT_TUNING, dataclasses.replace(DEFAULT_TUNING, num_stages=3, num_warps=8))
+    monkeypatch.setattr("kernels.benchmark.TUNINGS", tunings)
+    out = tmp_path / "k.jsonl"
+    rows = run_kernel_benchmarks(out=str(out), **{**ARGS, "impls": ["triton"]}, tune=True)
+    assert [r["tuning"] for r in rows] == [dataclasses.asdict(t) for t in tunings]
+    for r in rows:
+        assert r["impl"] == "triton" and r["tuned"] and r["status"] == "ok", r.get("reason")
+    with pytest.raises(ConfigError, match="must include triton"):
+        run_kernel_benchmarks(out=str(out), **{**ARGS, "impls": ["eager"]}, tune=True)

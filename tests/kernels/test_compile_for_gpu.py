@@ -4,8 +4,10 @@ The interpreter runs the kernels as NumPy and forgives things the compiler does 
 (types, constexpr control flow). Triton can compile to PTX and run ptxas with no GPU
 present, given a target; this test does that in a subprocess without TRITON_INTERPRET,
 for both layouts' stride specialisations (``ss == 1`` NCHW, ``sc == 1`` channels-last)
-and for fp32, bf16 and fp64, and checks that the elementwise kernels use 128-bit
-vector loads and stores along the contiguous axis and spill nothing to local memory.
+and for fp32, bf16 and fp64, with the reduction loops as written and software-pipelined
+(``NUM_STAGES`` 3: cp.async into shared memory), and checks that the elementwise kernels
+use 128-bit vector loads and stores along the contiguous axis and spill nothing to local
+memory.
 With a GPU the other tests compile and run the real kernels, so this one is skipped.
 """
 
@@ -73,12 +75,15 @@ SCRIPT = textwrap.dedent(
              ("bn_stats_finalize_kernel", dict(HAS_W=False, HAS_B=False,
               UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=32)),
              ("bn_bwd_fused_kernel", dict(TRAINING=False, REDUCE=True, DX_IN_REDUCE=True,
-              DX_AFTER=False, HAS_DW=True, HAS_DB=False))]
+              DX_AFTER=False, HAS_DW=True, HAS_DB=False)),
+             # the reduction loops software-pipelined (kernels.plan.Tuning.num_stages)
+             ("bn_stats_partial_kernel", dict(NUM_STAGES=3)),
+             ("bn_bwd_partial_kernel", dict(WRITE_DX=False, NUM_STAGES=3))]
     jobs = [(n, f) for n, f in FLAGS.items()] + EXTRA
     for xdt, layout, bc, bs in VARIANTS:
         for name, flags in jobs:
             fn = getattr(K, name)
-            consts = dict(flags, FP64=xdt == "fp64")
+            consts = dict({"NUM_STAGES": 1}, **flags, FP64=xdt == "fp64")
             if "BLOCK_P" in flags:
                 consts["BLOCK_C"] = 64
             else:
@@ -86,6 +91,8 @@ SCRIPT = textwrap.dedent(
             consts = {k: v for k, v in consts.items() if k in fn.arg_names}
             ptx = build(fn, xdt, consts).asm["ptx"]
             assert ".local" not in ptx, (name, xdt, "spills to local memory")
+            if consts.get("NUM_STAGES", 1) > 1:
+                assert "cp.async" in ptx, (name, xdt, "loads not pipelined")
             if name in ("bn_apply_kernel", "bn_bwd_dx_kernel") and xdt != "fp64":
                 assert "ld.global.v4" in ptx and "st.global.v4" in ptx, (name, xdt, layout)
             print("compiled", name, xdt, sorted(layout))
@@ -107,4 +114,4 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     if out.returncode != 0 and "ptxas" in out.stderr and "not found" in out.stderr:
         pytest.skip("triton's bundled ptxas is missing")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
-    assert out.stdout.count("compiled") == 3 * 11 and "ALL OK" in out.stdout
+    assert out.stdout.count("compiled") == 3 * 13 and "ALL OK" in out.stdout

@@ -1,0 +1,82 @@
+"""Launch planning: the Tuning knobs and how they shape a plan, without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kernels
+from kernels import availability, plan
+from kernels.plan import DEFAULT_TUNING, ChannelView, Tuning, make_plan, tuned
+from kernels.reference import batch_norm_leaky_relu_reference
+
+# (256, 64, 64, 64) NCHW: 64 channels of 256 planes of 4096 elements.
+LARGE = ChannelView(256, 64, 4096, 64 * 4096, 4096, 1)
+H100_SMS = 132
+
+
+@pytest.fixture
+def h100(monkeypatch):
+    monkeypatch.setattr(plan, "sm_count", lambda device: H100_SMS)
+
+
+def gpu_plan(view: ChannelView) -> plan.LaunchPlan:
+    return make_plan(view, torch.device("cuda"), interpreted=False)
+
+
+def test_default_plan_of_the_large_case(h100):
+    p = gpu_plan(LARGE)
+    # 2048-element tiles of [2 channels, 1024 elements]: 32 channel blocks of 1024 tiles.
+    assert (p.block_c, p.block_s, p.c_blocks, p.tiles_total) == (2, 1024, 32, 1024)
+    # 8 programs per SM x 132 SMs / 32 channel blocks = 33, rounded to whole tile ranges.
+    assert (p.split, p.tiles_per_prog) == (32, 32)
+    assert (p.num_warps, p.num_stages, p.launch_options) == (4, 1, {})
+
+
+def test_tuned_plans_follow_the_tuning_and_restore_the_default(h100):
+    with tuned(Tuning(tile_elems=4096, programs_per_sm=4, num_warps=8, num_stages=3)):
+        assert plan.active_tuning().num_stages == 3
+        p = gpu_plan(LARGE)
+    assert (p.block_c, p.block_s, p.c_blocks) == (4, 1024, 16)
+    assert p.split == 32  # 4 x 132 / 16 channel blocks = 33, rounded to whole tile ranges
+    assert (p.num_warps, p.num_stages, p.launch_options) == (8, 3, {"num_warps": 8})
+    assert plan.active_tuning() is DEFAULT_TUNING
+    with pytest.raises(RuntimeError), tuned(Tuning(programs_per_sm=2)):
+        raise RuntimeError("a failed measurement")
+    assert plan.active_tuning() is DEFAULT_TUNING
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tile_elems": 3000},
+        {"tile_elems": 32},
+        {"num_warps": 3},
+        {"num_warps": 64},
+        {"programs_per_sm": 0},
+        {"num_stages": 0},
+    ],
+)
+def test_bad_tunings_are_refused(fields):
+    with pytest.raises(ValueError):
+        Tuning(**fields)
+
+
+@pytest.mark.skipif(not availability.INTERPRETED, reason="the interpreter runs the kernels here")
+def test_pipelined_reduction_loops_give_the_same_result():
+    """NUM_STAGES only changes how the loads are scheduled, never what is summed."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((4, 6, 5, 5), generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.rand(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn((4, 6, 5, 5), generator=gen, dtype=torch.float64)
+    ref = batch_norm_leaky_relu_reference(x, None, None, weight, bias, True, 0.1, 1e-5, 0.2)
+    want = torch.autograd.grad(ref, (x, weight, bias), dy)
+    with tuned(Tuning(num_stages=3)):
+        y = kernels.batch_norm_leaky_relu(
+            x, None, None, weight, bias, True, 0.1, 1e-5, 0.2, _split=3
+        )
+        got = torch.autograd.grad(y, (x, weight, bias), dy)
+    torch.testing.assert_close(y, ref)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
