@@ -106,7 +106,7 @@ def eager_reference(out: Path) -> list[Verdict]:
         where = "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
         verdicts.append(Verdict(2, goal, f"{rate / 1e3:.1f} k img/s ({where})", lo <= rate <= hi))
         if (batch, precision) == (128, "bf16"):
-            peaks = [r["metrics"].get("peak_allocated_mib") for r in records]
+            peaks = [(r.get("metrics") or {}).get("peak_allocated_mib") for r in records]
             peaks = [p for p in peaks if isinstance(p, (int, float))]
             ref = EAGER_PEAK_MIB_B128_BF16
             goal = f"eager DCGAN-64 b128 bf16 peak allocated: about {ref} MiB"

@@ -67,11 +67,11 @@ def run_kernel_benchmarks(
     ]
     if not cases:
         raise ConfigError(f"--match {match!r} selects no benchmark case")
+    if tune and "triton" not in impls:
+        raise ConfigError("--tune times the fused op: --impls must include triton")
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
     copy_gbps = benchmark.copy_bandwidth_gbps(device)
-    if tune and "triton" not in impls:
-        raise ConfigError("--tune times the fused op: --impls must include triton")
     runs = [{"impls": impls, "tuning": None}]
     if tune:
         runs = [{"impls": ["triton"], "tuning": t} for t in benchmark.TUNINGS]
