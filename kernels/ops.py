@@ -139,7 +139,7 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
             x, part, view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss,
             BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
-            NUM_STAGES=plan.num_stages, **plan.launch_options,
+            NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
         )  # fmt: skip
     return part
 
@@ -350,7 +350,7 @@ def _forward_op(
                 HAS_W=weight is not None, HAS_B=bias is not None,
                 UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
                 BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
-                NUM_STAGES=plan.num_stages, **plan.launch_options,
+                NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
             )  # fmt: skip
         if increment is not None and not in_kernel:
             increment.add_(1)

@@ -49,14 +49,12 @@ class Tuning:
             16 per thread at 4 warps: enough bytes in flight per load without spilling
             registers (the Triton layer-norm tutorial uses blocks of this order).
         programs_per_sm: the split path aims for this many reduction programs per SM. A
-            reduction program keeps one tile load in flight, and the statistics loop
-            waits on two block-wide sums per tile, so each program has a load in flight
-            about three quarters of the time (sm_90 SASS: 4 barriers per iteration).
-            Little's law on an H100 (3 TB/s x ~0.7 us DRAM latency / 132 SMs = ~16 KB in
-            flight per SM) asks for about 5 programs' 4 KiB bf16 tiles: 8 leaves headroom,
-            at 32 warps per SM (half occupancy). 8 programs fit: the backward's partial
-            kernel, the largest, takes 64 registers per thread, 8 x 128 x 64 = the whole
-            64K register file.
+            reduction program has one tile's loads in flight at a time (4 KiB for bf16
+            statistics), and Little's law on an H100 (3 TB/s x ~0.7 us DRAM latency / 132
+            SMs) asks for ~16 KB in flight per SM: 4 programs only with no time lost
+            between loads, 8 with headroom, at 32 warps per SM (half occupancy). 8 fit:
+            the statistics and backward partial kernels take 64 registers per thread
+            (sm_90, bf16, 4 warps), 8 x 128 x 64 = the whole 64K register file.
         num_warps: warps per program, every tiled kernel.
         num_stages: software pipelining of the reduction loops (``tl.range(num_stages=)``):
             1 leaves them as written; k > 1 fetches k - 1 tiles ahead into shared memory.
@@ -199,8 +197,9 @@ class LaunchPlan:
     """Tile sizes and the reduction split for one input view.
 
     ``split == 1`` selects the fused single-launch path (one program per channel block);
-    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials. ``num_warps``
-    and ``num_stages`` are the Tuning's.
+    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials. ``even``: every
+    tile is full (S and C are multiples of the tile's sides), so no load needs a mask.
+    ``num_warps`` and ``num_stages`` are the Tuning's.
     """
 
     block_c: int
@@ -210,6 +209,7 @@ class LaunchPlan:
     c_blocks: int
     split: int
     tiles_per_prog: int
+    even: bool = False
     num_warps: int = TRITON_DEFAULT_NUM_WARPS
     num_stages: int = 1
 
@@ -291,7 +291,8 @@ def make_plan(
     chosen = max(chosen, 1)
     tiles_per_prog = _cdiv(tiles_total, chosen)
     chosen = _cdiv(tiles_total, tiles_per_prog)  # no program without tiles
+    even = view.s % block_s == 0 and view.c % block_c == 0
     return LaunchPlan(
-        block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog,
+        block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog, even,
         tuning.num_warps, tuning.num_stages,
     )  # fmt: skip

@@ -4,8 +4,9 @@ The interpreter runs the kernels as NumPy and forgives things the compiler does 
 (types, constexpr control flow). Triton can compile to PTX and run ptxas with no GPU
 present, given a target; this test does that in a subprocess without TRITON_INTERPRET,
 for both layouts' stride specialisations (``ss == 1`` NCHW, ``sc == 1`` channels-last)
-and for fp32, bf16 and fp64, with the reduction loops as written and software-pipelined
-(``NUM_STAGES`` 3: cp.async into shared memory), and checks that the elementwise kernels
+and for fp32, bf16 and fp64, with masked and full (``EVEN``) tiles, with the reduction
+loops as written and software-pipelined (``NUM_STAGES`` 3: cp.async into shared memory),
+and checks that the elementwise kernels
 use 128-bit vector loads and stores along the contiguous axis and spill nothing to local
 memory.
 With a GPU the other tests compile and run the real kernels, so this one is skipped.
@@ -76,14 +77,17 @@ SCRIPT = textwrap.dedent(
               UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=32)),
              ("bn_bwd_fused_kernel", dict(TRAINING=False, REDUCE=True, DX_IN_REDUCE=True,
               DX_AFTER=False, HAS_DW=True, HAS_DB=False)),
+             # full tiles: no masks, one count per tile (kernels.plan.LaunchPlan.even)
+             ("bn_stats_partial_kernel", dict(EVEN=True)),
+             ("bn_fwd_fused_kernel", dict(FLAGS["bn_fwd_fused_kernel"], EVEN=True)),
              # the reduction loops software-pipelined (kernels.plan.Tuning.num_stages)
-             ("bn_stats_partial_kernel", dict(NUM_STAGES=3)),
+             ("bn_stats_partial_kernel", dict(NUM_STAGES=3, EVEN=True)),
              ("bn_bwd_partial_kernel", dict(WRITE_DX=False, NUM_STAGES=3))]
     jobs = [(n, f) for n, f in FLAGS.items()] + EXTRA
     for xdt, layout, bc, bs in VARIANTS:
         for name, flags in jobs:
             fn = getattr(K, name)
-            consts = dict({"NUM_STAGES": 1}, **flags, FP64=xdt == "fp64")
+            consts = dict({"NUM_STAGES": 1, "EVEN": False}, **flags, FP64=xdt == "fp64")
             if "BLOCK_P" in flags:
                 consts["BLOCK_C"] = 64
             else:
@@ -114,4 +118,4 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     if out.returncode != 0 and "ptxas" in out.stderr and "not found" in out.stderr:
         pytest.skip("triton's bundled ptxas is missing")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
-    assert out.stdout.count("compiled") == 3 * 13 and "ALL OK" in out.stdout
+    assert out.stdout.count("compiled") == 3 * 15 and "ALL OK" in out.stdout

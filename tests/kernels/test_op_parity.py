@@ -322,12 +322,17 @@ def test_paths_agree_with_each_other_and_eager(split):
 
 @pytest.mark.parametrize("std", [1.0, 1e-2])
 @pytest.mark.parametrize("split", [1, 4])
-def test_large_mean_small_variance(std, split):
-    """Mean 1e4: E[x^2] - E[x]^2 in fp32 is hopeless here, the shifted Chan merge is not."""
+@pytest.mark.parametrize("channels", [3, 4], ids=["masked-tiles", "full-tiles"])
+def test_large_mean_small_variance(std, split, channels):
+    """Mean 1e4: E[x^2] - E[x]^2 in fp32 is hopeless here, shifted Welford + Chan is not.
+    3 channels leave part of each channel block empty (masked loads, a count per lane),
+    4 fill it (kernels.plan.LaunchPlan.even: one count per tile)."""
     gen = torch.Generator().manual_seed(5)
-    x64 = 1e4 + std * torch.randn((4, 3, 8, 8), generator=gen, dtype=torch.float64)
+    x64 = 1e4 + std * torch.randn((4, channels, 8, 8), generator=gen, dtype=torch.float64)
     x = x64.to(DEVICE, torch.float32)
-    params = make_params(3, affine=True, track=True)
+    _, view = channel_view(x)
+    assert make_plan(view, x.device, interpreted=availability.INTERPRETED).even == (channels == 4)
+    params = make_params(channels, affine=True, track=True)
     # momentum 1: running_mean/var become the batch mean and the unbiased batch variance
     ours, ref = run_both(x, params, training=True, momentum=1.0, slope=0.2, split=split)
     (y, xo, p), (yr, xr, pr) = ours, ref
@@ -339,7 +344,7 @@ def test_large_mean_small_variance(std, split):
     torch.testing.assert_close(y.double(), yr, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(xo.grad.double(), xr.grad, atol=1e-3, rtol=1e-3)
     # the naive formula really fails on this input (so the test means something)
-    xf = x.transpose(0, 1).reshape(3, -1)
+    xf = x.transpose(0, 1).reshape(channels, -1)
     naive = (xf * xf).mean(1) - xf.mean(1) ** 2
     n = xf.shape[1]
     naive_unbiased = naive.double() * n / (n - 1)
