@@ -53,8 +53,8 @@ class Tuning:
             statistics), and Little's law on an H100 (3 TB/s x ~0.7 us DRAM latency / 132
             SMs) asks for ~16 KB in flight per SM: 4 programs only with no time lost
             between loads, 8 with headroom, at 32 warps per SM (half occupancy). 8 fit:
-            the statistics and backward partial kernels take 64 registers per thread
-            (sm_90, bf16, 4 warps), 8 x 128 x 64 = the whole 64K register file.
+            the statistics and backward partial kernels take at most 64 registers per
+            thread (sm_90, bf16, 4 warps), 8 x 128 x 64 = the whole 64K register file.
         num_warps: warps per program, every tiled kernel.
         num_stages: software pipelining of the reduction loops (``tl.range(num_stages=)``):
             1 leaves them as written; k > 1 fetches k - 1 tiles ahead into shared memory.
