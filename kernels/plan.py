@@ -129,10 +129,35 @@ class ChannelView:
         return self.sc == 1 and self.ss != 1
 
 
+def _concrete(*values) -> bool:
+    """Plain ints, not symbolic sizes (torch.compile tracing with dynamic shapes), so the
+    host-side results below can be cached by value."""
+    return all(type(v) is int for v in values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _channels_last_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """``permute(0, 2, ..., 1).is_contiguous()`` from sizes and strides alone: dims of size
+    1 may have any stride, an empty tensor is contiguous."""
+    if 0 in sizes:
+        return True
+    expected = 1
+    for d in (1, *range(len(sizes) - 1, 1, -1), 0):
+        if sizes[d] != 1 and strides[d] != expected:
+            return False
+        expected *= sizes[d]
+    return True
+
+
 def _channels_last_like(x: torch.Tensor) -> bool:
-    """True when x's memory order is (N, spatial..., C): channels_last for 4-D, (N, C) for 2-D."""
-    perm = (0, *range(2, x.dim()), 1)
-    return x.permute(perm).is_contiguous()
+    """True when x's memory order is (N, spatial..., C): channels_last for 4-D, (N, C) for 2-D.
+
+    Called twice per forward and backward: the stride rule is cached, which saves the
+    permuted view that the plain ``permute(...).is_contiguous()`` builds each time."""
+    sizes, strides = tuple(x.shape), x.stride()
+    if _concrete(*sizes, *strides):
+        return _channels_last_order(sizes, strides)
+    return x.permute((0, *range(2, x.dim()), 1)).is_contiguous()
 
 
 def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
@@ -242,7 +267,25 @@ def _tile_shape(view: ChannelView, tile: int, max_contig: int) -> tuple[int, int
 def make_plan(
     view: ChannelView, device: torch.device, *, interpreted: bool, split: int = 0
 ) -> LaunchPlan:
-    """Choose tile sizes and SPLIT for ``view`` on ``device``.
+    """Choose tile sizes and SPLIT for ``view`` on ``device`` (``_plan``), cached: the same
+    layer asks for the same plan at every forward and backward, and planning is host time
+    that small layers do not hide behind their kernels."""
+    tuning = active_tuning()
+    fields = (view.n, view.c, view.s, view.sn, view.sc, view.ss)
+    if _concrete(*fields):
+        return _cached_plan(view, device, interpreted, split, tuning)
+    return _plan(view, device, interpreted, split, tuning)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_plan(view, device, interpreted, split, tuning) -> LaunchPlan:
+    return _plan(view, device, interpreted, split, tuning)
+
+
+def _plan(
+    view: ChannelView, device: torch.device, interpreted: bool, split: int, tuning: Tuning
+) -> LaunchPlan:
+    """Choose tile sizes and SPLIT for ``view`` on ``device`` with ``tuning``.
 
     Args:
         view: the input's channel view.
@@ -253,14 +296,13 @@ def make_plan(
             are at least ``k`` tiles, so tiny test inputs can exercise it).
 
     The automatic SPLIT aims for ``programs_per_sm * SMs`` reduction programs in all (the
-    active Tuning's, see ``tuned``), so that a layer with few channel blocks (C = 64 at
-    32x32) still fills the GPU, keeps at least ``MIN_TILES_PER_PROGRAM`` tiles per program,
-    and falls back to the fused path when a channel block has at most ``FUSED_MAX_TILES``
-    tiles.
+    Tuning's; ``make_plan`` passes the active one, see ``tuned``), so that a layer with few
+    channel blocks (C = 64 at 32x32) still fills the GPU, keeps at least
+    ``MIN_TILES_PER_PROGRAM`` tiles per program, and falls back to the fused path when a
+    channel block has at most ``FUSED_MAX_TILES`` tiles.
     """
     if split < 0:
         raise ValueError(f"split must be >= 0 (0 = automatic), got {split}")
-    tuning = active_tuning()
     tile = TILE_ELEMS_INTERPRETER if interpreted else tuning.tile_elems
     block_c, block_s = _tile_shape(view, tile, tile if interpreted else MAX_BLOCK_CONTIGUOUS)
     n_tiles_s = _cdiv(view.s, block_s)

@@ -18,6 +18,9 @@ H100_SMS = 132
 @pytest.fixture
 def h100(monkeypatch):
     monkeypatch.setattr(plan, "sm_count", lambda device: H100_SMS)
+    plan._cached_plan.cache_clear()  # plans made with another SM count
+    yield
+    plan._cached_plan.cache_clear()
 
 
 def gpu_plan(view: ChannelView) -> plan.LaunchPlan:
@@ -80,3 +83,32 @@ def test_pipelined_reduction_loops_give_the_same_result():
     torch.testing.assert_close(y, ref)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.empty(4, 3, 5, 6),
+        lambda: torch.empty(4, 3, 5, 6).to(memory_format=torch.channels_last),
+        lambda: torch.empty(4, 1, 5, 6),  # one channel: both orders at once
+        lambda: torch.empty(1, 3, 1, 1),
+        lambda: torch.empty(4, 3),
+        lambda: torch.empty(3, 4).t(),
+        lambda: torch.empty(4, 5, 3).transpose(1, 2),  # (N, C, L) stored as (N, L, C)
+        lambda: torch.empty(4, 3, 5, 6)[:, :, ::2],
+        lambda: torch.empty(0, 3, 5, 6),
+        lambda: torch.empty(3, 1).expand(3, 4),
+    ],
+)
+def test_channels_last_order_from_strides_matches_permute(make):
+    x = make()
+    perm = (0, *range(2, x.dim()), 1)
+    assert plan._channels_last_like(x) == x.permute(perm).is_contiguous()
+
+
+def test_plans_are_cached_per_tuning(h100):
+    first = gpu_plan(LARGE)
+    assert gpu_plan(LARGE) is first
+    with tuned(Tuning(programs_per_sm=4)):
+        assert gpu_plan(LARGE) is not first
+    assert gpu_plan(LARGE) is first
