@@ -9,6 +9,7 @@ compare) made from whatever records are there, whatever the budget.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,31 @@ def test_every_sweep_section_is_a_valid_plan(tmp_path):
         assert f"{name} rc=0" in sections, (name, log[-2000:])
         assert "Nothing was run or written." in log, (name, log[-2000:])
     assert not list(out.glob("*.jsonl"))
+
+
+def test_goal_sweeps_are_points_of_the_default_grid_that_it_resumes():
+    """The default GPU sweep appends to the goal sweeps' file with their steps and warm-up,
+    so every point they measured is resumed, not run twice: each must be a point of the
+    default GPU grid, planned with the same steps."""
+    from bench.sweep.plan import Machine
+    from bench.sweep.spec import build_spec
+
+    script = SCRIPT.read_text()
+    gpu = Machine("cuda", 1, 16, triton_installed=True, triton_interpret=False)
+
+    def section(name: str) -> str:
+        return script.split(f"    {name})\n")[1].split(";;")[0]
+
+    default_steps = int(re.search(r"--steps (\d+)", section("default-sweep")).group(1))
+    assert "sweep.jsonl" in section("default-sweep")
+    grid = set(build_spec(machine=gpu, steps=default_steps, repeats=1).points())
+    for name in ("goals", "goals-mlp", "goals-compile", "goals-compile-mlp", "goals-autotune"):
+        block = section(name)
+        args = dict(re.findall(r"--(models|datasets|batch-sizes|variants|steps) (\S+)", block))
+        assert " sweep.jsonl " in block and int(args["steps"]) == default_steps, name
+        spec = build_spec(
+            machine=gpu, models=args["models"], datasets=args["datasets"],
+            batch_sizes=args["batch-sizes"], precisions="bf16", gpus="1",
+            variants=args["variants"], steps=default_steps, repeats=1,
+        )  # fmt: skip
+        assert set(spec.points()) <= grid, (name, set(spec.points()) - grid)
