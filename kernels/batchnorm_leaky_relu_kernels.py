@@ -82,17 +82,17 @@ def _stats_over_tiles(
 
     Welford's update runs per lane (element position of the ``[BLOCK_C, BLOCK_S]`` tile:
     each keeps the count, mean and M2 of the values it saw, one per tile), and Chan's
-    merge combines a channel's lanes once, after the loop (all lanes in one step, as
-    plain sums: a custom-combine ``tl.reduce`` runs element by element in Python under
-    the interpreter). Merging tile by tile instead
-    needs two block-wide sums per tile (the mean, then the squared deviations from it),
-    each a barrier round, and on sm_90 its loop compiles to 281 instructions per 16 bf16
-    elements per thread: nearly all the issue slots that the ~315 clocks of DRAM time per
-    4 KiB tile and SM leave at 3 TB/s. This loop, with ``EVEN`` (every tile full:
-    S % BLOCK_S == 0 and C % BLOCK_C == 0; no masks, and every lane's count is the number
-    of tiles so far, one reciprocal per tile), compiles to 158 with no barrier, at 62
-    registers per thread (bf16, NCHW, 4 warps; tests/kernels/test_compile_for_gpu.py
-    builds it). Without ``EVEN`` each lane counts its own values (a reciprocal each).
+    merge combines a channel's lanes once, after the loop, all lanes in one step as plain
+    sums (a custom-combine ``tl.reduce`` would run element by element in Python under the
+    interpreter). Merging tile by tile instead needs two block-wide sums per tile (the
+    mean, then the squared deviations from it), each a barrier round, and on sm_90 its
+    loop compiles to 281 instructions per 16 bf16 elements per thread: nearly all the
+    issue slots that the ~315 clocks of DRAM time per 4 KiB tile and SM leave at 3 TB/s.
+    This loop, with ``EVEN`` (every tile full: S % BLOCK_S == 0 and C % BLOCK_C == 0; no
+    masks, and every lane's count is the number of tiles so far, one reciprocal per
+    tile), compiles to 158 with no barrier, at 62 registers per thread (bf16, NCHW, 4
+    warps; tests/kernels/test_compile_for_gpu.py builds it). Without ``EVEN`` each lane
+    counts its own values (a reciprocal each).
 
     ``NUM_STAGES`` > 1 software-pipelines the loop's loads (the next tiles are fetched into
     shared memory while this one is folded in); 1 leaves the loop as written."""
