@@ -181,11 +181,10 @@ def kernel_goals(out: Path) -> list[Verdict]:
     return verdicts
 
 
-def _best(paths: list[Path]) -> list[compare.Best]:
-    files = [str(p) for p in paths if p.is_file()]
-    if not files:
+def _best(path: Path) -> list[compare.Best]:
+    if not path.is_file():
         return []
-    return compare.best_variants(compare.summarise(compare.load_rows(files)))
+    return compare.best_variants(compare.summarise(compare.load_rows([str(path)])))
 
 
 def _single_gpu_bf16(best: compare.Best) -> bool:
@@ -194,7 +193,8 @@ def _single_gpu_bf16(best: compare.Best) -> bool:
 
 
 def end_to_end_goals(out: Path) -> list[Verdict]:
-    best = [b for b in _best([out / "sweep.jsonl"]) if _single_gpu_bf16(b)]
+    all_best = _best(out / "sweep.jsonl")
+    best = [b for b in all_best if _single_gpu_bf16(b)]
     matmul = _rates(out).get("matmul_bf16_tflops")
     verdicts = []
     for model, batch, minimum in END_TO_END:
@@ -226,7 +226,7 @@ def end_to_end_goals(out: Path) -> list[Verdict]:
                     f"; the record's own MFU (counted FLOPs, datasheet peak) {b.variant.mfu:.1%}"
                 )
             verdicts.append(Verdict(6, mfu_goal, figure, mfu >= MFU_GOAL[1]))
-    for b in _best([out / "sweep.jsonl"]):
+    for b in all_best:
         if b.group.device_type != "cuda":
             continue
         goal = f"{b.group.label}: best ≥ {MIN_VS_COMPILE:g}× torch.compile"

@@ -234,9 +234,9 @@ class LaunchPlan:
     c_blocks: int
     split: int
     tiles_per_prog: int
-    even: bool = False
-    num_warps: int = TRITON_DEFAULT_NUM_WARPS
-    num_stages: int = 1
+    even: bool
+    num_warps: int
+    num_stages: int
 
     @property
     def launch_options(self) -> dict:
