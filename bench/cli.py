@@ -388,10 +388,13 @@ def kernels(
     passes: Annotated[str, _opt("Comma list: forward, backward, forward+backward.")] = (
         "forward,backward,forward+backward"
     ),
-    match: Annotated[str | None, _opt("Only cases whose name contains this text.")] = None,
+    match: Annotated[
+        str | None, _opt("Only cases whose name contains one of these texts (comma list).")
+    ] = None,
     rep_ms: Annotated[int, _opt("do_bench time budget per measurement, ms.")] = 100,
     tune: Annotated[
-        bool, _opt("Time the fused op under each launch tuning (tile, programs/SM, warps, stages).")
+        bool,
+        _opt("Time the fused op under each launch tuning (tile, programs/SM, warps, stages, ...)."),
     ] = False,
     quiet: Annotated[bool, _opt("No table.")] = False,
 ) -> None:

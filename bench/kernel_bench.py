@@ -60,10 +60,11 @@ def run_kernel_benchmarks(
     dtypes = _pick("--dtypes", dtypes, tuple(benchmark.DTYPES))
     impls = _pick("--impls", impls, benchmark.IMPLS)
     passes = _pick("--passes", passes, benchmark.PASSES)
+    texts = [t.strip() for t in (match or "").split(",") if t.strip()]
     cases = [
         c
         for c in benchmark.benchmark_cases()
-        if c.dtype in dtypes and (match is None or match in c.name)
+        if c.dtype in dtypes and (not texts or any(t in c.name for t in texts))
     ]
     if not cases:
         raise ConfigError(f"--match {match!r} selects no benchmark case")
@@ -99,7 +100,8 @@ def run_kernel_benchmarks(
 def _tuning_label(tuning: dict) -> str:
     return (
         f"tile {tuning['tile_elems']}, {tuning['programs_per_sm']}/SM, "
-        f"{tuning['num_warps']} warps, {tuning['num_stages']} stage(s)"
+        f"{tuning['num_warps']} warps, {tuning['num_stages']} stage(s), "
+        f"fused ≤ {tuning['fused_max_tiles']} tiles"
     )
 
 

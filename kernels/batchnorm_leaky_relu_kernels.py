@@ -2,11 +2,15 @@
 
 Every kernel sees its input as a 3-D view ``(N', C, S')`` with element strides
 ``(sn, sc, ss)``, prepared on the host by ``kernels.plan.channel_view``, and walks it in
-``[BLOCK_C, BLOCK_S]`` tiles. A tile is contiguous along S when ``ss == 1`` (NCHW) and
-along C when ``sc == 1`` (channels_last, ``(N, C)``): Triton specialises integer
-arguments equal to 1, so the compiler sees which axis is contiguous and vectorises the
-loads along it. The tile index space is ``t in [0, N' * cdiv(S', BLOCK_S))`` with
-``n = t // n_tiles_s`` and ``s0 = (t % n_tiles_s) * BLOCK_S``.
+``[BLOCK_C, BLOCK_N * BLOCK_S]`` tiles: ``BLOCK_C`` channels by ``BLOCK_N`` batch items
+of ``BLOCK_S`` positions. ``BLOCK_N`` is 1 unless a whole plane is shorter than a tile's
+row (NCHW at 4x4 or 8x8), where a tile spans several batch items so that it still
+holds enough elements. A tile is contiguous along S when ``ss == 1`` (NCHW) and along C
+when ``sc == 1`` (channels_last, ``(N, C)``): Triton specialises integer arguments
+equal to 1, so the compiler sees which axis is contiguous and vectorises the loads
+along it. The tile index space is ``t in [0, cdiv(N', BLOCK_N) * n_tiles_s)`` with
+``n_tiles_s = cdiv(S', BLOCK_S)``, ``n0 = (t // n_tiles_s) * BLOCK_N`` and
+``s0 = (t % n_tiles_s) * BLOCK_S``.
 
 All arithmetic is in fp32 (fp64 when the input is fp64, ``FP64=True``), whatever the
 storage dtype; stores cast to the destination's dtype.
@@ -54,55 +58,71 @@ import triton.language as tl
 
 
 @triton.jit
-def _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def _tile_offsets(
+    t, n_tiles_s, c0, C, N, S, sn, sc, ss,
+    BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr,
+):  # fmt: skip
     """Offsets (int64 start + int32 in-tile) and mask of tile ``t`` for channels ``c0...``.
 
-    The start is int64 so that tensors beyond 2**31 elements address correctly; the
-    in-tile offsets stay int32 (a tile spans at most BLOCK_C * sc + BLOCK_S * ss).
+    The tile is ``[BLOCK_C, BLOCK_N * BLOCK_S]``: ``BLOCK_N`` batch items of ``BLOCK_S``
+    positions each, batch-major along the second axis. The start is int64 so that
+    tensors beyond 2**31 elements address correctly; the in-tile offsets stay int32 (a
+    tile spans at most ``BLOCK_C * sc + BLOCK_N * sn + BLOCK_S * ss``, which the plan
+    keeps below 2**31).
     """
-    n = t // n_tiles_s
-    s0 = (t - n * n_tiles_s) * BLOCK_S
+    g = t // n_tiles_s
+    n0 = g * BLOCK_N
+    s0 = (t - g * n_tiles_s) * BLOCK_S
     rc = tl.arange(0, BLOCK_C)
-    rs = tl.arange(0, BLOCK_S)
-    mask = ((c0 + rc) < C)[:, None] & ((s0 + rs) < S)[None, :]
-    start = tl.cast(n, tl.int64) * sn + tl.cast(s0, tl.int64) * ss + tl.cast(c0, tl.int64) * sc
-    offs = rc[:, None] * sc + rs[None, :] * ss
-    # Valid elements of this tile along S, the same for every channel of the tile.
-    valid_s = tl.minimum(S - s0, BLOCK_S)
-    return start, offs, mask, valid_s
+    if BLOCK_N == 1:
+        rs = tl.arange(0, BLOCK_S)
+        row_mask = (s0 + rs) < S
+        row_offs = rs * ss
+    else:
+        # BLOCK_S is a power of two: // and % are a shift and a mask, and the compiler
+        # still sees runs of BLOCK_S contiguous elements when ss == 1.
+        rr = tl.arange(0, BLOCK_N * BLOCK_S)
+        rn = rr // BLOCK_S
+        rs = rr % BLOCK_S
+        row_mask = ((s0 + rs) < S) & ((n0 + rn) < N)
+        row_offs = rn * sn + rs * ss
+    mask = ((c0 + rc) < C)[:, None] & row_mask[None, :]
+    start = tl.cast(n0, tl.int64) * sn + tl.cast(s0, tl.int64) * ss + tl.cast(c0, tl.int64) * sc
+    offs = rc[:, None] * sc + row_offs[None, :]
+    return start, offs, mask
 
 
 @triton.jit
 def _stats_over_tiles(
-    x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+    x_ptr, shift, t0, t1, n_tiles_s, c0, C, N, S, sn, sc, ss,
+    BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
     NUM_STAGES: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
     """Per-channel (count, mean - shift, M2) of tiles ``[t0, t1)``.
 
-    Welford's update runs per lane (element position of the ``[BLOCK_C, BLOCK_S]`` tile:
-    each keeps the count, mean and M2 of the values it saw, one per tile), and Chan's
-    merge combines a channel's lanes once, after the loop, all lanes in one step as plain
-    sums (a custom-combine ``tl.reduce`` would run element by element in Python under the
+    Welford's update runs per lane (element position of the tile: each keeps the count,
+    mean and M2 of the values it saw, one per tile), and Chan's merge combines a
+    channel's lanes once, after the loop, all lanes in one step as plain sums (a
+    custom-combine ``tl.reduce`` would run element by element in Python under the
     interpreter). Merging tile by tile instead needs two block-wide sums per tile (the
     mean, then the squared deviations from it), each a barrier round, and on sm_90 its
     loop compiles to 281 instructions per 16 bf16 elements per thread: nearly all the
     issue slots that the ~315 clocks of DRAM time per 4 KiB tile and SM leave at 3 TB/s.
-    This loop, with ``EVEN`` (every tile full: S % BLOCK_S == 0 and C % BLOCK_C == 0; no
-    masks, and every lane's count is the number of tiles so far, one reciprocal per
-    tile), compiles to 158 with no barrier, at 62 registers per thread (bf16, NCHW, 4
-    warps; tests/kernels/test_compile_for_gpu.py builds it). Without ``EVEN`` each lane
-    counts its own values (a reciprocal each).
+    This loop, with ``EVEN`` (every tile full: C, N and S multiples of BLOCK_C, BLOCK_N
+    and BLOCK_S; no masks, and every lane's count is the number of tiles so far, one
+    reciprocal per tile), compiles to 158 with no barrier, at 62 registers per thread
+    (bf16, NCHW, 4 warps; tests/kernels/test_compile_for_gpu.py builds it). Without
+    ``EVEN`` each lane counts its own values (a reciprocal each).
 
     ``NUM_STAGES`` > 1 software-pipelines the loop's loads (the next tiles are fetched into
     shared memory while this one is folded in); 1 leaves the loop as written."""
     acc_ty = tl.float64 if FP64 else tl.float32
-    mean_e = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-    m2_e = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-    n_e = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    mean_e = tl.zeros([BLOCK_C, BLOCK_N * BLOCK_S], dtype=acc_ty)
+    m2_e = tl.zeros([BLOCK_C, BLOCK_N * BLOCK_S], dtype=acc_ty)
+    n_e = tl.zeros([BLOCK_C, BLOCK_N * BLOCK_S], dtype=acc_ty)
     for t in tl.range(t0, t1, num_stages=NUM_STAGES):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        start, offs, mask = _tile_offsets(
+            t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
         )
         if EVEN:
             d = tl.load(x_ptr + start + offs).to(acc_ty) - shift[:, None]
@@ -237,6 +257,7 @@ def bn_stats_partial_kernel(
     x_ptr,
     part_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     tiles_total,
@@ -245,6 +266,7 @@ def bn_stats_partial_kernel(
     sc,
     ss,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
     NUM_STAGES: tl.constexpr,
@@ -267,8 +289,8 @@ def bn_stats_partial_kernel(
     t0 = pid_p * tiles_per_prog
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
     count, mean, m2 = _stats_over_tiles(
-        x_ptr, shift, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss,
-        BLOCK_C, BLOCK_S, FP64, NUM_STAGES, EVEN,
+        x_ptr, shift, t0, t1, n_tiles_s, c0, C, N, S, sn, sc, ss,
+        BLOCK_C, BLOCK_N, BLOCK_S, FP64, NUM_STAGES, EVEN,
     )  # fmt: skip
     row = part_ptr + pid_p * C + cs
     tl.store(row, count, mask=cmask)
@@ -363,6 +385,7 @@ def bn_apply_kernel(
     rv_ptr,
     nbt_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     sn,
@@ -376,6 +399,7 @@ def bn_apply_kernel(
     HAS_B: tl.constexpr,
     INC_NBT: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
 ):
@@ -417,7 +441,9 @@ def bn_apply_kernel(
     if INC_NBT:
         if (t == 0) & (pid_c == 0):
             _increment_counter(nbt_ptr)
-    start, offs, mask, valid_s = _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S)
+    start, offs, mask = _tile_offsets(
+        t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
+    )
     xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
     z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
     tl.store(y_ptr + start + offs, _leaky(z, _float_arg(slope, FP64)), mask=mask)
@@ -439,6 +465,7 @@ def bn_fwd_fused_kernel(
     rv_ptr,
     nbt_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     tiles_total,
@@ -454,6 +481,7 @@ def bn_fwd_fused_kernel(
     FACTOR_FROM_NBT: tl.constexpr,
     INC_NBT: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
     NUM_STAGES: tl.constexpr,
@@ -473,8 +501,8 @@ def bn_fwd_fused_kernel(
     cmask = cs < C
     shift = tl.load(x_ptr + tl.cast(cs, tl.int64) * sc, mask=cmask, other=0.0).to(acc_ty)
     count, mean, m2 = _stats_over_tiles(
-        x_ptr, shift, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss,
-        BLOCK_C, BLOCK_S, FP64, NUM_STAGES, EVEN,
+        x_ptr, shift, 0, tiles_total, n_tiles_s, c0, C, N, S, sn, sc, ss,
+        BLOCK_C, BLOCK_N, BLOCK_S, FP64, NUM_STAGES, EVEN,
     )  # fmt: skip
     mean, scale, bias = _finalize_channels(
         count, mean, m2, shift, cs, cmask, C, w_ptr, b_ptr, rm_ptr, rv_ptr, nbt_ptr,
@@ -484,8 +512,8 @@ def bn_fwd_fused_kernel(
         if pid_c == 0:
             _increment_counter(nbt_ptr)
     for t in range(0, tiles_total):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        start, offs, mask = _tile_offsets(
+            t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
         )
         xv = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(acc_ty)
         z = ((xv - shift[:, None]) - mean[:, None]) * scale[:, None] + bias[:, None]
@@ -513,19 +541,20 @@ def _grad_tile(
 
 @triton.jit
 def _grad_sums_over_tiles(
-    x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
+    x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, N, S, sn, sc, ss, slope,
     shift, mean, scale, bias, WRITE_DX: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr, NUM_STAGES: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr, FP64: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):  # fmt: skip
     """Per-channel ``sum g`` and ``sum g * (x - mean)`` over tiles ``[t0, t1)``, accumulated
     per element and summed once at the end; ``WRITE_DX`` also stores the eval-mode
     ``dx = g * scale`` in the same pass. ``NUM_STAGES``: as in ``_stats_over_tiles``."""
     acc_ty = tl.float64 if FP64 else tl.float32
-    acc_g = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
-    acc_gx = tl.zeros([BLOCK_C, BLOCK_S], dtype=acc_ty)
+    acc_g = tl.zeros([BLOCK_C, BLOCK_N * BLOCK_S], dtype=acc_ty)
+    acc_gx = tl.zeros([BLOCK_C, BLOCK_N * BLOCK_S], dtype=acc_ty)
     for t in tl.range(t0, t1, num_stages=NUM_STAGES):
-        start, offs, mask, valid_s = _tile_offsets(
-            t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+        start, offs, mask = _tile_offsets(
+            t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
         )
         xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
         acc_g += g
@@ -543,6 +572,7 @@ def bn_bwd_partial_kernel(
     stats_ptr,
     part_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     tiles_total,
@@ -553,6 +583,7 @@ def bn_bwd_partial_kernel(
     slope,
     WRITE_DX: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
     NUM_STAGES: tl.constexpr,
@@ -573,8 +604,8 @@ def bn_bwd_partial_kernel(
     t0 = pid_p * tiles_per_prog
     t1 = tl.minimum(t0 + tiles_per_prog, tiles_total)
     sum_g, sum_gxc = _grad_sums_over_tiles(
-        x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, S, sn, sc, ss, slope,
-        shift, mean, scale, bias, WRITE_DX, BLOCK_C, BLOCK_S, FP64, NUM_STAGES,
+        x_ptr, dy_ptr, dx_ptr, t0, t1, n_tiles_s, c0, C, N, S, sn, sc, ss, slope,
+        shift, mean, scale, bias, WRITE_DX, BLOCK_C, BLOCK_N, BLOCK_S, FP64, NUM_STAGES,
     )  # fmt: skip
     row = part_ptr + pid_p * C + cs
     tl.store(row, sum_g, mask=cmask)
@@ -639,6 +670,7 @@ def bn_bwd_dx_kernel(
     stats_ptr,
     sums_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     sn,
@@ -647,6 +679,7 @@ def bn_bwd_dx_kernel(
     slope,
     TRAINING: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
 ):
@@ -668,7 +701,9 @@ def bn_bwd_dx_kernel(
     else:
         k1 = mean
         k2 = mean
-    start, offs, mask, valid_s = _tile_offsets(t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S)
+    start, offs, mask = _tile_offsets(
+        t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
+    )
     xc, g = _grad_tile(x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64)
     dx = _dx_from_sums(xc, g, scale, rstd, k1, k2, TRAINING)
     tl.store(dx_ptr + start + offs, dx, mask=mask)
@@ -683,6 +718,7 @@ def bn_bwd_fused_kernel(
     dw_ptr,
     db_ptr,
     C,
+    N,
     S,
     n_tiles_s,
     tiles_total,
@@ -697,6 +733,7 @@ def bn_bwd_fused_kernel(
     HAS_DW: tl.constexpr,
     HAS_DB: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_S: tl.constexpr,
     FP64: tl.constexpr,
     NUM_STAGES: tl.constexpr,
@@ -717,8 +754,8 @@ def bn_bwd_fused_kernel(
     k2 = tl.zeros([BLOCK_C], dtype=acc_ty)
     if REDUCE:
         sum_g, sum_gxc = _grad_sums_over_tiles(
-            x_ptr, dy_ptr, dx_ptr, 0, tiles_total, n_tiles_s, c0, C, S, sn, sc, ss, slope,
-            shift, mean, scale, bias, DX_IN_REDUCE, BLOCK_C, BLOCK_S, FP64, NUM_STAGES,
+            x_ptr, dy_ptr, dx_ptr, 0, tiles_total, n_tiles_s, c0, C, N, S, sn, sc, ss, slope,
+            shift, mean, scale, bias, DX_IN_REDUCE, BLOCK_C, BLOCK_N, BLOCK_S, FP64, NUM_STAGES,
         )  # fmt: skip
         sum_gx = sum_gxc * rstd
         if HAS_DW:
@@ -730,8 +767,8 @@ def bn_bwd_fused_kernel(
         k2 = sum_gx / n
     if DX_AFTER:
         for t in range(0, tiles_total):
-            start, offs, mask, valid_s = _tile_offsets(
-                t, n_tiles_s, c0, C, S, sn, sc, ss, BLOCK_C, BLOCK_S
+            start, offs, mask = _tile_offsets(
+                t, n_tiles_s, c0, C, N, S, sn, sc, ss, BLOCK_C, BLOCK_N, BLOCK_S
             )
             xc, g = _grad_tile(
                 x_ptr, dy_ptr, start, offs, mask, shift, mean, scale, bias, slope, FP64

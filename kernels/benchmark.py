@@ -58,6 +58,8 @@ TUNINGS = (
     dataclasses.replace(DEFAULT_TUNING, tile_elems=4096, num_warps=8),
     dataclasses.replace(DEFAULT_TUNING, num_stages=2),
     dataclasses.replace(DEFAULT_TUNING, num_stages=3),
+    dataclasses.replace(DEFAULT_TUNING, fused_max_tiles=0),  # the split path everywhere
+    dataclasses.replace(DEFAULT_TUNING, fused_max_tiles=32),
 )
 
 # Every BatchNorm input of gan_models' dcgan64 at batch 128 (ngf = ndf = 64), from the

@@ -136,9 +136,10 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
     part = x.new_empty((3, plan.split, view.c), dtype=acc)
     if _launchable(x):
         wrap_triton(bn_stats_partial_kernel)[(plan.c_blocks, plan.split)](
-            x, part, view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
+            x, part, view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss,
-            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+            FP64=x.dtype == torch.float64,
             NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
         )  # fmt: skip
     return part
@@ -218,11 +219,12 @@ def launch_apply(
             x if eval_running_mean is None else eval_running_mean,
             x if eval_running_var is None else eval_running_var,
             x if increment is None else increment,
-            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
+            view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
             float_arg(eps, x), float_arg(negative_slope, x), float(view.count),
             EVAL=is_eval, HAS_W=eval_weight is not None, HAS_B=eval_bias is not None,
             INC_NBT=increment is not None,
-            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+            FP64=x.dtype == torch.float64,
             **plan.launch_options,
         )  # fmt: skip
 
@@ -241,10 +243,11 @@ def launch_bwd_partial(
     if _launchable(x):
         wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
             x, dy, x if dx is None else dx, stats, part,
-            view.c, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
+            view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss, float_arg(negative_slope, x),
             WRITE_DX=dx is not None,
-            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+            FP64=x.dtype == torch.float64,
             NUM_STAGES=plan.num_stages, **plan.launch_options,
         )  # fmt: skip
     return part
@@ -283,10 +286,11 @@ def launch_dx(
     if _launchable(x):
         wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, dy, dx, stats, stats if sums is None else sums,
-            view.c, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
+            view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
             float_arg(negative_slope, x),
             TRAINING=sums is not None,
-            BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+            FP64=x.dtype == torch.float64,
             **plan.launch_options,
         )  # fmt: skip
 
@@ -343,12 +347,13 @@ def _forward_impl(
                 running_mean if update else x,
                 running_var if update else x,
                 num_batches_tracked if num_batches_tracked is not None else x,
-                view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
+                view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
                 float_arg(0.0 if momentum is None else momentum, x), float_arg(eps, x),
                 float_arg(negative_slope, x),
                 HAS_W=weight is not None, HAS_B=bias is not None,
                 UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
-                BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+                BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+                FP64=x.dtype == torch.float64,
                 NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
             )  # fmt: skip
         if increment is not None and not in_kernel:
@@ -403,11 +408,12 @@ def _backward_impl(
             wrap_triton(bn_bwd_fused_kernel)[(plan.c_blocks,)](
                 x, dy, dx if need_dx else x, stats,
                 x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
-                view.c, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
+                view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
                 float_arg(negative_slope, x),
                 TRAINING=training, REDUCE=True, DX_IN_REDUCE=dx_in_reduce, DX_AFTER=dx_after,
                 HAS_DW=dw_arg is not None, HAS_DB=db_arg is not None,
-                BLOCK_C=plan.block_c, BLOCK_S=plan.block_s, FP64=x.dtype == torch.float64,
+                BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
+                FP64=x.dtype == torch.float64,
                 NUM_STAGES=plan.num_stages, **plan.launch_options,
             )  # fmt: skip
     else:

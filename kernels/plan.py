@@ -26,10 +26,11 @@ MAX_BLOCK_C_CHANNELS_LAST = 128
 # A split program should reduce at least this many tiles, or the partial writes and the
 # extra finalize launch cost more than the parallelism buys.
 MIN_TILES_PER_PROGRAM = 2
-# When a channel block has at most this many tiles, one program per channel block does
-# statistics, finalize and apply in one launch (the "fused" path): a launch costs a few
-# microseconds, about what one SM needs to stream this many 8 KiB tiles twice.
-FUSED_MAX_TILES = 8
+# Channel widths of the narrow tiles that the fused path prefers (``_plan``): 2 channels
+# when each channel is a contiguous plane (NCHW), 16 when channels are the contiguous axis
+# (channels_last, (N, C)), where a row of 16 bf16 channels is one 32-byte sector.
+NARROW_BLOCK_C = 2
+NARROW_BLOCK_C_CHANNELS_LAST = 16
 # Upper bound on SPLIT; the finalize kernel loops over partial rows in BLOCK_P chunks.
 MAX_SPLIT = 512
 # Channel block and partial-row chunk of the finalize kernels: [32, 64] = 2048 elements.
@@ -58,12 +59,18 @@ class Tuning:
         num_warps: warps per program, every tiled kernel.
         num_stages: software pipelining of the reduction loops (``tl.range(num_stages=)``):
             1 leaves them as written; k > 1 fetches k - 1 tiles ahead into shared memory.
+        fused_max_tiles: when a block of narrow channels has at most this many tiles, one
+            program per channel block does statistics, finalize and apply in one launch
+            (the "fused" path; the backward likewise); otherwise the split path's three.
+            8: a launch costs a few microseconds of device time (more of host time),
+            about what one program needs to stream 8 tiles of 4-8 KiB twice. 0: never.
     """
 
     tile_elems: int = 2048
     programs_per_sm: int = 8
     num_warps: int = TRITON_DEFAULT_NUM_WARPS
     num_stages: int = 1
+    fused_max_tiles: int = 8
 
     def __post_init__(self):
         for name in ("tile_elems", "num_warps"):
@@ -74,6 +81,8 @@ class Tuning:
             raise ValueError(f"tile_elems >= 64 and num_warps <= 32, got {self}")
         if self.programs_per_sm < 1 or self.num_stages < 1:
             raise ValueError(f"programs_per_sm and num_stages must be >= 1, got {self}")
+        if self.fused_max_tiles < 0:
+            raise ValueError(f"fused_max_tiles must be >= 0, got {self}")
 
 
 DEFAULT_TUNING = Tuning()
@@ -221,13 +230,16 @@ def sm_count(device: torch.device) -> int:
 class LaunchPlan:
     """Tile sizes and the reduction split for one input view.
 
-    ``split == 1`` selects the fused single-launch path (one program per channel block);
-    ``split > 1`` the three-launch split path with ``[SPLIT, C]`` partials. ``even``: every
-    tile is full (S and C are multiples of the tile's sides), so no load needs a mask.
-    ``num_warps`` and ``num_stages`` are the Tuning's.
+    A tile is ``[block_c, block_n * block_s]``: ``block_c`` channels by ``block_n`` batch
+    items of ``block_s`` positions (``block_n`` > 1 only for NCHW planes shorter than a
+    tile's row). ``split == 1`` selects the fused single-launch path (one program per
+    channel block); ``split > 1`` the three-launch split path with ``[SPLIT, C]``
+    partials. ``even``: every tile is full (C, N and S are multiples of the tile's
+    sides), so no load needs a mask. ``num_warps`` and ``num_stages`` are the Tuning's.
     """
 
     block_c: int
+    block_n: int
     block_s: int
     n_tiles_s: int
     tiles_total: int
@@ -252,16 +264,36 @@ class LaunchPlan:
         return self.split == 1
 
 
-def _tile_shape(view: ChannelView, tile: int, max_contig: int) -> tuple[int, int]:
+def _tile_shape(
+    view: ChannelView, tile: int, max_contig: int, block_c: int | None = None
+) -> tuple[int, int, int]:
+    """``(block_c, block_n, block_s)`` of tiles of about ``tile`` elements.
+
+    The contiguous axis first (up to ``max_contig`` along S for NCHW, up to
+    ``MAX_BLOCK_C_CHANNELS_LAST`` channels otherwise), then channels (or ``block_c`` when
+    given: the narrow tiles of the fused path), then, for NCHW planes shorter than the
+    tile's row, batch items, so that small planes (4x4, 8x8) still make full tiles.
+    """
     c_cap = max(2, _next_pow2(view.c))
     s_cap = max(2, _next_pow2(view.s))
     if view.channels_contiguous:
-        block_c = min(c_cap, MAX_BLOCK_C_CHANNELS_LAST)
-        block_s = max(2, min(s_cap, tile // block_c))
-    else:
-        block_s = min(s_cap, max_contig)
-        block_c = max(2, min(c_cap, tile // block_s))
-    return block_c, block_s
+        block_c = min(c_cap, block_c or MAX_BLOCK_C_CHANNELS_LAST)
+        return block_c, 1, max(2, min(s_cap, tile // block_c))
+    block_s = min(s_cap, max_contig)
+    block_c = min(c_cap, block_c or max(2, tile // block_s))
+    block_n = 1
+    if block_s == s_cap and view.n > 1:
+        block_n = max(1, min(_next_pow2(view.n), tile // (block_c * block_s)))
+        # The in-tile offsets (up to block_n * sn) are int32.
+        while block_n > 1 and block_n * view.sn > MAX_INT32:
+            block_n //= 2
+    return block_c, block_n, block_s
+
+
+def _tiles(view: ChannelView, block_n: int, block_s: int) -> tuple[int, int]:
+    """(tiles along S per batch group, tiles per channel block)."""
+    n_tiles_s = _cdiv(view.s, block_s)
+    return n_tiles_s, _cdiv(view.n, block_n) * n_tiles_s
 
 
 def make_plan(
@@ -292,21 +324,31 @@ def _plan(
         device: where the kernels run; a CUDA device's SM count sizes the grid.
         interpreted: the kernels run under TRITON_INTERPRET (bigger tiles, SPLIT 1).
         split: 0 chooses automatically; 1 forces the fused path; ``k > 1`` forces the
-            split path with up to ``k`` partials (tiles are shrunk along S until there
-            are at least ``k`` tiles, so tiny test inputs can exercise it).
+            split path with up to ``k`` partials (tiles are shrunk along N, then S,
+            until there are at least ``k`` tiles, so tiny test inputs can exercise it).
 
-    The automatic SPLIT aims for ``programs_per_sm * SMs`` reduction programs in all (the
-    Tuning's; ``make_plan`` passes the active one, see ``tuned``), so that a layer with few
-    channel blocks (C = 64 at 32x32) still fills the GPU, keeps at least
-    ``MIN_TILES_PER_PROGRAM`` tiles per program, and falls back to the fused path when a
-    channel block has at most ``FUSED_MAX_TILES`` tiles.
+    The automatic choice: the fused path with narrow channel blocks (``NARROW_BLOCK_C``
+    channels, so that small layers still spread over many programs) when such a block has
+    at most ``fused_max_tiles`` tiles; otherwise the split path with wide tiles, whose
+    SPLIT aims for ``programs_per_sm * SMs`` reduction programs in all (the Tuning's;
+    ``make_plan`` passes the active one, see ``tuned``), so that a layer with few channel
+    blocks (C = 64 at 32x32) still fills the GPU, and keeps at least
+    ``MIN_TILES_PER_PROGRAM`` tiles per program. The interpreter always takes the fused
+    path with wide tiles (fewer tiles are fewer Python-level iterations).
     """
     if split < 0:
         raise ValueError(f"split must be >= 0 (0 = automatic), got {split}")
     tile = TILE_ELEMS_INTERPRETER if interpreted else tuning.tile_elems
-    block_c, block_s = _tile_shape(view, tile, tile if interpreted else MAX_BLOCK_CONTIGUOUS)
-    n_tiles_s = _cdiv(view.s, block_s)
-    tiles_total = view.n * n_tiles_s
+    max_contig = tile if interpreted else MAX_BLOCK_CONTIGUOUS
+    block_c, block_n, block_s = _tile_shape(view, tile, max_contig)
+    chosen = 0
+    if split == 0 and not interpreted:
+        narrow = NARROW_BLOCK_C_CHANNELS_LAST if view.channels_contiguous else NARROW_BLOCK_C
+        shape = _tile_shape(view, tile, max_contig, block_c=narrow)
+        fits = _cdiv(view.c, shape[0]) <= MAX_GRID_Y
+        if fits and _tiles(view, *shape[1:])[1] <= tuning.fused_max_tiles:
+            (block_c, block_n, block_s), chosen = shape, 1
+    n_tiles_s, tiles_total = _tiles(view, block_n, block_s)
     c_blocks = _cdiv(view.c, block_c)
     if c_blocks > MAX_GRID_Y:
         raise ValueError(
@@ -320,21 +362,23 @@ def _plan(
             "use the NCHW layout"
         )
     if split > 1:
-        while tiles_total < split and block_s > 2:
-            block_s //= 2
-            n_tiles_s = _cdiv(view.s, block_s)
-            tiles_total = view.n * n_tiles_s
+        while tiles_total < split and (block_n > 1 or block_s > 2):
+            if block_n > 1:
+                block_n //= 2
+            else:
+                block_s //= 2
+            n_tiles_s, tiles_total = _tiles(view, block_n, block_s)
         chosen = min(split, tiles_total)
-    elif split == 1 or interpreted or tiles_total <= FUSED_MAX_TILES:
+    elif split == 1 or interpreted:
         chosen = 1
-    else:
+    elif not chosen:
         target = tuning.programs_per_sm * sm_count(device)
         chosen = min(_cdiv(target, c_blocks), _cdiv(tiles_total, MIN_TILES_PER_PROGRAM), MAX_SPLIT)
     chosen = max(chosen, 1)
     tiles_per_prog = _cdiv(tiles_total, chosen)
     chosen = _cdiv(tiles_total, tiles_per_prog)  # no program without tiles
-    even = view.s % block_s == 0 and view.c % block_c == 0
+    even = view.s % block_s == 0 and view.c % block_c == 0 and view.n % block_n == 0
     return LaunchPlan(
-        block_c, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog, even,
-        tuning.num_warps, tuning.num_stages,
+        block_c, block_n, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog,
+        even, tuning.num_warps, tuning.num_stages,
     )  # fmt: skip

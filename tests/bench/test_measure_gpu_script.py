@@ -106,3 +106,22 @@ def test_goal_sweeps_are_points_of_the_default_grid_that_it_resumes():
             variants=args["variants"], steps=default_steps, repeats=1,
         )  # fmt: skip
         assert set(spec.points()) <= grid, (name, set(spec.points()) - grid)
+
+
+def test_kernel_sections_select_benchmark_cases():
+    """Every --match text of the kernel sections names at least one benchmark case in the
+    dtypes the section asks for (a typo would make the section fail on the device)."""
+    from kernels.benchmark import benchmark_cases
+
+    script = SCRIPT.read_text()
+    for name in ("kernels", "kernels-tune"):
+        block = script.split(f"    {name})\n")[1].split(";;")[0]
+        match = re.search(r"--match (\S+)", block)
+        dtypes = re.search(r"--dtypes (\S+)", block)
+        names = [
+            c.name
+            for c in benchmark_cases()
+            if dtypes is None or c.dtype in dtypes.group(1).split(",")
+        ]
+        for text in match.group(1).split(",") if match else []:
+            assert any(text in n for n in names), (name, text)

@@ -4,7 +4,8 @@ The interpreter runs the kernels as NumPy and forgives things the compiler does 
 (types, constexpr control flow). Triton can compile to PTX and run ptxas with no GPU
 present, given a target; this test does that in a subprocess without TRITON_INTERPRET,
 for both layouts' stride specialisations (``ss == 1`` NCHW, ``sc == 1`` channels-last)
-and for fp32, bf16 and fp64, with masked and full (``EVEN``) tiles, with the reduction
+and for fp32, bf16 and fp64, with masked and full (``EVEN``) tiles, with tiles whose rows span
+batch items (``BLOCK_N`` > 1), with the reduction
 loops as written and software-pipelined (``NUM_STAGES`` 3: cp.async into shared memory),
 and checks that the elementwise kernels
 use 128-bit vector loads and stores along the contiguous axis and spill nothing to local
@@ -34,7 +35,7 @@ SCRIPT = textwrap.dedent(
     from triton.compiler import ASTSource
     import kernels.batchnorm_leaky_relu_kernels as K
 
-    INTS = {"C", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
+    INTS = {"C", "N", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
             "shift_stride"}
     # float64 kernels get eps, slope and momentum as their bit patterns (kernels.ops.float_arg)
     FLOAT_ARGS = {"momentum", "eps", "slope"}
@@ -84,14 +85,22 @@ SCRIPT = textwrap.dedent(
              ("bn_stats_partial_kernel", dict(NUM_STAGES=3, EVEN=True)),
              ("bn_bwd_partial_kernel", dict(WRITE_DX=False, NUM_STAGES=3))]
     jobs = [(n, f) for n, f in FLAGS.items()] + EXTRA
-    for xdt, layout, bc, bs in VARIANTS:
-        for name, flags in jobs:
+    # Tiles whose rows span batch items (kernels.plan: NCHW planes of 4x4 under the narrow
+    # fused tiles), [2 channels, 64 items x 16 positions]: runs of 16 contiguous elements.
+    SPANNED = ["bn_apply_kernel", "bn_fwd_fused_kernel", "bn_bwd_fused_kernel",
+               "bn_bwd_dx_kernel", "bn_stats_partial_kernel"]
+    runs = [(xdt, layout, (bc, 1, bs), jobs) for xdt, layout, bc, bs in VARIANTS]
+    runs += [(xdt, {"ss": 1}, (2, 64, 16), [(n, FLAGS[n]) for n in SPANNED] +
+              [("bn_fwd_fused_kernel", dict(FLAGS["bn_fwd_fused_kernel"], EVEN=True))])
+             for xdt in ("bf16", "fp32")]
+    for xdt, layout, (bc, bn, bs), run_jobs in runs:
+        for name, flags in run_jobs:
             fn = getattr(K, name)
             consts = dict({"NUM_STAGES": 1, "EVEN": False}, **flags, FP64=xdt == "fp64")
             if "BLOCK_P" in flags:
                 consts["BLOCK_C"] = 64
             else:
-                consts.update(layout, BLOCK_C=bc, BLOCK_S=bs)
+                consts.update(layout, BLOCK_C=bc, BLOCK_N=bn, BLOCK_S=bs)
             consts = {k: v for k, v in consts.items() if k in fn.arg_names}
             ptx = build(fn, xdt, consts).asm["ptx"]
             assert ".local" not in ptx, (name, xdt, "spills to local memory")
@@ -99,7 +108,7 @@ SCRIPT = textwrap.dedent(
                 assert "cp.async" in ptx, (name, xdt, "loads not pipelined")
             if name in ("bn_apply_kernel", "bn_bwd_dx_kernel") and xdt != "fp64":
                 assert "ld.global.v4" in ptx and "st.global.v4" in ptx, (name, xdt, layout)
-            print("compiled", name, xdt, sorted(layout))
+            print("compiled", name, xdt, sorted(layout), bn)
     print("ALL OK")
     """
 )
@@ -118,4 +127,4 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     if out.returncode != 0 and "ptxas" in out.stderr and "not found" in out.stderr:
         pytest.skip("triton's bundled ptxas is missing")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
-    assert out.stdout.count("compiled") == 3 * 15 and "ALL OK" in out.stdout
+    assert out.stdout.count("compiled") == 3 * 15 + 2 * 6 and "ALL OK" in out.stdout

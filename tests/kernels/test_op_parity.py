@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import kernels
-from kernels import availability, ops
-from kernels.plan import ChannelView, channel_view, make_plan
+from kernels import availability, ops, plan
+from kernels.plan import ChannelView, Tuning, channel_view, make_plan, tuned
 from kernels.reference import batch_norm_leaky_relu_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -291,6 +291,50 @@ def test_split_plan_is_used_when_forced_and_fused_otherwise_on_the_interpreter()
             assert auto.fused
 
 
+# Inputs that take each GPU plan at a size the interpreter runs quickly: (shape, layout,
+# fused_max_tiles, (path, block_c, block_n, tiles per channel block, even)).
+GPU_PLAN_CASES = [
+    # narrow fused tiles spanning 64 batch items: 3 tiles per channel pair, the last partial
+    ((160, 4, 4, 4), "nchw", 8, ("fused", 2, 64, 3, False)),
+    ((128, 8, 4, 4), "nchw", 8, ("fused", 2, 64, 2, True)),
+    # narrow channels-contiguous tiles: 16 channels (40 = 2.5 blocks) by 128 rows
+    ((300, 40), "cl", 8, ("fused", 16, 1, 3, False)),
+    # the split path with wide tiles spanning 32 batch items, the last group partial
+    ((200, 4, 4, 4), "nchw", 0, ("split", 4, 32, 7, False)),
+    ((256, 4, 4, 4), "nchw", 0, ("split", 4, 32, 8, True)),
+]
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout", "fused_max_tiles", "expected"),
+    GPU_PLAN_CASES,
+    ids=[f"{'x'.join(map(str, c[0]))}-{c[1]}-{c[3][0]}" for c in GPU_PLAN_CASES],
+)
+def test_gpu_plans_match_eager(monkeypatch, shape, layout, fused_max_tiles, expected):
+    """The tiles a GPU gets (2048 elements, narrow channel blocks for the fused path, rows
+    spanning batch items), run here through the interpreter, which otherwise plans its own
+    wider tiles."""
+    monkeypatch.setattr(plan, "sm_count", lambda device: 132)
+    plans = []
+
+    def gpu_plan(view, device, *, interpreted, split=0):
+        plans.append(make_plan(view, device, interpreted=False, split=split))
+        return plans[-1]
+
+    monkeypatch.setattr(ops, "make_plan", gpu_plan)
+    plan._cached_plan.cache_clear()
+    x = make_input(shape, layout, torch.float32)
+    params = make_params(shape[1], affine=True, track=True)
+    with tuned(Tuning(fused_max_tiles=fused_max_tiles)):
+        ours, ref = run_both(x, params, training=True, momentum=None, slope=0.2)
+    plan._cached_plan.cache_clear()
+    assert_matches(ours, ref, torch.float32)
+    assert len(plans) == 2  # forward and backward
+    p = plans[0]
+    path = "fused" if p.fused else "split"
+    assert (path, p.block_c, p.block_n, p.tiles_total, p.even) == expected
+
+
 @pytest.mark.parametrize("layout", ["nchw", "cl"])
 def test_split_path_is_deterministic(layout):
     x = make_input((4, 16, 9, 9), layout, torch.float32)
@@ -534,14 +578,16 @@ def test_output_dtype_matches_eager_under_autocast():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    "shape", [(128, 512, 4, 4), (128, 64, 32, 32), (512, 1024)], ids=lambda s: "x".join(map(str, s))
+    ("shape", "fused"),
+    [((128, 512, 4, 4), True), ((512, 1024), True), ((128, 64, 32, 32), False)],
+    ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else ("fused" if v else "split"),
 )
-def test_large_shapes_take_the_split_path_on_gpu(shape):
+def test_dcgan_shapes_take_their_path_on_gpu(shape, fused):
+    """Small layers: narrow fused tiles (one launch each way); larger: the split path."""
     layout = "nchw" if len(shape) == 4 else "cl"
     x = make_input(shape, layout, torch.float32)
     _, view = channel_view(x)
-    plan = make_plan(view, x.device, interpreted=False)
-    assert plan.split > 1
+    assert make_plan(view, x.device, interpreted=False).fused == fused
     params = make_params(shape[1], affine=True, track=True)
     ours, ref = run_both(x, params, training=True, momentum=0.1, slope=0.2)
     assert_matches(ours, ref, torch.float32)

@@ -36,6 +36,44 @@ def test_default_plan_of_the_large_case(h100):
     assert (p.num_warps, p.num_stages, p.launch_options) == (4, 1, {})
 
 
+def nchw(n: int, c: int, h: int, w: int) -> ChannelView:
+    return ChannelView(n, c, h * w, c * h * w, h * w, 1)
+
+
+@pytest.mark.parametrize(
+    ("view", "expected"),
+    [
+        # (path, block_c, block_n, block_s, programs, tiles per program)
+        (nchw(128, 512, 4, 4), ("fused", 2, 64, 16, 256, 2)),
+        (nchw(128, 256, 8, 8), ("fused", 2, 16, 64, 128, 8)),
+        (nchw(128, 128, 16, 16), ("split", 8, 1, 256, 16 * 64, 2)),
+        (nchw(128, 64, 32, 32), ("split", 2, 1, 1024, 32 * 32, 4)),
+        (ChannelView(1, 1024, 512, 0, 1, 1024), ("fused", 16, 1, 128, 64, 4)),  # BN1d
+        # channels_last (128, 512, 4, 4): too many rows per narrow block to fuse
+        (ChannelView(1, 512, 128 * 16, 0, 1, 512), ("split", 128, 1, 16, 4 * 64, 2)),
+        # batch 1024: 16 tiles per channel pair even at 64 batch items per tile
+        (nchw(1024, 512, 4, 4), ("split", 128, 1, 16, 4 * 256, 4)),
+    ],
+    ids=["512x4x4", "256x8x8", "128x16x16", "64x32x32", "bn1d-1024", "cl-512x4x4", "b1024"],
+)
+def test_dcgan_layers_at_batch_128_get_fused_narrow_tiles_when_small(h100, view, expected):
+    """Small layers get one program per pair of channels (NCHW; 16 channels-last) whose
+    tiles span batch items, in one launch; larger ones the split path's wide tiles."""
+    p = gpu_plan(view)
+    path = "fused" if p.fused else "split"
+    got = (path, p.block_c, p.block_n, p.block_s, p.c_blocks * p.split, p.tiles_per_prog)
+    assert got == expected
+    assert p.block_c * p.block_n * p.block_s == DEFAULT_TUNING.tile_elems
+    with tuned(Tuning(fused_max_tiles=0)):
+        assert not gpu_plan(view).fused
+
+
+def test_tiles_spanning_batch_items_keep_in_tile_offsets_in_int32():
+    view = ChannelView(4, 2**27, 16, 2**31, 16, 1)  # sn = 2**31: a second item is out of range
+    assert plan._tile_shape(view, 2048, 1024, block_c=2) == (2, 1, 16)
+    assert plan._tile_shape(nchw(4, 8, 4, 4), 2048, 1024, block_c=2) == (2, 4, 16)
+
+
 def test_tuned_plans_follow_the_tuning_and_restore_the_default(h100):
     with tuned(Tuning(tile_elems=4096, programs_per_sm=4, num_warps=8, num_stages=3)):
         assert plan.active_tuning().num_stages == 3
@@ -58,6 +96,7 @@ def test_tuned_plans_follow_the_tuning_and_restore_the_default(h100):
         {"num_warps": 64},
         {"programs_per_sm": 0},
         {"num_stages": 0},
+        {"fused_max_tiles": -1},
     ],
 )
 def test_bad_tunings_are_refused(fields):
