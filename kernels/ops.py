@@ -83,13 +83,21 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def wrap_triton(kernel):
-    """``torch.library.wrap_triton`` for compiled kernels; interpreted ones launch as they are.
+    """``torch.library.wrap_triton(kernel)`` where a trace must see the launch, else ``kernel``.
 
-    Under the interpreter ``@triton.jit`` gives an ``InterpretedFunction``, which tracing
-    cannot record anyway (see ``_opaque``): torch 2.11 refuses to wrap it, later versions
-    hand it back unwrapped, so both get it unwrapped here.
+    The wrapper exists for tracing: under torch.compile and dispatch modes it records the
+    launch as a higher-order op. Called eagerly it goes through that op too (unless the
+    registered op's own backend switched it off): 150 us of host time per launch on a
+    2-core CPU against 2 us for a plain ``kernel[grid](...)`` (the launch itself stubbed
+    out in both), so eager calls (``_direct_call``) launch the kernel as it is, which is
+    what the op would run in the end. Under the interpreter ``@triton.jit`` gives an
+    ``InterpretedFunction``, which tracing cannot record anyway (see ``_opaque``): torch
+    2.11 refuses to wrap it, later versions hand it back unwrapped, so both get it
+    unwrapped here.
     """
-    return kernel if availability.INTERPRETED else _wrap_compiled(kernel)
+    if availability.INTERPRETED or _direct_call():
+        return kernel
+    return _wrap_compiled(kernel)
 
 
 def _launchable(t: torch.Tensor) -> bool:
