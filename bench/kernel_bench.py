@@ -105,32 +105,41 @@ def _tuning_label(tuning: dict) -> str:
     )
 
 
+def _device_cell(row: dict) -> str:
+    """CUDA-graph replay time: blank where not measured (other passes), "—" if not captured."""
+    if row.get("device_ms") is not None:
+        return f"{row['device_ms']:.4f}"
+    return "—" if (row.get("device_ms_reason") or "").startswith("not captured") else ""
+
+
 def print_tuning_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
     """Each tuning's time per case and pass, and its speed-up over the default tuning."""
     from kernels.plan import DEFAULT_TUNING
 
     table = Table(title=f"Fused op launch tunings, copy bandwidth {copy_gbps:,.0f} GB/s")
-    for column in ("case", "pass", "tuning", "ms p50", "% copy", "× default"):
-        table.add_column(column, justify="right" if column[0] in "m%×" else "left")
+    for column in ("case", "pass", "tuning", "ms p50", "device ms", "% copy", "× default"):
+        table.add_column(column, justify="right" if column[0] in "md%×" else "left")
     ok = [r for r in rows if r["status"] == "ok"]
     default_tuning = dataclasses.asdict(DEFAULT_TUNING)
     default = {(r["case"], r["pass"]): r["ms_p50"] for r in ok if r["tuning"] == default_tuning}
     for r in rows:
         head = [r["case"], r["pass"], _tuning_label(r["tuning"])]
         if r["status"] != "ok":
-            table.add_row(*head, "failed", "", r["reason"][:40])
+            table.add_row(*head, "failed", "", "", r["reason"][:40])
             continue
         reference = default.get((r["case"], r["pass"]))
         table.add_row(
             *head,
             f"{r['ms_p50']:.4f}",
+            _device_cell(r),
             f"{r['pct_of_copy_bandwidth']:.0f}",
             "—" if reference is None else f"{reference / r['ms_p50']:.2f}",
         )
     (console or Console()).print(table)
 
 
-def print_kernel_table(rows: list[dict], copy_gbps: float) -> None:
+def print_kernel_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
+    """Each case, pass and implementation: do_bench and CUDA-graph times, bandwidth, speed-up."""
     table = Table(title=f"BatchNorm+LeakyReLU, copy bandwidth {copy_gbps:,.0f} GB/s")
     for column in (
         "case",
@@ -139,22 +148,24 @@ def print_kernel_table(rows: list[dict], copy_gbps: float) -> None:
         "pass",
         "impl",
         "ms p50",
+        "device ms",
         "GB/s",
         "% copy",
         "× eager",
     ):
-        table.add_column(column, justify="right" if column[0] in "m%G×" else "left")
+        table.add_column(column, justify="right" if column[0] in "mdG%×" else "left")
     for r in rows:
         head = [r["case"], r["dtype"], r["layout"], r["pass"], r["impl"]]
         if r["status"] != "ok":
-            table.add_row(*head, "failed", "", "", r["reason"][:40])
+            table.add_row(*head, "failed", "", "", "", r["reason"][:40])
             continue
         speedup = r.get("speedup_vs_eager")
         table.add_row(
             *head,
             f"{r['ms_p50']:.4f}",
+            _device_cell(r),
             f"{r['gb_per_s']:,.0f}",
             f"{r['pct_of_copy_bandwidth']:.0f}",
             "—" if speedup is None else f"{speedup:.2f}",
         )
-    Console().print(table)
+    (console or Console()).print(table)

@@ -100,9 +100,9 @@ def test_kernel_goals(goals, tmp_path):
             kernel_row(f"{large}-bf16", "compile", 0.78),
             kernel_row(f"{large}-bf16", "triton", 0.40, pct=55.0),
             kernel_row(f"{large}-fp32", "triton", 0.9),
-            kernel_row(small, "eager", 0.10),
-            kernel_row(small, "compile", 0.20),
-            kernel_row(small, "triton", 0.06),
+            {**kernel_row(small, "eager", 0.10), "device_ms": 0.031},
+            {**kernel_row(small, "compile", 0.20), "device_ms": 0.042},
+            {**kernel_row(small, "triton", 0.06), "device_ms": 0.012},
             {**kernel_row(small, "triton", 9.0), "status": "failed"},  # not the measurement
             {**kernel_row(f"{large}-fp32", "triton", 0.1), "tuned": True},  # an experiment
         ],
@@ -117,6 +117,7 @@ def test_kernel_goals(goals, tmp_path):
     assert verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≥ 50% of copy bandwidth"].met is True
     layer = verdicts[f"{small} fwd+bwd faster than eager and torch.compile"]
     assert layer.met is True and "stretch ≤ 0.05 ms: not" in layer.figure
+    assert "device-only triton 0.012, eager 0.031, compile 0.042" in layer.figure
 
 
 def test_eager_reference_ranges(goals, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 
 from bench.config import ConfigError
-from bench.kernel_bench import print_tuning_table, run_kernel_benchmarks
+from bench.kernel_bench import print_kernel_table, print_tuning_table, run_kernel_benchmarks
 from bench.records import read_records
 from kernels.benchmark import TUNINGS
 from kernels.plan import DEFAULT_TUNING
@@ -98,3 +98,23 @@ def test_tune_times_the_fused_op_under_each_tuning(tmp_path, monkeypatch):
         assert r["impl"] == "triton" and r["tuned"] and r["status"] == "ok", r.get("reason")
     with pytest.raises(ConfigError, match="must include triton"):
         run_kernel_benchmarks(out=str(out), **{**ARGS, "impls": ["eager"]}, tune=True)
+
+
+def test_kernel_table_sets_device_time_beside_the_do_bench_time():
+    def row(impl, pass_, ms, device_ms=None, reason=None):
+        return {"case": "dcgan64-512x4x4-nchw-bf16", "dtype": "bf16", "layout": "nchw",
+                "pass": pass_, "impl": impl, "status": "ok", "ms_p50": ms, "gb_per_s": 40.0,
+                "pct_of_copy_bandwidth": 1.0, "speedup_vs_eager": 1.0, "device_ms": device_ms,
+                "device_ms_reason": reason}  # fmt: skip
+
+    rows = [
+        row("eager", "forward+backward", 0.094, 0.0312),
+        row("compile", "forward+backward", 0.25, None, "not captured: RuntimeError: capture"),
+        row("triton", "forward", 0.03, None, "measured for forward+backward only"),
+    ]
+    out = io.StringIO()
+    print_kernel_table(rows, 3000.0, Console(file=out, width=200))
+    lines = out.getvalue().splitlines()
+    assert any("eager" in ln and "0.0940" in ln and "0.0312" in ln for ln in lines)
+    assert any("compile" in ln and "0.2500" in ln and "—" in ln for ln in lines)
+    assert any("triton" in ln and "0.0300" in ln and "—" not in ln for ln in lines)

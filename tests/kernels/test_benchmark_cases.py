@@ -105,3 +105,7 @@ def test_run_case_on_gpu_returns_json_ready_rows():
     assert {r["impl"] for r in ok} >= {"eager", "triton"}
     for r in ok:
         assert r["ms_p20"] <= r["ms_p50"] <= r["ms_p80"] and r["gb_per_s"] > 0
+        if r["pass"] == "forward+backward":  # replayed from a CUDA graph too
+            assert r["device_ms"] is not None and r["device_ms"] > 0, r["device_ms_reason"]
+        else:
+            assert r["device_ms"] is None
