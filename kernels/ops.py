@@ -37,8 +37,10 @@ plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout
 # torch.library infers op schemas from the annotations; typing.Optional is understood by
 # every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
+import contextlib
 import math
 import struct
+import threading
 from typing import Optional
 
 import torch
@@ -82,20 +84,45 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+_launch_state = threading.local()
+
+
+class PlainLaunches:
+    """Inside, ``wrap_triton`` hands kernels back as they are: for eager calls on real
+    tensors only (``eager_launches``), never where a trace or fake tensors may see them."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_launch_state, "plain", False)
+        _launch_state.plain = True
+
+    def __exit__(self, *exc) -> None:
+        _launch_state.plain = self.previous
+
+
+def eager_launches(direct: Optional[bool] = None):
+    """``PlainLaunches()`` for a direct (eager) call (``_direct_call()`` when ``direct`` is
+    None), else a context that changes nothing."""
+    if direct is None:
+        direct = _direct_call()
+    return PlainLaunches() if direct else contextlib.nullcontext()
+
+
 def wrap_triton(kernel):
-    """``torch.library.wrap_triton(kernel)`` where a trace must see the launch, else ``kernel``.
+    """``torch.library.wrap_triton(kernel)``, or ``kernel`` itself inside ``PlainLaunches``.
 
     The wrapper exists for tracing: under torch.compile and dispatch modes it records the
-    launch as a higher-order op. Called eagerly it goes through that op too (unless the
-    registered op's own backend switched it off): 150 us of host time per launch on a
-    2-core CPU against 2 us for a plain ``kernel[grid](...)`` (the launch itself stubbed
-    out in both), so eager calls (``_direct_call``) launch the kernel as it is, which is
-    what the op would run in the end. Under the interpreter ``@triton.jit`` gives an
-    ``InterpretedFunction``, which tracing cannot record anyway (see ``_opaque``): torch
-    2.11 refuses to wrap it, later versions hand it back unwrapped, so both get it
-    unwrapped here.
+    launch as a higher-order op (and launches nothing on fake tensors). Called eagerly it
+    goes through that op too (unless the registered op's own backend switched it off):
+    150 us of host time per launch on a 2-core CPU against 2 us for a plain
+    ``kernel[grid](...)`` (the launch itself stubbed out in both), so eager calls launch
+    the kernel as it is, which is what the op would run in the end. Under the interpreter
+    ``@triton.jit`` gives an ``InterpretedFunction``, which tracing cannot record anyway
+    (see ``_opaque``): torch 2.11 refuses to wrap it, later versions hand it back
+    unwrapped, so both get it unwrapped here.
     """
-    if availability.INTERPRETED or _direct_call():
+    if availability.INTERPRETED or getattr(_launch_state, "plain", False):
         return kernel
     return _wrap_compiled(kernel)
 
@@ -481,13 +508,13 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
         negative_slope,
         split,
     ):
-        forward = (
-            _forward_impl if _direct_call() else torch.ops.gan_bench.batch_norm_leaky_relu_forward
-        )
-        y, stats = forward(
-            x, weight, bias, running_mean, running_var, num_batches_tracked,
-            training, momentum, eps, negative_slope, split,
-        )  # fmt: skip
+        direct = _direct_call()
+        forward = _forward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_forward
+        with eager_launches(direct):
+            y, stats = forward(
+                x, weight, bias, running_mean, running_var, num_batches_tracked,
+                training, momentum, eps, negative_slope, split,
+            )  # fmt: skip
         ctx.save_for_backward(x, stats)
         ctx.training = training
         ctx.negative_slope = negative_slope
@@ -500,13 +527,13 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x, stats = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        backward = (
-            _backward_impl if _direct_call() else torch.ops.gan_bench.batch_norm_leaky_relu_backward
-        )
-        dx, dw, db = backward(
-            dy, x, stats, ctx.training, ctx.negative_slope, need_dx, need_dw, need_db,
-            ctx.weight_dtype, ctx.bias_dtype, ctx.split,
-        )  # fmt: skip
+        direct = _direct_call()
+        backward = _backward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_backward
+        with eager_launches(direct):
+            dx, dw, db = backward(
+                dy, x, stats, ctx.training, ctx.negative_slope, need_dx, need_dw, need_db,
+                ctx.weight_dtype, ctx.bias_dtype, ctx.split,
+            )  # fmt: skip
         return (
             dx if need_dx else None,
             dw if need_dw else None,

@@ -86,3 +86,26 @@ def test_eager_launches_skip_the_tracing_wrapper(monkeypatch):
     with _OpLog():
         assert ops.wrap_triton(ops.bn_apply_kernel) is ops.bn_apply_kernel
     assert wrapped == [ops.bn_apply_kernel]
+
+
+def test_fake_tensors_never_reach_a_plain_launch(monkeypatch):
+    """The registered op's fake implementation (torch.compile traces with fake tensors) runs
+    the same code with no dispatch mode on the stack: its launches must still go through
+    the wrapper, which records them instead of launching on tensors without data."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    wrapped = []
+
+    class _Recorder:  # what the wrapper does with fake tensors: no launch
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: None
+
+    monkeypatch.setattr(availability, "INTERPRETED", False)
+    monkeypatch.setattr(availability, "require_runnable", lambda device: None)
+    monkeypatch.setattr(ops, "_wrap_compiled", lambda kernel: wrapped.append(kernel) or _Recorder())
+    with FakeTensorMode():
+        x = torch.empty((4, 6, 3, 3), device=DEVICE)
+        stats = torch.ops.gan_bench.batch_norm_leaky_relu_forward(
+            x, None, None, None, None, None, True, 0.1, 1e-5, 0.2, 0
+        )[1]
+    assert stats.shape == (6, 6) and wrapped
