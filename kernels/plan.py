@@ -284,8 +284,8 @@ def _tile_shape(
     block_n = 1
     if block_s == s_cap and view.n > 1:
         block_n = max(1, min(_next_pow2(view.n), tile // (block_c * block_s)))
-        # The in-tile offsets (up to block_n * sn) are int32.
-        while block_n > 1 and block_n * view.sn > MAX_INT32:
+        # The in-tile offsets (below block_c * sc + block_n * sn + block_s) are int32.
+        while block_n > 1 and block_c * view.sc + block_n * view.sn + block_s > MAX_INT32:
             block_n //= 2
     return block_c, block_n, block_s
 

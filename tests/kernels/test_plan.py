@@ -71,6 +71,9 @@ def test_dcgan_layers_at_batch_128_get_fused_narrow_tiles_when_small(h100, view,
 def test_tiles_spanning_batch_items_keep_in_tile_offsets_in_int32():
     view = ChannelView(4, 2**27, 16, 2**31, 16, 1)  # sn = 2**31: a second item is out of range
     assert plan._tile_shape(view, 2048, 1024, block_c=2) == (2, 1, 16)
+    # 4 items would span 2**32; 2 span 2 * sn + 2 channels + 16 positions < 2**31: allowed
+    view = ChannelView(4, 2**26 - 2**6, 16, 2**30 - 2**10, 16, 1)
+    assert plan._tile_shape(view, 2048, 1024, block_c=2) == (2, 2, 16)
     assert plan._tile_shape(nchw(4, 8, 4, 4), 2048, 1024, block_c=2) == (2, 4, 16)
 
 
