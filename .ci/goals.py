@@ -56,7 +56,6 @@ END_TO_END = (
 DCGAN64_GFLOP_PER_IMAGE = 2.48
 MFU_GOAL = (("dcgan64", 1024), 0.35)
 MIN_VS_COMPILE = 2.0
-IMPLS = ("triton", "eager", "compile")
 
 
 @dataclass
@@ -179,7 +178,9 @@ def kernel_goals(out: Path) -> list[Verdict]:
             f" (stretch ≤ {SMALL_STRETCH_MS} ms: {'met' if triton <= SMALL_STRETCH_MS else 'not'})"
         )
         # The same calls replayed from CUDA graphs: how much of each time is the host's.
-        device = {impl: rows[(case, impl, fb)].get("device_ms") for impl in IMPLS}
+        device = {
+            impl: rows[(case, impl, fb)].get("device_ms") for impl in ("triton", "eager", "compile")
+        }
         if all(isinstance(v, (int, float)) for v in device.values()):
             figure += "; device-only " + ", ".join(f"{i} {v:.3f}" for i, v in device.items())
         verdicts.append(Verdict(3, goal, figure, triton < eager and triton < compiled))
