@@ -141,7 +141,7 @@ class ChannelView:
 def _concrete(*values) -> bool:
     """Plain ints, not symbolic sizes (torch.compile tracing with dynamic shapes), so the
     host-side results below can be cached by value."""
-    return all(type(v) is int for v in values)
+    return set(map(type, values)) <= {int}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,12 +161,35 @@ def _channels_last_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bo
 def _channels_last_like(x: torch.Tensor) -> bool:
     """True when x's memory order is (N, spatial..., C): channels_last for 4-D, (N, C) for 2-D.
 
-    Called twice per forward and backward: the stride rule is cached, which saves the
-    permuted view that the plain ``permute(...).is_contiguous()`` builds each time."""
+    The stride rule is cached by sizes and strides, which saves the permuted view that the
+    plain ``permute(...).is_contiguous()`` builds each time."""
     sizes, strides = tuple(x.shape), x.stride()
     if _concrete(*sizes, *strides):
         return _channels_last_order(sizes, strides)
     return x.permute((0, *range(2, x.dim()), 1)).is_contiguous()
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_view(sizes: tuple[int, ...], strides: tuple[int, ...]) -> ChannelView | None:
+    """``channel_view``'s view for concrete sizes and strides; None when x must be copied."""
+    n, c, s = sizes[0], sizes[1], math.prod(sizes[2:])
+    if _channels_last_order(sizes, strides):
+        return ChannelView(1, c, n * s, 0, 1, c)
+    if _contiguous_order(sizes, strides):
+        return ChannelView(n, c, s, c * s, s, 1)
+    return None
+
+
+def _contiguous_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """``is_contiguous()`` from sizes and strides alone (torch's rule, as above)."""
+    if 0 in sizes:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(sizes), reversed(strides), strict=True):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
@@ -178,15 +201,23 @@ def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
 
     Any other layout (a slice, a transposed batch, an expanded tensor) is first made
     contiguous: one copy, documented here because it costs a full read and write.
+    Concrete sizes and strides are looked up in a cache (every forward and backward of a
+    layer asks for the same view: host time that small layers do not hide).
     """
     if x.dim() < 2:
         raise ValueError(f"expected an input with at least 2 dims (N, C, ...), got {x.dim()}D")
-    n, c = x.shape[0], x.shape[1]
-    s = math.prod(x.shape[2:])
-    if _channels_last_like(x):
-        return x, ChannelView(1, c, n * s, 0, 1, c)
+    sizes, strides = tuple(x.shape), x.stride()
+    if _concrete(*sizes, *strides):
+        view = _cached_view(sizes, strides)
+        if view is not None:
+            return x, view
+    elif _channels_last_like(x):
+        n, c = x.shape[0], x.shape[1]
+        return x, ChannelView(1, c, n * math.prod(x.shape[2:]), 0, 1, c)
     if not x.is_contiguous():
         x = x.contiguous()
+    n, c = x.shape[0], x.shape[1]
+    s = math.prod(x.shape[2:])
     return x, ChannelView(n, c, s, c * s, s, 1)
 
 

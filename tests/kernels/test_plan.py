@@ -142,10 +142,37 @@ def test_pipelined_reduction_loops_give_the_same_result():
         lambda: torch.empty(3, 1).expand(3, 4),
     ],
 )
-def test_channels_last_order_from_strides_matches_permute(make):
+def test_memory_orders_from_strides_match_torch(make):
     x = make()
     perm = (0, *range(2, x.dim()), 1)
     assert plan._channels_last_like(x) == x.permute(perm).is_contiguous()
+    assert plan._contiguous_order(tuple(x.shape), x.stride()) == x.is_contiguous()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.empty(4, 3, 5, 6),
+        lambda: torch.empty(4, 3, 5, 6).to(memory_format=torch.channels_last),
+        lambda: torch.empty(4, 3, 5, 6)[:, :, ::2],
+    ],
+)
+def test_symbolic_views_match_concrete_ones(make):
+    """torch.compile with dynamic shapes hands over symbolic sizes, which bypass the caches:
+    the views and plans made from them evaluate to the concrete ones."""
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    concrete = make()
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    symbolic = mode.from_tensor(concrete, source=ConstantSource("x"), static_shapes=False)
+    with mode:
+        _, view = plan.channel_view(symbolic)
+    assert not plan._concrete(*view.__dict__.values())
+    hints = [v.node.hint if isinstance(v, torch.SymInt) else v for v in view.__dict__.values()]
+    assert hints == [*plan.channel_view(concrete)[1].__dict__.values()]
+    assert plan.make_plan(view, torch.device("cpu"), interpreted=True).block_c >= 1
 
 
 def test_plans_are_cached_per_tuning(h100):
