@@ -102,7 +102,7 @@ def run(
         _opt(
             "Speed-up variant: eager, or speed-ups joined by '+' ("
             + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the four options below."
+            + "), e.g. triton+channels-last+cuda-graph. Sets the five options below."
         ),
     ] = None,
     compile_mode: Annotated[
@@ -114,6 +114,13 @@ def run(
     memory_format: Annotated[
         str, _opt("Memory format of models and images: contiguous (NCHW) or channels_last.")
     ] = _DEFAULTS["memory_format"],
+    joint_d_batch: Annotated[
+        bool,
+        _opt(
+            "D's update runs D once over real and fake concatenated (D without BatchNorm: "
+            "mlp, or a wgan-gp critic)."
+        ),
+    ] = _DEFAULTS["joint_d_batch"],
     cuda_graph: Annotated[
         bool, _opt("Capture the whole iteration as one CUDA graph and replay it (CUDA only).")
     ] = _DEFAULTS["cuda_graph"],
@@ -179,6 +186,7 @@ def run(
             compile_mode=compile_mode,
             kernels=kernels,
             memory_format=memory_format,
+            joint_d_batch=joint_d_batch,
             cuda_graph=cuda_graph,
             quality=quality,
             quality_samples=quality_samples,

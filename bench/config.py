@@ -95,6 +95,9 @@ class RunConfig:
     compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
     kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
     memory_format: str = "contiguous"  # "channels_last": models and images in NHWC
+    # D's update runs D once over the real and fake batches concatenated (a D without
+    # BatchNorm only: there it changes no loss or gradient; bench/train.py)
+    joint_d_batch: bool = False
     cuda_graph: bool = False  # the whole iteration captured once and replayed (CUDA only)
     # Sample quality (bench/quality), measured outside the timed region. None: on for real
     # data sets, off for synthetic data.
@@ -115,11 +118,11 @@ class RunConfig:
         _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
         _choice("--kernels", self.kernels, KERNELS)
         _choice("--memory-format", self.memory_format, tuple(MEMORY_FORMATS))
+        _choice("--precision", self.precision, PRECISIONS)
+        _choice("--loss", self.loss, tuple(LOSSES))
         if self.variant is not None:
             self._apply_variant()
         self._check_speedups()
-        _choice("--precision", self.precision, PRECISIONS)
-        _choice("--loss", self.loss, tuple(LOSSES))
         _choice("--device", self.device, DEVICES)
         try:
             data.check_dataset(self.dataset, self.data_dir)
@@ -187,6 +190,15 @@ class RunConfig:
                 "--memory-format channels_last changes nothing for mlp: it has no convolutions "
                 "and its activations are 2-D; use it with dcgan32 or dcgan64"
             )
+        if self.joint_d_batch and MODELS[self.model].discriminator_couples_samples(
+            LOSSES[self.loss].needs_critic
+        ):
+            raise ConfigError(
+                f"--joint-d-batch: {self.model}'s discriminator has BatchNorm, which would "
+                "normalise real and fake images with shared batch statistics, another "
+                "objective than two batches; use it with mlp, or with --loss wgan-gp (a critic "
+                "without BatchNorm)"
+            )
         if self.cuda_graph and self.compile_mode in COMPILE_MODES_WITH_CUDA_GRAPHS:
             raise ConfigError(
                 f"--cuda-graph captures the whole iteration, and --compile-mode "
@@ -220,7 +232,8 @@ class RunConfig:
 
     @property
     def variant_fields(self) -> dict:
-        """The execution fields a variant sets (compile mode, kernels, memory format, graph)."""
+        """The execution fields a variant sets (compile mode, kernels, memory format, joint
+        D batch, graph)."""
         return {name: getattr(self, name) for name in VARIANT_FIELDS}
 
     @property

@@ -58,8 +58,11 @@ def _fmt(value, spec: str = ",.1f", unit: str = "") -> str:
 
 
 def _variant_text(run: dict) -> str:
-    """The variant and what of it really ran: kernels, memory format, compile, graph."""
+    """The variant and what of it really ran: kernels, memory format, D's batches, compile,
+    graph."""
     parts = [f"kernels {run.get('kernel_path', '?')}", str(run.get("memory_format", "?"))]
+    if run.get("discriminator_batches") == "joint":
+        parts.append("D over real+fake at once")
     compile_counts = run.get("compile")
     if compile_counts:
         parts.append(

@@ -126,9 +126,11 @@ def apply_speedups(
         compile_mode=cfg.compile_mode,
         optimizer=optimizer,
         ddp_stream=backend.stream if backend is not None else None,
+        joint_d_batch=cfg.joint_d_batch,
     )
     record["optimizer"] = {"name": "adam", "implementation": optimizer}
     record["compile_mode"] = None if cfg.compile_mode == "none" else cfg.compile_mode
+    record["discriminator_batches"] = "joint" if cfg.joint_d_batch else "separate"
     graphed = None
     if backend is not None:
         graphed = GraphedStep(

@@ -28,22 +28,46 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench.precision import PrecisionPolicy
-from gan_models import GANLoss, gradient_penalty
+from gan_models import GANLoss, batch_coupled_layers, gradient_penalty
 
 
 class DiscriminatorObjective(nn.Module):
-    """D's loss on one real and one fake batch: a single forward for DDP to track."""
+    """D's loss on one real and one fake batch: a single forward for DDP to track.
 
-    def __init__(self, discriminator: nn.Module, loss: GANLoss, policy: PrecisionPolicy):
+    `joint`: D runs once over the two batches concatenated (as BigGAN-PyTorch's G_D does)
+    instead of once over each: half the launches of D's forward and backward, and matrix
+    products twice as tall. Exact only for a D whose samples do not interact (no
+    BatchNorm: `gan_models.batch_coupled_layers`); with BatchNorm it would normalise real
+    and fake with shared statistics, another objective, so it is refused.
+    """
+
+    def __init__(
+        self,
+        discriminator: nn.Module,
+        loss: GANLoss,
+        policy: PrecisionPolicy,
+        joint: bool = False,
+    ):
         super().__init__()
+        coupled = batch_coupled_layers(discriminator) if joint else []
+        if coupled:
+            raise ValueError(
+                "a joint real+fake forward needs a discriminator whose samples do not "
+                f"interact; these layers use batch statistics: {', '.join(coupled)}"
+            )
         self.discriminator = discriminator
         self.loss = loss
         self.policy = policy
+        self.joint = joint
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, grad_scale=None) -> torch.Tensor:
         with self.policy.autocast():
-            real_logits = self.discriminator(real)
-            fake_logits = self.discriminator(fake)
+            if self.joint:
+                logits = self.discriminator(torch.cat((real, fake)))
+                real_logits, fake_logits = logits.split((real.shape[0], fake.shape[0]))
+            else:
+                real_logits = self.discriminator(real)
+                fake_logits = self.discriminator(fake)
         loss = self.loss.discriminator_loss(real_logits, fake_logits)
         if self.loss.gp_weight:
             penalty = _eager_gradient_penalty(
@@ -181,13 +205,15 @@ def build_step(
     compile_mode: str = "none",
     optimizer: str = "default",
     ddp_stream: torch.cuda.Stream | None = None,
+    joint_d_batch: bool = False,
 ) -> GANStep:
     """Wrap the models for DDP when distributed, then torch.compile them when asked, and
     build a ready-to-run GANStep. (DDP first: compiling the DDP module lets dynamo's
     DDPOptimizer split graphs at bucket boundaries so communication overlaps compute.)
     `ddp_stream`: the stream DDP is built on, the capture stream when the iteration is
-    captured as a CUDA graph (bench/cuda_graph.py)."""
-    d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy)
+    captured as a CUDA graph (bench/cuda_graph.py). `joint_d_batch`: see
+    DiscriminatorObjective."""
+    d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy, joint_d_batch)
     g_module: nn.Module = generator
     d_frozen: nn.Module = discriminator
     if distributed:

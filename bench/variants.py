@@ -3,8 +3,8 @@ how an iteration executes. `eager` is the baseline every other variant is compar
 
 Variants compose: a name is one or more speed-ups joined by "+" ("triton+channels-last+
 cuda-graph"), at most one compile mode among them, written in the canonical order
-compile mode, triton, channels-last, cuda-graph. `VARIANTS` holds every valid combination;
-`canonical_variant` accepts the speed-ups in any order.
+compile mode, triton, channels-last, joint-d, cuda-graph. `VARIANTS` holds every valid
+combination; `canonical_variant` accepts the speed-ups in any order.
 
 A record carries the variant name and its fields. A run configured field by field gets
 the name of the variant whose fields it matches, or "custom".
@@ -20,6 +20,7 @@ VARIANT_FIELDS = {
     "compile_mode": "none",
     "kernels": "torch",
     "memory_format": "contiguous",
+    "joint_d_batch": False,
     "cuda_graph": False,
 }
 
@@ -60,6 +61,14 @@ SPEEDUP_GROUPS = (
             "channels-last",
             "models and images in channels_last (NHWC) memory format",
             {"memory_format": "channels_last"},
+        ),
+    ),
+    (
+        SpeedUp(
+            "joint-d",
+            "D runs once over the real and fake batches concatenated, not once over each "
+            "(discriminators without BatchNorm only: the same losses and gradients)",
+            {"joint_d_batch": True},
         ),
     ),
     (

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from gan_models import dcgan, mlp
 from gan_models.losses import DEFAULT_LOSS, LOSSES, GANLoss, get_loss, gradient_penalty
@@ -29,6 +30,7 @@ __all__ = [
     "MODELS",
     "ModelPair",
     "ModelSpec",
+    "batch_coupled_layers",
     "build_pair",
     "get_loss",
     "gradient_penalty",
@@ -37,11 +39,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its name, native square resolution, and a one-line summary."""
+    """A registered model: its name, native square resolution, a one-line summary, and
+    whether its discriminator (as opposed to its WGAN-GP critic) has BatchNorm, which
+    couples the samples of a batch in training (``batch_coupled_layers``)."""
 
     name: str
     resolution: int
     description: str
+    discriminator_batchnorm: bool
+
+    def discriminator_couples_samples(self, critic: bool) -> bool:
+        """Whether D's output for one sample depends on the others of its batch in
+        training: BatchNorm's batch statistics (the critic is built without them)."""
+        return self.discriminator_batchnorm and not critic
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -52,9 +62,20 @@ MODELS: dict[str, ModelSpec] = {
             28,
             "MLP GAN of the classic tutorials (G 256-512-1024 with BatchNorm1d, "
             "D 256-512-1024), MNIST-native 28x28",
+            discriminator_batchnorm=False,
         ),
-        ModelSpec("dcgan32", 32, "DCGAN (pytorch/examples), 32x32, ngf=ndf=64"),
-        ModelSpec("dcgan64", 64, "DCGAN (pytorch/examples), 64x64, ngf=ndf=64"),
+        ModelSpec(
+            "dcgan32",
+            32,
+            "DCGAN (pytorch/examples), 32x32, ngf=ndf=64",
+            discriminator_batchnorm=True,
+        ),  # fmt: skip
+        ModelSpec(
+            "dcgan64",
+            64,
+            "DCGAN (pytorch/examples), 64x64, ngf=ndf=64",
+            discriminator_batchnorm=True,
+        ),  # fmt: skip
     )
 }
 
@@ -81,6 +102,16 @@ class ModelPair:
     discriminator: nn.Module
     image_shape: tuple[int, int, int]
     latent_shape: tuple[int, ...]
+
+
+def batch_coupled_layers(module: nn.Module) -> list[str]:
+    """Names of the submodules whose training-mode output for one sample depends on the
+    other samples of the batch: every BatchNorm (``_BatchNorm``: BatchNorm1d/2d/3d,
+    SyncBatchNorm, and the fused BatchNorm+activation modules, which subclass it).
+    Normalisations per sample (LayerNorm, GroupNorm, InstanceNorm) are not listed. A
+    network without such layers gives the same outputs, losses and gradients whether two
+    batches go through it one after the other or concatenated."""
+    return [name for name, m in module.named_modules() if isinstance(m, _BatchNorm)]
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -37,7 +37,10 @@ from bench.config import ConfigError, RunConfig, check_device, triton_interpret_
         ({"variant": "compile+compile-max-autotune"}, ["compile-max-autotune", "choose one"]),
         ({"variant": "compile-reduce-overhead+cuda-graph"}, ["graph inside a graph"]),
         ({"compile_mode": "max-autotune", "cuda_graph": True}, ["--cuda-graph", "--compile-mode"]),
-        # A variant sets all four fields: another value given beside it is a contradiction,
+        ({"joint_d_batch": True}, ["--joint-d-batch", "dcgan32", "BatchNorm", "wgan-gp"]),
+        ({"variant": "joint-d", "model": "dcgan64"}, ["dcgan64's discriminator has BatchNorm"]),
+        ({"variant": "joint-d+cuda-graph", "model": "mlp"}, []),
+        # A variant sets all five fields: another value given beside it is a contradiction,
         # the same value is not.
         ({"variant": "cuda-graph", "memory_format": "channels_last"}, ["contradicts"]),
         ({"variant": "triton+channels-last", "kernels": "triton"}, []),

@@ -81,7 +81,7 @@ class ReplayingBackend:
         return replay, outputs
 
 
-def _step(model, loss_name, seed, device="cpu", precision="fp32", optimizer="default"):
+def _step(model, loss_name, seed, device="cpu", precision="fp32", optimizer="default", joint=False):
     torch.manual_seed(seed)
     loss = get_loss(loss_name)
     pair = build_pair(model, channels=1, critic=loss.needs_critic)
@@ -98,6 +98,7 @@ def _step(model, loss_name, seed, device="cpu", precision="fp32", optimizer="def
         lr=2e-4,
         betas=(0.5, 0.999),
         optimizer=optimizer,
+        joint_d_batch=joint,
     )
     return step, pair, rng
 
@@ -359,8 +360,8 @@ def test_a_training_iteration_reads_nothing_back(model, loss_name, n_critic, pre
 # ------------------------------------------------------------------------------ on a GPU
 
 
-def _graphed_on_cuda(model, loss_name, precision, optimizer, memory_format, seed=3):
-    plain, pair, rng = _step(model, loss_name, seed, "cuda", precision, optimizer)
+def _graphed_on_cuda(model, loss_name, precision, optimizer, memory_format, seed=3, joint=False):
+    plain, pair, rng = _step(model, loss_name, seed, "cuda", precision, optimizer, joint)
     pair.generator.to(memory_format=memory_format)
     pair.discriminator.to(memory_format=memory_format)
     backend = CudaGraphBackend(torch.device("cuda"))
@@ -370,26 +371,30 @@ def _graphed_on_cuda(model, loss_name, precision, optimizer, memory_format, seed
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    ("model", "loss_name", "precision", "memory_format", "kernels"),
+    ("model", "loss_name", "precision", "memory_format", "kernels", "joint"),
     [
-        ("dcgan32", "non-saturating", "fp32", torch.contiguous_format, "torch"),
-        ("dcgan32", "non-saturating", "bf16", torch.channels_last, "triton"),
-        ("mlp", "non-saturating", "fp16", torch.contiguous_format, "torch"),
-        ("dcgan32", "wgan-gp", "bf16", torch.contiguous_format, "torch"),
+        ("dcgan32", "non-saturating", "fp32", torch.contiguous_format, "torch", False),
+        ("dcgan32", "non-saturating", "bf16", torch.channels_last, "triton", False),
+        ("mlp", "non-saturating", "fp16", torch.contiguous_format, "torch", False),
+        ("dcgan32", "wgan-gp", "bf16", torch.contiguous_format, "torch", False),
+        ("mlp", "non-saturating", "bf16", torch.contiguous_format, "triton", True),
     ],
 )
 def test_capture_replays_train_without_host_syncs(
-    model, loss_name, precision, memory_format, kernels
+    model, loss_name, precision, memory_format, kernels, joint
 ):
     optimizer = optimizer_implementation(True)
     graphed, plain, pair, _ = _graphed_on_cuda(
-        model, loss_name, precision, optimizer, memory_format
+        model, loss_name, precision, optimizer, memory_format, joint=joint
     )
     if kernels == "triton":
         import kernels as fused_kernels
 
-        for module in (pair.generator, pair.discriminator):
-            assert fused_kernels.fuse_batchnorm_leaky_relu(module).count > 0
+        reports = [
+            fused_kernels.fuse_batchnorm_leaky_relu(module)
+            for module in (pair.generator, pair.discriminator)
+        ]
+        assert [r.count > 0 for r in reports] == [True, model != "mlp"]  # MLP D: no BatchNorm
         # Fusing replaced modules: the optimizers must see the same parameters, which the
         # fuse keeps (it moves the BatchNorm parameters into the fused module).
     n_critic = get_loss(loss_name).n_critic

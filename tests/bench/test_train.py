@@ -97,6 +97,40 @@ def test_real_and_fake_keep_separate_batchnorm_statistics():
     assert not torch.allclose(got[0], first_mixed)
 
 
+@pytest.mark.parametrize(
+    ("model", "loss_name"),
+    [("mlp", "non-saturating"), ("mlp", "minimax"), ("mlp", "hinge"), ("dcgan32", "wgan-gp")],
+)
+def test_a_joint_real_and_fake_forward_gives_the_same_loss_and_gradients(model, loss_name):
+    """joint-d: with no layer coupling the samples, one D forward over both batches is two
+    forwards over each, up to the order of floating-point sums in the matrix products."""
+    loss = get_loss(loss_name)
+    torch.manual_seed(0)
+    pair = build_pair(model, channels=1, critic=loss.needs_critic)
+    real = torch.rand((6, *pair.image_shape), dtype=torch.float64) * 2 - 1
+    fake = torch.rand((6, *pair.image_shape), dtype=torch.float64) * 2 - 1
+    results = []
+    for joint in (False, True):
+        d = copy.deepcopy(pair.discriminator).double()
+        objective = DiscriminatorObjective(d, loss, make_policy("fp32", "cpu"), joint=joint)
+        torch.manual_seed(1)  # the gradient penalty's interpolation weights
+        value = objective(real, fake)
+        value.backward()
+        results.append((value.detach(), [p.grad for p in d.parameters()]))
+    (separate, separate_grads), (joint, joint_grads) = results
+    torch.testing.assert_close(joint, separate, rtol=1e-12, atol=1e-12)
+    for j, s in zip(joint_grads, separate_grads, strict=True):
+        torch.testing.assert_close(j, s, rtol=1e-10, atol=1e-12)
+
+
+def test_a_joint_forward_is_refused_for_a_discriminator_with_batchnorm():
+    pair = build_pair("dcgan32", channels=1)
+    with pytest.raises(ValueError, match="batch statistics: main.down1.bn, main.down2.bn"):
+        DiscriminatorObjective(
+            pair.discriminator, get_loss("non-saturating"), make_policy("fp32", "cpu"), joint=True
+        )
+
+
 def test_fp16_gradient_penalty_neither_overflows_nor_skips_a_step():
     """fp16 starts GradScaler at 2**16, which is inf in fp16: the critic's gradient penalty
     must stay finite there (no update skipped, the scale untouched), every iteration."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import RunConfig
+from bench.config import ConfigError, RunConfig
 from bench.variants import (
     SPEEDUPS,
     VARIANT_FIELDS,
@@ -38,9 +38,9 @@ def test_graphs_inside_graphs_are_not_registered():
 
 
 def test_registry_is_the_full_product_minus_conflicts():
-    # 5 compile choices x 2 kernels x 2 formats x 2 graph settings = 40, minus the 2 graph
-    # compile modes x 2 x 2 with cuda-graph = 8.
-    assert len(VARIANTS) == 40 - 8
+    # 5 compile choices x 2 kernels x 2 formats x 2 D batchings x 2 graph settings = 80,
+    # minus the 2 graph compile modes x 2 x 2 x 2 with cuda-graph = 16.
+    assert len(VARIANTS) == 80 - 16
 
 
 def test_fields_are_complete_and_names_round_trip():
@@ -85,4 +85,24 @@ def test_simple_variants_list_first():
 
 def test_every_variant_builds_a_config_for_dcgan():
     for name in VARIANTS:
-        assert RunConfig(model="dcgan32", variant=name).variant_name == name
+        # joint-d needs a D without BatchNorm: DCGAN's WGAN-GP critic
+        loss = "wgan-gp" if "joint-d" in name else "non-saturating"
+        assert RunConfig(model="dcgan32", loss=loss, variant=name).variant_name == name
+
+
+@pytest.mark.parametrize(
+    ("model", "loss", "allowed"),
+    [
+        ("mlp", "non-saturating", True),  # no BatchNorm in the MLP discriminator
+        ("mlp", "wgan-gp", True),
+        ("dcgan32", "non-saturating", False),  # BatchNorm after every conv but the first
+        ("dcgan64", "hinge", False),
+        ("dcgan64", "wgan-gp", True),  # the critic has no BatchNorm
+    ],
+)
+def test_joint_d_only_where_d_has_no_batch_statistics(model, loss, allowed):
+    if allowed:
+        assert RunConfig(model=model, loss=loss, variant="joint-d").joint_d_batch
+        return
+    with pytest.raises(ConfigError, match="BatchNorm.*shared batch statistics"):
+        RunConfig(model=model, loss=loss, variant="joint-d")

@@ -53,6 +53,7 @@ def test_registry_names_and_resolutions():
 def test_public_api_exported():
     for attr in (
         "build_pair",
+        "batch_coupled_layers",
         "ModelPair",
         "ModelSpec",
         "MODELS",
@@ -208,6 +209,18 @@ def test_batchnorm_counts(name, g_bns, d_bns, critic):
     pair = build_pair(name, channels=3, critic=critic, widths=_small_widths(name))
     assert len(_bns(pair.generator)) == g_bns
     assert len(_bns(pair.discriminator)) == (0 if critic else d_bns)
+    # what the registry declares (RunConfig refuses joint-d from it, before building)
+    coupled = gan_models.batch_coupled_layers(pair.discriminator)
+    assert len(coupled) == len(_bns(pair.discriminator))
+    assert MODELS[name].discriminator_couples_samples(critic) == bool(coupled)
+
+
+def test_batch_coupled_layers_are_batchnorms_only():
+    net = nn.Sequential(
+        nn.BatchNorm1d(4), nn.SyncBatchNorm(4), nn.LayerNorm(4), nn.GroupNorm(2, 4),
+        nn.InstanceNorm1d(4, track_running_stats=True), nn.Linear(4, 4),
+    )  # fmt: skip
+    assert gan_models.batch_coupled_layers(net) == ["0", "1"]
 
 
 @pytest.mark.parametrize("name", _DCGAN)
