@@ -69,13 +69,13 @@ MODELS: dict[str, ModelSpec] = {
             32,
             "DCGAN (pytorch/examples), 32x32, ngf=ndf=64",
             discriminator_batchnorm=True,
-        ),  # fmt: skip
+        ),
         ModelSpec(
             "dcgan64",
             64,
             "DCGAN (pytorch/examples), 64x64, ngf=ndf=64",
             discriminator_batchnorm=True,
-        ),  # fmt: skip
+        ),
     )
 }
 

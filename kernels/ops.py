@@ -479,9 +479,9 @@ def _direct_call() -> bool:
     dispatch modes (fake tensors, functionalization, FLOP counting), which must see the
     op. An eager call through them crosses the dispatcher's Python layers (custom op,
     autograd redispatch, triton_op backend): host time that small layers do not hide
-    behind their kernels, and that a direct call skips (with kernels.plan's cached views and plans:
-    165 us -> 84 us of host time per forward + backward on a 2-core CPU, kernel launches
-    left out; tests/kernels/test_host_overhead.py).
+    behind their kernels, and that a direct call skips (with kernels.plan's cached views
+    and plans: 165 us -> 84 us of host time per forward + backward on a 2-core CPU, kernel
+    launches left out; tests/kernels/test_host_overhead.py).
     ``is_compiling`` first: under dynamo it is the constant True, so the C call after it is
     never traced.
     """

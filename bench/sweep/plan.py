@@ -79,9 +79,10 @@ GPU_DEFAULTS = {"steps": 100, "warmup_steps": 12, "repeats": 3, "timeout_s": 180
 
 # The default GPU plan: the questions a GPU user brings, not a full Cartesian product (the
 # 64 registered variants x 3 models x 3 batches x 3 precisions would be 1,728 points per
-# world size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128 (launch-bound)
-# and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16, over every speed-up
-# alone and the combinations that can beat them; then precision at DCGAN-32; then scaling.
+# world size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128
+# (launch-bound) and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16,
+# over every speed-up alone and the combinations that can beat them; then precision at
+# DCGAN-32; then scaling.
 DCGAN_GPU_VARIANTS = (
     "eager",
     "compile",
