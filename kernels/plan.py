@@ -144,18 +144,29 @@ def _concrete(*values) -> bool:
     return set(map(type, values)) <= {int}
 
 
-@functools.lru_cache(maxsize=4096)
-def _channels_last_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """``permute(0, 2, ..., 1).is_contiguous()`` from sizes and strides alone: dims of size
-    1 may have any stride, an empty tensor is contiguous."""
+def _dense_in_order(sizes: tuple[int, ...], strides: tuple[int, ...], dims) -> bool:
+    """Whether the tensor is dense with ``dims`` running from innermost to outermost,
+    torch's ``is_contiguous`` rule: dims of size 1 may have any stride, an empty tensor is
+    contiguous."""
     if 0 in sizes:
         return True
     expected = 1
-    for d in (1, *range(len(sizes) - 1, 1, -1), 0):
+    for d in dims:
         if sizes[d] != 1 and strides[d] != expected:
             return False
         expected *= sizes[d]
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _channels_last_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """``permute(0, 2, ..., 1).is_contiguous()`` from sizes and strides alone."""
+    return _dense_in_order(sizes, strides, (1, *range(len(sizes) - 1, 1, -1), 0))
+
+
+def _contiguous_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """``is_contiguous()`` from sizes and strides alone."""
+    return _dense_in_order(sizes, strides, range(len(sizes) - 1, -1, -1))
 
 
 def _channels_last_like(x: torch.Tensor) -> bool:
@@ -178,18 +189,6 @@ def _cached_view(sizes: tuple[int, ...], strides: tuple[int, ...]) -> ChannelVie
     if _contiguous_order(sizes, strides):
         return ChannelView(n, c, s, c * s, s, 1)
     return None
-
-
-def _contiguous_order(sizes: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """``is_contiguous()`` from sizes and strides alone (torch's rule, as above)."""
-    if 0 in sizes:
-        return True
-    expected = 1
-    for size, stride in zip(reversed(sizes), reversed(strides), strict=True):
-        if size != 1 and stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
