@@ -1,8 +1,10 @@
 """`gan-bench report`: PNG plots and a markdown summary of result records.
 
 Per environment (device name + torch version; numbers from different machines are never
-drawn on one axis): throughput vs batch size per variant, throughput vs world size with
-the ideal linear line, and peak memory vs batch size, one panel per model × precision.
+drawn on one axis): each configuration's speed-up over the baseline per variant (the
+verdict at a glance: which speed-ups help, next to torch.compile's, with their quality
+parity), throughput vs batch size per variant, throughput vs world size with the ideal
+linear line, and peak memory vs batch size, one panel per model × precision.
 `report.md` embeds them with relative links, adds the compare table (bench.compare) and,
 when records carry `metrics.sample_grid_path`, each group's sample grids side by side.
 """
@@ -181,6 +183,121 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
     return fig
 
 
+# Bar colours of the speed-up figure, by the variant's quality parity (bench.compare).
+_PARITY_COLORS = {"baseline": "C7", "within": "C2", "outside": "C3", None: "C0"}
+_PARITY_LABELS = {
+    "baseline": "the baseline",
+    "within": "quality within the baseline's spread",
+    "outside": "quality OUTSIDE the baseline's spread",
+    None: "no quality verdict",
+}
+_BAR_INCHES = 0.32  # height per bar: names of long combined variants stay legible
+
+
+def _speedup_groups(groups: list[compare.Group]) -> list[compare.Group]:
+    """Configurations with an ok baseline and at least one other ok variant."""
+    return [
+        g
+        for g in groups
+        if g.baseline_found
+        and sum(s.speedup is not None and s.repeats_ok > 0 for s in g.variants) >= 2
+    ]
+
+
+def _speedup_figure(plt, comparison, groups, title) -> object | None:
+    """One panel per configuration: a horizontal bar per ok variant, its speed-up over the
+    baseline (median images/s ratio; whiskers: the variant's spread over repeats), fastest
+    on top, coloured by quality parity; lines at 1× (the baseline) and at torch.compile's
+    default mode, the reference every speed-up must beat."""
+    panels = _speedup_groups(groups)
+    if not panels:
+        return None
+    bars = [
+        sorted(
+            (s for s in g.variants if s.speedup is not None and s.repeats_ok),
+            key=lambda s: s.speedup,
+        )
+        for g in panels
+    ]
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    heights = [
+        1.3 + _BAR_INCHES * max(len(b) for b in bars[r * cols : (r + 1) * cols])
+        for r in range(rows)
+    ]
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(8.5 * cols, 0.8 + sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    used: set = set()  # the colours drawn, for the legend
+    for ax, group, variants in zip(flat, panels, bars, strict=False):
+        base = next(s for s in group.variants if s.variant == comparison.baseline)
+        ys = range(len(variants))
+        speedups = [s.speedup for s in variants]
+        # The baseline has no verdict of its own: it is the band the others are held to.
+        verdicts = [
+            "baseline" if s.variant == comparison.baseline else compare.parity_verdict(s)
+            for s in variants
+        ]
+        used.update(verdicts)
+        lo = [
+            max(0.0, s.speedup - (s.images_per_s_lo or s.images_per_s) / base.images_per_s)
+            for s in variants
+        ]
+        hi = [
+            max(0.0, (s.images_per_s_hi or s.images_per_s) / base.images_per_s - s.speedup)
+            for s in variants
+        ]
+        ax.barh(
+            list(ys),
+            speedups,
+            xerr=[lo, hi],
+            color=[_PARITY_COLORS[v] for v in verdicts],
+            capsize=2,
+            height=0.7,
+        )
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels([s.variant for s in variants], fontsize=8)
+        right = max(s + h for s, h in zip(speedups, hi, strict=True))
+        for y, s, h in zip(ys, variants, hi, strict=True):
+            text = f"{s.speedup:.2f}×" + ("" if s.mfu is None else f" · {s.mfu:.0%} MFU")
+            ax.text(s.speedup + h + right * 0.015, y, text, va="center", fontsize=7)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        compiled = next((s for s in variants if s.variant == compare.COMPILE_REFERENCE), None)
+        if compiled is not None and comparison.baseline != compare.COMPILE_REFERENCE:
+            ax.axvline(compiled.speedup, color="C1", linestyle=":", linewidth=1.2)
+            ax.text(
+                compiled.speedup,
+                len(variants) - 0.4,
+                " torch.compile",
+                color="C1",
+                fontsize=7,
+                va="bottom",
+            )
+        ax.set_xlim(0, right * 1.4)  # room for the labels right of the longest bar
+        ax.set_ylim(-0.6, len(variants) - 0.1)
+        ax.set_xlabel(f"speed-up over {comparison.baseline} (images/s ratio)")
+        ax.set_title(group.label, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color=_PARITY_COLORS[v], label=_PARITY_LABELS[v])
+        for v in ("baseline", "within", "outside", None)
+        if v in used
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.35 / (0.8 + sum(heights)), 1, 1))  # 0.35 in for the legend
+    return fig
+
+
 def _resolve_grid(path: str, source: str) -> str:
     """A sample-grid path as written in a record: absolute, or relative to the working
     directory of the run, or to the results file's folder; the first that exists."""
@@ -247,6 +364,18 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
         )
         figures = [
             (
+                f"speedup{suffix}.png",
+                f"Speed-up over {baseline}",
+                _speedup_figure(
+                    plt,
+                    comparison,
+                    groups,
+                    f"speed-up over {baseline} per configuration (bars: spread over repeats)"
+                    f"\n{env}",
+                ),
+                f"no configuration has an ok {baseline} run and another ok variant",
+            ),
+            (
                 f"throughput_vs_batch{suffix}.png",
                 "Throughput vs batch size",
                 _per_batch_figure(
@@ -257,6 +386,7 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
                     "images/s (median over repeats)",
                     f"throughput vs batch size (bars: spread over repeats)\n{env}",
                 ),
+                "no ok runs",
             ),
             (
                 f"scaling{suffix}.png",
@@ -264,6 +394,7 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
                 _scaling_figure(
                     plt, comparison, groups, scaling, f"throughput vs world size\n{env}"
                 ),
+                "one world size per configuration",
             ),
             (
                 f"memory_vs_batch{suffix}.png",
@@ -276,15 +407,13 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
                     memory_label,
                     f"{memory_label} vs batch size\n{env}",
                 ),
+                "no ok runs",
             ),
         ]
-        for name, heading, fig in figures:
+        for name, heading, fig, empty in figures:
             md += [f"### {heading}", ""]
             if fig is None:
-                md += [
-                    "No data for this plot (no ok runs, or one world size per configuration).",
-                    "",
-                ]
+                md += [f"No data for this plot ({empty}).", ""]
                 continue
             path = os.path.join(out_dir, name)
             fig.savefig(path, dpi=100)

@@ -105,12 +105,18 @@ def test_report_writes_plots_and_markdown_linking_them(tmp_path):
     out_dir = tmp_path / "report"
     written = write_report([str(results(tmp_path, grid=str(grid)))], str(out_dir))
     names = sorted(os.path.basename(p) for p in written)
-    assert names == ["memory_vs_batch.png", "report.md", "scaling.png", "throughput_vs_batch.png"]
+    assert names == [
+        "memory_vs_batch.png",
+        "report.md",
+        "scaling.png",
+        "speedup.png",
+        "throughput_vs_batch.png",
+    ]
     for path in written:
         if path.endswith(".png"):
             assert_real_png(path)
     md = (out_dir / "report.md").read_text()
-    for name in ("throughput_vs_batch.png", "scaling.png", "memory_vs_batch.png"):
+    for name in ("speedup.png", "throughput_vs_batch.png", "scaling.png", "memory_vs_batch.png"):
         assert f"]({name})" in md  # relative links next to the markdown
     assert "| model | dataset |" in md and "1.40×" in md  # the compare table
     assert "efficiency" in md  # the scaling table
@@ -136,7 +142,8 @@ def test_report_cli_and_environments_apart(tmp_path, capsys):
         main(["report", str(path), "--out-dir", str(out_dir)])
     assert info.value.code == 0
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
-    # One throughput and one memory plot per environment; no scaling data, so no scaling plot.
+    # One throughput and one memory plot per environment; no scaling data, so no scaling plot,
+    # and one variant, so no speed-up plot.
     assert pngs == [
         "memory_vs_batch-cpu-a-torch-2-14-0.png",
         "memory_vs_batch-cpu-b-torch-2-14-0.png",
@@ -145,7 +152,8 @@ def test_report_cli_and_environments_apart(tmp_path, capsys):
     ]
     md = (out_dir / "report.md").read_text()
     assert "**Warning:**" in md and "2 environments" in md
-    assert "No data for this plot" in md
+    assert "No data for this plot (one world size per configuration)" in md
+    assert "No data for this plot (no configuration has an ok eager run and another" in md
     assert "wrote" in capsys.readouterr().out
 
 
@@ -192,3 +200,59 @@ def test_runs_that_trained_differently_are_separate_lines(tmp_path):
     }
     assert lines == {"eager · ?, 30 steps": [320.0, 640.0], "eager · ?, 100 steps": [640.0, 1280.0]}
     plt.close(fig)
+
+
+def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
+    """A bar per ok variant, fastest on top, at its speed-up over the baseline; a line at
+    1x and one at torch.compile's speed-up; a variant outside the quality band in red."""
+    from matplotlib.colors import to_rgba
+
+    from bench import compare, report
+
+    path = tmp_path / "r.jsonl"
+    for name, rate in (
+        ("eager", 100.0),
+        ("compile", 80.0),
+        ("cuda-graph", 300.0),
+        ("triton", 150.0),
+    ):
+        rec = record(name, rate, 800.0, batch=64)
+        if name == "cuda-graph":
+            rec["metrics"]["mfu"] = 0.25
+        append_record(str(path), rec)
+    failed = record("channels-last", 500.0, 800.0, batch=64)
+    failed["status"], failed["reason"] = "failed", "boom"  # not a bar: it has no speed-up
+    append_record(str(path), failed)
+    append_record(str(path), record("eager", 50.0, 800.0, batch=16))  # no other variant
+    comparison = compare.summarise(compare.load_rows([str(path)]), "eager")
+    group = next(g for g in comparison.groups if g.batch_size == 64)
+    fast = next(s for s in group.variants if s.variant == "cuda-graph")
+    fast.parity = {"fd": {"verdict": "outside", "reason": None}}
+    plt = report._pyplot()
+    fig = report._speedup_figure(plt, comparison, comparison.groups, "t")
+    (ax,) = [a for a in fig.axes if a.get_visible()]  # batch 16 has no panel
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["compile", "eager", "triton", "cuda-graph"]
+    widths = [patch.get_width() for patch in ax.patches]
+    assert widths == pytest.approx([0.8, 1.0, 1.5, 3.0])
+    assert ax.patches[3].get_facecolor() == to_rgba("C3")  # outside the quality band
+    assert ax.patches[2].get_facecolor() == to_rgba("C0")  # no verdict
+    assert ax.patches[1].get_facecolor() == to_rgba("C7")  # the baseline
+    vertical = sorted(
+        line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() != "None"
+    )
+    assert vertical == pytest.approx([0.8, 1.0])
+    texts = {t.get_text() for t in ax.texts}
+    assert "3.00× · 25% MFU" in texts and "1.50×" in texts and " torch.compile" in texts
+    plt.close(fig)
+
+
+def test_speedup_figure_is_none_without_a_baseline_and_a_rival(tmp_path):
+    from bench import compare, report
+
+    path = tmp_path / "r.jsonl"
+    append_record(str(path), record("compile", 80.0, 800.0, batch=64))
+    append_record(str(path), record("triton", 90.0, 800.0, batch=64))
+    append_record(str(path), record("eager", 50.0, 800.0, batch=16))
+    comparison = compare.summarise(compare.load_rows([str(path)]), "eager")
+    assert report._speedup_figure(report._pyplot(), comparison, comparison.groups, "t") is None
