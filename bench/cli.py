@@ -102,7 +102,7 @@ def run(
         _opt(
             "Speed-up variant: eager, or speed-ups joined by '+' ("
             + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the five options below."
+            + "), e.g. triton+channels-last+cuda-graph. Sets the six options below."
         ),
     ] = None,
     compile_mode: Annotated[
@@ -114,6 +114,13 @@ def run(
     memory_format: Annotated[
         str, _opt("Memory format of models and images: contiguous (NCHW) or channels_last.")
     ] = _DEFAULTS["memory_format"],
+    pad_image_channels: Annotated[
+        bool,
+        _opt(
+            "Zero-pad image channels to a multiple of 4 at G's last and D's first convolution "
+            "(Tensor Core alignment; DCGAN; the same losses and gradients)."
+        ),
+    ] = _DEFAULTS["pad_image_channels"],
     joint_d_batch: Annotated[
         bool,
         _opt(
@@ -186,6 +193,7 @@ def run(
             compile_mode=compile_mode,
             kernels=kernels,
             memory_format=memory_format,
+            pad_image_channels=pad_image_channels,
             joint_d_batch=joint_d_batch,
             cuda_graph=cuda_graph,
             quality=quality,

@@ -58,9 +58,12 @@ def _fmt(value, spec: str = ",.1f", unit: str = "") -> str:
 
 
 def _variant_text(run: dict) -> str:
-    """The variant and what of it really ran: kernels, memory format, D's batches, compile,
-    graph."""
+    """The variant and what of it really ran: kernels, memory format, padded channels, D's
+    batches, compile, graph."""
     parts = [f"kernels {run.get('kernel_path', '?')}", str(run.get("memory_format", "?"))]
+    padded = run.get("image_channels_padded")
+    if padded:
+        parts.append(f"image channels {padded['from']}→{padded['to']}")
     if run.get("discriminator_batches") == "joint":
         parts.append("D over real+fake at once")
     compile_counts = run.get("compile")

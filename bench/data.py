@@ -172,9 +172,11 @@ def build_batch_source(
     rank: int = 0,
     world_size: int = 1,
     memory_format: torch.memory_format = torch.contiguous_format,
+    padded_channels: int | None = None,
 ) -> BatchSource:
     """Make the batch source for one process (rank ``rank`` of ``world_size``), its
-    batches in ``memory_format`` (channels_last for a channels-last model).
+    batches in ``memory_format`` (channels_last for a channels-last model) and, with
+    ``padded_channels``, zero-padded to that many channels (bench/channel_padding.py).
 
     Under DDP each rank reads its own shard (DistributedSampler, drop_last); a single
     process shuffles with the same sampler and one replica. Raises DataError for a bad
@@ -194,9 +196,14 @@ def build_batch_source(
             f"dataset {name!r} has {wanted} channel(s) but the model expects {channels}: "
             f"use a model with {wanted} image channel(s)"
         )
+    if padded_channels is not None and padded_channels < channels:
+        raise DataError(f"cannot pad {channels} image channels to {padded_channels}")
     if name == "synthetic":
-        # The pool is made in the wanted format once: its batch slices keep it, no copies.
-        return _SyntheticSource(image_shape, batch_size, device, seed, rank, memory_format)
+        # The pool is made in the wanted format and channels once: its batch slices keep
+        # them, no copies.
+        return _SyntheticSource(
+            image_shape, batch_size, device, seed, rank, memory_format, padded_channels
+        )
     if name == "image-folder":
         source: BatchSource = _ImageFolderSource(
             _expand(data_dir), image_shape, batch_size, device, seed, rank, world_size
@@ -206,9 +213,27 @@ def build_batch_source(
         _check_enough(name, len(images), batch_size, world_size)
         images = _resize_cover(images, height, width)
         source = _InMemorySource(images, batch_size, device, seed, rank, world_size)
-    if memory_format != torch.contiguous_format:
-        source = _FormattedSource(source, memory_format)
+    if memory_format != torch.contiguous_format or padded_channels not in (None, channels):
+        source = _FormattedSource(source, memory_format, padded_channels)
     return source
+
+
+def _on_device_layout(
+    images: torch.Tensor, memory_format: torch.memory_format, padded_channels: int | None
+) -> torch.Tensor:
+    """`images` in `memory_format`, with zero channels appended up to `padded_channels`."""
+    n, channels, height, width = images.shape
+    if padded_channels is None or padded_channels == channels:
+        return images.contiguous(memory_format=memory_format)
+    out = torch.empty(
+        (n, padded_channels, height, width),
+        dtype=images.dtype,
+        device=images.device,
+        memory_format=memory_format,
+    )
+    out[:, channels:].zero_()
+    out[:, :channels].copy_(images)
+    return out
 
 
 # --- sources -----------------------------------------------------------------------
@@ -225,6 +250,7 @@ class _SyntheticSource(BatchSource):
         seed: int,
         rank: int,
         memory_format: torch.memory_format = torch.contiguous_format,
+        padded_channels: int | None = None,
     ) -> None:
         super().__init__(image_shape, batch_size, None)
         generator = torch.Generator(device=device)
@@ -232,7 +258,7 @@ class _SyntheticSource(BatchSource):
         generator.manual_seed((seed + 1_000_003 * rank) % 2**63)
         shape = (_SYNTHETIC_POOL_BATCHES * batch_size, *image_shape)
         pool = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
-        self._pool = pool.mul_(2.0).sub_(1.0).contiguous(memory_format=memory_format)
+        self._pool = _on_device_layout(pool.mul_(2.0).sub_(1.0), memory_format, padded_channels)
         self._slot = 0
 
     def next_batch(self) -> torch.Tensor:
@@ -243,15 +269,23 @@ class _SyntheticSource(BatchSource):
 
 
 class _FormattedSource(BatchSource):
-    """Another source's batches, copied on the device into a memory format."""
+    """Another source's batches, copied on the device into a memory format and, when
+    asked, zero-padded channels."""
 
-    def __init__(self, inner: BatchSource, memory_format: torch.memory_format) -> None:
+    def __init__(
+        self,
+        inner: BatchSource,
+        memory_format: torch.memory_format,
+        padded_channels: int | None = None,
+    ) -> None:
         super().__init__(inner.image_shape, inner.batch_size, inner.num_images)
         self._inner = inner
         self._memory_format = memory_format
+        self._padded_channels = padded_channels
 
     def next_batch(self) -> torch.Tensor:
-        return self._inner.next_batch().contiguous(memory_format=self._memory_format)
+        batch = self._inner.next_batch()
+        return _on_device_layout(batch, self._memory_format, self._padded_channels)
 
 
 class _InMemorySource(BatchSource):

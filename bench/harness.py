@@ -199,6 +199,7 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
     latent_rng.manual_seed(cfg.seed * 1_000_003 + ctx.rank + 1)
     applied = apply_speedups(cfg, ctx, pair, loss=loss, policy=policy, latent_rng=latent_rng)
     generator, discriminator, step = applied.generator, applied.discriminator, applied.step
+    padding = applied.record["image_channels_padded"]
 
     source = build_batch_source(
         cfg.dataset,
@@ -210,6 +211,7 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
         rank=ctx.rank,
         world_size=ctx.world_size,
         memory_format=MEMORY_FORMATS[cfg.memory_format],
+        padded_channels=padding["to"] if padding else None,
     )
     n_critic = cfg.critic_updates
     global_batch = cfg.batch_size * ctx.world_size
@@ -268,7 +270,8 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
         loop.warm_up(progress)
         if loop.first_bad is None:
             loop.timed(
-                progress, lambda done: _quality_check(cfg, ctx, loop, probe, generator, done)
+                progress,
+                lambda done: _quality_check(cfg, ctx, loop, probe, applied.sample_generator, done),
             )
 
     metrics = record["metrics"]
@@ -336,11 +339,11 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
         phase.name = "sample grid"
         grid = Path(cfg.out).parent / "samples" / f"{record['run_id']}.png"
         metrics["sample_grid_path"] = str(
-            write_sample_grid(generator, pair.latent_shape, device, grid)
+            write_sample_grid(applied.sample_generator, pair.latent_shape, device, grid)
         )
         if probe is not None:
             phase.name = "quality"
-            record["quality"] = probe.evaluate(generator)
+            record["quality"] = probe.evaluate(applied.sample_generator)
     record["status"] = "ok"
 
 
@@ -578,6 +581,8 @@ def _count_iteration_flops(
 
     A fresh pair (not the trained one, not DDP-wrapped, no SyncBN) keeps the count free of
     collectives and leaves the trained models untouched; FLOPs do not depend on weights.
+    It is the reference iteration, without speed-ups: work a speed-up adds (the zeros of
+    padded image channels) is not counted, so MFU stays a measure of useful work.
     """
     pair = _build_pair(cfg, loss)
     pair.generator.to(device)

@@ -4,11 +4,14 @@
    SyncBatchNorm + activation into the fused sync module, while converting after it would
    turn the fused modules back into plain SyncBatchNorm and lose their activation.
 2. Kernel swap (--kernels triton): BatchNorm + LeakyReLU/ReLU become fused Triton modules.
-3. Memory format (--memory-format channels_last): 4-D weights in NHWC; the fused kernels
+3. Padded image channels (--pad-image-channels): G's image layer and D's first layer
+   widened with zero weights (bench/channel_padding.py), before the memory format is set
+   on the new weights and before the optimizers are built over them.
+4. Memory format (--memory-format channels_last): 4-D weights in NHWC; the fused kernels
    and cuDNN keep their input's format, so activations stay NHWC from the first layer on.
-4. The device.
-5. DDP, then torch.compile (bench/train.py says why in that order).
-6. Whole-iteration CUDA graph (bench/cuda_graph.py), outermost: it captures all of the
+5. The device.
+6. DDP, then torch.compile (bench/train.py says why in that order).
+7. Whole-iteration CUDA graph (bench/cuda_graph.py), outermost: it captures all of the
    above, the compiled code and the fused kernels included.
 
 `Speedups.record` is the run record's account of what really ran.
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench.channel_padding import ImageChannels, pad_image_channels
 from bench.config import MEMORY_FORMATS, RunConfig
 from bench.cuda_graph import (
     CudaGraphBackend,
@@ -35,12 +39,15 @@ from gan_models import GANLoss, ModelPair
 
 @dataclass
 class Speedups:
-    """The models and the step as the run trains them, and what was applied."""
+    """The models and the step as the run trains them, and what was applied.
+    `sample_generator` is the generator as sample grids and quality metrics see it: the
+    trained one, or its view with the images' own channels when they were padded."""
 
     generator: nn.Module
     discriminator: nn.Module
     step: object  # GANStep, or GraphedStep around it
     graphed: GraphedStep | None
+    sample_generator: nn.Module
     record: dict = field(default_factory=dict)
 
 
@@ -101,6 +108,12 @@ def apply_speedups(
     if cfg.kernels == "triton":
         record["kernel_path"], record["fused_layers"] = _swap_kernels(generator, discriminator)
 
+    record["image_channels_padded"], sample_generator = None, generator
+    if cfg.pad_image_channels:
+        channels = cfg.image_channels
+        record["image_channels_padded"] = pad_image_channels(generator, discriminator, channels)
+        sample_generator = ImageChannels(generator, channels)
+
     memory_format = MEMORY_FORMATS[cfg.memory_format]
     generator.to(device, memory_format=memory_format)
     discriminator.to(device, memory_format=memory_format)
@@ -139,4 +152,4 @@ def apply_speedups(
             eager_iterations=eager_iterations_before_capture(ctx.world_size, cfg.critic_updates),
             generators=[latent_rng],
         )
-    return Speedups(generator, discriminator, graphed or step, graphed, record)
+    return Speedups(generator, discriminator, graphed or step, graphed, sample_generator, record)

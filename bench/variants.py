@@ -3,7 +3,7 @@ how an iteration executes. `eager` is the baseline every other variant is compar
 
 Variants compose: a name is one or more speed-ups joined by "+" ("triton+channels-last+
 cuda-graph"), at most one compile mode among them, written in the canonical order
-compile mode, triton, channels-last, joint-d, cuda-graph. `VARIANTS` holds every valid
+compile mode, triton, channels-last, pad-channels, joint-d, cuda-graph. `VARIANTS` holds every valid
 combination; `canonical_variant` accepts the speed-ups in any order.
 
 A record carries the variant name and its fields. A run configured field by field gets
@@ -20,6 +20,7 @@ VARIANT_FIELDS = {
     "compile_mode": "none",
     "kernels": "torch",
     "memory_format": "contiguous",
+    "pad_image_channels": False,
     "joint_d_batch": False,
     "cuda_graph": False,
 }
@@ -61,6 +62,14 @@ SPEEDUP_GROUPS = (
             "channels-last",
             "models and images in channels_last (NHWC) memory format",
             {"memory_format": "channels_last"},
+        ),
+    ),
+    (
+        SpeedUp(
+            "pad-channels",
+            "image channels zero-padded to a multiple of 4 at G's last and D's first "
+            "convolution (Tensor Core alignment; the same losses and gradients)",
+            {"pad_image_channels": True},
         ),
     ),
     (

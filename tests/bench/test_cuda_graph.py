@@ -460,9 +460,14 @@ def _harness_run_on_cuda(tmp_path, model: str, variant: str) -> dict:
 
 
 @pytest.mark.gpu
-def test_harness_run_with_the_best_variant_records_the_graph(tmp_path):
-    record = _harness_run_on_cuda(tmp_path, "dcgan32", "triton+channels-last+cuda-graph")
+@pytest.mark.parametrize(
+    "variant", ["triton+channels-last+cuda-graph", "triton+channels-last+pad-channels+cuda-graph"]
+)
+def test_harness_run_with_the_best_variant_records_the_graph(tmp_path, variant):
+    record = _harness_run_on_cuda(tmp_path, "dcgan32", variant)
     run = record["run"]
+    padded = run["image_channels_padded"]
+    assert (padded and padded["to"]) == (4 if "pad-channels" in variant else None)
     assert run["cuda_graph"] == {
         "captured": True,
         "eager_iterations_before_capture": 3,

@@ -25,6 +25,7 @@ def test_every_single_speedup_and_the_issue_combinations_are_registered():
         "compile+channels-last+cuda-graph",
         "compile-max-autotune-no-cudagraphs+triton+channels-last+cuda-graph",
         "compile-reduce-overhead+triton",
+        "triton+channels-last+pad-channels+cuda-graph",
     ):
         assert name in VARIANTS, name
 
@@ -38,9 +39,9 @@ def test_graphs_inside_graphs_are_not_registered():
 
 
 def test_registry_is_the_full_product_minus_conflicts():
-    # 5 compile choices x 2 kernels x 2 formats x 2 D batchings x 2 graph settings = 80,
-    # minus the 2 graph compile modes x 2 x 2 x 2 with cuda-graph = 16.
-    assert len(VARIANTS) == 80 - 16
+    # 5 compile choices x 2 kernels x 2 formats x 2 channel paddings x 2 D batchings x 2
+    # graph settings = 160, minus the 2 graph compile modes x 2 x 2 x 2 x 2 with cuda-graph.
+    assert len(VARIANTS) == 160 - 32
 
 
 def test_fields_are_complete_and_names_round_trip():
@@ -53,6 +54,10 @@ def test_fields_are_complete_and_names_round_trip():
 def test_any_order_gives_the_canonical_name():
     assert canonical_variant("cuda-graph+compile+triton") == "compile+triton+cuda-graph"
     assert canonical_variant(" channels-last + triton ") == "triton+channels-last"
+    assert (
+        canonical_variant("cuda-graph+pad-channels+channels-last")
+        == "channels-last+pad-channels+cuda-graph"
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,3 +111,23 @@ def test_joint_d_only_where_d_has_no_batch_statistics(model, loss, allowed):
         return
     with pytest.raises(ConfigError, match="BatchNorm.*shared batch statistics"):
         RunConfig(model=model, loss=loss, variant="joint-d")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"model": "mlp"}, ["changes nothing for mlp", "784"]),
+        ({"model": "dcgan32", "channels": 4}, ["4 channels", "nothing to pad"]),
+    ],
+)
+def test_pad_channels_only_where_there_is_a_convolution_to_align(options, words):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**options, variant="pad-channels")
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(("dataset", "channels"), [("synthetic", None), ("mnist5k", None)])
+def test_pad_channels_takes_rgb_and_grey_images(dataset, channels):
+    cfg = RunConfig(model="dcgan64", dataset=dataset, channels=channels, variant="pad-channels")
+    assert cfg.pad_image_channels and cfg.image_channels in (1, 3)

@@ -15,9 +15,10 @@ CPU = Machine("cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_int
 
 
 def _model(variant: str) -> str:
-    # channels_last needs convolutions; the MLP GAN is the cheapest model otherwise (and
-    # the one whose discriminator, without BatchNorm, takes joint-d under a sweep's loss).
-    return "dcgan32" if "channels-last" in variant else "mlp"
+    # channels_last and padded image channels need convolutions; the MLP GAN is the
+    # cheapest model otherwise (and the one whose discriminator, without BatchNorm, takes
+    # joint-d under a sweep's loss).
+    return "dcgan32" if "channels-last" in variant or "pad-channels" in variant else "mlp"
 
 
 def _plan(variant: str):
@@ -53,12 +54,21 @@ def test_the_cpu_runs_what_it_can_and_skips_only_gpu_work():
         "triton+joint-d",
         "compile+triton+channels-last",
         "compile+triton+joint-d",
+        "pad-channels",
+        "compile+pad-channels",
+        "triton+pad-channels",
+        "channels-last+pad-channels",
+        "compile+triton+pad-channels",
+        "compile+channels-last+pad-channels",
+        "triton+channels-last+pad-channels",
+        "compile+triton+channels-last+pad-channels",
     }
     for variant in SKIPPED:
         reason = _plan(variant).reason
         gpu_work = reason and ("CUDA" in reason or "GPU" in reason)
         # A sweep's loss is non-saturating: DCGAN's D then has BatchNorm (see below).
-        batchnorm_d = "channels-last" in variant and "joint-d" in variant and "BatchNorm" in reason
+        dcgan = "channels-last" in variant or "pad-channels" in variant
+        batchnorm_d = dcgan and "joint-d" in variant and "BatchNorm" in reason
         assert gpu_work or batchnorm_d, (variant, reason)
 
 
@@ -97,10 +107,15 @@ def test_every_runnable_variant_trains_on_cpu(variant, tmp_path):
     run = record["run"]
     assert run["variant"] == variant
     assert run["kernel_path"] == ("triton-interpreter" if "triton" in variant else "torch")
+    formats = {"mlp": "no 4-D parameters", "dcgan32": "contiguous"}
     assert run["memory_format"] == (
-        "channels_last" if "channels-last" in variant else "no 4-D parameters"
+        "channels_last" if "channels-last" in variant else formats[cfg.model]
     )
     assert run["discriminator_batches"] == ("joint" if "joint-d" in variant else "separate")
+    padded = run["image_channels_padded"]
+    assert (padded and (padded["from"], padded["to"])) == (
+        (3, 4) if "pad-channels" in variant else None
+    )
     if "compile" in variant:
         assert run["compile"]["frames_compiled"] >= 1
         assert run["compile"]["recompiles"] is not None
