@@ -56,8 +56,9 @@ def _zero_padded(images: torch.Tensor, channels: int) -> torch.Tensor:
     return torch.cat((images, images.new_zeros((n, channels - c, h, w))), dim=1)
 
 
-def _train(pair, loss, reals, padded_to=None, iterations=3):
-    """Run `iterations` GAN steps in float64 on fixed real batches; return the losses."""
+def _train(pair, loss, reals, padded_to=None):
+    """One GAN step in float64 per entry of `reals` (its n_critic real batches); the
+    losses."""
     step = build_step(
         pair.generator,
         pair.discriminator,
