@@ -102,7 +102,7 @@ def run(
         _opt(
             "Speed-up variant: eager, or speed-ups joined by '+' ("
             + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the six options below."
+            + "), e.g. triton+channels-last+cuda-graph. Sets the seven options below."
         ),
     ] = None,
     compile_mode: Annotated[
@@ -128,6 +128,13 @@ def run(
             "mlp, or a wgan-gp critic)."
         ),
     ] = _DEFAULTS["joint_d_batch"],
+    batched_casts: Annotated[
+        bool,
+        _opt(
+            "autocast's parameter casts as one multi-tensor cast per network and forward, and "
+            "one for their gradients (bf16/fp16; the same values)."
+        ),
+    ] = _DEFAULTS["batched_casts"],
     cuda_graph: Annotated[
         bool, _opt("Capture the whole iteration as one CUDA graph and replay it (CUDA only).")
     ] = _DEFAULTS["cuda_graph"],
@@ -195,6 +202,7 @@ def run(
             memory_format=memory_format,
             pad_image_channels=pad_image_channels,
             joint_d_batch=joint_d_batch,
+            batched_casts=batched_casts,
             cuda_graph=cuda_graph,
             quality=quality,
             quality_samples=quality_samples,

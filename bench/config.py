@@ -37,6 +37,8 @@ DEVICES = ("auto", "cpu", "cuda")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
 CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
+# Precisions that train under autocast (bench/precision.py).
+AUTOCAST_PRECISIONS = ("bf16", "fp16")
 # BatchNorm in training mode needs more than one value per channel. The MLP generator's
 # BatchNorm1d sees exactly batch_size values per channel; DCGAN's smallest BatchNorm input is
 # 4x4, so even a batch of one gives 16 values.
@@ -102,6 +104,9 @@ class RunConfig:
     # D's update runs D once over the real and fake batches concatenated (a D without
     # BatchNorm only: there it changes no loss or gradient; bench/train.py)
     joint_d_batch: bool = False
+    # autocast's per-layer parameter casts done as one multi-tensor cast per network and
+    # forward, and one for their gradients (bf16/fp16; the same values: bench/batched_casts.py)
+    batched_casts: bool = False
     cuda_graph: bool = False  # the whole iteration captured once and replayed (CUDA only)
     # Sample quality (bench/quality), measured outside the timed region. None: on for real
     # data sets, off for synthetic data.
@@ -213,6 +218,11 @@ class RunConfig:
                 "objective than two batches; use it with mlp, or with --loss wgan-gp (a critic "
                 "without BatchNorm)"
             )
+        if self.batched_casts and self.precision not in AUTOCAST_PRECISIONS:
+            raise ConfigError(
+                f"--batched-casts batches autocast's casts, and --precision {self.precision} "
+                f"has no autocast; use it with {' or '.join(AUTOCAST_PRECISIONS)}"
+            )
         if self.cuda_graph and self.compile_mode in COMPILE_MODES_WITH_CUDA_GRAPHS:
             raise ConfigError(
                 f"--cuda-graph captures the whole iteration, and --compile-mode "
@@ -247,7 +257,7 @@ class RunConfig:
     @property
     def variant_fields(self) -> dict:
         """The execution fields a variant sets (compile mode, kernels, memory format, padded
-        image channels, joint D batch, graph)."""
+        image channels, joint D batch, batched casts, graph)."""
         return {name: getattr(self, name) for name in VARIANT_FIELDS}
 
     @property

@@ -66,6 +66,9 @@ def _variant_text(run: dict) -> str:
         parts.append(f"image channels {padded['from']}→{padded['to']}")
     if run.get("discriminator_batches") == "joint":
         parts.append("D over real+fake at once")
+    casts = run.get("parameter_casts")
+    if casts and casts["batched"]:
+        parts.append(f"{casts['parameters']} parameter casts batched")
     compile_counts = run.get("compile")
     if compile_counts:
         parts.append(

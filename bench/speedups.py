@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench.batched_casts import cast_parameter_names
 from bench.channel_padding import ImageChannels, pad_image_channels
 from bench.config import MEMORY_FORMATS, RunConfig
 from bench.cuda_graph import (
@@ -80,6 +81,14 @@ def _swap_kernels(generator: nn.Module, discriminator: nn.Module) -> tuple[str, 
     }
     fused["count"] = sum(r.count for r in reports.values())
     return path, fused
+
+
+def _parameter_casts(cfg: RunConfig, policy: PrecisionPolicy, generator, discriminator):
+    """How autocast's parameter casts ran: None without autocast."""
+    if policy.autocast_dtype is None:
+        return None
+    count = sum(len(cast_parameter_names(m)) for m in (generator, discriminator))
+    return {"batched": cfg.batched_casts, "parameters": count}
 
 
 def apply_speedups(
@@ -140,10 +149,12 @@ def apply_speedups(
         optimizer=optimizer,
         ddp_stream=backend.stream if backend is not None else None,
         joint_d_batch=cfg.joint_d_batch,
+        batched_casts=cfg.batched_casts,
     )
     record["optimizer"] = {"name": "adam", "implementation": optimizer}
     record["compile_mode"] = None if cfg.compile_mode == "none" else cfg.compile_mode
     record["discriminator_batches"] = "joint" if cfg.joint_d_batch else "separate"
+    record["parameter_casts"] = _parameter_casts(cfg, policy, generator, discriminator)
     graphed = None
     if backend is not None:
         graphed = GraphedStep(

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from bench.batched_casts import BatchedCasts
 from bench.precision import PrecisionPolicy
 from gan_models import GANLoss, batch_coupled_layers, gradient_penalty
 
@@ -206,16 +207,25 @@ def build_step(
     optimizer: str = "default",
     ddp_stream: torch.cuda.Stream | None = None,
     joint_d_batch: bool = False,
+    batched_casts: bool = False,
 ) -> GANStep:
     """Wrap the models for DDP when distributed, then torch.compile them when asked, and
     build a ready-to-run GANStep. (DDP first: compiling the DDP module lets dynamo's
     DDPOptimizer split graphs at bucket boundaries so communication overlaps compute.)
     `ddp_stream`: the stream DDP is built on, the capture stream when the iteration is
     captured as a CUDA graph (bench/cuda_graph.py). `joint_d_batch`: see
-    DiscriminatorObjective."""
-    d_objective: nn.Module = DiscriminatorObjective(discriminator, loss, policy, joint_d_batch)
-    g_module: nn.Module = generator
-    d_frozen: nn.Module = discriminator
+    DiscriminatorObjective. `batched_casts`: each network's autocast casts in one
+    multi-tensor copy (bench/batched_casts.py), innermost, so DDP and compile see it."""
+    g_run: nn.Module = generator
+    d_run: nn.Module = discriminator
+    if batched_casts:
+        if policy.autocast_dtype is None:
+            raise ValueError(f"batched casts need autocast; precision {policy.name} has none")
+        g_run = BatchedCasts(generator, policy.autocast_dtype)
+        d_run = BatchedCasts(discriminator, policy.autocast_dtype)
+    d_objective: nn.Module = DiscriminatorObjective(d_run, loss, policy, joint_d_batch)
+    g_module: nn.Module = g_run
+    d_frozen: nn.Module = d_run
     if distributed:
         stream = torch.cuda.stream(ddp_stream) if ddp_stream is not None else nullcontext()
         with stream:
@@ -226,8 +236,13 @@ def build_step(
         g_module = torch.compile(g_module, mode=mode)
         d_objective = torch.compile(d_objective, mode=mode)
         # The G update's frozen D is its own compiled graph: parameters that never require
-        # grad there, so it never recompiles against the D update's graph.
-        d_frozen = torch.compile(discriminator, mode=mode)
+        # grad there, so it never recompiles against the D update's graph. Batched casts
+        # stay outside it: compiled, G's and D's wrappers would share one frame (the
+        # wrapper's forward), which dynamo compiles once per input dtype, a recompile.
+        if batched_casts:
+            d_frozen = BatchedCasts(torch.compile(discriminator, mode=mode), policy.autocast_dtype)
+        else:
+            d_frozen = torch.compile(discriminator, mode=mode)
     g_opt, d_opt = make_optimizers(generator, discriminator, lr, betas, optimizer)
     return GANStep(
         generator=g_module,

@@ -3,8 +3,9 @@ how an iteration executes. `eager` is the baseline every other variant is compar
 
 Variants compose: a name is one or more speed-ups joined by "+" ("triton+channels-last+
 cuda-graph"), at most one compile mode among them, written in the canonical order
-compile mode, triton, channels-last, pad-channels, joint-d, cuda-graph. `VARIANTS` holds every valid
-combination; `canonical_variant` accepts the speed-ups in any order.
+compile mode, triton, channels-last, pad-channels, joint-d, batched-casts, cuda-graph.
+`VARIANTS` holds every valid combination; `canonical_variant` accepts the speed-ups in
+any order.
 
 A record carries the variant name and its fields. A run configured field by field gets
 the name of the variant whose fields it matches, or "custom".
@@ -22,6 +23,7 @@ VARIANT_FIELDS = {
     "memory_format": "contiguous",
     "pad_image_channels": False,
     "joint_d_batch": False,
+    "batched_casts": False,
     "cuda_graph": False,
 }
 
@@ -78,6 +80,14 @@ SPEEDUP_GROUPS = (
             "D runs once over the real and fake batches concatenated, not once over each "
             "(discriminators without BatchNorm only: the same losses and gradients)",
             {"joint_d_batch": True},
+        ),
+    ),
+    (
+        SpeedUp(
+            "batched-casts",
+            "autocast's parameter casts as one multi-tensor cast per network and forward, and "
+            "one for their gradients (bf16/fp16; the same values)",
+            {"batched_casts": True},
         ),
     ),
     (
