@@ -363,6 +363,13 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
                 "--kernels triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
                 "interpreter on the CPU (slow: for tests); or use --kernels torch"
             )
+        if device_type == "cpu" and cfg.precision == "bf16":
+            # The interpreter runs kernels in numpy, which has no bfloat16: DCGAN training
+            # under torch.compile with the fused kernels diverges there in its first steps.
+            raise ConfigError(
+                "--kernels triton with --precision bf16 needs a CUDA GPU: Triton's CPU "
+                "interpreter has no reliable bfloat16 arithmetic; use --precision fp32 on CPU"
+            )
     if cfg.cuda_graph:
         if device_type == "cpu":
             raise ConfigError(

@@ -10,7 +10,8 @@
 4. Memory format (--memory-format channels_last): 4-D weights in NHWC; the fused kernels
    and cuDNN keep their input's format, so activations stay NHWC from the first layer on.
 5. The device.
-6. DDP, then torch.compile (bench/train.py says why in that order).
+6. Batched casts (bench/batched_casts.py: a wrapper innermost around each network), then
+   DDP, then torch.compile (bench/train.py says why in that order).
 7. Whole-iteration CUDA graph (bench/cuda_graph.py), outermost: it captures all of the
    above, the compiled code and the fused kernels included.
 

@@ -78,7 +78,7 @@ CPU_DEFAULTS = {"steps": 20, "warmup_steps": 3, "repeats": 2, "timeout_s": 300.0
 GPU_DEFAULTS = {"steps": 100, "warmup_steps": 12, "repeats": 3, "timeout_s": 1800.0}
 
 # The default GPU plan: the questions a GPU user brings, not a full Cartesian product (the
-# 128 registered variants x 3 models x 3 batches x 3 precisions would be 3,456 points per
+# 256 registered variants x 3 models x 3 batches x 3 precisions would be 6,912 points per
 # world size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128
 # (launch-bound) and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16,
 # over every speed-up alone and the combinations that can beat them; then precision at
@@ -96,6 +96,7 @@ DCGAN_GPU_VARIANTS = (
     "triton+channels-last+cuda-graph",
     "channels-last+pad-channels+cuda-graph",
     "triton+channels-last+pad-channels+cuda-graph",
+    "triton+channels-last+pad-channels+batched-casts+cuda-graph",
     "compile+channels-last+cuda-graph",
     "compile-max-autotune-no-cudagraphs+channels-last+cuda-graph",
 )
@@ -113,6 +114,8 @@ MLP_GPU_VARIANTS = (
     "triton+cuda-graph",
     "joint-d+cuda-graph",
     "triton+joint-d+cuda-graph",
+    "joint-d+batched-casts+cuda-graph",
+    "triton+joint-d+batched-casts+cuda-graph",
     "compile+cuda-graph",
     "compile+joint-d+cuda-graph",
 )

@@ -55,20 +55,22 @@ class _Casts(TorchDispatchMode):
 SMALL = {"mlp": {"widths": {"g_hidden": (32, 64, 128), "d_hidden": (128, 64, 32)}}, "dcgan32": {}}
 
 
-def _train(model, loss_name, batched, *, precision="bf16", joint=False, count=False):
+def _train(model, loss_name, batched, *, precision="bf16", joint=False, count=False, device="cpu"):
     """Three iterations under CPU autocast (two for DCGAN or n_critic > 1); the losses,
     the parameters, and the casts of the last iteration."""
     torch.manual_seed(0)
     loss = get_loss(loss_name)
     pair = build_pair(model, channels=1, critic=loss.needs_critic, **SMALL[model])
+    pair.generator.to(device)
+    pair.discriminator.to(device)
     params = [*pair.generator.parameters(), *pair.discriminator.parameters()]
     step = build_step(
         pair.generator,
         pair.discriminator,
         loss=loss,
-        policy=make_policy(precision, "cpu", autocast_cache=False),
+        policy=make_policy(precision, device, autocast_cache=False),
         latent_shape=pair.latent_shape,
-        latent_rng=torch.Generator().manual_seed(0),
+        latent_rng=torch.Generator(device=device).manual_seed(0),
         lr=2e-3,
         betas=(0.5, 0.999),
         joint_d_batch=joint,
@@ -80,7 +82,8 @@ def _train(model, loss_name, batched, *, precision="bf16", joint=False, count=Fa
     iterations = 2 if model == "dcgan32" or loss.n_critic > 1 else 3
     for i in range(iterations):
         reals = [
-            torch.rand((4, *pair.image_shape), generator=data) * 2 - 1 for _ in range(loss.n_critic)
+            (torch.rand((4, *pair.image_shape), generator=data) * 2 - 1).to(device)
+            for _ in range(loss.n_critic)
         ]
         if i == iterations - 1 and count:
             with casts:
@@ -106,6 +109,18 @@ def test_batched_casts_train_exactly_as_autocast(model, loss_name, precision, jo
     assert torch.equal(got_losses, want_losses)
     for got, want in zip(got_params, want_params, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("model", "precision"), [("mlp", "bf16"), ("dcgan32", "fp16")])
+def test_batched_casts_train_exactly_as_autocast_on_cuda(model, precision, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    want = _train(model, "non-saturating", False, precision=precision, device="cuda")
+    got = _train(model, "non-saturating", True, precision=precision, device="cuda")
+    assert torch.equal(got[0], want[0])
+    for a, b in zip(got[1], want[1], strict=True):
+        assert torch.equal(a, b)
 
 
 def test_no_parameter_is_cast_on_its_own():

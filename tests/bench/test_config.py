@@ -161,6 +161,13 @@ def test_device_dependent_rejections(kwargs, cuda, words):
         assert word in str(info.value)
 
 
+def test_the_interpreter_is_refused_bf16(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(ConfigError, match="interpreter has no reliable bfloat16.*fp32"):
+        check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=False)
+    assert check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=True)
+
+
 @pytest.mark.parametrize(
     ("device", "cuda", "expected"),
     [("auto", False, "cpu"), ("auto", True, "cuda"), ("cpu", True, "cpu"), ("cuda", True, "cuda")],

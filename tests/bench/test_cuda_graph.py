@@ -461,20 +461,29 @@ def _harness_run_on_cuda(tmp_path, model: str, variant: str) -> dict:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    "variant", ["triton+channels-last+cuda-graph", "triton+channels-last+pad-channels+cuda-graph"]
+    ("model", "variant"),
+    [
+        ("dcgan32", "triton+channels-last+cuda-graph"),
+        ("dcgan32", "triton+channels-last+pad-channels+batched-casts+cuda-graph"),
+        ("mlp", "triton+joint-d+batched-casts+cuda-graph"),
+    ],
 )
-def test_harness_run_with_the_best_variant_records_the_graph(tmp_path, variant):
-    record = _harness_run_on_cuda(tmp_path, "dcgan32", variant)
+def test_harness_run_with_the_best_variant_records_the_graph(tmp_path, model, variant):
+    record = _harness_run_on_cuda(tmp_path, model, variant)
     run = record["run"]
     padded = run["image_channels_padded"]
     assert (padded and padded["to"]) == (4 if "pad-channels" in variant else None)
+    assert run["parameter_casts"]["batched"] == ("batched-casts" in variant)
     assert run["cuda_graph"] == {
         "captured": True,
         "eager_iterations_before_capture": 3,
         "capture_s": run["cuda_graph"]["capture_s"],
         "replays": 7,  # warm-up calls 4 and 5, then the 5 timed ones
     }
-    assert run["memory_format"] == "channels_last" and run["kernel_path"] == "triton"
+    assert run["memory_format"] == (
+        "channels_last" if "channels-last" in variant else "no 4-D parameters"
+    )
+    assert run["kernel_path"] == "triton"
     assert run["optimizer"]["implementation"] == "fused"
     assert run["precision"]["autocast_cache"] is False
     metrics = record["metrics"]

@@ -26,6 +26,7 @@ def test_every_single_speedup_and_the_issue_combinations_are_registered():
         "compile-max-autotune-no-cudagraphs+triton+channels-last+cuda-graph",
         "compile-reduce-overhead+triton",
         "triton+channels-last+pad-channels+cuda-graph",
+        "triton+joint-d+batched-casts+cuda-graph",
     ):
         assert name in VARIANTS, name
 
@@ -40,8 +41,9 @@ def test_graphs_inside_graphs_are_not_registered():
 
 def test_registry_is_the_full_product_minus_conflicts():
     # 5 compile choices x 2 kernels x 2 formats x 2 channel paddings x 2 D batchings x 2
-    # graph settings = 160, minus the 2 graph compile modes x 2 x 2 x 2 x 2 with cuda-graph.
-    assert len(VARIANTS) == 160 - 32
+    # cast batchings x 2 graph settings = 320, minus the 2 graph compile modes x 2^5 with
+    # cuda-graph.
+    assert len(VARIANTS) == 320 - 64
 
 
 def test_fields_are_complete_and_names_round_trip():
@@ -90,9 +92,11 @@ def test_simple_variants_list_first():
 
 def test_every_variant_builds_a_config_for_dcgan():
     for name in VARIANTS:
-        # joint-d needs a D without BatchNorm: DCGAN's WGAN-GP critic
+        # joint-d needs a D without BatchNorm: DCGAN's WGAN-GP critic; batched-casts autocast
         loss = "wgan-gp" if "joint-d" in name else "non-saturating"
-        assert RunConfig(model="dcgan32", loss=loss, variant=name).variant_name == name
+        precision = "bf16" if "batched-casts" in name else "fp32"
+        cfg = RunConfig(model="dcgan32", loss=loss, precision=precision, variant=name)
+        assert cfg.variant_name == name
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 from bench.config import RunConfig
 from bench.harness import execute
 from bench.sweep import Machine, build_spec, plan_runs
-from bench.variants import VARIANTS
+from bench.variants import VARIANTS, canonical_variant
 
 # A CPU with Triton's interpreter on, as the test session has it (tests/conftest.py).
 CPU = Machine("cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=True)
@@ -21,13 +21,18 @@ def _model(variant: str) -> str:
     return "dcgan32" if "channels-last" in variant or "pad-channels" in variant else "mlp"
 
 
+def _precision(variant: str) -> str:
+    # batched-casts batches autocast's casts: bf16 (CPU autocast) has them, fp32 has none.
+    return "bf16" if "batched-casts" in variant else "fp32"
+
+
 def _plan(variant: str):
     spec = build_spec(
         machine=CPU,
         models=_model(variant),
         datasets="synthetic",
         batch_sizes="4",
-        precisions="fp32",
+        precisions=_precision(variant),
         gpus="1",
         variants=variant,
         repeats=1,
@@ -41,7 +46,15 @@ SKIPPED = [v for v in VARIANTS if v not in RUNNABLE]
 
 
 def test_the_cpu_runs_what_it_can_and_skips_only_gpu_work():
-    assert set(RUNNABLE) == {
+    unbatched = {v for v in RUNNABLE if "batched-casts" not in v}
+    # Each variant the CPU runs also runs with its casts batched (in bf16), but for the
+    # fused kernels: Triton's interpreter has no reliable bf16.
+    assert {v for v in RUNNABLE if "batched-casts" in v} == {
+        "batched-casts" if v == "eager" else canonical_variant(f"{v}+batched-casts")
+        for v in unbatched
+        if "triton" not in v
+    }
+    assert unbatched == {
         "eager",
         "compile",
         "triton",
@@ -90,6 +103,7 @@ def test_every_runnable_variant_trains_on_cpu(variant, tmp_path):
     cfg = RunConfig(
         model=_model(variant),
         variant=variant,
+        precision=_precision(variant),
         device="cpu",
         batch_size=4,
         steps=2,
@@ -112,6 +126,11 @@ def test_every_runnable_variant_trains_on_cpu(variant, tmp_path):
         "channels_last" if "channels-last" in variant else formats[cfg.model]
     )
     assert run["discriminator_batches"] == ("joint" if "joint-d" in variant else "separate")
+    casts = run["parameter_casts"]
+    if cfg.precision == "fp32":
+        assert casts is None  # no autocast, no casts
+    else:
+        assert casts["batched"] == ("batched-casts" in variant) and casts["parameters"] > 0
     padded = run["image_channels_padded"]
     assert (padded and (padded["from"], padded["to"])) == (
         (3, 4) if "pad-channels" in variant else None
