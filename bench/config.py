@@ -131,7 +131,6 @@ class RunConfig:
         _choice("--loss", self.loss, tuple(LOSSES))
         if self.variant is not None:
             self._apply_variant()
-        self._check_speedups()
         _choice("--device", self.device, DEVICES)
         try:
             data.check_dataset(self.dataset, self.data_dir)
@@ -173,6 +172,7 @@ class RunConfig:
                     f"--channels {self.channels} does not match {self.dataset}, "
                     f"which has {own} channel(s); leave --channels out for real data"
                 )
+        self._check_speedups()  # after --channels: padding depends on the image channels
         self._check_quality()
         check_results_path(self.out)
 
