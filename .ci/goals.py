@@ -6,9 +6,10 @@ Reads whatever of these OUT_DIR holds (a goal whose records are missing says "no
 measured"): device-rates.json (copy bandwidth, bf16 matmul rate), eager-dcgan64.jsonl
 (issue 2's eager reference points), kernels.jsonl (issue 3's kernel goals), sweep.jsonl (the goal
 sweeps and the default GPU grid: issue 6's end-to-end goals, the best variant against eager
-and torch.compile in the same sweep), parity.jsonl (issue 6's quality parity). Speed-ups and
-groups are `gan-bench compare`'s own (bench/compare.py), so the verdicts and the compare
-table cannot disagree.
+and torch.compile in the same sweep), parity.jsonl (issue 6's quality parity), profile.jsonl
+(where the time of an iteration goes at each goal point: what a missed goal is explained
+by). Speed-ups and groups are `gan-bench compare`'s own (bench/compare.py), so the verdicts
+and the compare table cannot disagree.
 """
 
 from __future__ import annotations
@@ -277,6 +278,63 @@ def _parity_figure(summary: compare.VariantSummary) -> str:
     return "; ".join(parts)
 
 
+# Kernels listed per profiled point; C++ kernel names are shortened to this many characters.
+PROFILE_TOP_KERNELS = 5
+PROFILE_NAME_CHARS = 60
+
+
+def _short(name: str) -> str:
+    name = name.replace("|", "/")  # a markdown table cell
+    return name if len(name) <= PROFILE_NAME_CHARS else name[: PROFILE_NAME_CHARS - 1] + "…"
+
+
+def profile_lines(out: Path) -> list[str]:
+    """Where the time goes at each profiled point (profile.jsonl, `--profile-steps`): the
+    iteration under the profiler, the device's busy and idle share, the kernel launches,
+    and the kernels that take the most device time."""
+    records = _records(out / "profile.jsonl")
+    if not records:
+        return []
+    lines = ["", "## Where the time goes (profiles)", ""]
+    for record in records:
+        cfg = record.get("config") or {}
+        point = " ".join(
+            str(v) for v in (cfg.get("model"), f"b{cfg.get('batch_size')}", cfg.get("variant"))
+        )
+        profile = record.get("profile")
+        if record.get("status") != "ok" or not isinstance(profile, dict):
+            lines += [f"**{point}**: {record.get('status')}: {record.get('reason')}", ""]
+            continue
+        if "error" in profile:
+            lines += [f"**{point}**: profiler failed: {profile['error']}", ""]
+            continue
+        rate = (record.get("metrics") or {}).get("images_per_s")
+        head = f"**{point}**"
+        if isinstance(rate, (int, float)):
+            head += f": {rate / 1e3:.1f} k img/s unprofiled"
+        wall = profile.get("wall_ms_per_iteration")
+        busy = profile.get("device_busy_ms_per_iteration")
+        idle = profile.get("device_idle_fraction")
+        launches = profile.get("kernel_launches_per_iteration")
+        if isinstance(wall, (int, float)):
+            head += f"; under the profiler {wall:.3f} ms per iteration"
+        if isinstance(busy, (int, float)) and isinstance(idle, (int, float)):
+            head += f", device busy {busy:.3f} ms (idle {idle:.0%})"
+        if isinstance(launches, (int, float)):
+            head += f", {launches:.0f} kernels per iteration"
+        lines += [head + ".", ""]
+        kernels = profile.get("top_kernels") or []
+        if kernels:
+            lines += ["| kernel | share | ms/iteration | calls/iteration |", "|---|---|---|---|"]
+            lines += [
+                f"| {_short(k['name'])} | {k['share']:.1%} | {k['ms_per_iteration']:.3f} | "
+                f"{k['calls_per_iteration']:g} |"
+                for k in kernels[:PROFILE_TOP_KERNELS]
+            ]
+            lines.append("")
+    return lines
+
+
 def render(verdicts: list[Verdict], out: Path) -> str:
     rates = _rates(out)
     lines = ["# Goals, met or missed", ""]
@@ -289,7 +347,8 @@ def render(verdicts: list[Verdict], out: Path) -> str:
         ]
     lines += ["| issue | goal | figure | verdict |", "|---|---|---|---|"]
     lines += [f"| #{v.issue} | {v.goal} | {v.figure} | {v.mark} |" for v in verdicts]
-    return "\n".join(lines) + "\n"
+    lines += profile_lines(out)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main(argv: list[str]) -> int:

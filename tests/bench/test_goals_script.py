@@ -141,3 +141,37 @@ def test_main_writes_goals_md_and_refuses_a_missing_folder(goals, tmp_path, caps
     text = (tmp_path / "goals.md").read_text()
     assert "| #3 | (256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms | not measured | — |" in text
     assert text == capsys.readouterr().out
+
+
+def test_profiles_say_where_the_time_goes(goals, tmp_path):
+    profiled = run_record(
+        "triton+joint-d+batched-casts+cuda-graph", 612_000.0, model="mlp", batch=512
+    )
+    profiled["profile"] = {
+        "wall_ms_per_iteration": 0.95, "device_busy_ms_per_iteration": 0.81,
+        "device_idle_fraction": 0.147, "kernel_launches_per_iteration": 104.0,
+        "top_kernels": [
+            {"name": "sm90_xmma_gemm_bf16bf16_" + "x" * 80, "share": 0.41,
+             "ms_per_iteration": 0.33, "calls_per_iteration": 21.0},
+            {"name": "bn_fwd_fused_kernel", "share": 0.12, "ms_per_iteration": 0.097,
+             "calls_per_iteration": 3.0},
+        ],
+    }  # fmt: skip
+    failed = run_record("triton+channels-last+cuda-graph", 0.0)
+    failed["profile"] = {"error": "RuntimeError: the profiler recorded no CUDA kernels"}
+    crashed = run_record("cuda-graph", 0.0, batch=1024)
+    crashed["status"], crashed["reason"] = "oom", "CUDA out of memory"
+    write_jsonl(tmp_path / "profile.jsonl", [profiled, failed, crashed])
+    assert goals.main([str(tmp_path)]) == 0
+    text = (tmp_path / "goals.md").read_text()
+    assert "## Where the time goes (profiles)" in text
+    assert (
+        "**mlp b512 triton+joint-d+batched-casts+cuda-graph**: 612.0 k img/s unprofiled; under "
+        "the profiler 0.950 ms per iteration, device busy 0.810 ms (idle 15%), 104 kernels "
+        "per iteration." in text
+    )
+    assert "| bn_fwd_fused_kernel | 12.0% | 0.097 | 3 |" in text
+    long_name = next(line for line in text.splitlines() if "sm90_xmma" in line)
+    assert "…" in long_name and "x" * 80 not in long_name
+    assert "profiler failed: RuntimeError: the profiler recorded no CUDA kernels" in text
+    assert "**dcgan64 b1024 cuda-graph**: oom: CUDA out of memory" in text
