@@ -194,31 +194,23 @@ _PARITY_LABELS = {
 _BAR_INCHES = 0.32  # height per bar: names of long combined variants stay legible
 
 
-def _speedup_groups(groups: list[compare.Group]) -> list[compare.Group]:
-    """Configurations with an ok baseline and at least one other ok variant."""
-    return [
-        g
-        for g in groups
-        if g.baseline_found
-        and sum(s.speedup is not None and s.repeats_ok > 0 for s in g.variants) >= 2
-    ]
+def _speedup_bars(group: compare.Group) -> list[compare.VariantSummary]:
+    """The group's ok variants with a speed-up, slowest first (matplotlib draws bottom-up)."""
+    ok = [s for s in group.variants if s.speedup is not None and s.repeats_ok]
+    return sorted(ok, key=lambda s: s.speedup)
 
 
 def _speedup_figure(plt, comparison, groups, title) -> object | None:
-    """One panel per configuration: a horizontal bar per ok variant, its speed-up over the
-    baseline (median images/s ratio; whiskers: the variant's spread over repeats), fastest
-    on top, coloured by quality parity; lines at 1× (the baseline) and at torch.compile's
-    default mode, the reference every speed-up must beat."""
-    panels = _speedup_groups(groups)
+    """One panel per configuration with an ok baseline and another ok variant: a horizontal
+    bar per ok variant, its speed-up over the baseline (median images/s ratio; whiskers: the
+    variant's spread over repeats), fastest on top, coloured by quality parity; lines at 1×
+    (the baseline) and at torch.compile's default mode, the reference every speed-up must
+    beat."""
+    candidates = [(g, _speedup_bars(g)) for g in groups if g.baseline_found]
+    panels = [(g, b) for g, b in candidates if len(b) >= 2]
     if not panels:
         return None
-    bars = [
-        sorted(
-            (s for s in g.variants if s.speedup is not None and s.repeats_ok),
-            key=lambda s: s.speedup,
-        )
-        for g in panels
-    ]
+    bars = [b for _, b in panels]
     cols = min(2, len(panels))
     rows = math.ceil(len(panels) / cols)
     heights = [
@@ -236,7 +228,7 @@ def _speedup_figure(plt, comparison, groups, title) -> object | None:
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     used: set = set()  # the colours drawn, for the legend
-    for ax, group, variants in zip(flat, panels, bars, strict=False):
+    for ax, (group, variants) in zip(flat, panels, strict=False):
         base = next(s for s in group.variants if s.variant == comparison.baseline)
         ys = range(len(variants))
         speedups = [s.speedup for s in variants]
