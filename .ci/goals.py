@@ -138,15 +138,26 @@ def kernel_goals(out: Path) -> list[Verdict]:
         row = rows.get((case, impl, fb))
         return row["ms_p50"] if row else None
 
+    def device_ms(case: str, impl: str) -> float | None:
+        """The same call replayed from a CUDA graph: its time without the host's."""
+        value = rows.get((case, impl, fb), {}).get("device_ms")
+        return value if isinstance(value, (int, float)) and value > 0 else None
+
     verdicts = []
     for dtype, limit in (("bf16", LARGE_BF16_MAX_MS), ("fp32", LARGE_FP32_MAX_MS)):
         case = f"{LARGE_CASE}-{dtype}"
-        triton = ms(case, "triton")
+        triton, triton_device = ms(case, "triton"), device_ms(case, "triton")
         goal = f"(256, 64, 64, 64) {dtype} fwd+bwd ≤ {limit} ms"
         if triton is None:
             verdicts.append(Verdict(3, goal, "not measured", None))
             continue
-        verdicts.append(Verdict(3, goal, f"{triton:.3f} ms", triton <= limit))
+        # The verdicts go by do_bench's time, the goals' method; where a CUDA graph replayed
+        # the call, its device-only figure stands beside (a gap between the two is the
+        # host's launch overhead).
+        figure = f"{triton:.3f} ms"
+        if triton_device:
+            figure += f" (device-only {triton_device:.3f} ms)"
+        verdicts.append(Verdict(3, goal, figure, triton <= limit))
         if dtype != "bf16":
             continue
         for impl, minimum in (("compile", LARGE_MIN_VS_COMPILE), ("eager", LARGE_MIN_VS_EAGER)):
@@ -154,14 +165,21 @@ def kernel_goals(out: Path) -> list[Verdict]:
             goal = f"(256, 64, 64, 64) bf16 fwd+bwd ≥ {minimum}× {impl}"
             if other is None:
                 verdicts.append(Verdict(3, goal, f"no {impl} measurement", None))
-            else:
-                ratio = other / triton
-                figure = f"{ratio:.2f}× ({other:.3f} ms / {triton:.3f} ms)"
-                verdicts.append(Verdict(3, goal, figure, ratio >= minimum))
-        pct = rows[(case, "triton", fb)].get("pct_of_copy_bandwidth")
+                continue
+            ratio = other / triton
+            figure = f"{ratio:.2f}× ({other:.3f} ms / {triton:.3f} ms)"
+            other_device = device_ms(case, impl)
+            if triton_device and other_device:
+                figure += f"; device-only {other_device / triton_device:.2f}×"
+            verdicts.append(Verdict(3, goal, figure, ratio >= minimum))
+        row = rows[(case, "triton", fb)]
+        pct = row.get("pct_of_copy_bandwidth")
         goal = f"(256, 64, 64, 64) bf16 fwd+bwd ≥ {LARGE_MIN_PCT_COPY:.0f}% of copy bandwidth"
         if isinstance(pct, (int, float)):
-            verdicts.append(Verdict(3, goal, f"{pct:.0f}%", pct >= LARGE_MIN_PCT_COPY))
+            figure = f"{pct:.0f}%"
+            if triton_device and pct > 0:
+                figure += f" (device-only {pct * triton / triton_device:.0f}%)"
+            verdicts.append(Verdict(3, goal, figure, pct >= LARGE_MIN_PCT_COPY))
     small = sorted(
         {case for case, impl, _ in rows if case and impl == "triton" and case.endswith("-bf16")}
         - {f"{LARGE_CASE}-bf16"}

@@ -157,9 +157,13 @@ def _float_arg(value, FP64: tl.constexpr):
     """A float argument (eps, slope, momentum) at the accumulation precision. Triton
     passes a Python float to a compiled kernel as fp32, so under ``FP64`` the launcher
     passes the float64's bit pattern as an integer (``kernels.ops.float_arg``), rebuilt
-    here exactly."""
+    here exactly. Otherwise the value is cast to fp32: inside a torch.compile'd graph
+    inductor launches the kernels itself and types a Python float argument fp64, which
+    would promote every product with it to fp64 (and break the loops' carried types)."""
     if FP64:
         value = tl.cast(value, tl.int64).to(tl.float64, bitcast=True)
+    else:
+        value = tl.cast(value, tl.float32)
     return value
 
 

@@ -177,16 +177,62 @@ DEVICE_TIMED_PASS = "forward+backward"
 
 
 def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str | None]:
-    """Median ms of ``fn`` replayed from a CUDA graph (``triton.testing.do_bench_cudagraph``):
-    the device's time with the host's launch overhead taken out, set beside do_bench's
-    time so that a small layer shows whether launches or kernels cost it. ``(None,
-    reason)`` when the call cannot be captured."""
-    from triton.testing import do_bench_cudagraph
+    """Median ms of one ``fn`` call replayed from a CUDA graph: the device's time with the
+    host's launch overhead taken out, set beside do_bench's time so that a small layer shows
+    whether launches or kernels cost it. ``(None, reason)`` when the call cannot be captured.
 
+    Captured the way the harness captures a training iteration (bench/cuda_graph.py): warmed
+    up on the side stream that then captures, with ``thread_local`` errors, because autograd
+    runs the backward on its own thread. ``triton.testing.do_bench_cudagraph`` warms up on one
+    stream and captures on another under ``global`` errors; its capture of forward+backward
+    failed on an H100 (torch 2.11), and a failed capture leaves the CUDA generator believing
+    it is still capturing, so every later random op of the process raised "Offset increment
+    outside graph capture" (`_end_failed_capture`)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
     try:
-        return float(do_bench_cudagraph(fn, rep=rep_ms, return_mode="median")), None
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # autograd and the allocator settle on the capture stream
+                fn()
+            # Calls per graph: enough for about rep_ms of device time per replay.
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(5):
+                fn()
+            end.record()
+            end.synchronize()
+            calls = max(1, min(1000, round(rep_ms / max(start.elapsed_time(end) / 5, 1e-3))))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            for _ in range(calls):
+                fn()
+        graph.replay()  # the first replay uploads the graph: not timed
+        times = []
+        for _ in range(10):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / calls)
     except Exception as exc:
+        with contextlib.suppress(Exception):  # a device already broken: the reason says why
+            _end_failed_capture()
         return None, f"not captured: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    finally:
+        torch.cuda.current_stream().wait_stream(stream)
+    return float(sorted(times)[len(times) // 2]), None
+
+
+def _end_failed_capture() -> None:
+    """Undo what a failed capture leaves behind. A capture that fails raises before it tells
+    the CUDA generators that it ended (they are told only after a capture succeeds), so the
+    default generator goes on believing it is inside one and refuses every later random op.
+    A capture that succeeds, of one trivial kernel, tells them."""
+    torch.cuda.synchronize()
+    scratch = torch.zeros(1, device="cuda")
+    with torch.cuda.graph(torch.cuda.CUDAGraph(), capture_error_mode="thread_local"):
+        scratch.add_(1)
+    torch.cuda.synchronize()
 
 
 def copy_bandwidth_gbps(

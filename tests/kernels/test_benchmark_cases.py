@@ -109,3 +109,18 @@ def test_run_case_on_gpu_returns_json_ready_rows():
             assert r["device_ms"] is not None and r["device_ms"] > 0, r["device_ms_reason"]
         else:
             assert r["device_ms"] is None
+
+
+@pytest.mark.gpu
+def test_a_call_that_cannot_be_captured_leaves_random_ops_working():
+    """A capture that fails says why, and the process's CUDA generator still works after it
+    (a failed capture used to leave it refusing every later random op)."""
+    from kernels.benchmark import _device_ms
+
+    x = torch.ones(1 << 20, device="cuda")
+    ms, reason = _device_ms(lambda: x.mul_(1.0001), rep_ms=5)
+    assert ms is not None and ms > 0, reason
+    ms, reason = _device_ms(torch.cuda.synchronize, rep_ms=5)  # not allowed while capturing
+    assert ms is None and reason.startswith("not captured")
+    assert torch.randn(8, device="cuda").isfinite().all()
+    assert _device_ms(lambda: x.mul_(1.0001), rep_ms=5)[0] is not None
