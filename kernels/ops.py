@@ -49,11 +49,10 @@ from torch._subclasses.functional_tensor import FunctionalTensorMode
 
 from kernels import availability
 from kernels.plan import (
-    FINALIZE_BLOCK_C,
-    FINALIZE_BLOCK_P,
     ChannelView,
     LaunchPlan,
     channel_view,
+    finalize_blocks,
     like_layout,
     make_plan,
 )
@@ -213,7 +212,8 @@ def launch_stats_finalize(
     update = running_mean is not None
     shift_source, shift_stride = (x, view.sc) if shift is None else (shift, 1)
     if _launchable(x):
-        wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, FINALIZE_BLOCK_C),)](
+        block_c, block_p = finalize_blocks(view.c, part.shape[1])
+        wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, block_c),)](
             part, part.shape[1], shift_source, shift_stride, view.c,
             x if weight is None else weight,
             x if bias is None else bias,
@@ -225,7 +225,7 @@ def launch_stats_finalize(
             HAS_W=weight is not None, HAS_B=bias is not None,
             UPDATE_RUNNING=update, FACTOR_FROM_NBT=update and momentum is None,
             MERGE_ONLY=merged is not None,
-            BLOCK_C=FINALIZE_BLOCK_C, BLOCK_P=FINALIZE_BLOCK_P, FP64=x.dtype == torch.float64,
+            BLOCK_C=block_c, BLOCK_P=block_p, FP64=x.dtype == torch.float64,
         )  # fmt: skip
 
 
@@ -298,11 +298,12 @@ def launch_bwd_finalize(
     """Sum partial rows into ``sums`` ``[2, C]``; write dweight/dbias if given."""
     sums = x.new_empty((2, view.c), dtype=part.dtype)
     if _launchable(x):
-        wrap_triton(bn_bwd_finalize_kernel)[(_cdiv(view.c, FINALIZE_BLOCK_C),)](
+        block_c, block_p = finalize_blocks(view.c, part.shape[1])
+        wrap_triton(bn_bwd_finalize_kernel)[(_cdiv(view.c, block_c),)](
             part, part.shape[1], view.c, sums,
             x if dweight is None else dweight, x if dbias is None else dbias,
             HAS_DW=dweight is not None, HAS_DB=dbias is not None,
-            BLOCK_C=FINALIZE_BLOCK_C, BLOCK_P=FINALIZE_BLOCK_P, FP64=x.dtype == torch.float64,
+            BLOCK_C=block_c, BLOCK_P=block_p, FP64=x.dtype == torch.float64,
         )  # fmt: skip
     return sums
 

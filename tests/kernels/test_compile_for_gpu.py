@@ -59,12 +59,12 @@ SCRIPT = textwrap.dedent(
     FLAGS = {
         "bn_stats_partial_kernel": {},
         "bn_stats_finalize_kernel": dict(HAS_W=True, HAS_B=True,
-            UPDATE_RUNNING=True, FACTOR_FROM_NBT=True, MERGE_ONLY=False, BLOCK_P=32),
+            UPDATE_RUNNING=True, FACTOR_FROM_NBT=True, MERGE_ONLY=False, BLOCK_P=256),
         "bn_apply_kernel": dict(EVAL=False, HAS_W=True, HAS_B=True, INC_NBT=True),
         "bn_fwd_fused_kernel": dict(HAS_W=True, HAS_B=True, UPDATE_RUNNING=True,
             FACTOR_FROM_NBT=False, INC_NBT=True),
         "bn_bwd_partial_kernel": dict(WRITE_DX=True),
-        "bn_bwd_finalize_kernel": dict(HAS_DW=True, HAS_DB=True, BLOCK_P=32),
+        "bn_bwd_finalize_kernel": dict(HAS_DW=True, HAS_DB=True, BLOCK_P=256),
         "bn_bwd_dx_kernel": dict(TRAINING=True),
         "bn_bwd_fused_kernel": dict(TRAINING=True, REDUCE=True, DX_IN_REDUCE=False,
             DX_AFTER=True, HAS_DW=True, HAS_DB=True),
@@ -74,7 +74,7 @@ SCRIPT = textwrap.dedent(
     ]
     EXTRA = [("bn_apply_kernel", dict(EVAL=True, HAS_W=False, HAS_B=False, INC_NBT=False)),
              ("bn_stats_finalize_kernel", dict(HAS_W=False, HAS_B=False,
-              UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=32)),
+              UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=256)),
              ("bn_bwd_fused_kernel", dict(TRAINING=False, REDUCE=True, DX_IN_REDUCE=True,
               DX_AFTER=False, HAS_DW=True, HAS_DB=False)),
              # full tiles: no masks, one count per tile (kernels.plan.LaunchPlan.even)
@@ -100,7 +100,7 @@ SCRIPT = textwrap.dedent(
             fn = getattr(K, name)
             consts = dict({"NUM_STAGES": 1, "EVEN": False}, **flags, FP64=xdt == "fp64")
             if "BLOCK_P" in flags:
-                consts["BLOCK_C"] = 64
+                consts["BLOCK_C"] = 8  # kernels.plan.finalize_blocks: tall chunks
             else:
                 consts.update(layout, BLOCK_C=bc, BLOCK_N=bn, BLOCK_S=bs)
             consts = {k: v for k, v in consts.items() if k in fn.arg_names}

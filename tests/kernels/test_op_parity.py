@@ -359,6 +359,23 @@ def test_paths_agree_with_each_other_and_eager(split):
     assert_matches(ours, ref, torch.float32)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_finalize_walks_several_chunks_of_partial_rows(layout):
+    """More partial rows than one finalize chunk holds (kernels.plan.finalize_blocks), the
+    last chunk partial, and channels over two programs: statistics, gradients and running
+    statistics still those of eager."""
+    from kernels.plan import FINALIZE_MAX_BLOCK_P, channel_view, finalize_blocks, make_plan
+
+    x = make_input((150, 9, 2, 2), layout, torch.float32, seed=6)
+    split = FINALIZE_MAX_BLOCK_P + 44
+    plan = make_plan(channel_view(x)[1], x.device, interpreted=True, split=split)
+    block_c, block_p = finalize_blocks(9, plan.split)
+    assert plan.split > block_p and plan.split % block_p and 9 > block_c, (plan, block_c)
+    params = make_params(9, affine=True, track=True)
+    ours, ref = run_both(x, params, training=True, momentum=0.1, slope=0.2, split=split)
+    assert_matches(ours, ref, torch.float32)
+
+
 # ---------------------------------------------------------------------------------------
 # Numerics
 # ---------------------------------------------------------------------------------------
