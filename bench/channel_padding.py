@@ -1,11 +1,16 @@
-"""Image channels zero-padded to a multiple of 4: the `pad-channels` speed-up.
+"""Image channels zero-padded for Tensor Core alignment: the `pad-channels` speed-up.
 
 NVIDIA's convolution performance guide (docs.nvidia.com/deeplearning/performance/
 dl-performance-convolutional, "Channels In And Out") asks for channel counts divisible by 8
-(fp16, bf16) or 4 (tf32) for Tensor Core convolutions, and says that for a first layer over
-3-channel images padding to 4 channels is enough when its stride is 2. DCGAN has two such
-layers, both at the largest spatial size of their network: D's first convolution (image
-channels in, stride 2) and G's last transposed convolution (image channels out, stride 2).
+(fp16, bf16) or 4 (tf32) for Tensor Core convolutions. DCGAN has two layers over image
+channels (3 or 1), both at the largest spatial size of their network: D's first convolution
+(image channels in) and G's last transposed convolution (image channels out). The guide
+adds that 4 channels are enough for a first layer of stride 2, but on an H100 (cuDNN 9,
+bf16, channels_last; results/NVIDIA-H100-80GB-HBM3) a run with both layers at 4 channels
+still spent 6.3% of its device time in cuDNN's padding kernel (nhwcAddPaddingKernel, 24
+calls an iteration, beside kernels named align8), so 16-bit precisions pad to 8
+(`channel_multiple`). The latent's 100 channels (G's first layer) and D's single output
+channel are not padded here: at 1x1 and 4x4 pixels they cost launches, not bytes.
 
 The padding changes no loss and no gradient:
 - D's first layer gets zero weights for the extra input channels, and every image it sees
@@ -27,21 +32,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Tensor Core alignment for the first layer over images (the guide above): 4 channels.
-CHANNEL_MULTIPLE = 4
+# Tensor Core alignment of a channel count (the guide above), by precision: 8 for 16-bit
+# inputs, 4 for tf32 (and fp32, whose convolutions may run as tf32).
+CHANNEL_MULTIPLES = {"bf16": 8, "fp16": 8}
+DEFAULT_CHANNEL_MULTIPLE = 4
 _CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 # Parameter-free modules that may follow G's image layer: each maps 0 to 0, so the padded
 # output channels stay zero.
 _ZERO_PRESERVING = (nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.Identity)
 
 
-def padded_channels(channels: int) -> int:
-    """`channels` rounded up to a multiple of CHANNEL_MULTIPLE."""
-    return -(-channels // CHANNEL_MULTIPLE) * CHANNEL_MULTIPLE
+def channel_multiple(precision: str) -> int:
+    """The channel multiple Tensor Core convolutions want at this precision."""
+    return CHANNEL_MULTIPLES.get(precision, DEFAULT_CHANNEL_MULTIPLE)
 
 
-def needs_padding(channels: int) -> bool:
-    return padded_channels(channels) != channels
+def padded_channels(channels: int, multiple: int) -> int:
+    """`channels` rounded up to a multiple of `multiple`."""
+    return -(-channels // multiple) * multiple
+
+
+def needs_padding(channels: int, multiple: int) -> bool:
+    return padded_channels(channels, multiple) != channels
 
 
 def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -93,14 +105,16 @@ def _zero_extend(parameter: nn.Parameter, dim: int, size: int) -> nn.Parameter:
     return nn.Parameter(grown, requires_grad=parameter.requires_grad)
 
 
-def pad_image_channels(generator: nn.Module, discriminator: nn.Module, channels: int) -> dict:
+def pad_image_channels(
+    generator: nn.Module, discriminator: nn.Module, channels: int, multiple: int
+) -> dict:
     """Widen G's image layer and D's first layer from `channels` to `padded_channels(
-    channels)` image channels, the extra weights (and bias) zero; in place, before the
-    optimizers are built. Returns what was padded, for the record. ValueError when the
+    channels, multiple)` image channels, the extra weights (and bias) zero; in place, before
+    the optimizers are built. Returns what was padded, for the record. ValueError when the
     models do not have the structure the padding's exactness needs (module docstring)."""
-    if not needs_padding(channels):
-        raise ValueError(f"{channels} image channels are already a multiple of {CHANNEL_MULTIPLE}")
-    to = padded_channels(channels)
+    if not needs_padding(channels, multiple):
+        raise ValueError(f"{channels} image channels are already a multiple of {multiple}")
+    to = padded_channels(channels, multiple)
     g_name, g_layer = _image_layer_of_generator(generator, channels)
     d_name, d_layer = _image_layer_of_discriminator(discriminator, channels)
     for name, layer in ((g_name, g_layer), (d_name, d_layer)):

@@ -117,8 +117,8 @@ def run(
     pad_image_channels: Annotated[
         bool,
         _opt(
-            "Zero-pad image channels to a multiple of 4 at G's last and D's first convolution "
-            "(Tensor Core alignment; DCGAN; the same losses and gradients)."
+            "Zero-pad image channels to a multiple of 8 (bf16, fp16) or 4 at G's last and D's "
+            "first convolution (Tensor Core alignment; DCGAN; the same losses and gradients)."
         ),
     ] = _DEFAULTS["pad_image_channels"],
     joint_d_batch: Annotated[

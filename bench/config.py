@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.channel_padding import CHANNEL_MULTIPLE, needs_padding
+from bench.channel_padding import channel_multiple, needs_padding
 from bench.cuda_graph import required_warmup_steps
 from bench.variants import (
     COMPILE_MODES_WITH_CUDA_GRAPHS,
@@ -98,8 +98,9 @@ class RunConfig:
     compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
     kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
     memory_format: str = "contiguous"  # "channels_last": models and images in NHWC
-    # Image channels zero-padded to a multiple of 4 at G's last and D's first convolution
-    # (Tensor Core alignment; the same losses and gradients: bench/channel_padding.py)
+    # Image channels zero-padded to a multiple of 8 (bf16, fp16) or 4 at G's last and D's
+    # first convolution (Tensor Core alignment; the same losses and gradients:
+    # bench/channel_padding.py)
     pad_image_channels: bool = False
     # D's update runs D once over the real and fake batches concatenated (a D without
     # BatchNorm only: there it changes no loss or gradient; bench/train.py)
@@ -204,10 +205,12 @@ class RunConfig:
                 "--pad-image-channels changes nothing for mlp: it has no convolutions, and its "
                 "28x28 = 784 inputs are already a multiple of 8; use it with dcgan32 or dcgan64"
             )
-        if self.pad_image_channels and not needs_padding(self.image_channels):
+        multiple = channel_multiple(self.precision)
+        if self.pad_image_channels and not needs_padding(self.image_channels, multiple):
             raise ConfigError(
                 f"--pad-image-channels: the images have {self.image_channels} channels, "
-                f"already a multiple of {CHANNEL_MULTIPLE}; there is nothing to pad"
+                f"already a multiple of {multiple} (Tensor Core alignment in {self.precision});"
+                " there is nothing to pad"
             )
         if self.joint_d_batch and MODELS[self.model].discriminator_couples_samples(
             LOSSES[self.loss].needs_critic

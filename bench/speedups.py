@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bench.batched_casts import cast_parameter_names
-from bench.channel_padding import ImageChannels, pad_image_channels
+from bench.channel_padding import ImageChannels, channel_multiple, pad_image_channels
 from bench.config import MEMORY_FORMATS, RunConfig
 from bench.cuda_graph import (
     CudaGraphBackend,
@@ -121,7 +121,9 @@ def apply_speedups(
     record["image_channels_padded"], sample_generator = None, generator
     if cfg.pad_image_channels:
         channels = cfg.image_channels
-        record["image_channels_padded"] = pad_image_channels(generator, discriminator, channels)
+        record["image_channels_padded"] = pad_image_channels(
+            generator, discriminator, channels, channel_multiple(cfg.precision)
+        )
         sample_generator = ImageChannels(generator, channels)
 
     memory_format = MEMORY_FORMATS[cfg.memory_format]

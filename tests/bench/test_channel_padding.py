@@ -1,4 +1,4 @@
-"""pad-channels: image channels zero-padded to a multiple of 4 change no loss and no
+"""pad-channels: image channels zero-padded to a multiple of 4 or 8 change no loss and no
 gradient, the extra weights stay zero through training, and samples keep their channels."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from torch import nn
 
 from bench.channel_padding import (
     ImageChannels,
+    channel_multiple,
     pad_image_channels,
     padded_channels,
 )
@@ -21,30 +22,33 @@ from gan_models import build_pair, get_loss
 
 
 def test_padded_channel_counts():
-    assert [padded_channels(c) for c in (1, 3, 4, 5, 8)] == [4, 4, 4, 8, 8]
+    assert [padded_channels(c, 4) for c in (1, 3, 4, 5, 8)] == [4, 4, 4, 8, 8]
+    assert [padded_channels(c, 8) for c in (1, 3, 4, 8, 9)] == [8, 8, 8, 8, 16]
+    # 16-bit Tensor Core convolutions want 8 channels, tf32 ones 4
+    assert [channel_multiple(p) for p in ("bf16", "fp16", "tf32", "fp32")] == [8, 8, 4, 4]
 
 
-@pytest.mark.parametrize(("model", "channels"), [("dcgan32", 3), ("dcgan64", 1)])
-def test_padding_widens_the_two_image_layers_with_zeros(model, channels):
+@pytest.mark.parametrize(("model", "channels", "to"), [("dcgan32", 3, 4), ("dcgan64", 1, 8)])
+def test_padding_widens_the_two_image_layers_with_zeros(model, channels, to):
     torch.manual_seed(0)
     pair = build_pair(model, channels=channels)
     reference = copy.deepcopy(pair)
-    padded = pad_image_channels(pair.generator, pair.discriminator, channels)
+    padded = pad_image_channels(pair.generator, pair.discriminator, channels, to)
     assert padded == {
         "from": channels,
-        "to": 4,
+        "to": to,
         "generator_layer": "main.to_image.conv",
         "discriminator_layer": "main.from_image.conv",
     }
     g_weight = pair.generator.main.to_image.conv.weight  # ConvTranspose2d: (in, out, kh, kw)
     d_weight = pair.discriminator.main.from_image.conv.weight  # Conv2d: (out, in, kh, kw)
-    assert g_weight.shape[1] == 4 and d_weight.shape[1] == 4
+    assert g_weight.shape[1] == to and d_weight.shape[1] == to
     assert torch.equal(g_weight[:, :channels], reference.generator.main.to_image.conv.weight)
     assert not g_weight[:, channels:].any() and not d_weight[:, channels:].any()
 
     z = torch.randn((4, *pair.latent_shape))
     images = pair.generator(z)
-    assert images.shape[1] == 4 and not images[:, channels:].any()
+    assert images.shape[1] == to and not images[:, channels:].any()
     torch.testing.assert_close(images[:, :channels], reference.generator(z), rtol=0, atol=1e-6)
     torch.testing.assert_close(
         pair.discriminator(images), reference.discriminator(images[:, :channels]), atol=1e-5, rtol=0
@@ -97,7 +101,7 @@ def test_padded_pair_trains_as_the_reference_pair(loss_name, float64_default):
     reference.generator.double()
     reference.discriminator.double()
     padded = copy.deepcopy(reference)
-    pad_image_channels(padded.generator, padded.discriminator, 3)
+    pad_image_channels(padded.generator, padded.discriminator, 3, 8)
     data = torch.Generator().manual_seed(2)
     reals = [
         [
@@ -107,7 +111,7 @@ def test_padded_pair_trains_as_the_reference_pair(loss_name, float64_default):
         for _ in range(3)
     ]
     want = _train(reference, loss, reals)
-    got = _train(padded, loss, reals, padded_to=4)
+    got = _train(padded, loss, reals, padded_to=8)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     for net in ("generator", "discriminator"):
         ref_params = dict(getattr(reference, net).named_parameters())
@@ -123,21 +127,21 @@ def test_padded_pair_trains_as_the_reference_pair(loss_name, float64_default):
 def test_structures_the_padding_cannot_keep_exact_are_refused():
     pair = build_pair("dcgan32", channels=3)
     with pytest.raises(ValueError, match="already a multiple of 4"):
-        pad_image_channels(pair.generator, pair.discriminator, 4)
+        pad_image_channels(pair.generator, pair.discriminator, 4, 4)
     with pytest.raises(ValueError, match="not a convolution with 2 output channels"):
-        pad_image_channels(pair.generator, pair.discriminator, 2)
+        pad_image_channels(pair.generator, pair.discriminator, 2, 4)
     # A layer after the image layer that may turn a zero channel into something else.
     generator = nn.Sequential(nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid())
     with pytest.raises(ValueError, match=r"followed by 1 \(Sigmoid\)"):
-        pad_image_channels(generator, pair.discriminator, 3)
+        pad_image_channels(generator, pair.discriminator, 3, 4)
     discriminator = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1))
     with pytest.raises(ValueError, match="not a convolution over 3-channel images"):
-        pad_image_channels(pair.generator, discriminator, 3)
+        pad_image_channels(pair.generator, discriminator, 3, 4)
 
 
 def test_samples_keep_the_images_own_channels():
     pair = build_pair("dcgan32", channels=3)
-    pad_image_channels(pair.generator, pair.discriminator, 3)
+    pad_image_channels(pair.generator, pair.discriminator, 3, 4)
     view = ImageChannels(pair.generator, 3)
     z = torch.randn((2, *pair.latent_shape))
     view.eval()

@@ -122,6 +122,10 @@ def test_joint_d_only_where_d_has_no_batch_statistics(model, loss, allowed):
     [
         ({"model": "mlp"}, ["changes nothing for mlp", "784"]),
         ({"model": "dcgan32", "channels": 4}, ["4 channels", "nothing to pad"]),
+        (
+            {"model": "dcgan32", "channels": 8, "precision": "bf16"},
+            ["8 channels", "multiple of 8", "bf16"],
+        ),
     ],
 )
 def test_pad_channels_only_where_there_is_a_convolution_to_align(options, words):
