@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import bench
 from bench import distributed
 from bench.compile_watch import CompileWatch
 from bench.config import MEMORY_FORMATS, RunConfig
@@ -76,11 +77,34 @@ class _SignalsHeld:
 
 
 class _Phase:
-    """Where the run is, for the reason line of a record that did not finish."""
+    """Where the run is, for the reason line of a record that did not finish, and how long
+    each phase took (`seconds`, wall time; a phase entered twice adds up), the first being
+    the process's start-up: the imports from bench's own to this object."""
 
     def __init__(self):
-        self.name = "setup"
+        self._since = time.perf_counter()
+        self.seconds = {"start-up": self._since - bench.IMPORTED_AT}
+        self._name = "setup"
         self.iteration = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._close()
+        self._name = name
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + now - self._since
+        self._since = now
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per phase so far, the current one up to now."""
+        self._close()
+        return dict(self.seconds)
 
     def __str__(self) -> str:
         return self.name if self.name == "setup" else f"{self.name}, iteration {self.iteration}"
@@ -126,6 +150,7 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         first_line = (str(err).strip().splitlines() or [""])[0]
         record["status"] = "failed"
         record["reason"] = f"{type(err).__name__} during {phase}: {first_line}"
+    record["run"]["phase_s"] = phase.durations()
     try:
         if _writes_record(ctx, record):
             append_record(cfg.out, record)

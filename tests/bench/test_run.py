@@ -60,6 +60,13 @@ def test_record_is_complete_and_consistent(tmp_path):
     assert math.isfinite(metrics["loss_d_final"]) and math.isfinite(metrics["loss_g_final"])
     assert metrics["params_identical_across_ranks"] is True
     assert len(metrics["param_digests"]) == 1
+    phases = run_info["phase_s"]  # in the order entered, each timed
+    assert list(phases) == [
+        "start-up", "setup", "warm-up", "timed", "measurement", "FLOP count", "finish",
+        "sample grid",
+    ]  # fmt: skip
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["timed"] >= metrics["timed_s"]
 
 
 def _mlp_linear_flops(batch: int) -> int:
@@ -170,6 +177,7 @@ def test_an_exception_becomes_a_failed_record(tmp_path, monkeypatch, capsys):
     record, lines = run(tmp_path)
     assert record["status"] == "failed"
     assert record["reason"] == "RuntimeError during setup: disk on fire"
+    assert list(record["run"]["phase_s"]) == ["start-up", "setup"]  # up to the failure
     assert lines[0]["status"] == "failed"
     assert "disk on fire" in capsys.readouterr().err  # the traceback goes to stderr
 
