@@ -628,4 +628,11 @@ def _count_iteration_flops(
         torch.rand((cfg.batch_size, *image_shape), device=device) * 2 - 1
         for _ in range(cfg.critic_updates)
     ]
-    return count_flops(lambda: step(reals))
+    # FLOPs do not depend on the convolution algorithm: no cuDNN autotuning here, where the
+    # reference pair's layout (NCHW) may differ from the trained one's and every
+    # convolution would be timed once more, seconds of a run for nothing.
+    autotune, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        return count_flops(lambda: step(reals))
+    finally:
+        torch.backends.cudnn.benchmark = autotune

@@ -282,3 +282,20 @@ def test_unreached_target_trains_every_step(tmp_path):
     assert metrics["steps_timed"] == 4
     assert [p["iteration"] for p in metrics["quality_curve"]] == [3, 5]
     assert metrics["time_to_quality"]["reached"] is False
+
+
+def test_flops_are_counted_without_cudnn_autotuning(tmp_path, monkeypatch):
+    """The FLOP count runs the reference pair once more, in its own layout: autotuning its
+    convolutions there would cost seconds and measure nothing. The run's setting returns."""
+    seen = []
+    count = harness.count_flops
+
+    def counting(fn):
+        seen.append(torch.backends.cudnn.benchmark)
+        return count(fn)
+
+    monkeypatch.setattr(harness, "count_flops", counting)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    record, _ = run(tmp_path, model="dcgan32", batch_size=2, steps=1, warmup_steps=0)
+    assert record["status"] == "ok" and record["metrics"]["flops_per_iteration_per_process"] > 0
+    assert seen == [False] and torch.backends.cudnn.benchmark is True
