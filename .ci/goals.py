@@ -4,12 +4,13 @@
 
 Reads whatever of these OUT_DIR holds (a goal whose records are missing says "not
 measured"): device-rates.json (copy bandwidth, bf16 matmul rate), eager-dcgan64.jsonl
-(issue 2's eager reference points), kernels.jsonl (issue 3's kernel goals), sweep.jsonl (the goal
-sweeps and the default GPU grid: issue 6's end-to-end goals, the best variant against eager
-and torch.compile in the same sweep), parity.jsonl (issue 6's quality parity), profile.jsonl
-(where the time of an iteration goes at each goal point: what a missed goal is explained
-by). Speed-ups and groups are `gan-bench compare`'s own (bench/compare.py), so the verdicts
-and the compare table cannot disagree.
+(issue 2's eager reference points), eager-why.jsonl (why they leave the reference ranges:
+batch 128 profiled, batch 1024 without cuDNN autotuning), kernels.jsonl (issue 3's kernel
+goals), sweep.jsonl (the goal sweeps and the default GPU grid: issue 6's end-to-end goals,
+the best variant against eager and torch.compile in the same sweep), parity.jsonl (issue
+6's quality parity), profile.jsonl (where the time of an iteration goes at each goal point:
+what a missed goal is explained by). Speed-ups and groups are `gan-bench compare`'s own
+(bench/compare.py), so the verdicts and the compare table cannot disagree.
 """
 
 from __future__ import annotations
@@ -115,7 +116,48 @@ def eager_reference(out: Path) -> list[Verdict]:
                 peak = statistics.median(peaks)
                 near = abs(peak - ref) <= EAGER_PEAK_TOLERANCE * ref
                 verdicts.append(Verdict(2, goal, f"{peak:.0f} MiB", near))
-    return verdicts
+    return verdicts + eager_diagnosis(out)
+
+
+def eager_diagnosis(out: Path) -> list[Verdict]:
+    """What the eager-why runs say (no verdict of their own: they explain the ones above).
+    Batch 128 profiled: the share of an iteration the device sat idle, waiting on the host.
+    Batch 1024 without cuDNN autotuning: its throughput against the reference range."""
+    rows = []
+    for record in _records(out / "eager-why.jsonl"):
+        cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
+        if record.get("status") != "ok" or cfg.get("model") != "dcgan64":
+            continue
+        profile = record.get("profile") or {}
+        idle = profile.get("device_idle_fraction")
+        busy = profile.get("device_busy_ms_per_iteration")
+        wall = profile.get("wall_ms_per_iteration")
+        if isinstance(idle, (int, float)) and isinstance(busy, (int, float)) and wall:
+            rows.append(
+                Verdict(
+                    2,
+                    f"why: eager DCGAN-64 b{cfg.get('batch_size')} {cfg.get('precision')}, "
+                    "device busy and idle under the profiler",
+                    f"idle {idle:.0%} of an iteration (busy {busy:.2f} of {wall:.2f} ms,"
+                    f" {profile.get('kernel_launches_per_iteration', 0):.0f} kernels)",
+                    None,
+                )
+            )
+        rate = metrics.get("images_per_s")
+        reference = EAGER_REFERENCE.get((cfg.get("batch_size"), cfg.get("precision")))
+        if cfg.get("cudnn_benchmark") is False and isinstance(rate, (int, float)) and reference:
+            lo, hi = reference
+            where = "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
+            rows.append(
+                Verdict(
+                    2,
+                    f"why: eager DCGAN-64 b{cfg.get('batch_size')} {cfg.get('precision')} "
+                    "without cuDNN autotuning",
+                    f"{rate / 1e3:.1f} k img/s ({where})",
+                    None,
+                )
+            )
+    return rows
 
 
 def _kernel_rows(out: Path) -> dict[tuple, dict]:

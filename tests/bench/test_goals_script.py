@@ -140,6 +140,29 @@ def test_eager_reference_ranges(goals, tmp_path):
     assert verdicts["eager DCGAN-64 b128 bf16 peak allocated: about 290 MiB"].met is True
 
 
+def test_eager_diagnosis_says_how_idle_the_device_was_and_what_autotuning_did(goals, tmp_path):
+    profiled = run_record("eager", 10_700)
+    profiled["profile"] = {
+        "device_idle_fraction": 0.62, "device_busy_ms_per_iteration": 4.5,
+        "wall_ms_per_iteration": 11.9, "kernel_launches_per_iteration": 430.0,
+    }  # fmt: skip
+    untuned = run_record("eager", 38_000, batch=1024)
+    untuned["config"]["cudnn_benchmark"] = False
+    autotuned = {**run_record("eager", 41_900, batch=1024), "profile": None}
+    failed = {**untuned, "status": "failed"}
+    write_jsonl(tmp_path / "eager-why.jsonl", [profiled, untuned, autotuned, failed])
+    rows = goals.eager_reference(tmp_path)
+    why = {v.goal: v for v in rows if v.goal.startswith("why")}
+    assert set(why) == {
+        "why: eager DCGAN-64 b128 bf16, device busy and idle under the profiler",
+        "why: eager DCGAN-64 b1024 bf16 without cuDNN autotuning",
+    }
+    idle = why["why: eager DCGAN-64 b128 bf16, device busy and idle under the profiler"]
+    assert idle.figure == "idle 62% of an iteration (busy 4.50 of 11.90 ms, 430 kernels)"
+    untuned_row = why["why: eager DCGAN-64 b1024 bf16 without cuDNN autotuning"]
+    assert untuned_row.figure == "38.0 k img/s (in range)" and untuned_row.met is None
+
+
 def test_main_writes_goals_md_and_refuses_a_missing_folder(goals, tmp_path, capsys):
     assert goals.main([str(tmp_path / "absent")]) == 2
     assert goals.main([str(tmp_path)]) == 0
