@@ -90,7 +90,10 @@ def _outcome_line(
     elif record.get("reason"):
         text += f" ({record['reason'][:150]})"
     if wall_s is not None:
-        text += f" [{wall_s:.1f} s]"
+        # The process's own start-up (its imports) beside the point's wall time: what a
+        # sweep of many short points spends outside training.
+        start_up = ((record.get("run") or {}).get("phase_s") or {}).get("start-up")
+        text += f" [{wall_s:.1f} s" + (f", start-up {start_up:.1f} s]" if start_up else "]")
     return text
 
 

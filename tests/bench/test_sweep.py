@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -554,6 +555,8 @@ def test_cli_sweep_over_world_sizes_1_and_2_then_resume(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "compare against eager" in captured.out and "efficiency" in captured.out
     assert "[2/2]" in captured.err
+    # each point's line: its wall time and, of that, its process's start-up (imports)
+    assert re.search(r"\[1/2\] .*ok, [\d,]+ images/s \[[\d.]+ s, start-up [\d.]+ s\]", captured.err)
     # Again: both runs are recorded ok, so nothing runs and nothing is appended.
     assert run_cli(*args) == 0
     assert len(records(out)) == 2
