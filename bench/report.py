@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,6 +26,9 @@ _MEMORY_LABEL = {
     "peak_allocated_mib": "peak allocated (MiB, GPU)",
     "peak_rss_mib": "peak RSS (MiB, CPU process)",
 }
+
+# Characters per line of a speed-up panel's title (9-point text over a panel 6-7 in wide).
+_TITLE_WIDTH = 70
 
 
 def _pyplot():
@@ -275,7 +279,8 @@ def _speedup_figure(plt, comparison, groups, title) -> object | None:
         ax.set_xlim(0, right * 1.4)  # room for the labels right of the longest bar
         ax.set_ylim(-0.6, len(variants) - 0.1)
         ax.set_xlabel(f"speed-up over {comparison.baseline} (images/s ratio)")
-        ax.set_title(group.label, fontsize=9)
+        # Wrapped: a configuration's label is longer than a panel is wide.
+        ax.set_title(textwrap.fill(group.label, _TITLE_WIDTH, break_on_hyphens=False), fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
     from matplotlib.patches import Patch
 
