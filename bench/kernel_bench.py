@@ -112,6 +112,17 @@ def _device_cell(row: dict) -> str:
     return "—" if (row.get("device_ms_reason") or "").startswith("not captured") else ""
 
 
+def _host_cell(row: dict) -> str:
+    """Host time per call, and for the fused op without its launches: blank where not
+    measured (other passes)."""
+    if row.get("host_ms") is None:
+        return ""
+    text = f"{row['host_ms']:.4f}"
+    if row.get("host_ms_without_launches") is not None:
+        text += f" ({row['host_ms_without_launches']:.4f})"
+    return text
+
+
 def print_tuning_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
     """Each tuning's time per case and pass, and its speed-up over the default tuning."""
     from kernels.plan import DEFAULT_TUNING
@@ -139,7 +150,8 @@ def print_tuning_table(rows: list[dict], copy_gbps: float, console: Console | No
 
 
 def print_kernel_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
-    """Each case, pass and implementation: do_bench and CUDA-graph times, bandwidth, speed-up."""
+    """Each case, pass and implementation: do_bench and CUDA-graph times, host time (and the
+    fused op's without its launches, in brackets), bandwidth, speed-up."""
     table = Table(title=f"BatchNorm+LeakyReLU, copy bandwidth {copy_gbps:,.0f} GB/s")
     for column in (
         "case",
@@ -149,21 +161,23 @@ def print_kernel_table(rows: list[dict], copy_gbps: float, console: Console | No
         "impl",
         "ms p50",
         "device ms",
+        "host ms",
         "GB/s",
         "% copy",
         "× eager",
     ):
-        table.add_column(column, justify="right" if column[0] in "mdG%×" else "left")
+        table.add_column(column, justify="right" if column[0] in "mdhG%×" else "left")
     for r in rows:
         head = [r["case"], r["dtype"], r["layout"], r["pass"], r["impl"]]
         if r["status"] != "ok":
-            table.add_row(*head, "failed", "", "", "", r["reason"][:40])
+            table.add_row(*head, "failed", "", "", "", "", r["reason"][:40])
             continue
         speedup = r.get("speedup_vs_eager")
         table.add_row(
             *head,
             f"{r['ms_p50']:.4f}",
             _device_cell(r),
+            _host_cell(r),
             f"{r['gb_per_s']:,.0f}",
             f"{r['pct_of_copy_bandwidth']:.0f}",
             "—" if speedup is None else f"{speedup:.2f}",

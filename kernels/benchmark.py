@@ -172,8 +172,14 @@ def _do_bench(fn: Callable[[], object], rep_ms: int, warmup_ms: int) -> tuple[fl
     return float(p50), float(p20), float(p80)
 
 
-# The pass also timed from CUDA-graph replays (``device_ms``): the one the goals are set on.
+# The pass also timed from CUDA-graph replays (``device_ms``) and on the host (``host_ms``):
+# the one the goals are set on.
 DEVICE_TIMED_PASS = "forward+backward"
+# Calls whose host time is averaged (``_host_ms``): few enough that their launches (6 a
+# fused-op forward + backward on the split path, about 10 for eager) stay well inside the
+# CUDA launch queue (about 1,000 entries), which would otherwise block the host on the
+# device and time the device instead.
+HOST_CALLS = 50
 
 
 def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str | None]:
@@ -221,6 +227,41 @@ def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str
     finally:
         torch.cuda.current_stream().wait_stream(stream)
     return float(sorted(times)[len(times) // 2]), None
+
+
+def _host_ms(fn: Callable[[], object]) -> float:
+    """Host ms per call of ``fn``: the wall time of issuing HOST_CALLS calls back to back,
+    the device left to catch up afterwards. Where this exceeds the device's time
+    (``device_ms``), the host sets the pace, as do_bench's time then shows."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(HOST_CALLS):
+        fn()
+    host_s = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return host_s * 1e3 / HOST_CALLS
+
+
+class _NoLaunch:
+    """What ``kernels.ops.wrap_triton`` hands back inside ``_launches_stubbed``."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def _launches_stubbed():
+    """The fused op with every Triton launch skipped (its outputs are left unwritten): its
+    host time without the launches, so that the two host times split the op's own Python
+    from Triton's launcher."""
+    from kernels import ops
+
+    real = ops.wrap_triton
+    ops.wrap_triton = lambda kernel: _NoLaunch()
+    try:
+        yield
+    finally:
+        ops.wrap_triton = real
 
 
 def _end_failed_capture() -> None:
@@ -340,9 +381,9 @@ def run_case(
     Returns:
         Dicts with ``case, shape, layout, dtype, impl, pass, ms_p50, ms_p20, ms_p80,
         bytes_min, gb_per_s, copy_gb_per_s, pct_of_copy_bandwidth, speedup_vs_eager,
-        device_ms, device_ms_reason, compile_s, status, reason``, and for the fused op
-        ``tuning`` (its fields) and ``tuned``. A measurement that fails is a row with
-        ``status="failed"`` and the reason, not an exception.
+        device_ms, device_ms_reason, host_ms, host_ms_without_launches, compile_s, status,
+        reason``, and for the fused op ``tuning`` (its fields) and ``tuned``. A measurement
+        that fails is a row with ``status="failed"`` and the reason, not an exception.
 
     Raises:
         KernelUnavailableError: no CUDA GPU (the interpreter is never benchmarked).
@@ -415,10 +456,15 @@ def _measure_impl(
         if impl == "eager":
             eager_ms[pass_] = p50
         device_ms, device_reason = None, f"measured for {DEVICE_TIMED_PASS} only"
+        host_ms = host_ms_without_launches = None
         if pass_ == DEVICE_TIMED_PASS:
             # A quarter of the budget: its 10 replays of rep_ms each would otherwise make
             # this the longest part of a case.
             device_ms, device_reason = _device_ms(bench[pass_], max(5, rep_ms // 4))
+            host_ms = _host_ms(bench[pass_])
+            if impl == "triton":
+                with _launches_stubbed():
+                    host_ms_without_launches = _host_ms(bench[pass_])
         nbytes = bytes_moved(case, pass_)
         gbps = nbytes / (p50 * 1e-3) / 1e9
         rows.append(
@@ -434,6 +480,8 @@ def _measure_impl(
                 "speedup_vs_eager": (eager_ms[pass_] / p50) if pass_ in eager_ms else None,
                 "device_ms": device_ms,
                 "device_ms_reason": device_reason,
+                "host_ms": host_ms,
+                "host_ms_without_launches": host_ms_without_launches,
                 "compile_s": compile_s,
                 "status": "ok",
                 "reason": None,

@@ -52,6 +52,10 @@ def test_one_case_becomes_records(tmp_path):
         assert r["kind"] == "kernel" and r["status"] == "ok", r.get("reason")
         assert r["environment"]["device_type"] == "cuda"
         assert r["ms_p50"] > 0 and r["gb_per_s"] > 0
+        assert r["host_ms"] > 0  # ARGS time forward+backward only
+    eager, fused = rows
+    assert eager["host_ms_without_launches"] is None
+    assert 0 < fused["host_ms_without_launches"] < fused["host_ms"]
     assert rows[1]["speedup_vs_eager"] == pytest.approx(rows[0]["ms_p50"] / rows[1]["ms_p50"])
 
 
@@ -100,17 +104,19 @@ def test_tune_times_the_fused_op_under_each_tuning(tmp_path, monkeypatch):
         run_kernel_benchmarks(out=str(out), **{**ARGS, "impls": ["eager"]}, tune=True)
 
 
-def test_kernel_table_sets_device_time_beside_the_do_bench_time():
-    def row(impl, pass_, ms, device_ms=None, reason=None):
+def test_kernel_table_sets_device_and_host_time_beside_the_do_bench_time():
+    def row(impl, pass_, ms, device_ms=None, reason=None, host=None, host_bare=None):
         return {"case": "dcgan64-512x4x4-nchw-bf16", "dtype": "bf16", "layout": "nchw",
                 "pass": pass_, "impl": impl, "status": "ok", "ms_p50": ms, "gb_per_s": 40.0,
                 "pct_of_copy_bandwidth": 1.0, "speedup_vs_eager": 1.0, "device_ms": device_ms,
-                "device_ms_reason": reason}  # fmt: skip
+                "device_ms_reason": reason, "host_ms": host,
+                "host_ms_without_launches": host_bare}  # fmt: skip
 
     rows = [
-        row("eager", "forward+backward", 0.094, 0.0312),
+        row("eager", "forward+backward", 0.094, 0.0312, host=0.09),
         row("compile", "forward+backward", 0.25, None, "not captured: RuntimeError: capture"),
         row("triton", "forward", 0.03, None, "measured for forward+backward only"),
+        row("triton", "forward+backward", 0.3, 0.02, host=0.29, host_bare=0.08),
     ]
     out = io.StringIO()
     print_kernel_table(rows, 3000.0, Console(file=out, width=200))
@@ -118,3 +124,6 @@ def test_kernel_table_sets_device_time_beside_the_do_bench_time():
     assert any("eager" in ln and "0.0940" in ln and "0.0312" in ln for ln in lines)
     assert any("compile" in ln and "0.2500" in ln and "—" in ln for ln in lines)
     assert any("triton" in ln and "0.0300" in ln and "—" not in ln for ln in lines)
+    # the host's time, and the fused op's without its launches in brackets
+    assert any("eager" in ln and "0.0900" in ln and "(" not in ln for ln in lines)
+    assert any("triton" in ln and "0.2900 (0.0800)" in ln for ln in lines)

@@ -124,3 +124,28 @@ def test_a_call_that_cannot_be_captured_leaves_random_ops_working():
     assert ms is None and reason.startswith("not captured")
     assert torch.randn(8, device="cuda").isfinite().all()
     assert _device_ms(lambda: x.mul_(1.0001), rep_ms=5)[0] is not None
+
+
+def test_stubbed_launches_skip_every_kernel_and_come_back_after():
+    """The fused op's host time without its launches: inside, no kernel runs (the running
+    statistics, which only a kernel writes, stay as they were); after, they run again."""
+    import kernels
+    from kernels import ops
+    from kernels.benchmark import _launches_stubbed
+
+    real = ops.wrap_triton
+    x = torch.randn((4, 6, 3, 3), requires_grad=True)
+    running_mean, running_var = torch.zeros(6), torch.ones(6)
+
+    def forward_backward():
+        y = kernels.batch_norm_leaky_relu(
+            x, running_mean, running_var, None, None, True, 0.1, 1e-5, 0.2
+        )
+        torch.autograd.grad(y.sum(), x)
+
+    with _launches_stubbed():
+        forward_backward()
+    assert not running_mean.any() and torch.equal(running_var, torch.ones(6))
+    assert ops.wrap_triton is real
+    forward_backward()
+    assert running_mean.abs().sum() > 0
