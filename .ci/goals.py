@@ -86,6 +86,11 @@ def _rates(out: Path) -> dict:
         return {}
 
 
+def _where(rate: float, lo: float, hi: float) -> str:
+    """A rate against a reference range: "in range", "below" or "above"."""
+    return "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
+
+
 def eager_reference(out: Path) -> list[Verdict]:
     verdicts = []
     by_point: dict[tuple, list[dict]] = {}
@@ -105,7 +110,7 @@ def eager_reference(out: Path) -> list[Verdict]:
             verdicts.append(Verdict(2, goal, "no throughput in the ok records", None))
             continue
         rate = statistics.median(rates)
-        where = "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
+        where = _where(rate, lo, hi)
         verdicts.append(Verdict(2, goal, f"{rate / 1e3:.1f} k img/s ({where})", lo <= rate <= hi))
         if (batch, precision) == (128, "bf16"):
             peaks = [(r.get("metrics") or {}).get("peak_allocated_mib") for r in records]
@@ -147,7 +152,7 @@ def eager_diagnosis(out: Path) -> list[Verdict]:
         reference = EAGER_REFERENCE.get((cfg.get("batch_size"), cfg.get("precision")))
         if cfg.get("cudnn_benchmark") is False and isinstance(rate, (int, float)) and reference:
             lo, hi = reference
-            where = "in range" if lo <= rate <= hi else ("below" if rate < lo else "above")
+            where = _where(rate, lo, hi)
             rows.append(
                 Verdict(
                     2,

@@ -12,8 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bench.batched_casts import BatchedCasts, cast_parameter_names
 from bench.config import ConfigError, RunConfig
 from bench.precision import make_policy
-from bench.train import build_step
 from gan_models import build_pair, get_loss
+from gan_steps import step_for
 
 
 def test_the_cast_parameters_are_those_of_linears_and_convolutions():
@@ -64,15 +64,12 @@ def _train(model, loss_name, batched, *, precision="bf16", joint=False, count=Fa
     pair.generator.to(device)
     pair.discriminator.to(device)
     params = [*pair.generator.parameters(), *pair.discriminator.parameters()]
-    step = build_step(
-        pair.generator,
-        pair.discriminator,
-        loss=loss,
-        policy=make_policy(precision, device, autocast_cache=False),
-        latent_shape=pair.latent_shape,
-        latent_rng=torch.Generator(device=device).manual_seed(0),
+    step = step_for(
+        pair,
+        loss,
+        make_policy(precision, device, autocast_cache=False),
+        torch.Generator(device=device).manual_seed(0),
         lr=2e-3,
-        betas=(0.5, 0.999),
         joint_d_batch=joint,
         batched_casts=batched,
     )

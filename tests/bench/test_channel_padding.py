@@ -17,8 +17,8 @@ from bench.channel_padding import (
 )
 from bench.data import build_batch_source
 from bench.precision import make_policy
-from bench.train import build_step
 from gan_models import build_pair, get_loss
+from gan_steps import step_for
 
 
 def test_padded_channel_counts():
@@ -63,16 +63,8 @@ def _zero_padded(images: torch.Tensor, channels: int) -> torch.Tensor:
 def _train(pair, loss, reals, padded_to=None):
     """One GAN step in float64 per entry of `reals` (its n_critic real batches); the
     losses."""
-    step = build_step(
-        pair.generator,
-        pair.discriminator,
-        loss=loss,
-        policy=make_policy("fp32", "cpu"),
-        latent_shape=pair.latent_shape,
-        latent_rng=torch.Generator().manual_seed(0),
-        lr=2e-3,  # large steps: a drift would show within three iterations
-        betas=(0.5, 0.999),
-    )
+    policy, rng = make_policy("fp32", "cpu"), torch.Generator().manual_seed(0)
+    step = step_for(pair, loss, policy, rng, lr=2e-3)  # large steps: a drift shows at once
     losses = []
     torch.manual_seed(1)  # the gradient penalty's interpolation weights
     for batches in reals:

@@ -27,8 +27,9 @@ from bench.cuda_graph import (
 )
 from bench.harness import execute
 from bench.precision import make_policy
-from bench.train import build_step, make_optimizers, optimizer_implementation
+from bench.train import make_optimizers, optimizer_implementation
 from gan_models import build_pair, get_loss
+from gan_steps import step_for
 
 
 class ReplayingBackend:
@@ -88,18 +89,8 @@ def _step(model, loss_name, seed, device="cpu", precision="fp32", optimizer="def
     pair.generator.to(device)
     pair.discriminator.to(device)
     rng = torch.Generator(device=device).manual_seed(seed)
-    step = build_step(
-        pair.generator,
-        pair.discriminator,
-        loss=loss,
-        policy=make_policy(precision, device, autocast_cache=False),
-        latent_shape=pair.latent_shape,
-        latent_rng=rng,
-        lr=2e-4,
-        betas=(0.5, 0.999),
-        optimizer=optimizer,
-        joint_d_batch=joint,
-    )
+    policy = make_policy(precision, device, autocast_cache=False)
+    step = step_for(pair, loss, policy, rng, optimizer=optimizer, joint_d_batch=joint)
     return step, pair, rng
 
 

@@ -9,8 +9,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.precision import make_policy
-from bench.train import DiscriminatorObjective, build_step
+from bench.train import DiscriminatorObjective
 from gan_models import build_pair, get_loss
+from gan_steps import step_for
 
 
 def make_step(model="dcgan32", loss_name="non-saturating", batch=4, seed=0):
@@ -18,16 +19,7 @@ def make_step(model="dcgan32", loss_name="non-saturating", batch=4, seed=0):
     loss = get_loss(loss_name)
     pair = build_pair(model, channels=1, critic=loss.needs_critic)
     rng = torch.Generator().manual_seed(seed)
-    step = build_step(
-        pair.generator,
-        pair.discriminator,
-        loss=loss,
-        policy=make_policy("fp32", "cpu"),
-        latent_shape=pair.latent_shape,
-        latent_rng=rng,
-        lr=2e-4,
-        betas=(0.5, 0.999),
-    )
+    step = step_for(pair, loss, make_policy("fp32", "cpu"), rng)
     real = torch.rand((batch, *pair.image_shape)) * 2 - 1
     return step, pair, real
 
@@ -137,15 +129,11 @@ def test_fp16_gradient_penalty_neither_overflows_nor_skips_a_step():
     must stay finite there (no update skipped, the scale untouched), every iteration."""
     torch.manual_seed(0)
     pair = build_pair("dcgan32", channels=1, critic=True)
-    step = build_step(
-        pair.generator,
-        pair.discriminator,
-        loss=get_loss("wgan-gp"),
-        policy=make_policy("fp16", "cpu"),  # CPU autocast casts as CUDA's does
-        latent_shape=pair.latent_shape,
-        latent_rng=torch.Generator().manual_seed(0),
-        lr=2e-4,
-        betas=(0.5, 0.999),
+    step = step_for(
+        pair,
+        get_loss("wgan-gp"),
+        make_policy("fp16", "cpu"),  # CPU autocast casts as CUDA's does
+        torch.Generator().manual_seed(0),
         optimizer="fused",  # what fp16 uses under a CUDA graph
     )
     for _ in range(3):
@@ -169,15 +157,11 @@ def test_compiled_wgan_gp_trains_as_eager(monkeypatch):
         pair = build_pair(
             "mlp", channels=1, critic=True, widths={"g_hidden": (32, 64), "d_hidden": (64, 32)}
         )
-        step = build_step(
-            pair.generator,
-            pair.discriminator,
-            loss=get_loss("wgan-gp"),
-            policy=make_policy("fp32", "cpu"),
-            latent_shape=pair.latent_shape,
-            latent_rng=torch.Generator().manual_seed(0),
-            lr=2e-4,
-            betas=(0.5, 0.999),
+        step = step_for(
+            pair,
+            get_loss("wgan-gp"),
+            make_policy("fp32", "cpu"),
+            torch.Generator().manual_seed(0),
             compile_mode=compile_mode,
         )
         data = torch.Generator().manual_seed(1)
