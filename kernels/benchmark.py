@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,11 @@ def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str
     failed on an H100 (torch 2.11), and a failed capture leaves the CUDA generator believing
     it is still capturing, so every later random op of the process raised "Offset increment
     outside graph capture" (`_end_failed_capture`)."""
+    # The allocator cannot hand cached memory back to the driver while a capture runs, so
+    # blocks cached by earlier cases (and their graphs' pools) are released first: on an H100
+    # the last (256, 64, 64, 64) fp32 case ran out of memory in its capture without this.
+    gc.collect()
+    torch.cuda.empty_cache()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     try:

@@ -204,9 +204,14 @@ def test_compiled_generator_with_fused_kernels_has_eager_gradients_in_bf16():
     torch._dynamo.reset()
     got_y, got = gradients(torch.compile(generator), list(generator.parameters()))
     torch.testing.assert_close(got_y, want_y, rtol=2e-2, atol=2e-2)
+    # Compared as whole tensors: inductor rounds to bf16 at other places than eager, so a
+    # few elements of a large weight gradient differ by a bf16 step (an H100 run: 350 of
+    # 409,600 beyond 5e-2 each, at magnitudes where one step is 0.125); a wrong gradient
+    # is off by its own size.
     for g, w in zip(got, want, strict=True):
         assert torch.isfinite(g).all()
-        torch.testing.assert_close(g, w, rtol=5e-2, atol=5e-2)
+        relative_error = (g - w).norm() / w.norm().clamp_min(1e-12)
+        assert relative_error <= 3e-2, (tuple(g.shape), float(relative_error))
 
 
 class _CountOps(TorchDispatchMode):

@@ -105,10 +105,14 @@ def test_run_case_on_gpu_returns_json_ready_rows():
     assert {r["impl"] for r in ok} >= {"eager", "triton"}
     for r in ok:
         assert r["ms_p20"] <= r["ms_p50"] <= r["ms_p80"] and r["gb_per_s"] > 0
-        if r["pass"] == "forward+backward":  # replayed from a CUDA graph too
-            assert r["device_ms"] is not None and r["device_ms"] > 0, r["device_ms_reason"]
-        else:
+        if r["pass"] != "forward+backward":
             assert r["device_ms"] is None
+        elif r["impl"] == "eager" and r["device_ms"] is None:
+            # eager bf16 BatchNorm forward + backward could not be captured on an H100
+            # (torch 2.11); the row says so rather than failing
+            assert r["device_ms_reason"].startswith("not captured"), r["device_ms_reason"]
+        else:  # the fused op and compiled code are always replayed from a CUDA graph too
+            assert r["device_ms"] is not None and r["device_ms"] > 0, r["device_ms_reason"]
 
 
 @pytest.mark.gpu
