@@ -5,3 +5,8 @@ import time
 # When this process first imported the package, before torch: a run's record counts its
 # start-up (imports, mostly torch's) from here (bench/harness.py, run.phase_s).
 IMPORTED_AT = time.perf_counter()
+
+# How this process started: "interpreter" (python -m bench.run, gan-bench run, a torchrun
+# worker) or "fork server" (a sweep point forked from bench/sweep/warm.py's server, whose
+# start-up then counts from the fork). Records carry it as run.process_start.
+PROCESS_START = "interpreter"

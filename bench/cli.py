@@ -322,6 +322,14 @@ def sweep(
             "repeat, for quality parity in `compare`. (default: 0)"
         ),
     ] = None,
+    fork_server: Annotated[
+        bool,
+        _opt(
+            "Fork one-process points from a server that has imported torch and the harness "
+            "once (seconds less start-up per point); --no-fork-server starts each in a fresh "
+            "interpreter."
+        ),
+    ] = True,
 ) -> None:
     """Run a grid of points, each in its own process; end with the compare table."""
     from bench.sweep import sweep_command
@@ -344,6 +352,7 @@ def sweep(
             device=device,
             data_dir=data_dir,
             seeds=seeds,
+            fork_server=fork_server,
         )
     except ConfigError as err:
         fail_usage(str(err))

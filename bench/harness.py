@@ -151,6 +151,7 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
         record["status"] = "failed"
         record["reason"] = f"{type(err).__name__} during {phase}: {first_line}"
     record["run"]["phase_s"] = phase.durations()
+    record["run"]["process_start"] = bench.PROCESS_START
     try:
         if _writes_record(ctx, record):
             append_record(cfg.out, record)

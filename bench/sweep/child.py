@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import launcher
 from bench.config import RunConfig
+from bench.sweep.warm import WarmStarter, bench_run_argv
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,20 +136,34 @@ def _tail(path: str, lines: int = STDERR_TAIL_LINES) -> list[str]:
 
 
 def run_child(
-    cmd: list[str], timeout_s: float, log_prefix: str, signals: SignalCatcher
+    cmd: list[str],
+    timeout_s: float,
+    log_prefix: str,
+    signals: SignalCatcher,
+    warm: WarmStarter | None = None,
 ) -> ChildResult:
     """Run one child in its own process group to the end, the time limit, or a signal to
-    the sweep; stdout and stderr go to files next to `log_prefix`."""
+    the sweep; stdout and stderr go to files next to `log_prefix`. With `warm`, a
+    `python -m bench.run` command is forked from its server instead (same options, same
+    handling), where the server is usable."""
+    argv = bench_run_argv(cmd) if warm is not None else None
+    forked = argv is not None and warm.usable()  # starts the server first: not the point's time
     start = time.monotonic()
-    with open(log_prefix + ".stdout", "wb") as out, open(log_prefix + ".stderr", "wb") as err:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=child_env(),
-            start_new_session=True,  # its own group: Ctrl-C reaches the sweep, which decides
-        )
+    if forked:
+        proc = warm.start(argv, log_prefix + ".stdout", log_prefix + ".stderr", child_env())
+    else:
+        with (
+            open(log_prefix + ".stdout", "wb") as out,
+            open(log_prefix + ".stderr", "wb") as err,
+        ):
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=child_env(),
+                start_new_session=True,  # its own group: Ctrl-C reaches the sweep, which decides
+            )
     timed_out, stopped_by, stop_at, killed = False, None, None, False
     targets: list[int] = []
     while True:
@@ -169,7 +184,10 @@ def run_child(
             stop_at = now
         elif stop_at is not None and not killed:
             if now - stop_at >= STOP_GRACE_S or len(signals.received) > 1:
-                _kill_all(proc.pid, targets)
+                # the child by its pid too (still running, so not yet reused): a forked
+                # point makes its group (setsid) only once it runs, so a stop in its first
+                # instant finds no group
+                _kill_all(proc.pid, [proc.pid, *targets])
                 killed = True
     if stop_at is not None:  # workers torchrun left behind, if it died first
         _kill_all(proc.pid, [pid for pid in targets if _alive(pid)])

@@ -24,6 +24,7 @@ from bench.sweep.plan import (
     recorded_keys,
 )
 from bench.sweep.spec import SweepSpec, build_spec
+from bench.sweep.warm import WarmStarter
 
 # ------------------------------------------------------------------------------ progress
 
@@ -101,7 +102,12 @@ def _outcome_line(
 
 
 def _run_point(
-    run: PlannedRun, spec: SweepSpec, work: str, index: int, signals: SignalCatcher
+    run: PlannedRun,
+    spec: SweepSpec,
+    work: str,
+    index: int,
+    signals: SignalCatcher,
+    warm: WarmStarter | None,
 ) -> tuple[dict, float | None]:
     """One run in a child process: its record and the child's wall time."""
     point_out = os.path.join(work, f"run{index:04d}.jsonl")
@@ -115,6 +121,7 @@ def _run_point(
         spec.timeout_s,
         os.path.join(work, f"run{index:04d}"),
         signals,
+        warm,
     )
     child = _child_record(point_out)
     if child is not None:
@@ -169,6 +176,7 @@ def execute(spec: SweepSpec) -> int:
         flush=True,
     )
     statuses: Counter = Counter()
+    warm = WarmStarter() if spec.fork_server else None
     with (
         tempfile.TemporaryDirectory(prefix="gan-bench-sweep-") as work,
         SignalCatcher() as signals,
@@ -183,7 +191,13 @@ def execute(spec: SweepSpec) -> int:
                 )
                 wall_s = None
             else:
-                record, wall_s = _run_point(run, spec, work, index, signals)
+                record, wall_s = _run_point(run, spec, work, index, signals, warm)
+                if warm is not None and warm.reason:
+                    print(
+                        f"gan-bench sweep: fresh interpreters for every point ({warm.reason})",
+                        file=sys.stderr,
+                    )
+                    warm = None
             append_record(spec.out, record)
             statuses[record["status"]] += 1
             rate = (record.get("metrics") or {}).get("images_per_s")

@@ -105,6 +105,8 @@ class SweepSpec:
     resume: bool = True
     dry_run: bool = False
     data_dir: str | None = None
+    # One-process points forked from a server that has done the imports (bench/sweep/warm.py)
+    fork_server: bool = True
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
@@ -138,6 +140,7 @@ def build_spec(
     device: str = "auto",
     data_dir: str | None = None,
     seeds: str | None = None,
+    fork_server: bool = True,
     machine: Machine | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
@@ -196,6 +199,7 @@ def build_spec(
         resume=resume,
         dry_run=dry_run,
         data_dir=data_dir,
+        fork_server=fork_server,
     )
 
 

@@ -67,6 +67,7 @@ def test_record_is_complete_and_consistent(tmp_path):
     ]  # fmt: skip
     assert all(seconds >= 0 for seconds in phases.values())
     assert phases["timed"] >= metrics["timed_s"]
+    assert run_info["process_start"] == "interpreter"
 
 
 def _mlp_linear_flops(batch: int) -> int:
