@@ -413,15 +413,24 @@ def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> floa
     # Real data sets get a quality evaluation by default (bench/quality): ~5 s on this CPU
     # once its extractor is cached (the first one trains for ~20 s more).
     quality_s = 0.0 if point.dataset == "synthetic" else 5.0
+    # A point forked from the warm server (bench/sweep/warm.py) skips the imports.
+    forked = spec.fork_server and point.world_size == 1
     if spec.machine.device_type == "cpu":
-        start = quality_s + (5.0 if point.world_size == 1 else 5.0 + 2.5 * point.world_size)
+        if forked:
+            start = quality_s + 0.5
+        else:
+            start = quality_s + (5.0 if point.world_size == 1 else 5.0 + 2.5 * point.world_size)
         # N processes share the cores one process had: each iteration ~N times slower.
         per_iteration = _CPU_S_PER_IMAGE.get(point.model, 2e-3) * point.batch_size
         work = iterations * per_iteration * point.world_size
         compile_s = (2.0 if compiled_before else 25.0) if compiles else 0.0
     else:
-        start, work = quality_s + 10.0 + 3.0 * point.world_size, iterations * 0.02
-        compile_s = (10.0 if compiled_before else 60.0) if compiles else 0.0
+        # One H100 host (torch 2.11): imports 8-11 s, then ~2 s of setup, FLOP count and
+        # sample grid; a first compile of a DCGAN-64 step 27-34 s
+        # (results/NVIDIA-H100-80GB-HBM3/sweep.jsonl, run.phase_s).
+        start = quality_s + (2.0 if forked else 12.0 + 3.0 * (point.world_size - 1))
+        work = iterations * 0.02
+        compile_s = (10.0 if compiled_before else 35.0) if compiles else 0.0
     return start + work + compile_s
 
 

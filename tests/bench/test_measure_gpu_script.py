@@ -38,7 +38,7 @@ def test_unknown_section_is_refused_before_anything_runs(tmp_path):
     result = run_script(out, "60", "gpu-tests", "benchmarks")
     assert result.returncode == 2
     assert "unknown section 'benchmarks'" in result.stderr
-    assert "known: device-rates gpu-tests kernels eager-why goals-compile" in result.stderr
+    assert "known: device-rates compile-cl-why default-sweep parity" in result.stderr
     assert not out.exists()
 
 
