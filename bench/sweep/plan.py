@@ -49,10 +49,11 @@ def _block(models, datasets, batch_sizes, precisions, world_sizes, variants) -> 
 # process start costs ~5 s (torch and dynamo imports: a 1-step run takes 5.7 s), torchrun
 # with 2 workers ~10 s; an eager iteration at batch 64 takes ~18 ms (mlp) and ~150 ms
 # (dcgan32); a first torch.compile 20-30 s (~2 s once inductor's on-disk cache holds the
-# kernels). Start-up dominates, so the plan is few points, not a Cartesian product: mostly
+# kernels). Start-up dominated, so the plan is few points, not a Cartesian product: mostly
 # mlp at batch 128, each axis at two values once, compile next to its eager baseline. A
 # first 8-point version (batch × precision crossed, dcgan32 and mnist5k apart) took 4.5 min
-# on a loaded machine; this one has 6 points.
+# on a loaded machine; this one has 6 points. One-process points now fork from a warm server
+# (bench/sweep/warm.py: ~0.1 s of start-up), and the 12 runs take about 40 s.
 CPU_DEFAULT_BLOCKS = (
     # batch size, then precision, with the cheap model on one process
     _block(("mlp",), ("synthetic",), (32, 128), ("fp32",), (1,), ("eager",)),
