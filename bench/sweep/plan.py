@@ -312,13 +312,32 @@ def point_config(
     return cfg
 
 
+# Compile modes in the order their points run within a repeat, cheapest first: no compile
+# (seconds a point on an H100), inductor's default and reduce-overhead (a cold compile of a
+# DCGAN-64 step took 27-34 s there), then the modes that autotune (minutes). A sweep cut
+# off by its time limit has then measured the most points, the compile baselines before
+# the autotuned variants; a later call resumes the rest.
+COMPILE_COST_ORDER = (
+    "none",
+    "default",
+    "reduce-overhead",
+    "max-autotune-no-cudagraphs",
+    "max-autotune",
+)
+
+
+def _compile_cost(point: Point) -> int:
+    return COMPILE_COST_ORDER.index(VARIANTS[point.variant].fields["compile_mode"])
+
+
 def plan_runs(
     points: list[Point], spec: SweepSpec, done: set[tuple] | None = None
 ) -> list[PlannedRun]:
     """Every (point, seed, repeat), repeat-major: all points once, then all again, so that a
     slow drift of the machine (heat, a neighbour's job) spreads over the points instead of
     landing on one, and an interrupted sweep has covered every point. Within a repeat,
-    seed-major: the first pass over the seeds already gives `compare` a quality spread."""
+    cheapest compile mode first (COMPILE_COST_ORDER), then seed-major: the first pass over
+    the seeds already gives `compare` a quality spread; the points' own order after that."""
     done = done or set()
     reasons: dict[Point, str | None] = {}
     for point in points:
@@ -334,7 +353,19 @@ def plan_runs(
     environment = spec.environment_key() if done else ()
     workload = spec_workload(spec)
     runs = []
-    for repeat, seed, point in itertools.product(range(spec.repeats), spec.seeds, points):
+    by_cost = sorted(points, key=_compile_cost)  # stable: the given order within a mode
+    cost_classes = [
+        [p for p in by_cost if _compile_cost(p) == cost]
+        for cost in sorted({_compile_cost(p) for p in points})
+    ]
+    order = [
+        (repeat, seed, point)
+        for repeat in range(spec.repeats)
+        for cost_class in cost_classes
+        for seed in spec.seeds
+        for point in cost_class
+    ]
+    for repeat, seed, point in order:
         reason = reasons[point]
         key = run_key(point, repeat, workload, environment, seed)
         if (key, "ok") in done or (reason and (key, "skipped") in done):
@@ -428,10 +459,14 @@ def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> floa
     else:
         # One H100 host (torch 2.11): imports 8-11 s, then ~2 s of setup, FLOP count and
         # sample grid; a first compile of a DCGAN-64 step 27-34 s
-        # (results/NVIDIA-H100-80GB-HBM3/sweep.jsonl, run.phase_s).
+        # (results/NVIDIA-H100-80GB-HBM3/sweep.jsonl, run.phase_s). The autotuning modes
+        # benchmark every GEMM/convolution template and Triton config: minutes (not yet
+        # measured there; 150 s assumed).
         start = quality_s + (2.0 if forked else 12.0 + 3.0 * (point.world_size - 1))
         work = iterations * 0.02
-        compile_s = (10.0 if compiled_before else 35.0) if compiles else 0.0
+        autotunes = _compile_cost(point) >= COMPILE_COST_ORDER.index("max-autotune-no-cudagraphs")
+        cold_s = 150.0 if autotunes else 35.0
+        compile_s = (10.0 if compiled_before else cold_s) if compiles else 0.0
     return start + work + compile_s
 
 

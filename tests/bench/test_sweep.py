@@ -29,6 +29,7 @@ from bench.sweep import (
     skip_reason,
     warm,
 )
+from bench.variants import VARIANTS
 
 CPU2 = Machine(
     device_type="cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=False
@@ -92,6 +93,23 @@ def test_default_cpu_grid_shows_every_axis_with_eager_baselines():
             )
     # runs in one process before the point that needs torchrun, baseline before variant
     assert all(skip_reason(p, CPU2) is None for p in points)
+
+
+def test_within_a_repeat_points_run_cheapest_compile_mode_first():
+    """A GPU sweep cut off by its time limit has measured the most points, and the
+    compile baselines before the modes that autotune for minutes; repeats stay outermost."""
+    spec = build_spec(machine=GPU8, repeats=2)
+    runs = plan_runs(spec.points(), spec)
+    modes = plan.COMPILE_COST_ORDER
+    cost = [modes.index(VARIANTS[r.point.variant].fields["compile_mode"]) for r in runs]
+    repeats = [r.repeat for r in runs]
+    assert repeats == sorted(repeats)
+    for repeat in (0, 1):
+        costs = [c for c, r in zip(cost, repeats, strict=True) if r == repeat]
+        assert costs == sorted(costs) and costs[0] == 0
+        assert costs[-1] == modes.index("max-autotune-no-cudagraphs")
+    first = [r.point for r in runs if r.repeat == 0]
+    assert sorted(first, key=str) == sorted(spec.points(), key=str)  # each point once a repeat
 
 
 def test_default_cpu_grid_is_estimated_to_fit_five_minutes():
