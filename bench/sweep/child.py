@@ -58,6 +58,7 @@ class ChildResult:
     timed_out: bool
     stopped_by: int | None  # the signal the sweep received (SIGINT/SIGTERM), if any
     stderr_tail: list[str]
+    forked: bool = False  # forked from the warm server (bench/sweep/warm.py), not exec'd
 
 
 class SignalCatcher:
@@ -197,6 +198,7 @@ def run_child(
         timed_out=timed_out,
         stopped_by=stopped_by,
         stderr_tail=_tail(log_prefix + ".stderr"),
+        forked=forked,
     )
 
 

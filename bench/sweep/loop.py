@@ -108,9 +108,12 @@ def _run_point(
     index: int,
     signals: SignalCatcher,
     warm: WarmStarter | None,
+    name: str = "",
 ) -> tuple[dict, float | None]:
-    """One run in a child process: its record and the child's wall time."""
-    point_out = os.path.join(work, f"run{index:04d}.jsonl")
+    """One run in a child process: its record and the child's wall time. Its files are
+    named after `index` (and `name`, for a second try of the same run)."""
+    prefix = os.path.join(work, f"run{index:04d}{name}")
+    point_out = prefix + ".jsonl"
     try:
         cfg = point_config(run.point, run.repeat, spec, out=point_out, seed=run.seed)
     except ConfigError as err:  # checked when planning; the machine changed since (TRITON_*?)
@@ -119,7 +122,7 @@ def _run_point(
     result = run_child(
         point_command(cfg, run.point.world_size),
         spec.timeout_s,
-        os.path.join(work, f"run{index:04d}"),
+        prefix,
         signals,
         warm,
     )
@@ -127,7 +130,14 @@ def _run_point(
     if child is not None:
         _keep_sample_grid(child, work, spec.out)
     record = outcome_record(run.point, run.repeat, spec, result, child, seed=run.seed)
+    # also where the child left no record of its own (a crash before it could write one)
+    run_info = record.setdefault("run", {})
+    run_info["process_start"] = "fork server" if result.forked else "interpreter"
     return record, result.wall_s
+
+
+def _forked(record: dict) -> bool:
+    return (record.get("run") or {}).get("process_start") == "fork server"
 
 
 def _keep_sample_grid(record: dict, work: str, out: str) -> None:
@@ -177,6 +187,7 @@ def execute(spec: SweepSpec) -> int:
     )
     statuses: Counter = Counter()
     warm = WarmStarter() if spec.fork_server else None
+    warm_proven = False  # until a forked point has run ok
     with (
         tempfile.TemporaryDirectory(prefix="gan-bench-sweep-") as work,
         SignalCatcher() as signals,
@@ -192,6 +203,22 @@ def execute(spec: SweepSpec) -> int:
                 wall_s = None
             else:
                 record, wall_s = _run_point(run, spec, work, index, signals, warm)
+                if warm is not None and not warm_proven and _forked(record):
+                    if record["status"] == "ok":
+                        warm_proven = True
+                    elif record["status"] == "failed" and not signals.received:
+                        # The first forked points are checked: one that fails is run again
+                        # in a fresh interpreter, and if it runs there, the server is at
+                        # fault (a CUDA context a fork cannot inherit, say) and is dropped.
+                        fresh, fresh_wall_s = _run_point(
+                            run, spec, work, index, signals, None, name="-fresh"
+                        )
+                        if fresh["status"] == "ok":
+                            warm.reason = (
+                                f"a point failed when forked ({record['reason']}) and ran in "
+                                "a fresh interpreter"
+                            )[:300]
+                        record, wall_s = fresh, fresh_wall_s
                 if warm is not None and warm.reason:
                     print(
                         f"gan-bench sweep: fresh interpreters for every point ({warm.reason})",

@@ -683,6 +683,23 @@ def test_a_server_that_loaded_the_cuda_driver_is_never_forked_from(tmp_path, mon
     )
 
 
+def test_a_server_whose_first_forked_point_fails_where_a_fresh_one_runs_is_dropped(
+    tmp_path, monkeypatch, capsys
+):
+    def broken_start(self, argv, stdout_path, stderr_path, env):  # a fork that cannot run
+        process = self._context.Process(target=sys.exit, args=(1,))
+        process.start()
+        return warm._ForkedProcess(process)
+
+    monkeypatch.setattr(warm.WarmStarter, "start", broken_start)
+    spec = one_point_spec(tmp_path, batch_sizes="8,16")
+    assert sweep.execute(spec) == 0
+    assert [r["status"] for r in records(spec.out)] == ["ok", "ok"]
+    assert [r["run"]["process_start"] for r in records(spec.out)] == ["interpreter"] * 2
+    err = capsys.readouterr().err
+    assert "fresh interpreters for every point (a point failed when forked (exit code 1" in err
+
+
 def test_an_environment_changed_since_the_server_started_gets_a_fresh_interpreter(monkeypatch):
     starter = warm.WarmStarter()
     assert starter.usable()
