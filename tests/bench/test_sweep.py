@@ -683,6 +683,16 @@ def test_a_server_that_loaded_the_cuda_driver_is_never_forked_from(tmp_path, mon
     )
 
 
+@pytest.mark.gpu
+def test_a_forked_point_starts_cuda_itself_and_runs_on_the_gpu(tmp_path):
+    spec = one_point_spec(tmp_path, device="cuda", precisions="bf16", variants="cuda-graph")
+    assert sweep.execute(spec) == 0
+    record = only_record(spec.out)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["process_start"] == "fork server"
+    assert record["run"]["cuda_graph"]["captured"] is True
+
+
 def test_a_server_whose_first_forked_point_fails_where_a_fresh_one_runs_is_dropped(
     tmp_path, monkeypatch, capsys
 ):
