@@ -5,8 +5,9 @@ A fresh `python -m bench.run` spends its first seconds importing: ~4 s on the 2-
 8-11 s on an H100 machine's host (`run.phase_s["start-up"]` in
 results/NVIDIA-H100-80GB-HBM3/sweep.jsonl), against 1-4 s of training at most goal points.
 A forked point is still its own process, so a crash or an OOM takes down only that point,
-and it starts CUDA itself: the server never touches the GPU (checked before the first point,
-`_server_is_clean`), because a CUDA driver initialised before a fork is unusable after it.
+and it starts CUDA itself: the server never touches the GPU (a probe forked from it checks,
+before the first point), because a CUDA driver initialised before a fork is unusable after
+it.
 Built on multiprocessing's forkserver, the same fork-after-import that PyTorch's DataLoader
 workers rely on. Points that need more than one process still go through torchrun.
 """
