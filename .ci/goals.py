@@ -312,6 +312,25 @@ def end_to_end_goals(out: Path) -> list[Verdict]:
             continue
         figure = f"{b.variant.variant}: {b.vs_compile:.2f}× compile"
         verdicts.append(Verdict(6, goal, figure, b.vs_compile >= MIN_VS_COMPILE))
+    return verdicts + _not_run(out / "sweep.jsonl")
+
+
+def _not_run(path: Path) -> list[Verdict]:
+    """The variants of the GPU sweeps that did not run ok: no verdict of their own, but a
+    best variant is only best among those that ran."""
+    if not path.is_file():
+        return []
+    verdicts = []
+    for group in compare.summarise(compare.load_rows([str(path)])).groups:
+        if group.device_type != "cuda":
+            continue
+        for summary in group.variants:
+            if summary.repeats_ok < summary.repeats_total and summary.status != "skipped":
+                reason = (summary.reason or "")[:160]
+                figure = f"{summary.status}" + (f": {reason}" if reason else "")
+                verdicts.append(
+                    Verdict(6, f"{group.label}: {summary.variant} did not run ok", figure, None)
+                )
     return verdicts
 
 

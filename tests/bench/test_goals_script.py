@@ -90,6 +90,20 @@ def test_end_to_end_speedups_mfu_and_compile(goals, tmp_path):
     assert [v.met for v in vs_compile if "batch 1024" in v.goal] == [None]
 
 
+def test_variants_that_did_not_run_ok_are_listed_without_a_verdict(goals, tmp_path):
+    failed = {
+        **run_record("compile+channels-last+cuda-graph", None),
+        "status": "failed",
+        "reason": "AssertionError during warm-up, iteration 1: expected size 512==512",
+    }
+    write_jsonl(tmp_path / "sweep.jsonl", [run_record("eager", 10_000), failed])
+    rows = [v for v in goals.end_to_end_goals(tmp_path) if "did not run ok" in v.goal]
+    assert [(v.met, v.goal.split(": ")[-1]) for v in rows] == [
+        (None, "compile+channels-last+cuda-graph did not run ok")
+    ]
+    assert rows[0].figure.startswith("failed") and "expected size 512==512" in rows[0].figure
+
+
 def test_kernel_goals(goals, tmp_path):
     large = "large-64x64x64-nchw"
     small = "dcgan64-512x4x4-nchw-bf16"
