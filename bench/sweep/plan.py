@@ -353,17 +353,14 @@ def plan_runs(
     environment = spec.environment_key() if done else ()
     workload = spec_workload(spec)
     runs = []
-    by_cost = sorted(points, key=_compile_cost)  # stable: the given order within a mode
-    cost_classes = [
-        [p for p in by_cost if _compile_cost(p) == cost]
-        for cost in sorted({_compile_cost(p) for p in points})
-    ]
+    costs = {point: _compile_cost(point) for point in points}
     order = [
         (repeat, seed, point)
         for repeat in range(spec.repeats)
-        for cost_class in cost_classes
+        for cost in sorted(set(costs.values()))
         for seed in spec.seeds
-        for point in cost_class
+        for point in points
+        if costs[point] == cost
     ]
     for repeat, seed, point in order:
         reason = reasons[point]
