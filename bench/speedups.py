@@ -153,6 +153,7 @@ def apply_speedups(
         ddp_stream=backend.stream if backend is not None else None,
         joint_d_batch=cfg.joint_d_batch,
         batched_casts=cfg.batched_casts,
+        memory_format=memory_format,
     )
     record["optimizer"] = {"name": "adam", "implementation": optimizer}
     record["compile_mode"] = None if cfg.compile_mode == "none" else cfg.compile_mode

@@ -98,6 +98,31 @@ _NO_FORWARD_BUFFER_SYNC = (
 )
 
 
+def draw_latents(
+    n: int,
+    latent_shape: tuple[int, ...],
+    rng: torch.Generator,
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """n standard normal latents of `latent_shape`; for a channels_last model, (C, H, W)
+    latents drawn in NHWC memory order and viewed as NCHW.
+
+    Why: a DCGAN latent is (n, 100, 1, 1), and a tensor with 1x1 spatial dims is contiguous
+    in both formats, which c10's suggest_memory_format settles as NCHW. cuDNN's transposed
+    convolution computes its weight gradient in the format its activations suggest (ATen
+    cudnn/ConvShared.cpp), so with an NCHW-strided latent G's first weight gradient came
+    out NCHW, while inductor, which predicts it from the channels_last weight, expected
+    NHWC: compile + channels-last failed its stride check on an H100 (torch 2.11;
+    results/NVIDIA-H100-80GB-HBM3/README.md). Drawn NHWC the strides are (H·W·C, 1, W·C, C),
+    which both read as channels_last. For 1x1 latents both memory orders are the same, so
+    every memory format trains on the very same values."""
+    if memory_format != torch.channels_last or len(latent_shape) != 3:
+        return torch.randn((n, *latent_shape), device=device, generator=rng)
+    c, h, w = latent_shape
+    return torch.randn((n, h, w, c), device=device, generator=rng).permute(0, 3, 1, 2)
+
+
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for param in module.parameters():
         param.requires_grad_(flag)
@@ -122,9 +147,12 @@ class GANStep:
     policy: PrecisionPolicy
     latent_shape: tuple[int, ...]
     latent_rng: torch.Generator
+    latent_memory_format: torch.memory_format = torch.contiguous_format
 
     def _latent(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randn((n, *self.latent_shape), device=device, generator=self.latent_rng)
+        return draw_latents(
+            n, self.latent_shape, self.latent_rng, device, self.latent_memory_format
+        )
 
     def __call__(self, real_batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration over len(real_batches) D updates; returns detached (d_loss, g_loss)."""
@@ -208,6 +236,7 @@ def build_step(
     ddp_stream: torch.cuda.Stream | None = None,
     joint_d_batch: bool = False,
     batched_casts: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> GANStep:
     """Wrap the models for DDP when distributed, then torch.compile them when asked, and
     build a ready-to-run GANStep. (DDP first: compiling the DDP module lets dynamo's
@@ -215,7 +244,8 @@ def build_step(
     `ddp_stream`: the stream DDP is built on, the capture stream when the iteration is
     captured as a CUDA graph (bench/cuda_graph.py). `joint_d_batch`: see
     DiscriminatorObjective. `batched_casts`: each network's autocast casts in one
-    multi-tensor copy (bench/batched_casts.py), innermost, so DDP and compile see it."""
+    multi-tensor copy (bench/batched_casts.py), innermost, so DDP and compile see it.
+    `memory_format`: the models' (the latents are drawn in it: draw_latents)."""
     g_run: nn.Module = generator
     d_run: nn.Module = discriminator
     if batched_casts:
@@ -256,4 +286,5 @@ def build_step(
         policy=policy,
         latent_shape=latent_shape,
         latent_rng=latent_rng,
+        latent_memory_format=memory_format,
     )

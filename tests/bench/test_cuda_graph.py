@@ -492,3 +492,13 @@ def test_compiled_code_is_captured_in_the_whole_iteration_graph(tmp_path):
     assert run["cuda_graph"]["captured"] is True and run["cuda_graph"]["replays"] == 7
     assert run["compile"]["recompiles"] == 0, run["compile"]["recompile_reasons"]
     assert run["compile"]["frames_compiled"] > 0
+
+
+@pytest.mark.gpu
+def test_compiled_channels_last_iteration_passes_inductors_stride_checks(tmp_path):
+    """compile + channels-last: G's first weight gradient has the strides inductor predicts
+    (bench/train.py draw_latents; it failed with NCHW-strided latents on an H100)."""
+    run = _harness_run_on_cuda(tmp_path, "dcgan32", "compile+channels-last+cuda-graph")["run"]
+    assert run["memory_format"] == "channels_last"
+    assert run["cuda_graph"]["captured"] is True
+    assert run["compile"]["recompiles"] == 0, run["compile"]["recompile_reasons"]

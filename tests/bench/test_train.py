@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.precision import make_policy
-from bench.train import DiscriminatorObjective
+from bench.train import DiscriminatorObjective, draw_latents
 from gan_models import build_pair, get_loss
 from gan_steps import step_for
 
@@ -59,6 +59,54 @@ def test_parameters_move_and_stay_finite():
     after = list(pair.generator.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
     assert all(torch.isfinite(p).all() for p in after)
+
+
+def _conv_transpose_backend_format(z: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """The memory format ATen's convolution dispatch reads off (z, weight): the C++ decision
+    that cuDNN's transposed-convolution weight gradient follows with the activations."""
+    options = dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], transposed=True,
+                   output_padding=[0, 0], groups=1, bias=None, bias_sizes=None)  # fmt: skip
+    backend = torch._C._select_conv_backend(z, weight, **options)
+    return torch._C._conv_determine_backend_memory_format(z, weight, backend)
+
+
+def test_channels_last_latents_are_read_as_channels_last_with_the_same_values():
+    cpu, nchw_weight = torch.device("cpu"), torch.randn(100, 64, 4, 4)
+    plain = draw_latents(6, (100, 1, 1), torch.Generator().manual_seed(3), cpu)
+    nhwc = draw_latents(6, (100, 1, 1), torch.Generator().manual_seed(3), cpu, torch.channels_last)
+    assert torch.equal(plain, nhwc)  # 1x1 latents: the same memory order, the same values
+    assert nhwc.stride() == (100, 1, 100, 100)
+    # A (n, 100, 1, 1) latent drawn NCHW is contiguous in both formats and read as NCHW.
+    assert plain.is_contiguous(memory_format=torch.channels_last)
+    assert _conv_transpose_backend_format(plain, nchw_weight) == torch.contiguous_format
+    assert _conv_transpose_backend_format(nhwc, nchw_weight) == torch.channels_last
+    # Latents with spatial extent: the same distribution, NHWC strides; others untouched.
+    wide = draw_latents(2, (8, 2, 3), torch.Generator(), cpu, torch.channels_last)
+    assert wide.shape == (2, 8, 2, 3) and wide.stride() == (48, 1, 24, 8)
+    flat = draw_latents(2, (100,), torch.Generator(), cpu, torch.channels_last)
+    assert flat.shape == (2, 100) and flat.is_contiguous()
+
+
+def test_a_channels_last_step_hands_the_generator_channels_last_latents():
+    torch.manual_seed(0)
+    loss = get_loss("non-saturating")
+    pair = build_pair("dcgan32", channels=1)
+    pair.generator.to(memory_format=torch.channels_last)
+    pair.discriminator.to(memory_format=torch.channels_last)
+    step = step_for(
+        pair,
+        loss,
+        make_policy("fp32", "cpu"),
+        torch.Generator().manual_seed(0),
+        memory_format=torch.channels_last,
+    )
+    seen = []
+    pair.generator.register_forward_pre_hook(lambda _module, args: seen.append(args[0].stride()))
+    real = (torch.rand((4, *pair.image_shape)) * 2 - 1).contiguous(
+        memory_format=torch.channels_last
+    )
+    step([real])
+    assert seen == [(100, 1, 100, 100)]
 
 
 def test_wgan_gp_critic_step_runs_the_penalty():
