@@ -300,7 +300,7 @@ def sweep(
         int | None, _opt("Timed iterations per run. (default: 20 on CPU, 100 on GPU)")
     ] = None,
     warmup_steps: Annotated[
-        int | None, _opt("Untimed iterations first. (default: 3 on CPU, 10 on GPU)")
+        int | None, _opt("Untimed iterations first. (default: 3 on CPU, 12 on GPU)")
     ] = None,
     repeats: Annotated[
         int | None, _opt("Runs of each point (median and spread). (default: 2 CPU, 3 GPU)")
@@ -330,6 +330,15 @@ def sweep(
             "interpreter."
         ),
     ] = True,
+    precompile_jobs: Annotated[
+        int | None,
+        _opt(
+            "Processes that compile the points using torch.compile default or "
+            "reduce-overhead ahead, this many at once, into inductor's on-disk caches; each "
+            "point then runs alone and loads its compiled code. 0: each point compiles in "
+            "its own run. (default: one per 4 CPU cores, at most 4)"
+        ),
+    ] = None,
 ) -> None:
     """Run a grid of points, each in its own process; end with the compare table."""
     from bench.sweep import sweep_command
@@ -353,6 +362,7 @@ def sweep(
             data_dir=data_dir,
             seeds=seeds,
             fork_server=fork_server,
+            precompile_jobs=precompile_jobs,
         )
     except ConfigError as err:
         fail_usage(str(err))

@@ -57,6 +57,19 @@ def _one_reason_per_recompile(failures: dict) -> list[str]:
     return reasons
 
 
+def _cache_counts(counters) -> dict:
+    """Lookups in inductor's on-disk caches this run: graphs loaded compiled ("hits")
+    against compiled afresh ("misses"); "bypasses": graphs the cache cannot hold. A point
+    compiled ahead by the sweep (bench/sweep/precompile.py) should show hits only."""
+    kinds = {"hits": "hit", "misses": "miss", "bypasses": "bypass"}
+    caches = {"fx_graph": ("inductor", "fxgraph_cache"),
+              "aot_autograd": ("aot_autograd", "autograd_cache")}  # fmt: skip
+    return {
+        name: {kind: counters[group][f"{prefix}_{suffix}"] for kind, suffix in kinds.items()}
+        for name, (group, prefix) in caches.items()
+    }
+
+
 class CompileWatch:
     """Counters for one run with `compile_mode`; `close()` detaches from the logger."""
 
@@ -91,6 +104,7 @@ class CompileWatch:
             "inductor_cudagraphs": inductor_graphs,
             "cudagraph_skips": skips,
             "cudagraph_skip_reasons": self._skips.messages[:MAX_REASONS],
+            "caches": _cache_counts(counters),
         }
 
     def close(self) -> None:

@@ -2,7 +2,12 @@
 
 import sys
 
-from bench.cli import main
+from bench import cli
+
+
+def main(argv: list[str]) -> None:
+    cli.main(["run", *argv])
+
 
 if __name__ == "__main__":
-    main(["run", *sys.argv[1:]])
+    main(sys.argv[1:])

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bench import launcher
 from bench.config import RunConfig
-from bench.sweep.warm import WarmStarter, bench_run_argv
+from bench.records import read_records
+from bench.sweep.warm import WarmStarter, warm_entry
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,14 @@ def point_command(cfg: RunConfig, world_size: int) -> list[str]:
     if "--seed" not in cmd:  # to_cli_args leaves out values equal to the defaults
         cmd += ["--seed", str(cfg.seed)]
     return cmd
+
+
+def child_record(path: str) -> dict | None:
+    """The last whole record a child wrote to `path`, or None."""
+    if not os.path.exists(path):
+        return None
+    records = [record for _, record in read_records(path) if record is not None]
+    return records[-1] if records else None
 
 
 @dataclass
@@ -145,13 +154,13 @@ def run_child(
 ) -> ChildResult:
     """Run one child in its own process group to the end, the time limit, or a signal to
     the sweep; stdout and stderr go to files next to `log_prefix`. With `warm`, a
-    `python -m bench.run` command is forked from its server instead (same options, same
-    handling), where the server is usable."""
-    argv = bench_run_argv(cmd) if warm is not None else None
-    forked = argv is not None and warm.usable()  # starts the server first: not the point's time
+    `python -m bench.run` (or precompile) command is forked from its server instead (same
+    options, same handling), where the server is usable."""
+    entry = warm_entry(cmd) if warm is not None else None
+    forked = entry is not None and warm.usable()  # starts the server first: not the point's time
     start = time.monotonic()
     if forked:
-        proc = warm.start(argv, log_prefix + ".stdout", log_prefix + ".stderr", child_env())
+        proc = warm.start(entry, log_prefix + ".stdout", log_prefix + ".stderr", child_env())
     else:
         with (
             open(log_prefix + ".stdout", "wb") as out,

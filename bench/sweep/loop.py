@@ -12,17 +12,20 @@ from collections import Counter
 
 from bench import compare
 from bench.config import ConfigError
-from bench.records import append_record, read_records
-from bench.sweep.child import SignalCatcher, point_command, run_child
+from bench.records import append_record
+from bench.sweep.child import SignalCatcher, child_record, point_command, run_child
 from bench.sweep.outcome import outcome_record, sweep_record
 from bench.sweep.plan import (
     PlannedRun,
+    Point,
     estimate_runs_s,
     plan_runs,
     point_config,
+    precompilable,
     print_plan,
     recorded_keys,
 )
+from bench.sweep.precompile import run_precompiles, select
 from bench.sweep.spec import SweepSpec, build_spec
 from bench.sweep.warm import WarmStarter
 
@@ -69,6 +72,13 @@ class SweepProgress:
         if self._bar:
             self._bar.stop()
 
+    def note(self, line: str) -> None:
+        """A line that is no run's outcome (the precompiles')."""
+        if self._bar:
+            self._bar.console.print(line, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def finished(self, weight: float, line: str, last: str = "") -> None:
         if weight:
             self.done += 1
@@ -109,9 +119,11 @@ def _run_point(
     signals: SignalCatcher,
     warm: WarmStarter | None,
     name: str = "",
+    precompiled: bool = False,
 ) -> tuple[dict, float | None]:
     """One run in a child process: its record and the child's wall time. Its files are
-    named after `index` (and `name`, for a second try of the same run)."""
+    named after `index` (and `name`, for a second try of the same run). `precompiled`: a
+    precompile process compiled its graphs ahead (bench/sweep/precompile.py)."""
     prefix = os.path.join(work, f"run{index:04d}{name}")
     point_out = prefix + ".jsonl"
     try:
@@ -126,13 +138,14 @@ def _run_point(
         signals,
         warm,
     )
-    child = _child_record(point_out)
+    child = child_record(point_out)
     if child is not None:
         _keep_sample_grid(child, work, spec.out)
     record = outcome_record(run.point, run.repeat, spec, result, child, seed=run.seed)
     # also where the child left no record of its own (a crash before it could write one)
     run_info = record.setdefault("run", {})
     run_info["process_start"] = "fork server" if result.forked else "interpreter"
+    run_info["precompiled"] = precompiled
     return record, result.wall_s
 
 
@@ -154,13 +167,6 @@ def _keep_sample_grid(record: dict, work: str, out: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     shutil.move(path, dest)
     metrics["sample_grid_path"] = dest
-
-
-def _child_record(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    records = [record for _, record in read_records(path) if record is not None]
-    return records[-1] if records else None
 
 
 def execute(spec: SweepSpec) -> int:
@@ -188,6 +194,7 @@ def execute(spec: SweepSpec) -> int:
     statuses: Counter = Counter()
     warm = WarmStarter() if spec.fork_server else None
     warm_proven = False  # until a forked point has run ok
+    precompiled: set[Point] | None = None  # the points compiled ahead, once that has run
     with (
         tempfile.TemporaryDirectory(prefix="gan-bench-sweep-") as work,
         SignalCatcher() as signals,
@@ -202,7 +209,17 @@ def execute(spec: SweepSpec) -> int:
                 )
                 wall_s = None
             else:
-                record, wall_s = _run_point(run, spec, work, index, signals, warm)
+                if precompiled is None and spec.precompile_jobs and precompilable(run.point):
+                    # At the first point that compiles: every point of the sweep that will
+                    # compile in such a mode, ahead, several at once.
+                    ahead = select([r for r, _ in todo[index - 1 :]])
+                    precompiled = run_precompiles(ahead, spec, work, signals, warm, progress.note)
+                    if signals.received:
+                        break
+                record, wall_s = _run_point(
+                    run, spec, work, index, signals, warm,
+                    precompiled=run.point in (precompiled or ()),
+                )  # fmt: skip
                 if warm is not None and not warm_proven and _forked(record):
                     if record["status"] == "ok":
                         warm_proven = True
@@ -211,8 +228,9 @@ def execute(spec: SweepSpec) -> int:
                         # in a fresh interpreter, and if it runs there, the server is at
                         # fault (a CUDA context a fork cannot inherit, say) and is dropped.
                         fresh, fresh_wall_s = _run_point(
-                            run, spec, work, index, signals, None, name="-fresh"
-                        )
+                            run, spec, work, index, signals, None, name="-fresh",
+                            precompiled=run.point in (precompiled or ()),
+                        )  # fmt: skip
                         if fresh["status"] == "ok":
                             warm.reason = (
                                 f"a point failed when forked ({record['reason']}) and ran in "

@@ -82,8 +82,8 @@ GPU_DEFAULTS = {"steps": 100, "warmup_steps": 12, "repeats": 3, "timeout_s": 180
 # 256 registered variants x 3 models x 3 batches x 3 precisions would be 6,912 points per
 # world size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128
 # (launch-bound) and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16,
-# over every speed-up alone and the combinations that can beat them; then precision at
-# DCGAN-32; then scaling.
+# over every speed-up alone, each compile mode with the fused kernels, and the stacks that
+# can beat them, compiled and not; then precision at DCGAN-32; then scaling.
 DCGAN_GPU_VARIANTS = (
     "eager",
     "compile",
@@ -92,6 +92,9 @@ DCGAN_GPU_VARIANTS = (
     "triton",
     "channels-last",
     "cuda-graph",
+    "compile+triton",
+    "compile-reduce-overhead+triton",
+    "compile-max-autotune-no-cudagraphs+triton",
     "triton+channels-last",
     "channels-last+cuda-graph",
     "triton+channels-last+cuda-graph",
@@ -99,7 +102,8 @@ DCGAN_GPU_VARIANTS = (
     "triton+channels-last+pad-channels+cuda-graph",
     "triton+channels-last+pad-channels+batched-casts+cuda-graph",
     "compile+channels-last+cuda-graph",
-    "compile-max-autotune-no-cudagraphs+channels-last+cuda-graph",
+    "compile+triton+channels-last+pad-channels+cuda-graph",
+    "compile-max-autotune-no-cudagraphs+triton+channels-last+pad-channels+cuda-graph",
 )
 # The MLP GAN has no convolutions: channels_last and padded image channels do not apply to
 # it. Its discriminator has no BatchNorm, so joint-d does (DCGAN's D has BatchNorm: joint-d
@@ -112,6 +116,9 @@ MLP_GPU_VARIANTS = (
     "triton",
     "joint-d",
     "cuda-graph",
+    "compile+triton",
+    "compile-reduce-overhead+triton",
+    "compile-max-autotune-no-cudagraphs+triton",
     "triton+cuda-graph",
     "joint-d+cuda-graph",
     "triton+joint-d+cuda-graph",
@@ -119,6 +126,7 @@ MLP_GPU_VARIANTS = (
     "triton+joint-d+batched-casts+cuda-graph",
     "compile+cuda-graph",
     "compile+joint-d+cuda-graph",
+    "compile+triton+joint-d+cuda-graph",
 )
 PRECISION_GPU_VARIANTS = (
     "eager",
@@ -227,18 +235,21 @@ class PlannedRun:
 
 def expand(blocks: list[dict], overrides: dict | None = None) -> list[Point]:
     """The points of a union of blocks, each axis in `overrides` replacing it in every
-    block; duplicates dropped. Ordered so that a configuration's baseline (eager, world
-    size 1) runs before its variants."""
+    block; duplicates dropped. Models in the order they first appear (the default GPU
+    grid's goal blocks first: a sweep cut off by its time limit has measured those), and
+    within a model so that a configuration's baseline (eager, world size 1) runs before
+    its variants."""
     points: dict[Point, None] = {}
     for block in blocks:
         axes = {**block, **(overrides or {})}
         for values in itertools.product(*(axes[name] for name in AXES)):
             points[Point(*values)] = None
+    model_rank = {model: i for i, model in enumerate(dict.fromkeys(p.model for p in points))}
     variant_rank = {name: i for i, name in enumerate(VARIANTS)}
     return sorted(
         points,
         key=lambda p: (
-            p.model,
+            model_rank[p.model],
             p.dataset,
             p.precision,
             p.batch_size,
@@ -328,6 +339,26 @@ COMPILE_COST_ORDER = (
 
 def _compile_cost(point: Point) -> int:
     return COMPILE_COST_ORDER.index(VARIANTS[point.variant].fields["compile_mode"])
+
+
+# Compile modes whose compiled code depends on no timing on the device, so that separate
+# processes may compile their points ahead, several at once, into inductor's on-disk caches
+# (bench/sweep/precompile.py); the autotuning modes time candidate kernels while compiling.
+PRECOMPILE_MODES = ("default", "reduce-overhead")
+
+
+def precompilable(point: Point) -> bool:
+    """A point a precompile process can compile ahead: one process (torchrun's workers
+    compile under their own process group) and a compile mode of PRECOMPILE_MODES."""
+    mode = VARIANTS[point.variant].fields["compile_mode"]
+    return point.world_size == 1 and mode in PRECOMPILE_MODES
+
+
+def default_precompile_jobs(cpu_cores: int) -> int:
+    """Precompile processes at once: one per 4 host cores, at most 4 (each compiles with
+    a pool of Triton compile workers of its own); none on a 2-core machine, where compiling
+    in parallel only shares the same cores."""
+    return min(4, cpu_cores // 4)
 
 
 def plan_runs(
@@ -436,7 +467,8 @@ _CPU_S_PER_IMAGE = {"mlp": 0.3e-3, "dcgan32": 2.3e-3, "dcgan64": 9.0e-3}
 
 
 def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> float:
-    """A rough cost of one run in seconds, for the ETA and --dry-run (not a measurement)."""
+    """A rough cost of one run in seconds, for the ETA and --dry-run (not a measurement).
+    `compiled_before`: inductor's on-disk caches hold its compiled graphs."""
     compiles = VARIANTS[point.variant].fields["compile_mode"] != "none"
     iterations = spec.steps + spec.warmup_steps + 1  # +1: the FLOP count's untimed iteration
     # Real data sets get a quality evaluation by default (bench/quality): ~5 s on this CPU
@@ -467,19 +499,29 @@ def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> floa
     return start + work + compile_s
 
 
+# How much longer a compile takes in a precompile process than alone: they share the
+# device and the host's cores (an assumption: not yet measured).
+PRECOMPILE_SLOWDOWN = 1.5
+
+
 def estimate_runs_s(runs: list[PlannedRun], spec: SweepSpec) -> list[float]:
     """estimate_run_s of each run to do (0 for the others); a compile is cold only the first
-    time a (model, batch, precision, world size, variant) is seen: inductor caches on disk."""
-    seen: set = set()
+    time a point is seen: inductor caches on disk. A point compiled ahead (spec.precompile_jobs)
+    is warm, and is charged its share of the precompiles, which run that many at once."""
+    seen: set[Point] = set()
     out = []
     for run in runs:
         if run.action != "run":
             out.append(0.0)
             continue
         p = run.point
-        key = (p.model, p.batch_size, p.precision, p.world_size, p.variant)
-        out.append(estimate_run_s(p, spec, key in seen))
-        seen.add(key)
+        ahead = spec.precompile_jobs > 0 and precompilable(p) and p not in seen
+        estimate = estimate_run_s(p, spec, p in seen or ahead)
+        if ahead:  # its precompile process: about a cold run (start-up and compile)
+            cold = estimate_run_s(p, spec, False)
+            estimate += cold * PRECOMPILE_SLOWDOWN / spec.precompile_jobs
+        out.append(estimate)
+        seen.add(p)
     return out
 
 

@@ -18,6 +18,7 @@ from bench.sweep.plan import (
     Machine,
     Point,
     default_blocks,
+    default_precompile_jobs,
     detect_machine,
     env_key,
     expand,
@@ -107,6 +108,8 @@ class SweepSpec:
     data_dir: str | None = None
     # One-process points forked from a server that has done the imports (bench/sweep/warm.py)
     fork_server: bool = True
+    # Processes that compile points ahead at once (bench/sweep/precompile.py); 0: none
+    precompile_jobs: int = 0
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
@@ -141,6 +144,7 @@ def build_spec(
     data_dir: str | None = None,
     seeds: str | None = None,
     fork_server: bool = True,
+    precompile_jobs: int | None = None,
     machine: Machine | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
@@ -185,6 +189,10 @@ def build_spec(
             raise ConfigError(f"{flag} must be at least {low}, got {values[name]}")
     if not values["timeout_s"] > 0:
         raise ConfigError(f"--timeout-per-point must be positive, got {values['timeout_s']}")
+    if precompile_jobs is None:
+        precompile_jobs = default_precompile_jobs(machine.cpu_cores)
+    elif precompile_jobs < 0:
+        raise ConfigError(f"--precompile-jobs must be at least 0, got {precompile_jobs}")
     check_results_path(out)
     return SweepSpec(
         machine=machine,
@@ -200,6 +208,7 @@ def build_spec(
         dry_run=dry_run,
         data_dir=data_dir,
         fork_server=fork_server,
+        precompile_jobs=precompile_jobs,
     )
 
 

@@ -14,9 +14,11 @@ workers rely on. Points that need more than one process still go through torchru
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
+import threading
 import time
 
 import bench
@@ -26,6 +28,8 @@ import bench
 # imports them in every run), the fused kernels with Triton, PIL for the sample grid.
 PRELOAD = (
     "bench.cli",
+    "bench.run",
+    "bench.sweep.precompile",
     "bench.harness",
     "bench.train",
     "bench.quality",
@@ -59,8 +63,10 @@ def _probe(connection, driver_pattern: str) -> None:
     connection.close()
 
 
-def _point_main(argv: list[str], stdout_path: str, stderr_path: str, env: dict) -> None:
-    """A point's process, forked from the server: `python -m bench.run ARGV`, in its own
+def _point_main(
+    module: str, argv: list[str], stdout_path: str, stderr_path: str, env: dict
+) -> None:
+    """A point's process, forked from the server: `python -m MODULE ARGV`, in its own
     session (the sweep signals its process group, as for a fresh child), with the sweep's
     child environment, stdout and stderr in the given files, and its start-up counted from
     the fork."""
@@ -79,9 +85,8 @@ def _point_main(argv: list[str], stdout_path: str, stderr_path: str, env: dict) 
         opened = os.open(path, flags, 0o644)
         os.dup2(opened, fd)
         os.close(opened)
-    from bench.cli import main
-
-    main(["run", *argv])  # exits through SystemExit: multiprocessing turns it into the exit code
+    # exits through SystemExit: multiprocessing turns it into the exit code
+    importlib.import_module(module).main(argv)
 
 
 class _ForkedProcess:
@@ -116,11 +121,13 @@ class WarmStarter:
         self._context = None
         self._server_env: dict | None = None
         self.reason: str | None = None
+        self._lock = threading.Lock()  # precompiles start points from several threads
 
     def usable(self) -> bool:
-        if self._context is None and self.reason is None:
-            self._start_server()
-        return self._context is not None and self._same_environment()
+        with self._lock:
+            if self._context is None and self.reason is None:
+                self._start_server()
+            return self._context is not None and self._same_environment()
 
     def _same_environment(self) -> bool:
         """Every variable of this process's environment has its value in the server's. (The
@@ -158,20 +165,30 @@ class WarmStarter:
             self._context = context
 
     def start(
-        self, argv: list[str], stdout_path: str, stderr_path: str, env: dict
+        self, entry: tuple[str, list[str]], stdout_path: str, stderr_path: str, env: dict
     ) -> _ForkedProcess:
-        """Fork one point: `python -m bench.run` with `argv` in the environment `env`."""
+        """Fork one point: `python -m MODULE ARGV` (`entry`, from `warm_entry`) in the
+        environment `env`."""
         if not self.usable():
             raise RuntimeError(f"no warm start here: {self.reason or 'another environment'}")
-        process = self._context.Process(
-            target=_point_main, args=(argv, stdout_path, stderr_path, env), name="gan-bench-point"
-        )
-        process.start()
+        module, argv = entry
+        with self._lock:
+            process = self._context.Process(
+                target=_point_main,
+                args=(module, argv, stdout_path, stderr_path, env),
+                name="gan-bench-point",
+            )
+            process.start()
         return _ForkedProcess(process)
 
 
-def bench_run_argv(cmd: list[str]) -> list[str] | None:
-    """The options of a `python -m bench.run ...` command (this interpreter's), else None:
-    the commands a warm start can take over."""
-    head = [sys.executable, "-m", "bench.run"]
-    return cmd[len(head) :] if cmd[: len(head)] == head else None
+# The modules whose `python -m` commands a warm start can take over: each has main(argv).
+WARM_MODULES = ("bench.run", "bench.sweep.precompile")
+
+
+def warm_entry(cmd: list[str]) -> tuple[str, list[str]] | None:
+    """(module, options) of a `python -m MODULE ...` command of this interpreter with a
+    module of WARM_MODULES, else None."""
+    if cmd[:2] != [sys.executable, "-m"] or len(cmd) < 3 or cmd[2] not in WARM_MODULES:
+        return None
+    return cmd[2], cmd[3:]

@@ -26,6 +26,7 @@ from bench.sweep import (
     loop,
     plan,
     plan_runs,
+    precompile,
     skip_reason,
     warm,
 )
@@ -112,6 +113,19 @@ def test_within_a_repeat_points_run_cheapest_compile_mode_first():
     assert sorted(first, key=str) == sorted(spec.points(), key=str)  # each point once a repeat
 
 
+def test_models_run_in_the_order_given_with_the_goal_blocks_first_by_default():
+    """A sweep cut off by its limit has measured the first models of each compile mode."""
+    assert [p.model for p in small_spec(models="mlp,dcgan32").points()] == ["mlp", "dcgan32"]
+    spec = build_spec(machine=GPU8, repeats=1)
+    by_cost: dict[int, list[str]] = {}
+    for run in plan_runs(spec.points(), spec):
+        by_cost.setdefault(plan._compile_cost(run.point), []).append(run.point.model)
+    for models in by_cost.values():
+        assert list(dict.fromkeys(models)) == [
+            m for m in ("dcgan64", "mlp", "dcgan32") if m in models
+        ]
+
+
 def test_default_cpu_grid_is_estimated_to_fit_five_minutes():
     spec = build_spec(machine=CPU2)
     runs = plan_runs(spec.points(), spec)
@@ -148,6 +162,9 @@ def test_default_gpu_grid_answers_the_goals(gpus, worlds):
         }
         assert {"eager", "compile", "cuda-graph", "triton", "compile-reduce-overhead"} <= variants
         assert "compile-max-autotune-no-cudagraphs" in variants
+        # each compile mode with the fused kernels (issue 6: every sensible combination)
+        modes = ("compile", "compile-reduce-overhead", "compile-max-autotune-no-cudagraphs")
+        assert {f"{mode}+triton" for mode in modes} <= variants
         if model == "dcgan64":
             assert {"channels-last", "triton+channels-last+cuda-graph"} <= variants
         else:
@@ -402,6 +419,7 @@ BAD = [
     (["--seeds", "-3"], "--seeds: -3 must be at least 0"),
     (["--seeds", str(2**32)], "--seeds: 4294967296 must be at most 4294967295"),
     (["--seeds", " , "], "--seeds is empty"),
+    (["--precompile-jobs", "-1"], "--precompile-jobs must be at least 0"),
 ]
 
 
@@ -632,14 +650,15 @@ def only_record(path) -> dict:
     return record
 
 
-def test_only_this_interpreters_bench_run_is_taken_over():
-    assert warm.bench_run_argv([sys.executable, "-m", "bench.run", "--steps", "2"]) == [
-        "--steps",
-        "2",
-    ]
-    assert warm.bench_run_argv([sys.executable, "-m", "torch.distributed.run", "x"]) is None
-    assert warm.bench_run_argv(["/other/python", "-m", "bench.run"]) is None
-    assert warm.bench_run_argv([sys.executable, "-c", "pass"]) is None
+def test_only_this_interpreters_bench_run_and_precompile_are_taken_over():
+    run = [sys.executable, "-m", "bench.run", "--steps", "2"]
+    assert warm.warm_entry(run) == ("bench.run", ["--steps", "2"])
+    precompile = [sys.executable, "-m", "bench.sweep.precompile", "--model", "mlp"]
+    assert warm.warm_entry(precompile) == ("bench.sweep.precompile", ["--model", "mlp"])
+    assert warm.warm_entry([sys.executable, "-m", "torch.distributed.run", "x"]) is None
+    assert warm.warm_entry(["/other/python", "-m", "bench.run"]) is None
+    assert warm.warm_entry([sys.executable, "-c", "pass"]) is None
+    assert warm.warm_entry([sys.executable, "-m"]) is None
 
 
 def test_a_point_is_forked_from_the_server_and_its_record_says_so(tmp_path):
@@ -696,7 +715,7 @@ def test_a_forked_point_starts_cuda_itself_and_runs_on_the_gpu(tmp_path):
 def test_a_server_whose_first_forked_point_fails_where_a_fresh_one_runs_is_dropped(
     tmp_path, monkeypatch, capsys
 ):
-    def broken_start(self, argv, stdout_path, stderr_path, env):  # a fork that cannot run
+    def broken_start(self, entry, stdout_path, stderr_path, env):  # a fork that cannot run
         process = self._context.Process(target=sys.exit, args=(1,))
         process.start()
         return warm._ForkedProcess(process)
@@ -717,3 +736,96 @@ def test_an_environment_changed_since_the_server_started_gets_a_fresh_interprete
     assert not starter.usable() and starter.reason is None
     monkeypatch.delenv("GAN_BENCH_TEST_CHANGED")
     assert starter.usable()
+
+
+# ---------------------------------------------------------------------- compiling ahead
+# Points that compile in a mode that times nothing while compiling are compiled ahead by
+# short processes, several at once, into inductor's on-disk caches (bench/sweep/precompile.py);
+# each point then runs alone as always and loads its compiled code.
+
+
+def test_points_compiled_ahead_are_the_one_process_default_and_reduce_overhead_ones():
+    assert plan.default_precompile_jobs(16) == 4 and plan.default_precompile_jobs(2) == 0
+    assert build_spec(machine=GPU8).precompile_jobs == 4
+    assert build_spec(machine=CPU2).precompile_jobs == 0
+    spec = build_spec(
+        machine=GPU8,
+        models="dcgan64",
+        batch_sizes="128",
+        precisions="bf16",
+        gpus="1,2",
+        variants="eager,compile,compile-reduce-overhead,compile-max-autotune-no-cudagraphs,"
+        "compile+channels-last+cuda-graph",
+        repeats=2,
+        seeds="0,1",
+    )
+    chosen = precompile.select(plan_runs(spec.points(), spec))
+    assert {(r.point.variant, r.point.world_size) for r in chosen} == {
+        ("compile", 1),
+        ("compile-reduce-overhead", 1),
+        ("compile+channels-last+cuda-graph", 1),
+    }  # not eager, not the autotuning mode, not torchrun's workers; each point once
+    assert all((r.repeat, r.seed) == (0, 0) for r in chosen)
+    # a run already recorded (resume) or skipped is not compiled ahead
+    point = chosen[0].point
+    recorded = [plan.PlannedRun(point, 0, "done"), plan.PlannedRun(point, 0, "skip", "why")]
+    assert precompile.select(recorded) == []
+
+
+def test_a_precompile_runs_the_iterations_that_compile_without_quality_or_autotune_cache(
+    monkeypatch,
+):
+    cfg = RunConfig(
+        model="dcgan32", dataset="mnist5k", variant="compile+cuda-graph", steps=100,
+        warmup_steps=12, eval_every=50, profile_steps=3,
+    )  # fmt: skip
+    short = precompile.precompile_config(cfg)
+    assert (short.steps, short.warmup_steps) == (1, 4)  # 3 eager iterations, then the capture
+    assert short.quality is False and short.eval_every is None and short.profile_steps == 0
+    assert short.compile_mode == "default" and short.cuda_graph and short.model == "dcgan32"
+    plain = precompile.precompile_config(RunConfig(variant="compile", warmup_steps=12))
+    assert (plain.steps, plain.warmup_steps) == (1, 1)
+    assert precompile.precompile_command(plain)[1:3] == ["-m", "bench.sweep.precompile"]
+
+    import torch._inductor.config as inductor_config
+
+    from bench import run
+
+    seen = []
+    monkeypatch.setattr(inductor_config, "autotune_local_cache", True)
+    monkeypatch.setattr(
+        run, "main", lambda argv: seen.append((argv, inductor_config.autotune_local_cache))
+    )
+    precompile.main(["--model", "mlp"])
+    assert seen == [(["--model", "mlp"], False)]
+
+
+def test_compiled_points_are_estimated_cheaper_when_compiled_ahead():
+    kw = dict(machine=GPU8, models="dcgan64", batch_sizes="128", precisions="bf16", gpus="1",
+              variants="eager,compile,compile-max-autotune-no-cudagraphs", repeats=1)  # fmt: skip
+    alone, ahead = build_spec(**kw, precompile_jobs=0), build_spec(**kw, precompile_jobs=4)
+    cost = {}
+    for spec in (alone, ahead):
+        runs = plan_runs(spec.points(), spec)
+        for run, seconds in zip(runs, sweep.estimate_runs_s(runs, spec), strict=True):
+            cost[spec.precompile_jobs, run.point.variant] = seconds
+    assert cost[4, "compile"] < cost[0, "compile"]
+    assert cost[4, "eager"] == cost[0, "eager"]
+    autotuned = "compile-max-autotune-no-cudagraphs"
+    assert cost[4, autotuned] == cost[0, autotuned]  # compiles alone
+
+
+def test_a_point_compiled_ahead_loads_its_graphs_from_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    spec = one_point_spec(tmp_path, variants="eager,compile", precompile_jobs=1)
+    assert sweep.execute(spec) == 0
+    eager, compiled = records(spec.out)
+    assert eager["run"]["precompiled"] is False
+    assert compiled["status"] == "ok" and compiled["run"]["precompiled"] is True
+    caches = compiled["run"]["compile"]["caches"]
+    assert caches["fx_graph"]["hits"] > 0 and caches["fx_graph"]["misses"] == 0, caches
+    err = capsys.readouterr().err
+    assert "compiling 1 configuration(s) ahead, 1 at a time" in err
+    assert "precompile mlp/synthetic b8 fp32 ×1 compile: ok" in err
+    # the eager point ran before the precompile: the first point that compiles starts it
+    assert err.index("eager r0: ok") < err.index("compiling 1 configuration(s) ahead")
