@@ -30,12 +30,17 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING
 
 from bench.config import RunConfig
 from bench.cuda_graph import required_warmup_steps
 from bench.sweep.child import ChildResult, SignalCatcher, child_record, run_child
 from bench.sweep.plan import PlannedRun, Point, point_config, precompilable
+
+if TYPE_CHECKING:
+    from bench.sweep.spec import SweepSpec
+    from bench.sweep.warm import WarmStarter
 
 
 def precompile_config(cfg: RunConfig) -> RunConfig:
@@ -71,15 +76,15 @@ def select(runs: list[PlannedRun]) -> list[PlannedRun]:
 
 def run_precompiles(
     runs: list[PlannedRun],
-    spec,
+    spec: SweepSpec,
     work: str,
     signals: SignalCatcher,
-    warm,
+    warm: WarmStarter | None,
     report: Callable[[str], None],
 ) -> set[Point]:
     """Precompile `runs` (from `select`), spec.precompile_jobs at a time, each under the
     sweep's per-point limit; returns the points whose precompile ran ok. `report` gets a
-    line per finished process."""
+    line as each process ends."""
     if not runs:
         return set()
     jobs = max(1, spec.precompile_jobs)
@@ -89,8 +94,7 @@ def run_precompiles(
     )
     started = time.monotonic()
 
-    def precompile(numbered: tuple[int, PlannedRun]) -> tuple[PlannedRun, ChildResult | None, str]:
-        n, run = numbered
+    def precompile(n: int, run: PlannedRun) -> tuple[PlannedRun, ChildResult | None, str]:
         if signals.received:
             return run, None, "not started: the sweep was stopped"
         prefix = os.path.join(work, f"precompile{n:04d}")
@@ -103,7 +107,9 @@ def run_precompiles(
 
     ok: set[Point] = set()
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="precompile") as pool:
-        for run, result, status in pool.map(precompile, enumerate(runs, start=1)):
+        futures = [pool.submit(precompile, n, run) for n, run in enumerate(runs, start=1)]
+        for future in as_completed(futures):
+            run, result, status = future.result()
             if status == "ok":
                 ok.add(run.point)
             wall = f" in {result.wall_s:.1f} s" if result is not None else ""
@@ -116,7 +122,7 @@ def run_precompiles(
 
 
 def _status(result: ChildResult, record_path: str) -> str:
-    """ "ok", or why not: the status and reason of the run's record, else the exit."""
+    """The outcome: ok, or why not (the run's record's status and reason, else its exit)."""
     record = child_record(record_path)
     if record is not None:
         if record.get("status") == "ok":
