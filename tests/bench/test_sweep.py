@@ -792,11 +792,13 @@ def test_a_precompile_runs_the_iterations_that_compile_without_quality_or_autotu
     from bench import run
 
     seen = []
-    monkeypatch.setattr(inductor_config, "autotune_local_cache", True)
-    monkeypatch.setattr(
-        run, "main", lambda argv: seen.append((argv, inductor_config.autotune_local_cache))
-    )
-    precompile.main(["--model", "mlp"])
+
+    def fake_run(argv):
+        seen.append((argv, inductor_config.autotune_local_cache))
+
+    monkeypatch.setattr(run, "main", fake_run)
+    with inductor_config.patch(autotune_local_cache=True):  # restored after: a process-wide flag
+        precompile.main(["--model", "mlp"])
     assert seen == [(["--model", "mlp"], False)]
 
 
