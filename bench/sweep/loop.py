@@ -212,14 +212,14 @@ def execute(spec: SweepSpec) -> int:
                 if precompiled is None and spec.precompile_jobs and precompilable(run.point):
                     # At the first point that compiles: every point of the sweep that will
                     # compile in such a mode, ahead, several at once.
-                    ahead = select([r for r, _ in todo[index - 1 :]])
-                    precompiled = run_precompiles(ahead, spec, work, signals, warm, progress.note)
+                    chosen = select([r for r, _ in todo[index - 1 :]])
+                    precompiled = run_precompiles(chosen, spec, work, signals, warm, progress.note)
                     if signals.received:
                         break
+                ahead = run.point in (precompiled or ())
                 record, wall_s = _run_point(
-                    run, spec, work, index, signals, warm,
-                    precompiled=run.point in (precompiled or ()),
-                )  # fmt: skip
+                    run, spec, work, index, signals, warm, precompiled=ahead
+                )
                 if warm is not None and not warm_proven and _forked(record):
                     if record["status"] == "ok":
                         warm_proven = True
@@ -228,9 +228,8 @@ def execute(spec: SweepSpec) -> int:
                         # in a fresh interpreter, and if it runs there, the server is at
                         # fault (a CUDA context a fork cannot inherit, say) and is dropped.
                         fresh, fresh_wall_s = _run_point(
-                            run, spec, work, index, signals, None, name="-fresh",
-                            precompiled=run.point in (precompiled or ()),
-                        )  # fmt: skip
+                            run, spec, work, index, signals, None, "-fresh", precompiled=ahead
+                        )
                         if fresh["status"] == "ok":
                             warm.reason = (
                                 f"a point failed when forked ({record['reason']}) and ran in "
