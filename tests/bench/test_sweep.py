@@ -831,3 +831,18 @@ def test_a_point_compiled_ahead_loads_its_graphs_from_the_cache(tmp_path, monkey
     assert "precompile mlp/synthetic b8 fp32 ×1 compile: ok" in err
     # the eager point ran before the precompile: the first point that compiles starts it
     assert err.index("eager r0: ok") < err.index("compiling 1 configuration(s) ahead")
+
+
+@pytest.mark.gpu
+def test_a_point_compiled_ahead_on_the_gpu_loads_its_graphs(tmp_path, monkeypatch):
+    """On a GPU the cached graphs come with their Triton kernels: the point compiles none."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    spec = one_point_spec(
+        tmp_path, device="cuda", precisions="bf16", variants="compile", precompile_jobs=1
+    )
+    assert sweep.execute(spec) == 0
+    record = only_record(spec.out)
+    assert record["status"] == "ok", record["reason"]
+    assert record["run"]["precompiled"] is True
+    caches = record["run"]["compile"]["caches"]["fx_graph"]
+    assert caches["hits"] > 0 and caches["misses"] == 0, caches
