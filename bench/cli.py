@@ -339,6 +339,15 @@ def sweep(
             "its own run. (default: one per 4 CPU cores, at most 4)"
         ),
     ] = None,
+    concurrent: Annotated[
+        int,
+        _opt(
+            "Points run at once, each its own process, sharing the device: for quality "
+            "sweeps (parity over seeds), whose records `compare` then leaves out of every "
+            "speed figure. 1: one at a time, each alone, as timing needs. One-process "
+            "points only."
+        ),
+    ] = 1,
 ) -> None:
     """Run a grid of points, each in its own process; end with the compare table."""
     from bench.sweep import sweep_command
@@ -363,6 +372,7 @@ def sweep(
             seeds=seeds,
             fork_server=fork_server,
             precompile_jobs=precompile_jobs,
+            concurrent=concurrent,
         )
     except ConfigError as err:
         fail_usage(str(err))

@@ -79,6 +79,9 @@ class Row:
     quality: dict | None
     sample_grid_path: str | None
     source: str  # the results file it came from
+    # Points the sweep ran at once on a shared device (`run.concurrency`, --concurrent):
+    # above 1, the run's throughput and MFU are left out (None) and its quality kept.
+    concurrency: int = 1
 
     @property
     def group_key(self) -> tuple:
@@ -184,6 +187,9 @@ def to_row(record: dict, source: str) -> Row | None:
     memory_kind = "peak_allocated_mib" if cuda else "peak_rss_mib"
     quality = record.get("quality")
     status, reason = record.get("status"), record.get("reason")
+    concurrency = (record.get("run") or {}).get("concurrency")
+    concurrency = concurrency if _whole_number(concurrency) and concurrency > 1 else 1
+    timed_alone = concurrency == 1
     return Row(
         environment=environment_label(env),
         device_type=str(env.get("device_type") or "?"),
@@ -198,13 +204,14 @@ def to_row(record: dict, source: str) -> Row | None:
         seed=record_seed(cfg),
         status=status if isinstance(status, str) else "?",
         reason=reason if isinstance(reason, str) else None,
-        images_per_s=_number(metrics.get("images_per_s")),
-        mfu=_number(metrics.get("mfu")),
+        images_per_s=_number(metrics.get("images_per_s")) if timed_alone else None,
+        mfu=_number(metrics.get("mfu")) if timed_alone else None,
         memory_mib=_number(metrics.get(memory_kind)),
         memory_kind=memory_kind,
         quality=quality if isinstance(quality, dict) else None,
         sample_grid_path=grid if isinstance(grid := metrics.get("sample_grid_path"), str) else None,
         source=source,
+        concurrency=concurrency,
     )
 
 
@@ -369,6 +376,9 @@ def _status_text(rows: list[Row]) -> str:
     counts: dict[str, int] = defaultdict(int)
     for row in rows:
         counts[row.status] += 1
+    shared = max(r.concurrency for r in rows) if rows else 1
+    if set(counts) == {"ok"} and shared > 1:
+        return f"ok (up to {shared} runs at once: speed not compared)"
     if set(counts) == {"ok"}:
         return "ok"
     if len(counts) == 1:
@@ -381,12 +391,13 @@ def _status_text(rows: list[Row]) -> str:
 
 
 def _ok(rows: list[Row]) -> list[Row]:
-    return [r for r in rows if r.status == "ok" and r.images_per_s is not None]
+    """The ok runs: their quality counts; their speed where they ran alone (images_per_s)."""
+    return [r for r in rows if r.status == "ok"]
 
 
 def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
     ok = _ok(rows)
-    throughputs = [r.images_per_s for r in ok]
+    throughputs = [r.images_per_s for r in ok if r.images_per_s is not None]
     median = statistics.median(throughputs) if throughputs else None
     lo = hi = spread = None
     if len(throughputs) >= MIN_REPEATS_FOR_PERCENTILE_SPREAD:

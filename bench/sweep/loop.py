@@ -8,7 +8,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from bench import compare
 from bench.config import ConfigError
@@ -146,6 +148,7 @@ def _run_point(
     run_info = record.setdefault("run", {})
     run_info["process_start"] = "fork server" if result.forked else "interpreter"
     run_info["precompiled"] = precompiled
+    run_info["concurrency"] = spec.concurrent
     return record, result.wall_s
 
 
@@ -167,6 +170,53 @@ def _keep_sample_grid(record: dict, work: str, out: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     shutil.move(path, dest)
     metrics["sample_grid_path"] = dest
+
+
+class _Runner:
+    """Runs one planned run: its record and wall time (None once the sweep was stopped).
+    Until a forked point has run ok, a forked one that fails is run again in a fresh
+    interpreter, and if it runs there, the fork server is at fault (a CUDA context a fork
+    cannot inherit, say) and is dropped. Safe to call from several threads (--concurrent)."""
+
+    def __init__(self, spec: SweepSpec, work: str, signals: SignalCatcher):
+        self.spec, self.work, self.signals = spec, work, signals
+        self.warm = WarmStarter() if spec.fork_server else None
+        self.warm_proven = False
+        self.precompiled: set[Point] = set()  # the points compiled ahead
+        self.precompiled_ran = False
+        self._lock = threading.Lock()
+
+    def __call__(self, index: int, run: PlannedRun) -> tuple[dict, float | None] | None:
+        spec, work, signals = self.spec, self.work, self.signals
+        if signals.received:
+            return None
+        if run.action == "skip":
+            return sweep_record(
+                run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed
+            ), None
+        warm, ahead = self.warm, run.point in self.precompiled
+        record, wall_s = _run_point(run, spec, work, index, signals, warm, precompiled=ahead)
+        if warm is not None and not self.warm_proven and _forked(record):
+            if record["status"] == "ok":
+                self.warm_proven = True
+            elif record["status"] == "failed" and not signals.received:
+                fresh, fresh_wall_s = _run_point(
+                    run, spec, work, index, signals, None, "-fresh", precompiled=ahead
+                )
+                if fresh["status"] == "ok":
+                    warm.reason = (
+                        f"a point failed when forked ({record['reason']}) and ran in a fresh "
+                        "interpreter"
+                    )[:300]
+                record, wall_s = fresh, fresh_wall_s
+        with self._lock:
+            if self.warm is not None and self.warm.reason:
+                print(
+                    f"gan-bench sweep: fresh interpreters for every point ({self.warm.reason})",
+                    file=sys.stderr,
+                )
+                self.warm = None
+        return record, wall_s
 
 
 def execute(spec: SweepSpec) -> int:
@@ -192,56 +242,14 @@ def execute(spec: SweepSpec) -> int:
         flush=True,
     )
     statuses: Counter = Counter()
-    warm = WarmStarter() if spec.fork_server else None
-    warm_proven = False  # until a forked point has run ok
-    precompiled: set[Point] | None = None  # the points compiled ahead, once that has run
     with (
         tempfile.TemporaryDirectory(prefix="gan-bench-sweep-") as work,
         SignalCatcher() as signals,
         SweepProgress([w for _, w in todo], n_run) as progress,
     ):
-        for index, (run, weight) in enumerate(todo, start=1):
-            if signals.received:
-                break
-            if run.action == "skip":
-                record = sweep_record(
-                    run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed
-                )
-                wall_s = None
-            else:
-                if precompiled is None and spec.precompile_jobs and precompilable(run.point):
-                    # At the first point that compiles: every point of the sweep that will
-                    # compile in such a mode, ahead, several at once.
-                    chosen = select([r for r, _ in todo[index - 1 :]])
-                    precompiled = run_precompiles(chosen, spec, work, signals, warm, progress.note)
-                    if signals.received:
-                        break
-                ahead = run.point in (precompiled or ())
-                record, wall_s = _run_point(
-                    run, spec, work, index, signals, warm, precompiled=ahead
-                )
-                if warm is not None and not warm_proven and _forked(record):
-                    if record["status"] == "ok":
-                        warm_proven = True
-                    elif record["status"] == "failed" and not signals.received:
-                        # The first forked points are checked: one that fails is run again
-                        # in a fresh interpreter, and if it runs there, the server is at
-                        # fault (a CUDA context a fork cannot inherit, say) and is dropped.
-                        fresh, fresh_wall_s = _run_point(
-                            run, spec, work, index, signals, None, "-fresh", precompiled=ahead
-                        )
-                        if fresh["status"] == "ok":
-                            warm.reason = (
-                                f"a point failed when forked ({record['reason']}) and ran in "
-                                "a fresh interpreter"
-                            )[:300]
-                        record, wall_s = fresh, fresh_wall_s
-                if warm is not None and warm.reason:
-                    print(
-                        f"gan-bench sweep: fresh interpreters for every point ({warm.reason})",
-                        file=sys.stderr,
-                    )
-                    warm = None
+        runner = _Runner(spec, work, signals)
+
+        def finish(index: int, run: PlannedRun, weight: float, record: dict, wall_s) -> None:
             append_record(spec.out, record)
             statuses[record["status"]] += 1
             rate = (record.get("metrics") or {}).get("images_per_s")
@@ -251,6 +259,40 @@ def execute(spec: SweepSpec) -> int:
                 _outcome_line(run, record, wall_s, index, len(todo), len(spec.seeds)),
                 last=last,
             )
+
+        if spec.concurrent > 1:
+            # Points side by side, each still its own process: as each ends, its record.
+            with ThreadPoolExecutor(spec.concurrent, thread_name_prefix="point") as pool:
+                futures = {
+                    pool.submit(runner, index, run): (index, run, weight)
+                    for index, (run, weight) in enumerate(todo, start=1)
+                }
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    if outcome is not None:  # None: not started, the sweep was stopped
+                        finish(*futures[future], *outcome)
+        else:
+            for index, (run, weight) in enumerate(todo, start=1):
+                if signals.received:
+                    break
+                if (
+                    not runner.precompiled_ran
+                    and spec.precompile_jobs
+                    and (run.action == "run" and precompilable(run.point))
+                ):
+                    # At the first point that compiles: every point of the sweep that will
+                    # compile in such a mode, ahead, several at once.
+                    chosen = select([r for r, _ in todo[index - 1 :]])
+                    runner.precompiled = run_precompiles(
+                        chosen, spec, work, signals, runner.warm, progress.note
+                    )
+                    runner.precompiled_ran = True
+                    if signals.received:
+                        break
+                outcome = runner(index, run)
+                if outcome is None:
+                    break
+                finish(index, run, weight, *outcome)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
     print(
         f"gan-bench sweep: {summary or 'nothing to do'}; {already} already recorded; "

@@ -110,6 +110,9 @@ class SweepSpec:
     fork_server: bool = True
     # Processes that compile points ahead at once (bench/sweep/precompile.py); 0: none
     precompile_jobs: int = 0
+    # Points run at once, sharing the device: for quality (their throughput is not
+    # compared); 1: one at a time, each alone, as timing needs
+    concurrent: int = 1
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
@@ -145,6 +148,7 @@ def build_spec(
     seeds: str | None = None,
     fork_server: bool = True,
     precompile_jobs: int | None = None,
+    concurrent: int = 1,
     machine: Machine | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
@@ -189,12 +193,21 @@ def build_spec(
             raise ConfigError(f"{flag} must be at least {low}, got {values[name]}")
     if not values["timeout_s"] > 0:
         raise ConfigError(f"--timeout-per-point must be positive, got {values['timeout_s']}")
-    if precompile_jobs is None:
-        precompile_jobs = default_precompile_jobs(machine.cpu_cores)
-    elif precompile_jobs < 0:
+    if concurrent < 1:
+        raise ConfigError(f"--concurrent must be at least 1, got {concurrent}")
+    if precompile_jobs is not None and precompile_jobs < 0:
         raise ConfigError(f"--precompile-jobs must be at least 0, got {precompile_jobs}")
+    if concurrent > 1:
+        if precompile_jobs:
+            raise ConfigError(
+                "--precompile-jobs compiles ahead of points that run alone; with --concurrent "
+                "the points compile side by side already: give one of the two"
+            )
+        precompile_jobs = 0
+    elif precompile_jobs is None:
+        precompile_jobs = default_precompile_jobs(machine.cpu_cores)
     check_results_path(out)
-    return SweepSpec(
+    spec = SweepSpec(
         machine=machine,
         blocks=default_blocks(machine),
         overrides=overrides,
@@ -209,7 +222,14 @@ def build_spec(
         data_dir=data_dir,
         fork_server=fork_server,
         precompile_jobs=precompile_jobs,
+        concurrent=concurrent,
     )
+    if concurrent > 1 and any(p.world_size > 1 for p in spec.points()):
+        raise ConfigError(
+            "--concurrent runs one-process points side by side; the plan has points over "
+            "several processes: give --gpus 1 (torchrun's workers would share the devices)"
+        )
+    return spec
 
 
 # --------------------------------------------------------------------------- environment

@@ -422,6 +422,26 @@ def test_parity_within_the_baseline_spread():
     assert outside_parity(s) == []
 
 
+def test_runs_made_side_by_side_count_for_quality_not_speed():
+    """`gan-bench sweep --concurrent N` runs share the device: their quality is a sample like
+    any other; their images/s and MFU are not a measurement of the variant."""
+    shared = [*seeded("eager", EAGER_FD, EAGER_KID), *seeded("compile", EAGER_FD, EAGER_KID)]
+    for rec in shared:
+        rec["run"]["concurrency"] = 4
+        rec["metrics"]["mfu"] = 0.2
+    s = summarise(rows_of(*shared))
+    comp = variant(s, "compile")
+    assert parity_verdict(comp) == "within" and comp.repeats_ok == 3
+    assert comp.images_per_s is None and comp.speedup is None and comp.mfu is None
+    assert comp.memory_mib == 1000.0  # each process's own peak: still its own
+    assert comp.status == "ok (up to 4 runs at once: speed not compared)"
+    assert best_variants(s) == [] and below_threshold(s, 2.0) == []
+    # beside runs timed alone, only those give the speed
+    alone = record("compile", images_per_s=300.0, seed=0, repeat=1, dataset="mnist5k")
+    s = summarise(rows_of(*shared, alone))
+    assert variant(s, "compile").images_per_s == 300.0
+
+
 def test_parity_uses_the_median_over_repeats_of_each_seed():
     eager = seeded("eager", EAGER_FD, EAGER_KID)
     # seed 2 of eager twice more: FD 110, 500, 111 -> median 111, not the mean 240

@@ -128,3 +128,26 @@ def test_kernel_sections_select_benchmark_cases():
         ]
         for text in match.group(1).split(",") if match else []:
             assert any(text in n for n in names), (name, text)
+
+
+def test_parity_sections_cover_every_dcgan_variant_of_the_default_gpu_grid():
+    """Issue 6: every variant lands within eager's seed-to-seed spread (DCGAN-32 on mnist5k,
+    on a GPU, at least 3 seeds): the parity sections together name each variant the default
+    grid runs on DCGAN, at the same points, seeds and iterations."""
+    from bench.sweep.plan import DCGAN_GPU_VARIANTS
+
+    script = SCRIPT.read_text()
+    named: set[str] = set()
+    for name in ("parity", "parity-more"):
+        block = script.split(f"    {name})\n")[1].split(";;")[0]
+        args = dict(
+            re.findall(r"--(models|datasets|batch-sizes|steps|seeds|variants) (\S+)", block)
+        )
+        assert (args["models"], args["datasets"], args["batch-sizes"]) == (
+            "dcgan32",
+            "mnist5k",
+            "64",
+        )
+        assert (args["steps"], args["seeds"]) == ("1000", "0,1,2") and "parity.jsonl" in block
+        named |= set(args["variants"].split(","))
+    assert named == set(DCGAN_GPU_VARIANTS)

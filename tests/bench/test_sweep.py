@@ -420,6 +420,9 @@ BAD = [
     (["--seeds", str(2**32)], "--seeds: 4294967296 must be at most 4294967295"),
     (["--seeds", " , "], "--seeds is empty"),
     (["--precompile-jobs", "-1"], "--precompile-jobs must be at least 0"),
+    (["--concurrent", "0"], "--concurrent must be at least 1"),
+    (["--concurrent", "2", "--precompile-jobs", "1"], "give one of the two"),
+    (["--concurrent", "2", "--gpus", "1,2"], "--concurrent runs one-process points"),
 ]
 
 
@@ -846,3 +849,37 @@ def test_a_point_compiled_ahead_on_the_gpu_loads_its_graphs(tmp_path, monkeypatc
     assert record["run"]["precompiled"] is True
     caches = record["run"]["compile"]["caches"]["fx_graph"]
     assert caches["hits"] > 0 and caches["misses"] == 0, caches
+
+
+# ------------------------------------------------------------------- points side by side
+# `--concurrent N`: quality sweeps run N points at once, each its own process; their
+# records say so and `compare` leaves their speed out.
+
+
+def test_concurrent_points_run_side_by_side_at_most_n_at_once(tmp_path, monkeypatch):
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    code = (
+        "import os, sys, time; t0 = time.monotonic(); time.sleep(1.5); "
+        f"open(os.path.join({str(spans)!r}, str(os.getpid())), 'w').write("
+        "f'{t0} {time.monotonic()}')"
+    )
+    fake(monkeypatch, code)
+    spec = one_point_spec(tmp_path, batch_sizes="8,16,32", concurrent=2)
+    sweep.execute(spec)
+    written = records(spec.out)
+    assert sorted(r["config"]["batch_size"] for r in written) == [8, 16, 32]
+    assert {r["run"]["concurrency"] for r in written} == {2}
+    intervals = [tuple(map(float, f.read_text().split())) for f in spans.iterdir()]
+    assert len(intervals) == 3
+    most = max(sum(a <= t < b for a, b in intervals) for t, _ in intervals)
+    assert most == 2  # two overlapped; never three
+
+
+def test_concurrent_points_give_quality_and_no_speed_in_the_comparison(tmp_path, capsys):
+    spec = one_point_spec(tmp_path, batch_sizes="8,16", concurrent=2)
+    assert sweep.execute(spec) == 0
+    written = records(spec.out)
+    assert [r["status"] for r in written] == ["ok", "ok"]
+    assert all(r["run"]["concurrency"] == 2 for r in written)
+    assert "speed not compared" in capsys.readouterr().out
