@@ -499,15 +499,16 @@ def estimate_run_s(point: Point, spec: SweepSpec, compiled_before: bool) -> floa
     return start + work + compile_s
 
 
-# How much longer a compile takes in a precompile process than alone: they share the
-# device and the host's cores (an assumption: not yet measured).
-PRECOMPILE_SLOWDOWN = 1.5
+# How much longer a process takes beside others than alone (precompiles, --concurrent
+# points): they share the device and the host's cores (an assumption: not yet measured).
+SHARED_SLOWDOWN = 1.5
 
 
 def estimate_runs_s(runs: list[PlannedRun], spec: SweepSpec) -> list[float]:
     """estimate_run_s of each run to do (0 for the others); a compile is cold only the first
     time a point is seen: inductor caches on disk. A point compiled ahead (spec.precompile_jobs)
-    is warm, and is charged its share of the precompiles, which run that many at once."""
+    is warm, and is charged its share of the precompiles, which run that many at once; with
+    --concurrent N each run is charged its share of the time it shares."""
     seen: set[Point] = set()
     out = []
     for run in runs:
@@ -519,7 +520,9 @@ def estimate_runs_s(runs: list[PlannedRun], spec: SweepSpec) -> list[float]:
         estimate = estimate_run_s(p, spec, p in seen or ahead)
         if ahead:  # its precompile process: about a cold run (start-up and compile)
             cold = estimate_run_s(p, spec, False)
-            estimate += cold * PRECOMPILE_SLOWDOWN / spec.precompile_jobs
+            estimate += cold * SHARED_SLOWDOWN / spec.precompile_jobs
+        if spec.concurrent > 1:  # its share of the time it runs beside others
+            estimate *= SHARED_SLOWDOWN / spec.concurrent
         out.append(estimate)
         seen.add(p)
     return out

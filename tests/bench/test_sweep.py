@@ -876,6 +876,16 @@ def test_concurrent_points_run_side_by_side_at_most_n_at_once(tmp_path, monkeypa
     assert most == 2  # two overlapped; never three
 
 
+def test_concurrent_points_are_estimated_to_take_a_share_of_the_time():
+    kw = dict(machine=CPU2, models="mlp", batch_sizes="8,16,32,64", precisions="fp32",
+              gpus="1", variants="eager", repeats=1)  # fmt: skip
+    alone, side_by_side = build_spec(**kw), build_spec(**kw, concurrent=4)
+    total = {}
+    for spec in (alone, side_by_side):
+        total[spec.concurrent] = sum(sweep.estimate_runs_s(plan_runs(spec.points(), spec), spec))
+    assert total[4] == pytest.approx(total[1] * plan.SHARED_SLOWDOWN / 4)
+
+
 def test_concurrent_points_give_quality_and_no_speed_in_the_comparison(tmp_path, capsys):
     spec = one_point_spec(tmp_path, batch_sizes="8,16", concurrent=2)
     assert sweep.execute(spec) == 0
