@@ -182,9 +182,24 @@ class _Runner:
         self.spec, self.work, self.signals = spec, work, signals
         self.warm = WarmStarter() if spec.fork_server else None
         self.warm_proven = False
-        self.precompiled: set[Point] = set()  # the points compiled ahead
-        self.precompiled_ran = False
+        self.precompiled: set[Point] | None = None  # the points compiled ahead, once done
         self._lock = threading.Lock()
+
+    def wants_to_compile_ahead(self, run: PlannedRun) -> bool:
+        """At the first run that compiles in a mode a precompile can do, not yet done."""
+        return (
+            self.precompiled is None
+            and self.spec.precompile_jobs > 0
+            and run.action == "run"
+            and precompilable(run.point)
+        )
+
+    def compile_ahead(self, rest: list[PlannedRun], report) -> None:
+        """Every run of `rest` (the sweep from here) that compiles in such a mode, compiled
+        ahead, several at once (bench/sweep/precompile.py)."""
+        self.precompiled = run_precompiles(
+            select(rest), self.spec, self.work, self.signals, self.warm, report
+        )
 
     def __call__(self, index: int, run: PlannedRun) -> tuple[dict, float | None] | None:
         spec, work, signals = self.spec, self.work, self.signals
@@ -194,7 +209,7 @@ class _Runner:
             return sweep_record(
                 run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed
             ), None
-        warm, ahead = self.warm, run.point in self.precompiled
+        warm, ahead = self.warm, run.point in (self.precompiled or ())
         record, wall_s = _run_point(run, spec, work, index, signals, warm, precompiled=ahead)
         if warm is not None and not self.warm_proven and _forked(record):
             if record["status"] == "ok":
@@ -275,18 +290,8 @@ def execute(spec: SweepSpec) -> int:
             for index, (run, weight) in enumerate(todo, start=1):
                 if signals.received:
                     break
-                if (
-                    not runner.precompiled_ran
-                    and spec.precompile_jobs
-                    and (run.action == "run" and precompilable(run.point))
-                ):
-                    # At the first point that compiles: every point of the sweep that will
-                    # compile in such a mode, ahead, several at once.
-                    chosen = select([r for r, _ in todo[index - 1 :]])
-                    runner.precompiled = run_precompiles(
-                        chosen, spec, work, signals, runner.warm, progress.note
-                    )
-                    runner.precompiled_ran = True
+                if runner.wants_to_compile_ahead(run):
+                    runner.compile_ahead([r for r, _ in todo[index - 1 :]], progress.note)
                     if signals.received:
                         break
                 outcome = runner(index, run)
