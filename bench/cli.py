@@ -333,10 +333,10 @@ def sweep(
     precompile_jobs: Annotated[
         int | None,
         _opt(
-            "Processes that compile the points using torch.compile default or "
-            "reduce-overhead ahead, this many at once, into inductor's on-disk caches; each "
-            "point then runs alone and loads its compiled code. 0: each point compiles in "
-            "its own run. (default: one per 4 CPU cores, at most 4)"
+            "Points using torch.compile default or reduce-overhead compiled ahead, this "
+            "many at once, each by a short process that fills inductor's on-disk caches; "
+            "each point then runs alone and loads its compiled code. 0: each point compiles "
+            "in its own run. (default: one per 4 CPU cores, at most 4)"
         ),
     ] = None,
     concurrent: Annotated[

@@ -182,23 +182,28 @@ class _Runner:
         self.spec, self.work, self.signals = spec, work, signals
         self.warm = WarmStarter() if spec.fork_server else None
         self.warm_proven = False
-        self.precompiled: set[Point] | None = None  # the points compiled ahead, once done
+        self.precompiled: set[Point] = set()  # the points compiled ahead
+        self._tried: set[Point] = set()  # ... or tried
         self._lock = threading.Lock()
 
     def wants_to_compile_ahead(self, run: PlannedRun) -> bool:
-        """At the first run that compiles in a mode a precompile can do, not yet done."""
+        """A run that compiles in a mode a precompile can do, not compiled ahead yet."""
         return (
-            self.precompiled is None
-            and self.spec.precompile_jobs > 0
+            self.spec.precompile_jobs > 0
             and run.action == "run"
             and precompilable(run.point)
+            and run.point not in self._tried
         )
 
     def compile_ahead(self, rest: list[PlannedRun], report) -> None:
-        """Every run of `rest` (the sweep from here) that compiles in such a mode, compiled
-        ahead, several at once (bench/sweep/precompile.py)."""
-        self.precompiled = run_precompiles(
-            select(rest), self.spec, self.work, self.signals, self.warm, report
+        """The next --precompile-jobs points of `rest` (the sweep from here) that compile in
+        such a mode, compiled ahead at once (bench/sweep/precompile.py). A window, not the
+        whole sweep: a sweep cut off by its time limit has timed the points compiled so far."""
+        chosen = [r for r in select(rest) if r.point not in self._tried]
+        chosen = chosen[: self.spec.precompile_jobs]
+        self._tried.update(r.point for r in chosen)
+        self.precompiled |= run_precompiles(
+            chosen, self.spec, self.work, self.signals, self.warm, report
         )
 
     def __call__(self, index: int, run: PlannedRun) -> tuple[dict, float | None] | None:
@@ -209,7 +214,7 @@ class _Runner:
             return sweep_record(
                 run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed
             ), None
-        warm, ahead = self.warm, run.point in (self.precompiled or ())
+        warm, ahead = self.warm, run.point in self.precompiled
         record, wall_s = _run_point(run, spec, work, index, signals, warm, precompiled=ahead)
         if warm is not None and not self.warm_proven and _forked(record):
             if record["status"] == "ok":

@@ -1,9 +1,9 @@
-"""Compiling ahead, several points at once: before the sweep's first point that compiles,
-one short untimed process per point that will compile (up to --precompile-jobs of them at a
-time, the device shared) runs that point's first iterations, so that torch.compile's work
-lands in inductor's on-disk caches (the FX graph and AOTAutograd caches, Triton's
-binaries). Each point's own process, run later and alone as always, then loads its
-compiled graphs instead of compiling them: a DCGAN-64 step compiled for 27-34 s on an H100
+"""Compiling ahead, several points at once: at a sweep's point that compiles, it and the
+next points that will compile, --precompile-jobs of them, each get a short untimed process
+(all at once, the device shared) that runs the point's first iterations, so that
+torch.compile's work lands in inductor's on-disk caches (the FX graph and AOTAutograd
+caches, Triton's binaries). Each point's own process, run after and alone as always, then
+loads its compiled graphs instead of compiling them: a DCGAN-64 step compiled for 27-34 s on an H100
 host (results/NVIDIA-H100-80GB-HBM3/sweep.jsonl, `run.phase_s`), an MLP GAN step for 22 s
 on the 2-core CPU and loaded in 2 s.
 

@@ -820,6 +820,36 @@ def test_compiled_points_are_estimated_cheaper_when_compiled_ahead():
     assert cost[4, autotuned] == cost[0, autotuned]  # compiles alone
 
 
+def test_points_are_compiled_ahead_a_window_at_a_time_just_before_they_run(tmp_path, monkeypatch):
+    """A window of --precompile-jobs points, not the whole sweep: a sweep cut off by its
+    time limit has timed what it compiled."""
+    events = []
+
+    def fake_precompiles(runs, spec, work, signals, warm, report):
+        events.append(("ahead", [r.point.batch_size for r in runs]))
+        return {r.point for r in runs}
+
+    monkeypatch.setattr(loop, "run_precompiles", fake_precompiles)
+    fake(monkeypatch, "pass")  # each point's own process: records "failed" (no record), fine
+    real_run_point = loop._run_point
+
+    def run_point(run, *args, **kw):
+        events.append(("run", run.point.batch_size))
+        return real_run_point(run, *args, **kw)
+
+    monkeypatch.setattr(loop, "_run_point", run_point)
+    spec = one_point_spec(
+        tmp_path, batch_sizes="8,16,32,64,128", variants="compile", precompile_jobs=2
+    )
+    sweep.execute(spec)
+    assert events == [
+        ("ahead", [8, 16]), ("run", 8), ("run", 16),
+        ("ahead", [32, 64]), ("run", 32), ("run", 64),
+        ("ahead", [128]), ("run", 128),
+    ]  # fmt: skip
+    assert all(r["run"]["precompiled"] for r in records(spec.out))
+
+
 def test_a_point_compiled_ahead_loads_its_graphs_from_the_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     spec = one_point_spec(tmp_path, variants="eager,compile", precompile_jobs=1)
