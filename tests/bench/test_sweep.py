@@ -916,6 +916,32 @@ def test_concurrent_points_are_estimated_to_take_a_share_of_the_time():
     assert total[4] == pytest.approx(total[1] * plan.SHARED_SLOWDOWN / 4)
 
 
+def test_ctrl_c_stops_every_concurrent_child_and_starts_no_more(tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    code = (
+        f"import os, time; open(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close(); "
+        "time.sleep(60)"
+    )
+    fake(monkeypatch, code)
+    spec = one_point_spec(tmp_path, batch_sizes="8,16,32", concurrent=2, timeout_per_point=60.0)
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 30
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    start = time.monotonic()
+    assert sweep.execute(spec) == 130
+    assert time.monotonic() - start < 30
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == 2 and all(gone(pid) for pid in started)  # the third never started
+    written = records(spec.out)
+    assert len(written) == 2 and {r["status"] for r in written} == {"interrupted"}
+
+
 def test_concurrent_points_give_quality_and_no_speed_in_the_comparison(tmp_path, capsys):
     spec = one_point_spec(tmp_path, batch_sizes="8,16", concurrent=2)
     assert sweep.execute(spec) == 0
