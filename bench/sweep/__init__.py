@@ -22,7 +22,10 @@ The modules, one job each:
 - `child`: one child process run safely (command, environment, process group, signals,
   clean-up, stderr tail);
 - `outcome`: the record of a run the sweep writes or amends;
-- `loop`: `execute`, the loop over the plan with its progress, and `sweep_command`.
+- `warm`: the fork server one-process points start from;
+- `precompile`: compiling points ahead, several at once, into inductor's on-disk caches;
+- `loop`: `execute`, the loop over the plan (points one at a time, or side by side with
+  --concurrent) with its progress, and `sweep_command`.
 
 The names below are re-exported from those modules. To replace one in a test, patch it
 where it is looked up (e.g. `bench.sweep.loop.run_child`), not here.
