@@ -554,21 +554,28 @@ def test_a_hanging_point_times_out(tmp_path, monkeypatch):
     assert gone(int(pid_file.read_text()))
 
 
-def test_ctrl_c_stops_the_child_and_leaves_whole_records(tmp_path, monkeypatch):
-    code, pid_file = pid_child(tmp_path)
-    fake(monkeypatch, code)
-    spec = one_point_spec(tmp_path, batch_sizes="8,16", timeout_per_point=60.0)
+def sweep_stopped_by_ctrl_c(spec, ready) -> int:
+    """Run the sweep, pressing Ctrl-C once `ready()` (its children have started); the exit
+    code, within 30 s."""
 
     def press_ctrl_c():
         deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
+        while not ready() and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     start = time.monotonic()
-    assert sweep.execute(spec) == 130
+    code = sweep.execute(spec)
     assert time.monotonic() - start < 30
+    return code
+
+
+def test_ctrl_c_stops_the_child_and_leaves_whole_records(tmp_path, monkeypatch):
+    code, pid_file = pid_child(tmp_path)
+    fake(monkeypatch, code)
+    spec = one_point_spec(tmp_path, batch_sizes="8,16", timeout_per_point=60.0)
+    assert sweep_stopped_by_ctrl_c(spec, ready=pid_file.exists) == 130
     assert gone(int(pid_file.read_text()))
     (rec,) = records(spec.out)  # the second point never started
     assert rec["status"] == "interrupted" and "SIGINT" in rec["reason"]
@@ -925,17 +932,7 @@ def test_ctrl_c_stops_every_concurrent_child_and_starts_no_more(tmp_path, monkey
     )
     fake(monkeypatch, code)
     spec = one_point_spec(tmp_path, batch_sizes="8,16,32", concurrent=2, timeout_per_point=60.0)
-
-    def press_ctrl_c():
-        deadline = time.monotonic() + 30
-        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=press_ctrl_c, daemon=True).start()
-    start = time.monotonic()
-    assert sweep.execute(spec) == 130
-    assert time.monotonic() - start < 30
+    assert sweep_stopped_by_ctrl_c(spec, ready=lambda: len(list(pids.iterdir())) == 2) == 130
     started = [int(p.name) for p in pids.iterdir()]
     assert len(started) == 2 and all(gone(pid) for pid in started)  # the third never started
     written = records(spec.out)
