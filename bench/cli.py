@@ -102,7 +102,7 @@ def run(
         _opt(
             "Speed-up variant: eager, or speed-ups joined by '+' ("
             + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the seven options below."
+            + "), e.g. triton+channels-last+cuda-graph. Sets the eight options below."
         ),
     ] = None,
     compile_mode: Annotated[
@@ -135,6 +135,13 @@ def run(
             "one for their gradients (bf16/fp16; the same values)."
         ),
     ] = _DEFAULTS["batched_casts"],
+    cudnn_benchmark_limit: Annotated[
+        int | None,
+        _opt(
+            "Convolution engines cuDNN's autotuner times per convolution; 0: every one it "
+            "offers (default: torch's, 10; CUDA, DCGAN)."
+        ),
+    ] = None,
     cuda_graph: Annotated[
         bool, _opt("Capture the whole iteration as one CUDA graph and replay it (CUDA only).")
     ] = _DEFAULTS["cuda_graph"],
@@ -203,6 +210,7 @@ def run(
             pad_image_channels=pad_image_channels,
             joint_d_batch=joint_d_batch,
             batched_casts=batched_casts,
+            cudnn_benchmark_limit=cudnn_benchmark_limit,
             cuda_graph=cuda_graph,
             quality=quality,
             quality_samples=quality_samples,

@@ -91,6 +91,10 @@ class RunConfig:
     n_critic: int | None = None  # discriminator updates per iteration; None: the loss's own
     latent_dim: int = 100
     cudnn_benchmark: bool = True  # as the PyTorch DCGAN example; autotuning happens in warm-up
+    # Convolution engines cuDNN's autotuner times per convolution, in its heuristics' order
+    # (torch.backends.cudnn.benchmark_limit); 0: every one it offers; None: torch's own (10).
+    # A variant field (cudnn-exhaustive); CUDA only.
+    cudnn_benchmark_limit: int | None = None
     dist_timeout_s: int = 120  # collective timeout: a dead peer ends the run, never a hang
     # How an iteration executes. A --variant sets these (bench/variants.py); they can also
     # be given one by one, and the record names the variant they amount to.
@@ -221,6 +225,22 @@ class RunConfig:
                 "objective than two batches; use it with mlp, or with --loss wgan-gp (a critic "
                 "without BatchNorm)"
             )
+        if self.cudnn_benchmark_limit is not None:
+            if self.cudnn_benchmark_limit < 0:
+                raise ConfigError(
+                    "--cudnn-benchmark-limit must be at least 0 (0: every engine), got "
+                    f"{self.cudnn_benchmark_limit}"
+                )
+            if not self.cudnn_benchmark:
+                raise ConfigError(
+                    "--cudnn-benchmark-limit bounds cuDNN's autotuner, which "
+                    "--no-cudnn-benchmark turns off; give one or the other"
+                )
+            if self.model == "mlp":
+                raise ConfigError(
+                    "--cudnn-benchmark-limit changes nothing for mlp: it has no convolutions, "
+                    "and cuDNN autotunes only those; use it with dcgan32 or dcgan64"
+                )
         if self.batched_casts and self.precision not in AUTOCAST_PRECISIONS:
             raise ConfigError(
                 f"--batched-casts batches autocast's casts, and --precision {self.precision} "
@@ -260,7 +280,7 @@ class RunConfig:
     @property
     def variant_fields(self) -> dict:
         """The execution fields a variant sets (compile mode, kernels, memory format, padded
-        image channels, joint D batch, batched casts, graph)."""
+        image channels, joint D batch, batched casts, cuDNN's search limit, graph)."""
         return {name: getattr(self, name) for name in VARIANT_FIELDS}
 
     @property
@@ -394,6 +414,11 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
                 f"process(es): {needed - 1} eager iteration(s) before the capture, then the "
                 "capture itself, all outside the timing"
             )
+    if device_type == "cpu" and cfg.cudnn_benchmark_limit is not None:
+        raise ConfigError(
+            "--cudnn-benchmark-limit tunes cuDNN's convolution autotuner and needs a CUDA GPU; "
+            "on CPU no convolution goes through cuDNN: drop it (or the cudnn-exhaustive variant)"
+        )
     if device_type == "cpu" and cfg.sync_bn:
         raise ConfigError(
             "--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU (gloo) implementation; "

@@ -9,6 +9,7 @@ untimed copy → BatchNorm buffers averaged → parameter digests → record (ra
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -200,10 +201,29 @@ def _writes_record(ctx: distributed.DistContext | None, record: dict) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _cudnn_autotuning(cfg: RunConfig, device: torch.device):
+    """cuDNN's autotuner as `cfg` asks, for this run only: process-wide flags, restored after
+    (runs in tests share a process)."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.benchmark_limit
+    cudnn.benchmark = cfg.cudnn_benchmark
+    if cfg.cudnn_benchmark_limit is not None:
+        cudnn.benchmark_limit = cfg.cudnn_benchmark_limit
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.benchmark_limit = saved
+
+
 def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _Phase) -> None:
     compile_watch = CompileWatch(cfg.compile_mode) if cfg.compile_mode != "none" else None
     try:
-        _train_and_measure(cfg, ctx, record, phase, compile_watch)
+        with _cudnn_autotuning(cfg, ctx.device):
+            _train_and_measure(cfg, ctx, record, phase, compile_watch)
     finally:
         if compile_watch is not None:
             compile_watch.close()
@@ -213,7 +233,6 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
     device = ctx.device
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.cuda.reset_peak_memory_stats(device)
     # Under a CUDA graph autocast may not cache casts (bench/precision.py).
     policy = make_policy(cfg.precision, device.type, autocast_cache=not cfg.cuda_graph)
@@ -266,6 +285,9 @@ def _train_and_measure(cfg: RunConfig, ctx, record: dict, phase: _Phase, compile
         **applied.record,
         "cuda_graph": applied.graphed.describe() if applied.graphed else None,
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None,
+        "cudnn_benchmark_limit": (
+            torch.backends.cudnn.benchmark_limit if device.type == "cuda" else None
+        ),
         "cpu_threads": torch.get_num_threads(),
         "dataset_images": source.num_images,
         "generator_params": sum(p.numel() for p in generator.parameters()),

@@ -3,7 +3,8 @@ how an iteration executes. `eager` is the baseline every other variant is compar
 
 Variants compose: a name is one or more speed-ups joined by "+" ("triton+channels-last+
 cuda-graph"), at most one compile mode among them, written in the canonical order
-compile mode, triton, channels-last, pad-channels, joint-d, batched-casts, cuda-graph.
+compile mode, triton, channels-last, pad-channels, joint-d, batched-casts, cudnn-exhaustive,
+cuda-graph.
 `VARIANTS` holds every valid combination; `canonical_variant` accepts the speed-ups in
 any order.
 
@@ -24,6 +25,7 @@ VARIANT_FIELDS = {
     "pad_image_channels": False,
     "joint_d_batch": False,
     "batched_casts": False,
+    "cudnn_benchmark_limit": None,  # None: torch's own limit
     "cuda_graph": False,
 }
 
@@ -88,6 +90,14 @@ SPEEDUP_GROUPS = (
             "autocast's parameter casts as one multi-tensor cast per network and forward, and "
             "one for their gradients (bf16/fp16; the same values)",
             {"batched_casts": True},
+        ),
+    ),
+    (
+        SpeedUp(
+            "cudnn-exhaustive",
+            "cuDNN's autotuner times every convolution engine it offers, not only the first "
+            "10 its heuristics rank (torch.backends.cudnn.benchmark_limit = 0; CUDA only)",
+            {"cudnn_benchmark_limit": 0},
         ),
     ),
     (

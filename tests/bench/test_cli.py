@@ -39,6 +39,8 @@ BAD_RUNS = [
     ["--variant", "eager", "--compile-mode", "default"],
     ["--compile-mode", "fastest"],
     ["--kernels", "cuda"],
+    ["--cudnn-benchmark-limit", "0", "--device", "cpu"],
+    ["--cudnn-benchmark-limit", "-1"],
     ["--model", "mlp", "--dataset", "digits", "--batch-size", "2000"],  # 1,797 images
     ["--model", "mlp", "--dataset", "digits", "--batch-size", "1000", "--nproc", "2"],
 ]

@@ -46,6 +46,14 @@ from bench.config import ConfigError, RunConfig, check_device, triton_interpret_
         ({"variant": "triton+channels-last", "kernels": "triton"}, []),
         ({"variant": "cuda-graph", "compile_mode": "reduce-overhead"}, ["contradicts"]),
         ({"profile_steps": -1}, ["--profile-steps", "at least 0"]),
+        ({"cudnn_benchmark_limit": -1}, ["--cudnn-benchmark-limit", "at least 0"]),
+        (
+            {"variant": "cudnn-exhaustive", "cudnn_benchmark": False},
+            ["--cudnn-benchmark-limit", "--no-cudnn-benchmark"],
+        ),
+        ({"variant": "cudnn-exhaustive", "model": "mlp"}, ["mlp", "no convolutions", "dcgan32"]),
+        ({"variant": "cudnn-exhaustive", "cudnn_benchmark_limit": 5}, ["contradicts"]),
+        ({"variant": "cudnn-exhaustive+cuda-graph", "model": "dcgan64"}, []),
     ],
 )
 def test_bad_config_is_one_actionable_error(kwargs, words):
@@ -152,6 +160,7 @@ def test_cli_args_rebuild_the_same_config(tmp_path, monkeypatch):
         ({"variant": "cuda-graph", "device": "cpu"}, True, ["--cuda-graph", "CUDA GPU"]),
         ({"variant": "cuda-graph", "warmup_steps": 3}, True, ["--warmup-steps", "at least 4"]),
         ({"variant": "cuda-graph", "nproc": 2}, True, ["at least 12", "2 process"]),
+        ({"variant": "cudnn-exhaustive"}, False, ["--cudnn-benchmark-limit", "CUDA GPU"]),
     ],
 )
 def test_device_dependent_rejections(kwargs, cuda, words):

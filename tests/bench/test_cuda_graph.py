@@ -456,12 +456,17 @@ def _harness_run_on_cuda(tmp_path, model: str, variant: str) -> dict:
     [
         ("dcgan32", "triton+channels-last+cuda-graph"),
         ("dcgan32", "triton+channels-last+pad-channels+batched-casts+cuda-graph"),
+        ("dcgan32", "triton+channels-last+pad-channels+cudnn-exhaustive+cuda-graph"),
         ("mlp", "triton+joint-d+batched-casts+cuda-graph"),
     ],
 )
 def test_harness_run_with_the_best_variant_records_the_graph(tmp_path, model, variant):
+    torch_limit = torch.backends.cudnn.benchmark_limit
     record = _harness_run_on_cuda(tmp_path, model, variant)
     run = record["run"]
+    # cudnn-exhaustive: every engine timed (0) in its run, torch's limit again after it
+    assert run["cudnn_benchmark_limit"] == (0 if "cudnn-exhaustive" in variant else torch_limit)
+    assert torch.backends.cudnn.benchmark_limit == torch_limit
     padded = run["image_channels_padded"]
     assert (padded and padded["to"]) == (8 if "pad-channels" in variant else None)  # bf16
     assert run["parameter_casts"]["batched"] == ("batched-casts" in variant)

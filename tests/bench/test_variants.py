@@ -41,9 +41,9 @@ def test_graphs_inside_graphs_are_not_registered():
 
 def test_registry_is_the_full_product_minus_conflicts():
     # 5 compile choices x 2 kernels x 2 formats x 2 channel paddings x 2 D batchings x 2
-    # cast batchings x 2 graph settings = 320, minus the 2 graph compile modes x 2^5 with
-    # cuda-graph.
-    assert len(VARIANTS) == 320 - 64
+    # cast batchings x 2 cuDNN searches x 2 graph settings = 640, minus the 2 graph compile
+    # modes x 2^6 with cuda-graph.
+    assert len(VARIANTS) == 640 - 128
 
 
 def test_fields_are_complete_and_names_round_trip():

@@ -14,11 +14,19 @@ from bench.variants import VARIANTS, canonical_variant
 CPU = Machine("cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=True)
 
 
+# Speed-ups of convolutions: channels_last, padded image channels, cuDNN's search.
+CONVOLUTION_SPEEDUPS = ("channels-last", "pad-channels", "cudnn-exhaustive")
+
+
+def _convolutional(variant: str) -> bool:
+    return any(s in variant.split("+") for s in CONVOLUTION_SPEEDUPS)
+
+
 def _model(variant: str) -> str:
-    # channels_last and padded image channels need convolutions; the MLP GAN is the
-    # cheapest model otherwise (and the one whose discriminator, without BatchNorm, takes
-    # joint-d under a sweep's loss).
-    return "dcgan32" if "channels-last" in variant or "pad-channels" in variant else "mlp"
+    # The convolution speed-ups need a DCGAN; the MLP GAN is the cheapest model otherwise
+    # (and the one whose discriminator, without BatchNorm, takes joint-d under a sweep's
+    # loss).
+    return "dcgan32" if _convolutional(variant) else "mlp"
 
 
 def _precision(variant: str) -> str:
@@ -80,8 +88,7 @@ def test_the_cpu_runs_what_it_can_and_skips_only_gpu_work():
         reason = _plan(variant).reason
         gpu_work = reason and ("CUDA" in reason or "GPU" in reason)
         # A sweep's loss is non-saturating: DCGAN's D then has BatchNorm (see below).
-        dcgan = "channels-last" in variant or "pad-channels" in variant
-        batchnorm_d = dcgan and "joint-d" in variant and "BatchNorm" in reason
+        batchnorm_d = _convolutional(variant) and "joint-d" in variant and "BatchNorm" in reason
         assert gpu_work or batchnorm_d, (variant, reason)
 
 
