@@ -21,6 +21,7 @@ from bench.sweep.plan import (
     PlannedRun,
     Point,
     estimate_runs_s,
+    measured_compile_s,
     plan_runs,
     point_config,
     precompilable,
@@ -245,9 +246,11 @@ def execute(spec: SweepSpec) -> int:
     points = spec.points()
     done = recorded_keys(spec.out) if spec.resume else set()
     runs = plan_runs(points, spec, done)
-    estimates = estimate_runs_s(runs, spec)
+    # This machine's compile times as earlier runs in --out measured them, where they did
+    measured = measured_compile_s(spec.out, spec.environment_key()) if done else {}
+    estimates = estimate_runs_s(runs, spec, measured)
     if spec.dry_run:
-        print_plan(runs, spec, estimates)
+        print_plan(runs, spec, estimates, measured)
         return 0
     todo = [(r, w) for r, w in zip(runs, estimates, strict=True) if r.action != "done"]
     already = len(runs) - len(todo)

@@ -827,6 +827,47 @@ def test_compiled_points_are_estimated_cheaper_when_compiled_ahead():
     assert cost[4, autotuned] == cost[0, autotuned]  # compiles alone
 
 
+def _compiled_record(model, mode, warmup_s, env=ENV, status="ok", **run):
+    return {
+        "status": status,
+        "config": {"model": model, "compile_mode": mode},
+        "run": {"phase_s": {"start-up": 9.0, "warm-up": warmup_s}, **run},
+        "environment": dict(env),
+    }
+
+
+def test_cold_compiles_are_estimated_as_this_machine_measured_them(tmp_path, capsys):
+    """The autotuning compile's minutes are an assumption until a run measures them: a
+    resumed sweep's estimate takes the cold compiles its results file holds from this
+    environment (median warm-up phase), not warm ones, nor other machines'."""
+    out = tmp_path / "sweep.jsonl"
+    mode = "max-autotune-no-cudagraphs"
+    cached = {"fx_graph": {"hits": 3, "misses": 0, "bypasses": 0}}
+    for record in (
+        _compiled_record("dcgan64", mode, 60.0),
+        _compiled_record("dcgan64", mode, 80.0),
+        _compiled_record("dcgan64", mode, 70.0, compile={"caches": {"fx_graph": {"misses": 2}}}),
+        _compiled_record("dcgan64", mode, 5.0, compile={"caches": cached}),  # warm
+        _compiled_record("dcgan64", mode, 6.0, precompiled=True),  # compiled ahead
+        _compiled_record("dcgan64", mode, 900.0, env={**ENV, "torch": "2.11.0"}),
+        _compiled_record("dcgan64", mode, 900.0, status="failed"),
+        _compiled_record("dcgan64", "none", 1.0),  # no compile
+        _compiled_record("mlp", "default", 20.0),
+    ):
+        append_record(str(out), record)
+    measured = sweep.measured_compile_s(str(out), (ENV["device_name"], ENV["torch"]))
+    assert measured == {("dcgan64", mode): 70.0, ("mlp", "default"): 20.0}
+
+    spec = build_spec(machine=GPU8, models="dcgan64", batch_sizes="128", precisions="bf16",
+                      gpus="1", variants=f"compile-{mode}", repeats=1, out=str(out))  # fmt: skip
+    runs = plan_runs(spec.points(), spec)
+    (assumed,) = sweep.estimate_runs_s(runs, spec)
+    (calibrated,) = sweep.estimate_runs_s(runs, spec, measured)
+    assert assumed - calibrated == pytest.approx(150.0 - 70.0)  # the assumed cold compile
+    plan.print_plan(runs, spec, [calibrated], measured)
+    assert "dcgan64 max-autotune-no-cudagraphs 70 s" in capsys.readouterr().out
+
+
 def test_points_are_compiled_ahead_a_window_at_a_time_just_before_they_run(tmp_path, monkeypatch):
     """A window of --precompile-jobs points, not the whole sweep: a sweep cut off by its
     time limit has timed what it compiled."""
