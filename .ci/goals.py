@@ -1,6 +1,9 @@
 """Each measured goal of the open issues, met or missed, from what .ci/measure-gpu wrote.
 
     python3 .ci/goals.py OUT_DIR     (prints the verdicts; writes OUT_DIR/goals.md)
+    python3 .ci/goals.py --best OUT_DIR MODEL BATCH
+                                     (prints the fastest variant sweep.jsonl holds at that
+                                     single-GPU bf16 point, or nothing: what to profile)
 
 Reads whatever of these OUT_DIR holds (a goal whose records are missing says "not
 measured"): device-rates.json (copy bandwidth, bf16 matmul rate), eager-dcgan64.jsonl
@@ -269,6 +272,16 @@ def _single_gpu_bf16(best: compare.Best) -> bool:
     return g.device_type == "cuda" and g.world_size == 1 and g.precision == "bf16"
 
 
+def best_variant(out: Path, model: str, batch: int) -> str | None:
+    """The fastest variant of sweep.jsonl at a single-GPU bf16 point (the goal points'
+    kind), or None: the variant whose figure a goal's verdict gives, so the one whose
+    profile says where a missed goal's time goes."""
+    for best in _best(out / "sweep.jsonl"):
+        if _single_gpu_bf16(best) and (best.group.model, best.group.batch_size) == (model, batch):
+            return best.variant.variant
+    return None
+
+
 def end_to_end_goals(out: Path) -> list[Verdict]:
     all_best = _best(out / "sweep.jsonl")
     best = [b for b in all_best if _single_gpu_bf16(b)]
@@ -440,12 +453,21 @@ def render(verdicts: list[Verdict], out: Path) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+USAGE = (
+    "usage: python3 .ci/goals.py OUT_DIR, or --best OUT_DIR MODEL BATCH (OUT_DIR: the folder "
+    ".ci/measure-gpu wrote)"
+)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--best"]:
+        if len(argv) != 4 or not Path(argv[1]).is_dir() or not argv[3].isdigit():
+            print(USAGE, file=sys.stderr)
+            return 2
+        print(best_variant(Path(argv[1]), argv[2], int(argv[3])) or "")
+        return 0
     if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print(
-            "usage: python3 .ci/goals.py OUT_DIR (the folder .ci/measure-gpu wrote)",
-            file=sys.stderr,
-        )
+        print(USAGE, file=sys.stderr)
         return 2
     out = Path(argv[0])
     verdicts = eager_reference(out) + kernel_goals(out) + end_to_end_goals(out) + parity_goals(out)

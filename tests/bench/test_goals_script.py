@@ -192,6 +192,27 @@ def test_main_writes_goals_md_and_refuses_a_missing_folder(goals, tmp_path, caps
     assert text == capsys.readouterr().out
 
 
+def test_the_fastest_variant_of_a_goal_point_is_what_gets_profiled(goals, tmp_path, capsys):
+    write_jsonl(
+        tmp_path / "sweep.jsonl",
+        [
+            run_record("eager", 10_000),
+            run_record("channels-last+cuda-graph", 45_000),
+            run_record("triton+channels-last+cuda-graph", 52_000),
+            run_record("cuda-graph", 90_000, precision="fp32"),  # not a bf16 goal point
+            run_record("eager", 40_000, batch=1024),
+        ],
+    )
+    assert goals.best_variant(tmp_path, "dcgan64", 128) == "triton+channels-last+cuda-graph"
+    assert goals.best_variant(tmp_path, "dcgan64", 1024) is None  # the baseline alone
+    assert goals.best_variant(tmp_path, "mlp", 512) is None
+    assert goals.main(["--best", str(tmp_path), "dcgan64", "128"]) == 0
+    assert goals.main(["--best", str(tmp_path), "mlp", "512"]) == 0
+    assert capsys.readouterr().out == "triton+channels-last+cuda-graph\n\n"
+    assert goals.main(["--best", str(tmp_path), "mlp", "many"]) == 2
+    assert goals.main(["--best", str(tmp_path / "absent"), "mlp", "512"]) == 2
+
+
 def test_profiles_say_where_the_time_goes(goals, tmp_path):
     profiled = run_record(
         "triton+joint-d+batched-casts+cuda-graph", 612_000.0, model="mlp", batch=512
