@@ -35,8 +35,9 @@ def _shape(t: torch.Tensor) -> str:
 
 
 class LayoutAudit(TorchDispatchMode):
-    """Every convolution and layout-changing copy of 4-D tensors while active (`paused`
-    off), as one line each, in `findings`."""
+    """While active (`paused` off): each 4-D convolution that ATen runs in another format
+    than channels_last or with an operand it must copy first, and each copy that changes a
+    4-D tensor's layout, one line each in `findings`; `convolutions` counts those watched."""
 
     def __init__(self, device: torch.device):
         super().__init__()
