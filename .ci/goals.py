@@ -272,24 +272,30 @@ def _single_gpu_bf16(best: compare.Best) -> bool:
     return g.device_type == "cuda" and g.world_size == 1 and g.precision == "bf16"
 
 
+def _at_goal_point(bests: list[compare.Best], model: str, batch: int) -> list[compare.Best]:
+    """The best variants of the single-GPU bf16 groups (the goal points' kind) at one point."""
+    return [
+        b
+        for b in bests
+        if _single_gpu_bf16(b) and (b.group.model, b.group.batch_size) == (model, batch)
+    ]
+
+
 def best_variant(out: Path, model: str, batch: int) -> str | None:
-    """The fastest variant of sweep.jsonl at a single-GPU bf16 point (the goal points'
-    kind), or None: the variant whose figure a goal's verdict gives, so the one whose
-    profile says where a missed goal's time goes."""
-    for best in _best(out / "sweep.jsonl"):
-        if _single_gpu_bf16(best) and (best.group.model, best.group.batch_size) == (model, batch):
-            return best.variant.variant
-    return None
+    """The fastest variant of sweep.jsonl at a single-GPU bf16 point, or None: the variant
+    whose figure a goal's verdict gives, so the one whose profile says where a missed
+    goal's time goes."""
+    found = _at_goal_point(_best(out / "sweep.jsonl"), model, batch)
+    return found[0].variant.variant if found else None
 
 
 def end_to_end_goals(out: Path) -> list[Verdict]:
     all_best = _best(out / "sweep.jsonl")
-    best = [b for b in all_best if _single_gpu_bf16(b)]
     matmul = _rates(out).get("matmul_bf16_tflops")
     verdicts = []
     for model, batch, minimum in END_TO_END:
         goal = f"{model} b{batch} bf16: best variant ≥ {minimum:g}× eager"
-        found = [b for b in best if (b.group.model, b.group.batch_size) == (model, batch)]
+        found = _at_goal_point(all_best, model, batch)
         if not found:
             verdicts.append(Verdict(6, goal, "not measured", None))
         for b in found:
