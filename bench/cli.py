@@ -102,7 +102,7 @@ def run(
         _opt(
             "Speed-up variant: eager, or speed-ups joined by '+' ("
             + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the eight options below."
+            + "), e.g. triton+channels-last+cuda-graph. Sets the nine options below."
         ),
     ] = None,
     compile_mode: Annotated[
@@ -111,6 +111,13 @@ def run(
     kernels: Annotated[
         str, _opt("BatchNorm+activation kernels: torch, or triton (fused).")
     ] = _DEFAULTS["kernels"],
+    conv_kernels: Annotated[
+        str,
+        _opt(
+            "Convolutions over image channels (G's last, D's first with its LeakyReLU): torch, "
+            "or triton (kernels sized for few channels; DCGAN)."
+        ),
+    ] = _DEFAULTS["conv_kernels"],
     memory_format: Annotated[
         str, _opt("Memory format of models and images: contiguous (NCHW) or channels_last.")
     ] = _DEFAULTS["memory_format"],
@@ -206,6 +213,7 @@ def run(
             variant=variant,
             compile_mode=compile_mode,
             kernels=kernels,
+            conv_kernels=conv_kernels,
             memory_format=memory_format,
             pad_image_channels=pad_image_channels,
             joint_d_batch=joint_d_batch,

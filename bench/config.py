@@ -31,6 +31,9 @@ from gan_models import LOSSES, MODELS
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
 KERNELS = ("torch", "triton")
+# The most image channels --conv-kernels triton swaps layers for: the kernels' default,
+# kernels.narrow_conv_modules.DEFAULT_MAX_CHANNELS (not imported here: it imports triton).
+NARROW_CONV_MAX_CHANNELS = 16
 # --memory-format names and the torch memory formats they stand for.
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DEVICES = ("auto", "cpu", "cuda")
@@ -101,6 +104,9 @@ class RunConfig:
     variant: str | None = None
     compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
     kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
+    # "triton": the convolutions over image channels (G's last, D's first with its LeakyReLU)
+    # swapped for Triton kernels sized for few channels (kernels/narrow_conv.py)
+    conv_kernels: str = "torch"
     memory_format: str = "contiguous"  # "channels_last": models and images in NHWC
     # Image channels zero-padded to a multiple of 8 (bf16, fp16) or 4 at G's last and D's
     # first convolution (Tensor Core alignment; the same losses and gradients:
@@ -131,6 +137,7 @@ class RunConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
         _choice("--kernels", self.kernels, KERNELS)
+        _choice("--conv-kernels", self.conv_kernels, KERNELS)
         _choice("--memory-format", self.memory_format, tuple(MEMORY_FORMATS))
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--loss", self.loss, tuple(LOSSES))
@@ -209,6 +216,23 @@ class RunConfig:
                 "--pad-image-channels changes nothing for mlp: it has no convolutions, and its "
                 "28x28 = 784 inputs are already a multiple of 8; use it with dcgan32 or dcgan64"
             )
+        if self.conv_kernels == "triton":
+            if self.model == "mlp":
+                raise ConfigError(
+                    "--conv-kernels triton swaps convolutions, and mlp has none; use it with "
+                    "dcgan32 or dcgan64"
+                )
+            if self.image_channels > NARROW_CONV_MAX_CHANNELS:
+                raise ConfigError(
+                    f"--conv-kernels triton takes images of at most {NARROW_CONV_MAX_CHANNELS} "
+                    f"channels (its kernels are sized for few), got {self.image_channels}"
+                )
+            if self.pad_image_channels:
+                raise ConfigError(
+                    "--conv-kernels triton computes the image layers with their own channel "
+                    "count, and --pad-image-channels pads it for cuDNN: padded, the Triton "
+                    "convolutions would only do more work; give one or the other"
+                )
         multiple = channel_multiple(self.precision)
         if self.pad_image_channels and not needs_padding(self.image_channels, multiple):
             raise ConfigError(
@@ -354,6 +378,27 @@ def triton_interpret_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes", "y")
 
 
+def _check_triton(flag: str, device_type: str, precision: str) -> None:
+    """`flag triton` (the fused BatchNorm or the narrow convolutions) can run here."""
+    if importlib.util.find_spec("triton") is None:
+        raise ConfigError(f"{flag} triton needs the triton package, which is not installed")
+    if device_type == "cpu" and not triton_interpret_requested():
+        raise ConfigError(
+            f"{flag} triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
+            f"interpreter on the CPU (slow: for tests); or use {flag} torch"
+        )
+    if device_type == "cpu" and precision == "bf16":
+        # The interpreter runs kernels in numpy, which has no bfloat16. Called eagerly the
+        # op still lands within bf16's rounding, but called from inductor's CPU code (a
+        # compiled DCGAN generator) its gradients come back NaN, and not when the tensors
+        # are read before the call: an interpreter effect, not the kernels' arithmetic
+        # (tests/bench/test_train.py checks the same compiled generator on a GPU).
+        raise ConfigError(
+            f"{flag} triton with --precision bf16 needs a CUDA GPU: Triton's CPU "
+            "interpreter has no reliable bfloat16 arithmetic; use --precision fp32 on CPU"
+        )
+
+
 def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None = None) -> str:
     """Resolve `--device auto` and reject combinations the device cannot run.
 
@@ -378,24 +423,9 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
         raise ConfigError(
             f"--precision {cfg.precision} needs a CUDA GPU; on CPU use one of: fp32, bf16"
         )
-    if cfg.kernels == "triton":
-        if importlib.util.find_spec("triton") is None:
-            raise ConfigError("--kernels triton needs the triton package, which is not installed")
-        if device_type == "cpu" and not triton_interpret_requested():
-            raise ConfigError(
-                "--kernels triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
-                "interpreter on the CPU (slow: for tests); or use --kernels torch"
-            )
-        if device_type == "cpu" and cfg.precision == "bf16":
-            # The interpreter runs kernels in numpy, which has no bfloat16. Called eagerly the
-            # op still lands within bf16's rounding, but called from inductor's CPU code (a
-            # compiled DCGAN generator) its gradients come back NaN, and not when the tensors
-            # are read before the call: an interpreter effect, not the kernels' arithmetic
-            # (tests/bench/test_train.py checks the same compiled generator on a GPU).
-            raise ConfigError(
-                "--kernels triton with --precision bf16 needs a CUDA GPU: Triton's CPU "
-                "interpreter has no reliable bfloat16 arithmetic; use --precision fp32 on CPU"
-            )
+    for flag, value in (("--kernels", cfg.kernels), ("--conv-kernels", cfg.conv_kernels)):
+        if value == "triton":
+            _check_triton(flag, device_type, cfg.precision)
     if cfg.cuda_graph:
         if device_type == "cpu":
             raise ConfigError(

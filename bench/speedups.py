@@ -3,7 +3,9 @@
 1. SyncBatchNorm (--sync-bn under DDP), before the kernel swap: the swap turns
    SyncBatchNorm + activation into the fused sync module, while converting after it would
    turn the fused modules back into plain SyncBatchNorm and lose their activation.
-2. Kernel swap (--kernels triton): BatchNorm + LeakyReLU/ReLU become fused Triton modules.
+2. Kernel swaps: BatchNorm + LeakyReLU/ReLU become fused Triton modules (--kernels
+   triton); the convolutions over image channels become Triton ones, D's first with its
+   LeakyReLU (--conv-kernels triton), both before the memory format and the device.
 3. Padded image channels (--pad-image-channels): G's image layer and D's first layer
    widened with zero weights (bench/channel_padding.py), before the memory format is set
    on the new weights and before the optimizers are built over them.
@@ -84,6 +86,23 @@ def _swap_kernels(generator: nn.Module, discriminator: nn.Module) -> tuple[str, 
     return path, fused
 
 
+def _swap_convolutions(generator: nn.Module, discriminator: nn.Module) -> dict:
+    """The image layers swapped for narrow Triton convolutions; what was swapped."""
+    import kernels
+
+    path = kernels.kernel_path()
+    reports = {
+        "generator": kernels.swap_narrow_convolutions(generator),
+        "discriminator": kernels.swap_narrow_convolutions(discriminator),
+    }
+    if not all(r.count for r in reports.values()):
+        raise ValueError(f"--conv-kernels triton found no image layer to swap: {reports}")
+    swapped: dict = {"path": path}
+    swapped |= {name: list(r.swapped) for name, r in reports.items()}
+    swapped["count"] = sum(r.count for r in reports.values())
+    return swapped
+
+
 def _parameter_casts(cfg: RunConfig, policy: PrecisionPolicy, generator, discriminator):
     """How autocast's parameter casts ran: None without autocast."""
     if policy.autocast_dtype is None:
@@ -117,6 +136,9 @@ def apply_speedups(
     record["kernel_path"], record["fused_layers"] = "torch", None
     if cfg.kernels == "triton":
         record["kernel_path"], record["fused_layers"] = _swap_kernels(generator, discriminator)
+    record["narrow_convolutions"] = None
+    if cfg.conv_kernels == "triton":
+        record["narrow_convolutions"] = _swap_convolutions(generator, discriminator)
 
     record["image_channels_padded"], sample_generator = None, generator
     if cfg.pad_image_channels:

@@ -3,8 +3,8 @@ how an iteration executes. `eager` is the baseline every other variant is compar
 
 Variants compose: a name is one or more speed-ups joined by "+" ("triton+channels-last+
 cuda-graph"), at most one compile mode among them, written in the canonical order
-compile mode, triton, channels-last, pad-channels, joint-d, batched-casts, cudnn-exhaustive,
-cuda-graph.
+compile mode, triton, triton-convs, channels-last, pad-channels, joint-d, batched-casts,
+cudnn-exhaustive, cuda-graph.
 `VARIANTS` holds every valid combination; `canonical_variant` accepts the speed-ups in
 any order.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 VARIANT_FIELDS = {
     "compile_mode": "none",
     "kernels": "torch",
+    "conv_kernels": "torch",
     "memory_format": "contiguous",
     "pad_image_channels": False,
     "joint_d_batch": False,
@@ -63,6 +64,14 @@ SPEEDUP_GROUPS = (
     (SpeedUp("triton", "fused Triton BatchNorm+LeakyReLU kernels", {"kernels": "triton"}),),
     (
         SpeedUp(
+            "triton-convs",
+            "the convolutions over image channels (D's first, with its LeakyReLU fused in, "
+            "and G's last) as Triton implicit-GEMM kernels sized for their few channels",
+            {"conv_kernels": "triton"},
+        ),
+    ),
+    (
+        SpeedUp(
             "channels-last",
             "models and images in channels_last (NHWC) memory format",
             {"memory_format": "channels_last"},
@@ -71,8 +80,8 @@ SPEEDUP_GROUPS = (
     (
         SpeedUp(
             "pad-channels",
-            "image channels zero-padded to a multiple of 4 at G's last and D's first "
-            "convolution (Tensor Core alignment; the same losses and gradients)",
+            "image channels zero-padded to a multiple of 8 (bf16, fp16) or 4 at G's last and "
+            "D's first convolution (Tensor Core alignment; the same losses and gradients)",
             {"pad_image_channels": True},
         ),
     ),
@@ -142,6 +151,12 @@ def _conflict(speedups: tuple[SpeedUp, ...]) -> str | None:
             f"cuda-graph captures the whole iteration, and compile mode {fields['compile_mode']} "
             "makes CUDA graphs of its own: a graph inside a graph; use "
             "compile-max-autotune-no-cudagraphs+cuda-graph or compile+cuda-graph instead"
+        )
+    if fields.get("conv_kernels") == "triton" and fields.get("pad_image_channels"):
+        return (
+            "triton-convs computes the image layers with their own channel count, and "
+            "pad-channels pads that count for cuDNN's Tensor Core kernels: padded, the Triton "
+            "convolutions would only do more work; use one or the other"
         )
     return None
 

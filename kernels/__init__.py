@@ -8,9 +8,12 @@ Nothing here knows about GANs or the harness. Public API:
 - ``fuse_batchnorm_leaky_relu``: swap BatchNorm + (Leaky)ReLU pairs in a model, in place;
 - ``sync_batch_norm_leaky_relu``: the cross-process variant (SyncBatchNorm semantics);
 - ``kernel_path`` / ``KernelUnavailableError``: which path runs, or why none can;
-- ``batch_norm_leaky_relu_reference``: the eager reference.
+- ``batch_norm_leaky_relu_reference``: the eager reference;
+- ``narrow_conv2d`` / ``narrow_conv_transpose2d``: convolutions with few channels on one
+  side (image channels), ``NarrowConv2d`` / ``NarrowConvTranspose2d`` their modules, and
+  ``swap_narrow_convolutions`` to put them in a model (a LeakyReLU fused in).
 
-Importing this package registers two ``gan_bench::`` ops with torch.library (so that
+Importing this package registers five ``gan_bench::`` ops with torch.library (so that
 torch.compile can trace them) and imports triton when it is installed; set
 ``TRITON_INTERPRET=1`` before importing it to run the kernels on the CPU.
 """
@@ -19,6 +22,13 @@ from kernels.availability import kernel_path
 from kernels.errors import KernelUnavailableError
 from kernels.fuse import FuseReport, fuse_batchnorm_leaky_relu
 from kernels.modules import BatchNormLeakyReLU1d, BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU
+from kernels.narrow_conv import narrow_conv2d, narrow_conv_transpose2d
+from kernels.narrow_conv_modules import (
+    NarrowConv2d,
+    NarrowConvTranspose2d,
+    SwapReport,
+    swap_narrow_convolutions,
+)
 from kernels.ops import batch_norm_leaky_relu
 from kernels.reference import batch_norm_leaky_relu_reference
 from kernels.sync import sync_batch_norm_leaky_relu
@@ -28,10 +38,16 @@ __all__ = [
     "BatchNormLeakyReLU2d",
     "FuseReport",
     "KernelUnavailableError",
+    "NarrowConv2d",
+    "NarrowConvTranspose2d",
+    "SwapReport",
     "SyncBatchNormLeakyReLU",
     "batch_norm_leaky_relu",
     "batch_norm_leaky_relu_reference",
     "fuse_batchnorm_leaky_relu",
     "kernel_path",
+    "narrow_conv2d",
+    "narrow_conv_transpose2d",
+    "swap_narrow_convolutions",
     "sync_batch_norm_leaky_relu",
 ]

@@ -287,7 +287,7 @@ def skip_reason(point: Point, machine: Machine) -> str | None:
                 "on CPU it would tune inductor's C++ templates instead, another path, at "
                 "minutes per compile"
             )
-    if fields["kernels"] == "triton":
+    if "triton" in (fields["kernels"], fields["conv_kernels"]):
         if not machine.triton_installed:
             return "triton kernels need the triton package, which is not installed"
         if machine.device_type == "cpu" and not machine.triton_interpret:

@@ -54,6 +54,14 @@ from bench.config import ConfigError, RunConfig, check_device, triton_interpret_
         ({"variant": "cudnn-exhaustive", "model": "mlp"}, ["mlp", "no convolutions", "dcgan32"]),
         ({"variant": "cudnn-exhaustive", "cudnn_benchmark_limit": 5}, ["contradicts"]),
         ({"variant": "cudnn-exhaustive+cuda-graph", "model": "dcgan64"}, []),
+        ({"conv_kernels": "cudnn"}, ["--conv-kernels", "torch, triton"]),
+        ({"variant": "triton-convs", "model": "mlp"}, ["--conv-kernels", "mlp", "dcgan32"]),
+        ({"variant": "triton-convs", "channels": 32}, ["at most 16 channels", "got 32"]),
+        (
+            {"conv_kernels": "triton", "pad_image_channels": True},
+            ["--pad-image-channels", "one or the other"],
+        ),
+        ({"variant": "triton+triton-convs+channels-last+cuda-graph", "model": "dcgan64"}, []),
     ],
 )
 def test_bad_config_is_one_actionable_error(kwargs, words):
@@ -170,11 +178,22 @@ def test_device_dependent_rejections(kwargs, cuda, words):
         assert word in str(info.value)
 
 
+@pytest.mark.parametrize("flag", ["kernels", "conv_kernels"])
+def test_triton_on_cpu_needs_the_interpreter(flag, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cfg = RunConfig(model="dcgan32", **{flag: "triton"})
+    name = "--" + flag.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{name} triton needs a CUDA GPU.*TRITON_INTERPRET=1"):
+        check_device(cfg, cuda_available=False)
+
+
 def test_the_interpreter_is_refused_bf16(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(ConfigError, match="interpreter has no reliable bfloat16.*fp32"):
         check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=False)
     assert check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=True)
+    with pytest.raises(ConfigError, match="--conv-kernels triton with --precision bf16"):
+        check_device(RunConfig(conv_kernels="triton", precision="bf16"), cuda_available=False)
 
 
 @pytest.mark.parametrize(

@@ -40,10 +40,17 @@ def test_graphs_inside_graphs_are_not_registered():
 
 
 def test_registry_is_the_full_product_minus_conflicts():
-    # 5 compile choices x 2 kernels x 2 formats x 2 channel paddings x 2 D batchings x 2
-    # cast batchings x 2 cuDNN searches x 2 graph settings = 640, minus the 2 graph compile
-    # modes x 2^6 with cuda-graph.
-    assert len(VARIANTS) == 640 - 128
+    # 5 compile choices x 2 kernels x 2 convolution kernels x 2 formats x 2 channel paddings
+    # x 2 D batchings x 2 cast batchings x 2 cuDNN searches x 2 graph settings = 1280, minus
+    # the 2 graph compile modes x 2^7 with cuda-graph (256) and triton-convs with
+    # pad-channels (5 x 2^6 = 320), 2 x 2^5 of them counted in both.
+    assert len(VARIANTS) == 1280 - (256 + 320 - 64)
+
+
+def test_triton_convs_are_not_padded():
+    for variant in VARIANTS.values():
+        fields = variant.fields
+        assert not (fields["conv_kernels"] == "triton" and fields["pad_image_channels"])
 
 
 def test_fields_are_complete_and_names_round_trip():
@@ -56,6 +63,10 @@ def test_fields_are_complete_and_names_round_trip():
 def test_any_order_gives_the_canonical_name():
     assert canonical_variant("cuda-graph+compile+triton") == "compile+triton+cuda-graph"
     assert canonical_variant(" channels-last + triton ") == "triton+channels-last"
+    assert (
+        canonical_variant("cuda-graph+channels-last+triton-convs+triton")
+        == "triton+triton-convs+channels-last+cuda-graph"
+    )
     assert (
         canonical_variant("cuda-graph+pad-channels+channels-last")
         == "channels-last+pad-channels+cuda-graph"
@@ -70,6 +81,7 @@ def test_any_order_gives_the_canonical_name():
         ("triton+triton", ["triton", "choose one"]),
         ("compile+compile-reduce-overhead", ["compile-reduce-overhead", "choose one"]),
         ("compile-max-autotune+cuda-graph", ["graph inside a graph"]),
+        ("pad-channels+triton-convs", ["own channel count", "one or the other"]),
     ],
 )
 def test_bad_names_say_why(name, words):

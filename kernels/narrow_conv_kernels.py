@@ -1,0 +1,211 @@
+"""Triton kernels for 2-D convolutions with few channels on one side ("narrow"), such as
+a network's first convolution over image channels and a generator's last transposed
+convolution back to them.
+
+Libraries tile a convolution's GEMM with output-channel tiles of 64 or more: with 3 to 8
+channels on the narrow side most of each tile is zeros. On an H100 (cuDNN 9, bf16,
+channels_last, batch 1024 of 64x64 images; results/NVIDIA-H100-80GB-HBM3/profiles) the
+transposed convolution 64 -> 8 channels (4x4, stride 2) took 400 us where its bytes need
+about 70 us, and the convolution 8 -> 64 took 220 us where its bytes need about 70 us.
+
+Three implicit-GEMM kernels cover both directions of both layers, forward and backward:
+
+- ``conv2d_kernel``: y = act(conv2d(x, w) + b), GEMM (output pixels) x (output channels)
+  over K = (kh, kw, input channel), input channels innermost so that a row of K is a run
+  of contiguous elements in channels_last memory; an optional LeakyReLU (ReLU is slope
+  0) in the epilogue.
+- ``conv_transpose2d_kernel``: y = conv_transpose2d(x, w) + b, for a narrow output. Each
+  program takes output pixels of one stride phase ``(oh + padding) % stride``, for which
+  exactly the taps ``kh = phase + t * stride`` contribute, so no multiply lands on a
+  structural zero; K = (tap, input channel).
+- ``conv2d_weight_grad_kernel``: dw[co, (kh, kw, ci)] = sum over output pixels of
+  grad[m, co] * x_patch[m, (kh, kw, ci)], each program summing a fixed slice of the
+  pixels into its own partial row (no atomics: deterministic); the host adds the rows.
+
+Every tensor comes with its own element strides, any layout works; channels_last makes
+each row of a tile contiguous. Arithmetic is fp32 (``tl.dot`` accumulates in fp32 for
+fp16 and bf16 inputs; fp32 inputs take ``INPUT_PRECISION``, "ieee" or "tf32"). Stores
+cast to the destination's dtype. These kernels know nothing of models; ``kernels/
+narrow_conv.py`` launches them.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def conv2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    M, H, W, CI, HO, WO, CO, K,
+    sxn, sxh, sxw, sxc,
+    swo, swi, swh, sww,
+    syn, syh, syw, syc,
+    SH, SW, PH, PW, KW,
+    negative_slope,
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """Program (m, n): output pixels [m*BLOCK_M, ...) x output channels [n*BLOCK_N, ...)."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_mask = offs_m < M
+    n_mask = offs_n < CO
+    n = offs_m // (HO * WO)
+    r = offs_m % (HO * WO)
+    ih0 = (r // WO) * SH - PH
+    iw0 = (r % WO) * SW - PW
+    x_row = x_ptr + n.to(tl.int64) * sxn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        ci = offs_k % CI
+        tap = offs_k // CI
+        kh = tap // KW
+        kw = tap % KW
+        ih = ih0[:, None] + kh[None, :]
+        iw = iw0[:, None] + kw[None, :]
+        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a = tl.load(
+            x_row[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc,
+            mask=m_mask[:, None] & k_mask[None, :] & inside,
+            other=0.0,
+        )
+        b = tl.load(
+            w_ptr + offs_n[None, :] * swo + ci[:, None] * swi + kh[:, None] * swh
+            + kw[:, None] * sww,
+            mask=k_mask[:, None] & n_mask[None, :],
+            other=0.0,
+        )  # fmt: skip
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    if ACTIVATION:
+        acc = tl.where(acc > 0, acc, acc * negative_slope)
+    r_out = offs_m % (HO * WO)
+    y_offs = (
+        n.to(tl.int64)[:, None] * syn + (r_out // WO)[:, None] * syh
+        + (r_out % WO)[:, None] * syw + offs_n[None, :] * syc
+    )  # fmt: skip
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+@triton.jit
+def conv_transpose2d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    NB, HI, WI, CI, HO, WO, CO,
+    sxn, sxh, sxw, sxc,
+    swi, swo, swh, sww,
+    syn, syh, syw, syc,
+    SH, SW, PH, PW,
+    HP, WP,
+    KH: tl.constexpr, KW: tl.constexpr, TAPS_H: tl.constexpr, TAPS_W: tl.constexpr,
+    HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """Program (m, phase): output pixels [m*BLOCK_M, ...) of stride phase ``phase`` (rows
+    oh with (oh + PH) % SH == phase // SW, columns likewise), all output channels up to
+    BLOCK_N. ``HP x WP``: the most rows and columns any phase has (``cdiv(HO, SH)``)."""
+    pid_m = tl.program_id(0)
+    phase = tl.program_id(1)
+    rh = phase // SW
+    rw = phase % SW
+    # First output row of this phase: oh = rh - PH (mod SH), in [0, SH).
+    oh0 = ((rh - PH) % SH + SH) % SH
+    ow0 = ((rw - PW) % SW + SW) % SW
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    n_mask = offs_n < CO
+    n = offs_m // (HP * WP)
+    r = offs_m % (HP * WP)
+    oh = oh0 + (r // WP) * SH
+    ow = ow0 + (r % WP) * SW
+    m_mask = (n < NB) & (oh < HO) & (ow < WO)
+    x_row = x_ptr + n.to(tl.int64) * sxn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for th in tl.static_range(TAPS_H):
+        kh = rh + th * SH
+        # oh + PH - kh is a multiple of SH by the choice of phase: the division is exact.
+        ih = (oh + PH - kh) // SH
+        for tw in tl.static_range(TAPS_W):
+            kw = rw + tw * SW
+            iw = (ow + PW - kw) // SW
+            tap_ok = (kh < KH) & (kw < KW)
+            inside = m_mask & (ih >= 0) & (ih < HI) & (iw >= 0) & (iw < WI) & tap_ok
+            for k0 in range(0, CI, BLOCK_K):
+                offs_k = k0 + tl.arange(0, BLOCK_K)
+                k_mask = offs_k < CI
+                a = tl.load(
+                    x_row[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_k[None, :] * sxc,
+                    mask=inside[:, None] & k_mask[None, :],
+                    other=0.0,
+                )
+                b = tl.load(
+                    w_ptr + offs_k[:, None] * swi + offs_n[None, :] * swo + kh * swh
+                    + kw * sww,
+                    mask=k_mask[:, None] & n_mask[None, :] & tap_ok,
+                    other=0.0,
+                )  # fmt: skip
+                acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    y_offs = (
+        n.to(tl.int64)[:, None] * syn + oh[:, None] * syh + ow[:, None] * syw
+        + offs_n[None, :] * syc
+    )  # fmt: skip
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+@triton.jit
+def conv2d_weight_grad_kernel(
+    x_ptr, g_ptr, part_ptr,
+    M, H, W, CI, HO, WO, CO, K,
+    sxn, sxh, sxw, sxc,
+    sgn, sgh, sgw, sgc,
+    SH, SW, PH, PW, KW,
+    M_PER_SPLIT,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_CO: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """Program (co, k, s): the partial sum ``part[s, co-block, k-block]`` over output pixels
+    [s*M_PER_SPLIT, (s+1)*M_PER_SPLIT); ``part`` is ``[SPLIT, CO, K]`` fp32, contiguous."""
+    pid_co = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_s = tl.program_id(2)
+    offs_co = pid_co * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    co_mask = offs_co < CO
+    k_mask = offs_k < K
+    ci = offs_k % CI
+    tap = offs_k // CI
+    kh = tap // KW
+    kw = tap % KW
+    acc = tl.zeros((BLOCK_CO, BLOCK_K), dtype=tl.float32)
+    m_start = pid_s * M_PER_SPLIT
+    m_end = tl.minimum(m_start + M_PER_SPLIT, M)
+    for m0 in range(m_start, m_end, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        m_mask = offs_m < m_end
+        n = offs_m // (HO * WO)
+        r = offs_m % (HO * WO)
+        oh = r // WO
+        ow = r % WO
+        g = tl.load(
+            g_ptr + (n.to(tl.int64) * sgn + oh * sgh + ow * sgw)[:, None]
+            + offs_co[None, :] * sgc,
+            mask=m_mask[:, None] & co_mask[None, :],
+            other=0.0,
+        )  # fmt: skip
+        ih = (oh * SH - PH)[:, None] + kh[None, :]
+        iw = (ow * SW - PW)[:, None] + kw[None, :]
+        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a = tl.load(
+            x_ptr + (n.to(tl.int64) * sxn)[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc,
+            mask=m_mask[:, None] & k_mask[None, :] & inside,
+            other=0.0,
+        )
+        acc = tl.dot(tl.trans(g), a, acc, input_precision=INPUT_PRECISION)
+    p_offs = (pid_s.to(tl.int64) * CO + offs_co[:, None]) * K + offs_k[None, :]
+    tl.store(part_ptr + p_offs, acc, mask=co_mask[:, None] & k_mask[None, :])
