@@ -71,11 +71,27 @@ def _pow2_at_least(n: int, low: int = 16) -> int:
     return p
 
 
+def _strides_like_channels_last(t: torch.Tensor) -> bool:
+    """ATen's reading of a 4-D tensor's strides (c10 ``is_channels_last_strides_2d_s4``):
+    which layout ``suggest_memory_format`` names, single channels and 1x1 planes included
+    (where both layouts are the same memory, the strides given decide)."""
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:
+        return False
+    low = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < low:
+            return False
+        if d == 0 and low == strides[1]:
+            return False
+        low = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
+
+
 def _output_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
     """channels_last when either operand is (as ATen decides for cuDNN), else contiguous."""
-    for t in (x, weight):
-        if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-            return torch.channels_last
+    if _strides_like_channels_last(x) or _strides_like_channels_last(weight):
+        return torch.channels_last
     return torch.contiguous_format
 
 
