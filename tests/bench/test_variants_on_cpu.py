@@ -14,8 +14,9 @@ from bench.variants import VARIANTS, canonical_variant
 CPU = Machine("cpu", gpu_count=0, cpu_cores=2, triton_installed=True, triton_interpret=True)
 
 
-# Speed-ups of convolutions: channels_last, padded image channels, cuDNN's search.
-CONVOLUTION_SPEEDUPS = ("channels-last", "pad-channels", "cudnn-exhaustive")
+# Speed-ups of convolutions: Triton's image layers, channels_last, padded image channels,
+# cuDNN's search.
+CONVOLUTION_SPEEDUPS = ("triton-convs", "channels-last", "pad-channels", "cudnn-exhaustive")
 
 
 def _convolutional(variant: str) -> bool:
@@ -83,6 +84,14 @@ def test_the_cpu_runs_what_it_can_and_skips_only_gpu_work():
         "compile+channels-last+pad-channels",
         "triton+channels-last+pad-channels",
         "compile+triton+channels-last+pad-channels",
+        "triton-convs",
+        "compile+triton-convs",
+        "triton+triton-convs",
+        "triton-convs+channels-last",
+        "compile+triton+triton-convs",
+        "compile+triton-convs+channels-last",
+        "triton+triton-convs+channels-last",
+        "compile+triton+triton-convs+channels-last",
     }
     for variant in SKIPPED:
         reason = _plan(variant).reason
@@ -127,7 +136,14 @@ def test_every_runnable_variant_trains_on_cpu(variant, tmp_path):
     assert record["status"] == "ok", record["reason"]
     run = record["run"]
     assert run["variant"] == variant
-    assert run["kernel_path"] == ("triton-interpreter" if "triton" in variant else "torch")
+    speedups = variant.split("+")
+    assert run["kernel_path"] == ("triton-interpreter" if "triton" in speedups else "torch")
+    narrow = run["narrow_convolutions"]
+    if "triton-convs" in speedups:
+        assert narrow["path"] == "triton-interpreter" and narrow["count"] == 2
+        assert narrow["discriminator"] == ["main.from_image.conv+main.from_image.act"]
+    else:
+        assert narrow is None
     formats = {"mlp": "no 4-D parameters", "dcgan32": "contiguous"}
     assert run["memory_format"] == (
         "channels_last" if "channels-last" in variant else formats[cfg.model]
