@@ -161,7 +161,11 @@ def _conv_transpose2d_op(
     stride: list[int],
     padding: list[int],
     output_size: list[int],
+    mask: Optional[torch.Tensor] = None,
+    mask_slope: float = 0.0,
 ) -> torch.Tensor:
+    """``mask``: x is the gradient of a LeakyReLU's output ``mask`` (x's shape), of slope
+    ``mask_slope``, taken through the activation's backward first."""
     n, ci, hi, wi = x.shape
     _, co, kh, kw = weight.shape
     ho, wo = output_size
@@ -174,11 +178,14 @@ def _conv_transpose2d_op(
         with eager_launches():
             wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, _BLOCK_M), sh * sw)](
                 x, weight, bias if bias is not None else weight, y,
+                mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
-                sh, sw, padding[0], padding[1], hp, wp,
+                *_nhwc_strides(mask if mask is not None else x),
+                sh, sw, padding[0], padding[1], hp, wp, float(mask_slope),
                 KH=kh, KW=kw, TAPS_H=_cdiv(kh, sh), TAPS_W=_cdiv(kw, sw),
-                HAS_BIAS=bias is not None, INPUT_PRECISION=_input_precision(x.dtype),
+                HAS_BIAS=bias is not None, MASKED=mask is not None,
+                INPUT_PRECISION=_input_precision(x.dtype),
                 BLOCK_M=_BLOCK_M, BLOCK_N=_pow2_at_least(co),
                 BLOCK_K=min(64, _pow2_at_least(ci)),
             )  # fmt: skip
@@ -193,9 +200,12 @@ def _weight_grad_op(
     stride: list[int],
     padding: list[int],
     dtype: torch.dtype,
+    mask: Optional[torch.Tensor] = None,
+    mask_slope: float = 0.0,
 ) -> torch.Tensor:
     """d loss / d weight of ``conv2d(x, weight)`` given the output's gradient ``grad``:
-    ``(CO, CI, KH, KW)`` in ``dtype``, laid out channels_last ((co, kh, kw, ci) in memory)."""
+    ``(CO, CI, KH, KW)`` in ``dtype``, laid out channels_last ((co, kh, kw, ci) in memory).
+    ``mask``: as in ``narrow_conv_transpose2d``, for ``grad``."""
     n, ci, h, w = x.shape
     _, co, ho, wo = grad.shape
     kh, kw = kernel_size
@@ -215,12 +225,13 @@ def _weight_grad_op(
             wrap_triton(conv2d_weight_grad_kernel)[
                 (_cdiv(co, block_co), _cdiv(k, block_k), split)
             ](
-                x, grad, part,
+                x, grad, part, mask if mask is not None else grad,
                 m, h, w, ci, ho, wo, co, k,
                 *_nhwc_strides(x), *_nhwc_strides(grad),
+                *_nhwc_strides(mask if mask is not None else grad),
                 stride[0], stride[1], padding[0], padding[1], kw,
-                per_split,
-                INPUT_PRECISION=_input_precision(x.dtype),
+                per_split, float(mask_slope),
+                MASKED=mask is not None, INPUT_PRECISION=_input_precision(x.dtype),
                 BLOCK_CO=block_co, BLOCK_K=block_k, BLOCK_M=_WGRAD_BLOCK_M,
             )  # fmt: skip
     # Partials added in a fixed order (deterministic); (co, kh, kw, ci) -> (co, ci, kh, kw)
@@ -241,26 +252,29 @@ def _conv2d_setup(ctx, inputs, output) -> None:
 
 
 def _conv2d_backward(ctx, dy):
-    x, weight, y = ctx.saved_tensors
-    if ctx.activation:  # the mask y > 0: see the module docstring
-        dy = torch.where(y > 0, dy, dy * ctx.negative_slope)
+    x, weight, y = ctx.saved_tensors  # y: the activation's output, None without one
+    slope = ctx.negative_slope
     need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
     dx = dw = db = None
+    # The activation's backward (the mask y > 0: see the module docstring) is applied by
+    # the kernels as they load dy.
     if need_dx:
         dx = torch.ops.gan_bench.narrow_conv_transpose2d(
-            dy, weight, None, ctx.stride, ctx.padding, list(x.shape[2:])
+            dy, weight, None, ctx.stride, ctx.padding, list(x.shape[2:]), y, slope
         )
     if need_dw:
         dw = torch.ops.gan_bench.narrow_conv2d_weight_grad(
-            x, dy, list(weight.shape[2:]), ctx.stride, ctx.padding, weight.dtype
+            x, dy, list(weight.shape[2:]), ctx.stride, ctx.padding, weight.dtype, y, slope
         )
     if need_db:
+        if y is not None:
+            dy = torch.where(y > 0, dy, dy * slope)
         db = dy.sum(dim=(0, 2, 3), dtype=torch.float32).to(ctx.bias_dtype)
     return dx, dw, db, None, None, None, None
 
 
 def _conv_transpose2d_setup(ctx, inputs, output) -> None:
-    x, weight, bias, stride, padding, _ = inputs
+    x, weight, bias, stride, padding = inputs[:5]
     ctx.save_for_backward(x, weight)
     ctx.stride, ctx.padding = stride, padding
     ctx.bias_dtype = bias.dtype if bias is not None else None
@@ -279,7 +293,7 @@ def _conv_transpose2d_backward(ctx, dy):
         )
     if need_db:
         db = dy.sum(dim=(0, 2, 3), dtype=torch.float32).to(ctx.bias_dtype)
-    return dx, dw, db, None, None, None
+    return dx, dw, db, None, None, None, None, None
 
 
 _conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)

@@ -22,6 +22,10 @@ Three implicit-GEMM kernels cover both directions of both layers, forward and ba
   grad[m, co] * x_patch[m, (kh, kw, ci)], each program summing a fixed slice of the
   pixels into its own partial row (no atomics: deterministic); the host adds the rows.
 
+The two backward kernels take a fused LeakyReLU's backward as they load the gradient
+(``MASKED``: reading the activation's output beside it), so that no pass of its own
+writes the gradient of the pre-activation.
+
 Every tensor comes with its own element strides, any layout works; channels_last makes
 each row of a tile contiguous. Arithmetic is fp32 (``tl.dot`` accumulates in fp32 for
 fp16 and bf16 inputs; fp32 inputs take ``INPUT_PRECISION``, "ieee" or "tf32"). Stores
@@ -93,21 +97,35 @@ def conv2d_kernel(
 
 
 @triton.jit
+def _leaky_mask(v, mask_ptr, offs, valid, slope, MASKED: tl.constexpr):
+    """v, or where a LeakyReLU's output at the same place is <= 0, v * slope: the
+    activation's backward applied to a gradient as it is loaded (v's dtype kept)."""
+    if MASKED:
+        out = tl.load(mask_ptr + offs, mask=valid, other=0.0)
+        v = tl.where(out > 0, v, (v.to(tl.float32) * slope).to(v.dtype))
+    return v
+
+
+@triton.jit
 def conv_transpose2d_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
+    x_ptr, w_ptr, b_ptr, y_ptr, m_ptr,
     NB, HI, WI, CI, HO, WO, CO,
     sxn, sxh, sxw, sxc,
     swi, swo, swh, sww,
     syn, syh, syw, syc,
+    smn, smh, smw, smc,
     SH, SW, PH, PW,
     HP, WP,
+    mask_slope,
     KH: tl.constexpr, KW: tl.constexpr, TAPS_H: tl.constexpr, TAPS_W: tl.constexpr,
-    HAS_BIAS: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """Program (m, phase): output pixels [m*BLOCK_M, ...) of stride phase ``phase`` (rows
     oh with (oh + PH) % SH == phase // SW, columns likewise), all output channels up to
-    BLOCK_N. ``HP x WP``: the most rows and columns any phase has (``cdiv(HO, SH)``)."""
+    BLOCK_N. ``HP x WP``: the most rows and columns any phase has (``cdiv(HO, SH)``).
+    ``MASKED``: x is the gradient of a LeakyReLU's output ``m`` (x's shape, strides
+    ``sm*``), taken through the activation's backward as it is loaded."""
     pid_m = tl.program_id(0)
     phase = tl.program_id(1)
     rh = phase // SW
@@ -137,11 +155,16 @@ def conv_transpose2d_kernel(
             for k0 in range(0, CI, BLOCK_K):
                 offs_k = k0 + tl.arange(0, BLOCK_K)
                 k_mask = offs_k < CI
+                valid = inside[:, None] & k_mask[None, :]
                 a = tl.load(
                     x_row[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_k[None, :] * sxc,
-                    mask=inside[:, None] & k_mask[None, :],
+                    mask=valid,
                     other=0.0,
                 )
+                m_offs = (n.to(tl.int64) * smn + ih * smh + iw * smw)[:, None] + offs_k[
+                    None, :
+                ] * smc
+                a = _leaky_mask(a, m_ptr, m_offs, valid, mask_slope, MASKED)
                 b = tl.load(
                     w_ptr + offs_k[:, None] * swi + offs_n[None, :] * swo + kh * swh
                     + kw * sww,
@@ -160,17 +183,21 @@ def conv_transpose2d_kernel(
 
 @triton.jit
 def conv2d_weight_grad_kernel(
-    x_ptr, g_ptr, part_ptr,
+    x_ptr, g_ptr, part_ptr, m_ptr,
     M, H, W, CI, HO, WO, CO, K,
     sxn, sxh, sxw, sxc,
     sgn, sgh, sgw, sgc,
+    smn, smh, smw, smc,
     SH, SW, PH, PW, KW,
     M_PER_SPLIT,
-    INPUT_PRECISION: tl.constexpr,
+    mask_slope,
+    MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_CO: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip
     """Program (co, k, s): the partial sum ``part[s, co-block, k-block]`` over output pixels
-    [s*M_PER_SPLIT, (s+1)*M_PER_SPLIT); ``part`` is ``[SPLIT, CO, K]`` fp32, contiguous."""
+    [s*M_PER_SPLIT, (s+1)*M_PER_SPLIT); ``part`` is ``[SPLIT, CO, K]`` fp32, contiguous.
+    ``MASKED``: g is the gradient of a LeakyReLU's output ``m`` (g's shape, strides
+    ``sm*``), taken through the activation's backward as it is loaded."""
     pid_co = tl.program_id(0)
     pid_k = tl.program_id(1)
     pid_s = tl.program_id(2)
@@ -192,12 +219,15 @@ def conv2d_weight_grad_kernel(
         r = offs_m % (HO * WO)
         oh = r // WO
         ow = r % WO
+        valid = m_mask[:, None] & co_mask[None, :]
         g = tl.load(
             g_ptr + (n.to(tl.int64) * sgn + oh * sgh + ow * sgw)[:, None]
             + offs_co[None, :] * sgc,
-            mask=m_mask[:, None] & co_mask[None, :],
+            mask=valid,
             other=0.0,
         )  # fmt: skip
+        m_offs = (n.to(tl.int64) * smn + oh * smh + ow * smw)[:, None] + offs_co[None, :] * smc
+        g = _leaky_mask(g, m_ptr, m_offs, valid, mask_slope, MASKED)
         ih = (oh * SH - PH)[:, None] + kh[None, :]
         iw = (ow * SW - PW)[:, None] + kw[None, :]
         inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)

@@ -457,6 +457,7 @@ def _harness_run_on_cuda(tmp_path, model: str, variant: str) -> dict:
         ("dcgan32", "triton+channels-last+cuda-graph"),
         ("dcgan32", "triton+channels-last+pad-channels+batched-casts+cuda-graph"),
         ("dcgan32", "triton+channels-last+pad-channels+cudnn-exhaustive+cuda-graph"),
+        ("dcgan32", "triton+triton-convs+channels-last+batched-casts+cuda-graph"),
         ("mlp", "triton+joint-d+batched-casts+cuda-graph"),
     ],
 )
@@ -480,6 +481,10 @@ def test_harness_run_with_the_best_variant_records_the_graph(tmp_path, model, va
         "channels_last" if "channels-last" in variant else "no 4-D parameters"
     )
     assert run["kernel_path"] == "triton"
+    narrow = run["narrow_convolutions"]
+    assert (narrow and (narrow["path"], narrow["count"])) == (
+        ("triton", 2) if "triton-convs" in variant else None
+    )
     assert run["optimizer"]["implementation"] == "fused"
     assert run["precision"]["autocast_cache"] is False
     metrics = record["metrics"]
