@@ -465,9 +465,17 @@ def kernels(
         bool,
         _opt("Time the fused op under each launch tuning (tile, programs/SM, warps, stages, ...)."),
     ] = False,
+    convs: Annotated[
+        bool,
+        _opt(
+            "Time the narrow convolutions (DCGAN-64's image layers, bf16) against cuDNN and "
+            "torch.compile instead (--dtypes is not read; --tune times their launch tunings)."
+        ),
+    ] = False,
     quiet: Annotated[bool, _opt("No table.")] = False,
 ) -> None:
-    """Time the fused BatchNorm+LeakyReLU kernels against eager and torch.compile (CUDA)."""
+    """Time the fused BatchNorm+LeakyReLU kernels (or, with --convs, the narrow
+    convolutions) against eager and torch.compile (CUDA)."""
     from bench.kernel_bench import run_kernel_benchmarks
 
     def split(text: str) -> list[str]:
@@ -485,6 +493,7 @@ def kernels(
             rep_ms=rep_ms,
             quiet=quiet,
             tune=tune,
+            convs=convs,
         )
     except ConfigError as err:
         fail_usage(str(err))

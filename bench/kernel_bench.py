@@ -1,9 +1,10 @@
-"""`gan-bench kernels`: the fused BatchNorm+LeakyReLU op against eager and torch.compile.
+"""`gan-bench kernels`: the fused BatchNorm+LeakyReLU op against eager and torch.compile;
+with `--convs`, the narrow convolutions against cuDNN and torch.compile.
 
 The measurements themselves live in kernels/benchmark.py (do_bench medians, effective
-bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process);
-this module picks the cases, turns each row into a record with its environment, appends
-it to the results file and prints the table.
+bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process) and
+kernels/narrow_conv_benchmark.py; this module picks the cases, turns each row into a
+record with its environment, appends it to the results file and prints the table.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def run_kernel_benchmarks(
     rep_ms: int,
     quiet: bool = False,
     tune: bool = False,
+    convs: bool = False,
 ) -> list[dict]:
     """Benchmark every selected case on the current CUDA device; append one record per row.
 
     ``tune``: time the fused op alone under each launch tuning of
     ``kernels.benchmark.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
-    compares with the default.
+    compares with the default. ``convs``: the narrow convolutions' cases instead (bf16:
+    ``dtypes`` is not read), ``tune`` then times their tunings.
 
     Raises ConfigError (exit 2) for bad choices or when no CUDA GPU is present: the
     Triton interpreter is a correctness tool, never benchmarked.
@@ -55,19 +58,14 @@ def run_kernel_benchmarks(
             "gan-bench kernels needs a CUDA GPU: the Triton interpreter on a CPU is for tests, "
             "its timings mean nothing"
         )
+    if convs:
+        return _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune)
     from kernels import benchmark  # imports triton; only now that a GPU is known
 
     dtypes = _pick("--dtypes", dtypes, tuple(benchmark.DTYPES))
     impls = _pick("--impls", impls, benchmark.IMPLS)
     passes = _pick("--passes", passes, benchmark.PASSES)
-    texts = [t.strip() for t in (match or "").split(",") if t.strip()]
-    cases = [
-        c
-        for c in benchmark.benchmark_cases()
-        if c.dtype in dtypes and (not texts or any(t in c.name for t in texts))
-    ]
-    if not cases:
-        raise ConfigError(f"--match {match!r} selects no benchmark case")
+    cases = _selected(match, [c for c in benchmark.benchmark_cases() if c.dtype in dtypes])
     if tune and "triton" not in impls:
         raise ConfigError("--tune times the fused op: --impls must include triton")
     device = torch.device("cuda", torch.cuda.current_device())
@@ -95,6 +93,71 @@ def run_kernel_benchmarks(
     if not quiet:
         (print_tuning_table if tune else print_kernel_table)(rows, copy_gbps)
     return rows
+
+
+def _selected(match: str | None, cases: list) -> list:
+    texts = [t.strip() for t in (match or "").split(",") if t.strip()]
+    chosen = [c for c in cases if not texts or any(t in c.name for t in texts)]
+    if not chosen:
+        raise ConfigError(f"--match {match!r} selects no benchmark case")
+    return chosen
+
+
+def _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune) -> list[dict]:
+    from kernels import benchmark
+    from kernels import narrow_conv_benchmark as convs
+
+    impls = _pick("--impls", impls, convs.CONV_IMPLS)
+    passes = _pick("--passes", passes, benchmark.PASSES)
+    cases = _selected(match, convs.conv_cases())
+    if tune and "triton" not in impls:
+        raise ConfigError("--tune times the Triton kernels: --impls must include triton")
+    device = torch.device("cuda", torch.cuda.current_device())
+    environment = collect_environment(device)
+    runs = [{"impls": impls, "tuning": None}]
+    if tune:
+        runs = [{"impls": ["triton"], "tuning": t} for t in convs.NARROW_TUNINGS]
+    session = uuid.uuid4().hex
+    rows: list[dict] = []
+    for case in cases:
+        for run in runs:
+            for row in convs.run_conv_case(case, passes=passes, rep_ms=rep_ms, device=device,
+                                           **run):  # fmt: skip
+                record = {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "narrow-conv",
+                    "session_id": session,
+                    **row,
+                    "environment": environment,
+                }
+                append_record(out, record)
+                rows.append(record)
+    if not quiet:
+        print_conv_table(rows)
+    return rows
+
+
+def print_conv_table(rows: list[dict], console: Console | None = None) -> None:
+    """Each image layer, pass and implementation (and tuning): time, useful TFLOP/s and
+    speed-up over cuDNN."""
+    table = Table(title="Image-layer convolutions, bf16, channels_last")
+    for column in ("case", "pass", "impl", "tuning", "ms p50", "useful TFLOP/s", "× cuDNN"):
+        table.add_column(column, justify="right" if column[0] in "mu×" else "left")
+    for r in rows:
+        tuning = r.get("tuning")
+        label = ", ".join(f"{k} {v}" for k, v in tuning.items()) if tuning else ""
+        head = [r["case"], r["pass"], r["impl"], label]
+        if r["status"] != "ok":
+            table.add_row(*head, "failed", "", r["reason"][:40])
+            continue
+        speedup = r.get("speedup_vs_eager")
+        table.add_row(
+            *head,
+            f"{r['ms_p50']:.4f}",
+            f"{r['useful_tflops']:.1f}",
+            "—" if speedup is None else f"{speedup:.2f}",
+        )
+    (console or Console()).print(table)
 
 
 def _tuning_label(tuning: dict) -> str:

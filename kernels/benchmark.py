@@ -30,7 +30,9 @@ __all__ = [
     "benchmark_cases",
     "bytes_moved",
     "copy_bandwidth_gbps",
+    "do_bench_quantiles",
     "matmul_tflops",
+    "require_cuda",
     "run_case",
 ]
 
@@ -153,7 +155,8 @@ def bytes_moved(case: Case, pass_: str) -> int:
     return _PASS_TENSORS[pass_] * case.numel * case.element_size
 
 
-def _require_cuda() -> None:
+def require_cuda() -> None:
+    """KernelUnavailableError unless a CUDA GPU runs compiled (not interpreted) kernels."""
     from kernels import availability
 
     if not torch.cuda.is_available():
@@ -166,7 +169,10 @@ def _require_cuda() -> None:
         )
 
 
-def _do_bench(fn: Callable[[], object], rep_ms: int, warmup_ms: int) -> tuple[float, float, float]:
+def do_bench_quantiles(
+    fn: Callable[[], object], rep_ms: int, warmup_ms: int
+) -> tuple[float, float, float]:
+    """``triton.testing.do_bench``'s median, p20 and p80 ms of ``fn``."""
     from triton.testing import do_bench
 
     p50, p20, p80 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
@@ -289,10 +295,10 @@ def copy_bandwidth_gbps(
 
     ``nbytes`` (256 MiB by default) is well beyond L2, so this is DRAM bandwidth.
     """
-    _require_cuda()
+    require_cuda()
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    ms, _, _ = _do_bench(lambda: dst.copy_(src), rep_ms, 25)
+    ms, _, _ = do_bench_quantiles(lambda: dst.copy_(src), rep_ms, 25)
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
@@ -306,10 +312,10 @@ def matmul_tflops(
     """Dense matmul rate the device reaches, TFLOP/s: an n x n x n product (2 n^3 FLOPs)
     over its median time. What cuBLAS sustains here, below the datasheet peak (clocks,
     power): the denominator of an MFU "of the measured matrix rate"."""
-    _require_cuda()
+    require_cuda()
     a = torch.randn((n, n), device=device, dtype=dtype)
     b = torch.randn((n, n), device=device, dtype=dtype)
-    ms, _, _ = _do_bench(lambda: a @ b, rep_ms, 50)
+    ms, _, _ = do_bench_quantiles(lambda: a @ b, rep_ms, 50)
     return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
@@ -395,7 +401,7 @@ def run_case(
         KernelUnavailableError: no CUDA GPU (the interpreter is never benchmarked).
         ValueError: an unknown impl or pass.
     """
-    _require_cuda()
+    require_cuda()
     for value, allowed, what in ((impls, IMPLS, "impl"), (passes, PASSES, "pass")):
         bad = [v for v in value if v not in allowed]
         if bad:
@@ -455,7 +461,7 @@ def _measure_impl(
     }
     for pass_ in passes:
         try:
-            p50, p20, p80 = _do_bench(bench[pass_], rep_ms, warmup_ms)
+            p50, p20, p80 = do_bench_quantiles(bench[pass_], rep_ms, warmup_ms)
         except Exception as exc:
             rows.append(_failed(case, impl, pass_, exc))
             continue

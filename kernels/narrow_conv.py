@@ -30,6 +30,9 @@ uses (the slope at exactly 0).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -45,21 +48,58 @@ if availability.TRITON_AVAILABLE:
         conv_transpose2d_kernel,
     )
 
-__all__ = ["MAX_NARROW_CHANNELS", "narrow_conv2d", "narrow_conv_transpose2d"]
+__all__ = [
+    "DEFAULT_NARROW_TUNING",
+    "MAX_NARROW_CHANNELS",
+    "NarrowTuning",
+    "narrow_conv2d",
+    "narrow_conv_transpose2d",
+    "narrow_tuned",
+]
 
 # The narrow side is one tile wide in conv_transpose2d_kernel (its BLOCK_N).
 MAX_NARROW_CHANNELS = 64
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-# Output-pixel rows per tile (the GEMM's M side) and the weight gradient's pixel chunk.
+
+
+@dataclass(frozen=True)
+class NarrowTuning:
+    """How the kernels are launched (``gan-bench kernels --convs --tune`` times others).
+
+    ``block_m``: output pixels per tile (the GEMM's M side) of the convolution and the
+    transposed convolution; ``wgrad_block_m``: pixels per step of the weight gradient's
+    reduction; ``wgrad_programs_per_sm``: the weight gradient's programs per streaming
+    multiprocessor (its partial sums over the pixels fill the device: a DCGAN image layer
+    has 64 x 48 weights to reduce over 10^6 pixels at batch 1024); ``num_warps`` and
+    ``num_stages`` as Triton takes them.
+    """
+
+    block_m: int = 128
+    wgrad_block_m: int = 64
+    wgrad_programs_per_sm: int = 4
+    num_warps: int = 4
+    num_stages: int = 3
+
+
 # Triton's interpreter runs a program's operations one at a time in numpy, at a cost per
 # operation rather than per element: there, 4x the rows (the same arithmetic in fewer,
 # larger programs) make a CPU training step with these layers about 4x faster.
-_BLOCK_M = 512 if availability.INTERPRETED else 128
-_WGRAD_BLOCK_M = 256 if availability.INTERPRETED else 64
-# Programs the weight gradient aims for per streaming multiprocessor: its partial sums
-# over output pixels are what fill the device (a DCGAN layer has 64 x 48 weights to
-# reduce over 10^6 pixels).
-_WGRAD_PROGRAMS_PER_SM = 4
+DEFAULT_NARROW_TUNING = (
+    NarrowTuning(block_m=512, wgrad_block_m=256) if availability.INTERPRETED else NarrowTuning()
+)
+_active_tuning = DEFAULT_NARROW_TUNING
+
+
+@contextlib.contextmanager
+def narrow_tuned(tuning: NarrowTuning) -> Iterator[NarrowTuning]:
+    """Launch the narrow convolutions with ``tuning`` inside the block (eager calls; a
+    trace or a capture keeps the launches it recorded)."""
+    global _active_tuning
+    previous, _active_tuning = _active_tuning, tuning
+    try:
+        yield tuning
+    finally:
+        _active_tuning = previous
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -138,9 +178,10 @@ def _conv2d_op(
     block_n = min(128, _pow2_at_least(co))
     block_k = 32 if k % 32 == 0 else 16
     m = n * ho * wo
+    t = _active_tuning
     if m and _launchable(x):
         with eager_launches():
-            wrap_triton(conv2d_kernel)[(_cdiv(m, _BLOCK_M), _cdiv(co, block_n))](
+            wrap_triton(conv2d_kernel)[(_cdiv(m, t.block_m), _cdiv(co, block_n))](
                 x, weight, bias if bias is not None else weight, y,
                 m, h, w, ci, ho, wo, co, k,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
@@ -148,7 +189,8 @@ def _conv2d_op(
                 float(negative_slope),
                 HAS_BIAS=bias is not None, ACTIVATION=activation,
                 INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_M=_BLOCK_M, BLOCK_N=block_n, BLOCK_K=block_k,
+                BLOCK_M=t.block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+                num_warps=t.num_warps, num_stages=t.num_stages,
             )  # fmt: skip
     return y
 
@@ -174,9 +216,10 @@ def _conv_transpose2d_op(
     sh, sw = stride
     hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
+    t = _active_tuning
     if m and _launchable(x):
         with eager_launches():
-            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, _BLOCK_M), sh * sw)](
+            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, t.block_m), sh * sw)](
                 x, weight, bias if bias is not None else weight, y,
                 mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,
@@ -186,8 +229,9 @@ def _conv_transpose2d_op(
                 KH=kh, KW=kw, TAPS_H=_cdiv(kh, sh), TAPS_W=_cdiv(kw, sw),
                 HAS_BIAS=bias is not None, MASKED=mask is not None,
                 INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_M=_BLOCK_M, BLOCK_N=_pow2_at_least(co),
+                BLOCK_M=t.block_m, BLOCK_N=_pow2_at_least(co),
                 BLOCK_K=min(64, _pow2_at_least(ci)),
+                num_warps=t.num_warps, num_stages=t.num_stages,
             )  # fmt: skip
     return y
 
@@ -214,9 +258,10 @@ def _weight_grad_op(
     block_co = min(64, _pow2_at_least(co))
     block_k = min(64, _pow2_at_least(k))
     tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
+    t = _active_tuning
     sms = sm_count(x.device) if x.device.type == "cuda" else 1
-    split = max(1, min(_cdiv(m, _WGRAD_BLOCK_M), _cdiv(_WGRAD_PROGRAMS_PER_SM * sms, tiles)))
-    per_split = _cdiv(_cdiv(m, split), _WGRAD_BLOCK_M) * _WGRAD_BLOCK_M
+    split = max(1, min(_cdiv(m, t.wgrad_block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
+    per_split = _cdiv(_cdiv(m, split), t.wgrad_block_m) * t.wgrad_block_m
     split = max(1, _cdiv(m, per_split))
     # Every element is written by one program; zeros only when there is nothing to sum.
     part = (x.new_empty if m else x.new_zeros)((split, co, k), dtype=torch.float32)
@@ -232,7 +277,8 @@ def _weight_grad_op(
                 stride[0], stride[1], padding[0], padding[1], kw,
                 per_split, float(mask_slope),
                 MASKED=mask is not None, INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_CO=block_co, BLOCK_K=block_k, BLOCK_M=_WGRAD_BLOCK_M,
+                BLOCK_CO=block_co, BLOCK_K=block_k, BLOCK_M=t.wgrad_block_m,
+                num_warps=t.num_warps, num_stages=t.num_stages,
             )  # fmt: skip
     # Partials added in a fixed order (deterministic); (co, kh, kw, ci) -> (co, ci, kh, kw)
     # is a permutation of the dims, not a copy: the result is channels_last.

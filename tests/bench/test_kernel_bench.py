@@ -127,3 +127,72 @@ def test_kernel_table_sets_device_and_host_time_beside_the_do_bench_time():
     # the host's time, and the fused op's without its launches in brackets
     assert any("eager" in ln and "0.0900" in ln and "(" not in ln for ln in lines)
     assert any("triton" in ln and "0.2900 (0.0800)" in ln for ln in lines)
+
+
+# ------------------------------------------------------------------- narrow convolutions
+
+CONV_ARGS = {**ARGS, "match": "image-in-b128", "passes": ["forward+backward"], "convs": True}
+
+
+def test_narrow_conv_cases_are_the_dcgan64_image_layers():
+    from kernels.narrow_conv_benchmark import NARROW_TUNINGS, conv_cases
+
+    cases = {c.name: c for c in conv_cases()}
+    assert set(cases) == {f"image-{d}-b{b}" for d in ("in", "out") for b in (128, 1024)}
+    assert cases["image-in-b1024"].x_shape == (1024, 3, 64, 64)
+    assert cases["image-out-b128"].x_shape == (128, 64, 32, 32)
+    # the useful work is the reference layer's: 2 x outputs x multiply-adds per output
+    assert cases["image-in-b128"].flops == 2 * 128 * (32 * 32 * 64) * (3 * 4 * 4)
+    assert cases["image-out-b128"].flops == 2 * 128 * (64 * 64 * 3) * (64 * 2 * 2)
+    default = dataclasses.asdict(NARROW_TUNINGS[0])
+    assert len(set(NARROW_TUNINGS)) == len(NARROW_TUNINGS)
+    for tuning in NARROW_TUNINGS[1:]:
+        assert sum(v != default[k] for k, v in dataclasses.asdict(tuning).items()) == 1
+
+
+def test_narrow_conv_benchmark_needs_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        run_kernel_benchmarks(out=str(tmp_path / "k.jsonl"), **CONV_ARGS)
+    assert not (tmp_path / "k.jsonl").exists()
+
+
+def test_conv_table_sets_triton_against_cudnn():
+    from bench.kernel_bench import print_conv_table
+
+    def row(impl, ms, speedup, tuning=None):
+        return {"case": "image-out-b1024", "pass": "forward", "impl": impl, "status": "ok",
+                "ms_p50": ms, "useful_tflops": 100.0, "speedup_vs_eager": speedup,
+                **({"tuning": tuning} if tuning else {})}  # fmt: skip
+
+    rows = [
+        row("eager", 0.4, 1.0),
+        row("triton", 0.1, 4.0, {"block_m": 64}),
+        {
+            "case": "image-out-b1024",
+            "pass": "forward",
+            "impl": "compile",
+            "status": "failed",
+            "reason": "RuntimeError: no",
+        },  # fmt: skip
+    ]
+    out = io.StringIO()
+    print_conv_table(rows, Console(file=out, width=200))
+    lines = out.getvalue().splitlines()
+    assert any("eager" in ln and "0.4000" in ln and "1.00" in ln for ln in lines)
+    assert any("triton" in ln and "block_m 64" in ln and "4.00" in ln for ln in lines)
+    assert any("compile" in ln and "failed" in ln for ln in lines)
+
+
+@pytest.mark.gpu
+def test_narrow_conv_case_becomes_records(tmp_path):
+    out = tmp_path / "k.jsonl"
+    rows = run_kernel_benchmarks(out=str(out), **CONV_ARGS)
+    assert [r for _, r in read_records(str(out))] == rows
+    assert [r["impl"] for r in rows] == ["eager", "triton"]
+    for r in rows:
+        assert r["kind"] == "narrow-conv" and r["status"] == "ok", r.get("reason")
+        assert r["ms_p50"] > 0 and r["useful_tflops"] > 0
+    assert rows[1]["speedup_vs_eager"] == pytest.approx(rows[0]["ms_p50"] / rows[1]["ms_p50"])
+    with pytest.raises(ConfigError, match="must include triton"):
+        run_kernel_benchmarks(out=str(out), **{**CONV_ARGS, "impls": ["eager"]}, tune=True)
