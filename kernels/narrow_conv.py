@@ -219,7 +219,7 @@ def _conv_transpose2d_op(
     t = _active_tuning
     if m and _launchable(x):
         with eager_launches():
-            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, t.block_m), sh * sw)](
+            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, t.block_m) * sh * sw,)](
                 x, weight, bias if bias is not None else weight, y,
                 mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,

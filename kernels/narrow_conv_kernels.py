@@ -121,13 +121,16 @@ def conv_transpose2d_kernel(
     HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """Program (m, phase): output pixels [m*BLOCK_M, ...) of stride phase ``phase`` (rows
-    oh with (oh + PH) % SH == phase // SW, columns likewise), all output channels up to
-    BLOCK_N. ``HP x WP``: the most rows and columns any phase has (``cdiv(HO, SH)``).
-    ``MASKED``: x is the gradient of a LeakyReLU's output ``m`` (x's shape, strides
-    ``sm*``), taken through the activation's backward as it is loaded."""
-    pid_m = tl.program_id(0)
-    phase = tl.program_id(1)
+    """Program p: output pixels [m*BLOCK_M, ...) of stride phase ``phase`` (rows oh with
+    (oh + PH) % SH == phase // SW, columns likewise), ``phase, m = p % (SH*SW), p //
+    (SH*SW)``, all output channels up to BLOCK_N. ``HP x WP``: the most rows and columns
+    any phase has (``cdiv(HO, SH)``). The phases of a block of pixels are neighbouring
+    programs: they read the same input rows, which then come from L2 rather than from
+    memory once per phase. ``MASKED``: x is the gradient of a LeakyReLU's output ``m``
+    (x's shape, strides ``sm*``), taken through the activation's backward as it is loaded."""
+    pid = tl.program_id(0)
+    phase = pid % (SH * SW)
+    pid_m = pid // (SH * SW)
     rh = phase // SW
     rw = phase % SW
     # First output row of this phase: oh = rh - PH (mod SH), in [0, SH).
