@@ -1,7 +1,7 @@
 """One benchmark run in this process: train, time, measure, and write one record.
 
 Order of work: process group → models → speed-ups (bench/speedups.py: SyncBN, kernel
-swap, memory format, DDP, compile, CUDA graph) → data → first iteration (timed alone:
+swaps, memory format, DDP, compile, CUDA graph) → data → first iteration (timed alone:
 cuDNN autotuning, lazy init, compile) → remaining warm-up (a CUDA graph is captured here) →
 timed iterations → cross-rank reduction (the slowest rank decides) → FLOPs on an
 untimed copy → BatchNorm buffers averaged → parameter digests → record (rank 0).
