@@ -10,6 +10,7 @@ record with its environment, appends it to the results file and prints the table
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Sequence
 
@@ -71,28 +72,42 @@ def run_kernel_benchmarks(
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
     copy_gbps = benchmark.copy_bandwidth_gbps(device)
-    runs = [{"impls": impls, "tuning": None}]
-    if tune:
-        runs = [{"impls": ["triton"], "tuning": t} for t in benchmark.TUNINGS]
+    measure = functools.partial(
+        benchmark.run_case, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device
+    )
+    tunings = benchmark.TUNINGS if tune else None
+    rows = _record_all(out, "kernel", cases, _runs(impls, tunings), measure, environment)
+    if not quiet:
+        (print_tuning_table if tune else print_kernel_table)(rows, copy_gbps)
+    return rows
+
+
+def _runs(impls: list[str], tunings) -> list[dict]:
+    """The measurements per case: every implementation once, or (tunings given) the
+    Triton kernels once per tuning."""
+    if tunings is None:
+        return [{"impls": impls, "tuning": None}]
+    return [{"impls": ["triton"], "tuning": t} for t in tunings]
+
+
+def _record_all(out: str, kind: str, cases, runs, measure, environment: dict) -> list[dict]:
+    """``measure(case, **run)`` for each case and run; every row appended to `out` as a
+    record of `kind` as it is measured (a cut-off benchmark keeps what it measured)."""
     session = uuid.uuid4().hex
-    rows: list[dict] = []
+    records: list[dict] = []
     for case in cases:
         for run in runs:
-            for row in benchmark.run_case(
-                case, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device, **run
-            ):
+            for row in measure(case, **run):
                 record = {
                     "schema_version": SCHEMA_VERSION,
-                    "kind": "kernel",
+                    "kind": kind,
                     "session_id": session,
                     **row,
                     "environment": environment,
                 }
                 append_record(out, record)
-                rows.append(record)
-    if not quiet:
-        (print_tuning_table if tune else print_kernel_table)(rows, copy_gbps)
-    return rows
+                records.append(record)
+    return records
 
 
 def _selected(match: str | None, cases: list) -> list:
@@ -114,24 +129,9 @@ def _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune) -> list
         raise ConfigError("--tune times the Triton kernels: --impls must include triton")
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
-    runs = [{"impls": impls, "tuning": None}]
-    if tune:
-        runs = [{"impls": ["triton"], "tuning": t} for t in convs.NARROW_TUNINGS]
-    session = uuid.uuid4().hex
-    rows: list[dict] = []
-    for case in cases:
-        for run in runs:
-            for row in convs.run_conv_case(case, passes=passes, rep_ms=rep_ms, device=device,
-                                           **run):  # fmt: skip
-                record = {
-                    "schema_version": SCHEMA_VERSION,
-                    "kind": "narrow-conv",
-                    "session_id": session,
-                    **row,
-                    "environment": environment,
-                }
-                append_record(out, record)
-                rows.append(record)
+    measure = functools.partial(convs.run_conv_case, passes=passes, rep_ms=rep_ms, device=device)
+    tunings = convs.NARROW_TUNINGS if tune else None
+    rows = _record_all(out, "narrow-conv", cases, _runs(impls, tunings), measure, environment)
     if not quiet:
         print_conv_table(rows)
     return rows

@@ -31,7 +31,6 @@ uses (the slope at exactly 0).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -39,7 +38,7 @@ import torch
 
 from kernels import availability
 from kernels.ops import _define, _launchable, eager_launches, wrap_triton
-from kernels.plan import sm_count
+from kernels.plan import ActiveSetting, sm_count
 
 if availability.TRITON_AVAILABLE:
     from kernels.narrow_conv_kernels import (
@@ -87,19 +86,13 @@ class NarrowTuning:
 DEFAULT_NARROW_TUNING = (
     NarrowTuning(block_m=512, wgrad_block_m=256) if availability.INTERPRETED else NarrowTuning()
 )
-_active_tuning = DEFAULT_NARROW_TUNING
+_TUNING = ActiveSetting(DEFAULT_NARROW_TUNING)
 
 
-@contextlib.contextmanager
-def narrow_tuned(tuning: NarrowTuning) -> Iterator[NarrowTuning]:
-    """Launch the narrow convolutions with ``tuning`` inside the block (eager calls; a
-    trace or a capture keeps the launches it recorded)."""
-    global _active_tuning
-    previous, _active_tuning = _active_tuning, tuning
-    try:
-        yield tuning
-    finally:
-        _active_tuning = previous
+def narrow_tuned(tuning: NarrowTuning) -> contextlib.AbstractContextManager[NarrowTuning]:
+    """Launch the narrow convolutions with ``tuning`` inside the block (see
+    ``kernels.plan.ActiveSetting``)."""
+    return _TUNING.use(tuning)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -178,7 +171,7 @@ def _conv2d_op(
     block_n = min(128, _pow2_at_least(co))
     block_k = 32 if k % 32 == 0 else 16
     m = n * ho * wo
-    t = _active_tuning
+    t = _TUNING.value
     if m and _launchable(x):
         with eager_launches():
             wrap_triton(conv2d_kernel)[(_cdiv(m, t.block_m), _cdiv(co, block_n))](
@@ -216,7 +209,7 @@ def _conv_transpose2d_op(
     sh, sw = stride
     hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
-    t = _active_tuning
+    t = _TUNING.value
     if m and _launchable(x):
         with eager_launches():
             wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, t.block_m) * sh * sw,)](
@@ -258,7 +251,7 @@ def _weight_grad_op(
     block_co = min(64, _pow2_at_least(co))
     block_k = min(64, _pow2_at_least(k))
     tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
-    t = _active_tuning
+    t = _TUNING.value
     sms = sm_count(x.device) if x.device.type == "cuda" else 1
     split = max(1, min(_cdiv(m, t.wgrad_block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
     per_split = _cdiv(_cdiv(m, split), t.wgrad_block_m) * t.wgrad_block_m

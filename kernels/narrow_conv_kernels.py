@@ -38,6 +38,26 @@ import triton.language as tl
 
 
 @triton.jit
+def _patch_index(offs_k, CI, KW):
+    """Patch column k = (kh * KW + kw) * CI + ci as (ci, kh, kw): input channels innermost,
+    the order channels_last stores a window's row in."""
+    tap = offs_k // CI
+    return offs_k % CI, tap // KW, tap % KW
+
+
+@triton.jit
+def _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid):
+    """The implicit GEMM's operand: for each output pixel (batch item n, its window's
+    top-left corner ih0, iw0) and patch column (ci, kh, kw), x[n, ih0 + kh, iw0 + kw, ci];
+    0 in the padding and where not ``valid``."""
+    ih = ih0[:, None] + kh[None, :]
+    iw = iw0[:, None] + kw[None, :]
+    inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    ptrs = x_ptr + (n.to(tl.int64) * sxn)[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc
+    return tl.load(ptrs, mask=valid & inside, other=0.0)
+
+
+@triton.jit
 def conv2d_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     M, H, W, CI, HO, WO, CO, K,
@@ -60,23 +80,13 @@ def conv2d_kernel(
     r = offs_m % (HO * WO)
     ih0 = (r // WO) * SH - PH
     iw0 = (r % WO) * SW - PW
-    x_row = x_ptr + n.to(tl.int64) * sxn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
-        ci = offs_k % CI
-        tap = offs_k // CI
-        kh = tap // KW
-        kw = tap % KW
-        ih = ih0[:, None] + kh[None, :]
-        iw = iw0[:, None] + kw[None, :]
-        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(
-            x_row[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc,
-            mask=m_mask[:, None] & k_mask[None, :] & inside,
-            other=0.0,
-        )
+        ci, kh, kw = _patch_index(offs_k, CI, KW)
+        valid = m_mask[:, None] & k_mask[None, :]
+        a = _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid)
         b = tl.load(
             w_ptr + offs_n[None, :] * swo + ci[:, None] * swi + kh[:, None] * swh
             + kw[:, None] * sww,
@@ -208,10 +218,7 @@ def conv2d_weight_grad_kernel(
     offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     co_mask = offs_co < CO
     k_mask = offs_k < K
-    ci = offs_k % CI
-    tap = offs_k // CI
-    kh = tap // KW
-    kw = tap % KW
+    ci, kh, kw = _patch_index(offs_k, CI, KW)
     acc = tl.zeros((BLOCK_CO, BLOCK_K), dtype=tl.float32)
     m_start = pid_s * M_PER_SPLIT
     m_end = tl.minimum(m_start + M_PER_SPLIT, M)
@@ -231,13 +238,9 @@ def conv2d_weight_grad_kernel(
         )  # fmt: skip
         m_offs = (n.to(tl.int64) * smn + oh * smh + ow * smw)[:, None] + offs_co[None, :] * smc
         g = _leaky_mask(g, m_ptr, m_offs, valid, mask_slope, MASKED)
-        ih = (oh * SH - PH)[:, None] + kh[None, :]
-        iw = (ow * SW - PW)[:, None] + kw[None, :]
-        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(
-            x_ptr + (n.to(tl.int64) * sxn)[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc,
-            mask=m_mask[:, None] & k_mask[None, :] & inside,
-            other=0.0,
+        valid_x = m_mask[:, None] & k_mask[None, :]
+        a = _load_patches(
+            x_ptr, n, oh * SH - PH, ow * SW - PW, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid_x
         )
         acc = tl.dot(tl.trans(g), a, acc, input_precision=INPUT_PRECISION)
     p_offs = (pid_s.to(tl.int64) * CO + offs_co[:, None]) * K + offs_k[None, :]

@@ -12,6 +12,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 
@@ -94,28 +95,39 @@ class Tuning:
             raise ValueError(f"fused_max_tiles must be >= 0, got {self}")
 
 
+T = TypeVar("T")
+
+
+class ActiveSetting(Generic[T]):
+    """A process-wide setting: ``value`` is the default except inside ``use(other)``'s
+    block. Read when an op runs eagerly: a graph that torch.compile traced, or a CUDA graph
+    captured, keeps what its trace or capture read."""
+
+    def __init__(self, default: T):
+        self.value = default
+
+    @contextlib.contextmanager
+    def use(self, value: T) -> Iterator[T]:
+        previous, self.value = self.value, value
+        try:
+            yield value
+        finally:
+            self.value = previous
+
+
 DEFAULT_TUNING = Tuning()
-_active_tuning = DEFAULT_TUNING
+_TUNING = ActiveSetting(DEFAULT_TUNING)
 
 
 def active_tuning() -> Tuning:
     """The Tuning that ``make_plan`` uses now (DEFAULT_TUNING unless inside ``tuned``)."""
-    return _active_tuning
+    return _TUNING.value
 
 
-@contextlib.contextmanager
-def tuned(tuning: Tuning) -> Iterator[Tuning]:
-    """Plan the kernels with ``tuning`` inside the block (``gan-bench kernels --tune``).
-
-    Plans are made when the op runs eagerly; a graph that torch.compile traced, or a CUDA
-    graph captured, keeps the plans of its trace or capture.
-    """
-    global _active_tuning
-    previous, _active_tuning = _active_tuning, tuning
-    try:
-        yield tuning
-    finally:
-        _active_tuning = previous
+def tuned(tuning: Tuning) -> contextlib.AbstractContextManager[Tuning]:
+    """Plan the kernels with ``tuning`` inside the block (``gan-bench kernels --tune``);
+    see ``ActiveSetting``."""
+    return _TUNING.use(tuning)
 
 
 # CUDA launch limits: grid axes 1 and 2 hold at most 65535 blocks; the kernels index a
