@@ -81,7 +81,7 @@ CPU_DEFAULTS = {"steps": 20, "warmup_steps": 3, "repeats": 2, "timeout_s": 300.0
 GPU_DEFAULTS = {"steps": 100, "warmup_steps": 12, "repeats": 3, "timeout_s": 1800.0}
 
 # The default GPU plan: the questions a GPU user brings, not a full Cartesian product (the
-# 768 registered variants x 3 models x 3 batches x 3 precisions would be 13,824 points per
+# 768 registered variants x 3 models x 3 batches x 3 precisions would be 20,736 points per
 # world size). The headline blocks are the end-to-end goals: DCGAN-64 at batch 128
 # (launch-bound) and 1024 (layout- and bandwidth-bound) and the MLP GAN at 512, in bf16,
 # over every speed-up alone, each compile mode with the fused kernels, and the stacks that
