@@ -132,11 +132,15 @@ def _output_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format
 
 
 def _input_precision(dtype: torch.dtype) -> str:
-    """fp32 operands use TF32 where cuDNN would (``torch.backends.cudnn.allow_tf32``, which
-    the harness sets per precision); the interpreter computes in IEEE fp32 always."""
-    if dtype == torch.float32 and not availability.INTERPRETED:
+    """``tl.dot``'s input precision: fp32 operands use TF32 where cuDNN would
+    (``torch.backends.cudnn.allow_tf32``, which the harness sets per precision); 16-bit
+    operands take Triton's default, which only fp32 operands read; the interpreter
+    computes in IEEE arithmetic always."""
+    if availability.INTERPRETED:
+        return "ieee"
+    if dtype == torch.float32:
         return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
-    return "ieee"
+    return "tf32"
 
 
 def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
