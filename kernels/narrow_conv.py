@@ -65,23 +65,28 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 class NarrowTuning:
     """How the kernels are launched (``gan-bench kernels --convs --tune`` times others).
 
-    ``block_m``: output pixels per tile (the GEMM's M side) of the convolution and the
-    transposed convolution; ``wgrad_block_m``: pixels per step of the weight gradient's
-    reduction; ``wgrad_programs_per_sm``: the weight gradient's programs per streaming
-    multiprocessor (its partial sums over the pixels fill the device: a DCGAN image layer
-    has 64 x 48 weights to reduce over 10^6 pixels at batch 1024); ``num_warps`` and
-    ``num_stages`` as Triton takes them.
+    ``block_m``, ``num_warps``: output pixels per tile (the GEMM's M side) and warps of the
+    convolution and the transposed convolution; ``wide_block_k``: the transposed
+    convolution's chunk of its wide input's channels; ``wgrad_block_m``,
+    ``wgrad_num_warps``: pixels per step of the weight gradient's reduction, and its warps;
+    ``wgrad_programs_per_sm``: its programs per streaming multiprocessor (its partial sums
+    over the pixels fill the device: a DCGAN image layer has 64 x 48 weights to reduce over
+    10^6 pixels at batch 1024); ``num_stages`` as Triton takes it. The defaults keep every
+    kernel within a thread's registers on sm_90 (no spills: ptxas, bf16; checked by
+    tests/kernels/test_narrow_conv_sm90.py, which compiles them for it on any machine).
     """
 
-    block_m: int = 128
-    wgrad_block_m: int = 64
-    wgrad_programs_per_sm: int = 4
+    block_m: int = 64
     num_warps: int = 4
+    wide_block_k: int = 32
+    wgrad_block_m: int = 32
+    wgrad_num_warps: int = 8
+    wgrad_programs_per_sm: int = 4
     num_stages: int = 3
 
 
 # Triton's interpreter runs a program's operations one at a time in numpy, at a cost per
-# operation rather than per element: there, 4x the rows (the same arithmetic in fewer,
+# operation rather than per element: there, larger tiles (the same arithmetic in fewer,
 # larger programs) make a CPU training step with these layers about 4x faster.
 DEFAULT_NARROW_TUNING = (
     NarrowTuning(block_m=512, wgrad_block_m=256) if availability.INTERPRETED else NarrowTuning()
@@ -149,6 +154,57 @@ def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return sn, sh, sw, sc
 
 
+def conv2d_launch(k: int, co: int, t: NarrowTuning) -> dict:
+    """conv2d_kernel's tile sizes and launch options for K = CI*KH*KW and CO channels out."""
+    return {
+        "BLOCK_M": t.block_m,
+        "BLOCK_N": min(128, _pow2_at_least(co)),
+        "BLOCK_K": 32 if k % 32 == 0 else 16,
+        "num_warps": t.num_warps,
+        "num_stages": t.num_stages,
+    }
+
+
+def conv_transpose2d_launch(ci: int, co: int, t: NarrowTuning) -> dict:
+    """conv_transpose2d_kernel's, for CI channels in (wide) and CO out (narrow)."""
+    return {
+        "BLOCK_M": t.block_m,
+        "BLOCK_N": _pow2_at_least(co),
+        "BLOCK_K": min(t.wide_block_k, _pow2_at_least(ci)),
+        "num_warps": t.num_warps,
+        "num_stages": t.num_stages,
+    }
+
+
+def weight_grad_launch(co: int, k: int, t: NarrowTuning) -> dict:
+    """conv2d_weight_grad_kernel's, for a (CO, K) weight gradient."""
+    return {
+        "BLOCK_CO": min(64, _pow2_at_least(co)),
+        "BLOCK_K": min(64, _pow2_at_least(k)),
+        "BLOCK_M": t.wgrad_block_m,
+        "num_warps": t.wgrad_num_warps,
+        "num_stages": t.num_stages,
+    }
+
+
+def _needs_int64(*tensors: torch.Tensor) -> bool:
+    """Whether an element offset into any of `tensors` may not fit in int32."""
+    return any(
+        sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride(), strict=True))
+        >= 2**31 - 1
+        for t in tensors
+        if t.numel()
+    )
+
+
+def _like(mask: Optional[torch.Tensor], t: torch.Tensor) -> Optional[torch.Tensor]:
+    """An activation's output read beside the gradient `t` with `t`'s offsets: `mask`
+    itself when laid out alike (the usual case: both channels_last), else a copy so."""
+    if mask is None or mask.stride() == t.stride():
+        return mask
+    return torch.empty_like(t).copy_(mask)
+
+
 def _conv_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
@@ -171,23 +227,20 @@ def _conv2d_op(
     ho, wo = _conv_out(h, kh, stride[0], padding[0]), _conv_out(w, kw, stride[1], padding[1])
     y = torch.empty((n, co, ho, wo), dtype=x.dtype, device=x.device,
                     memory_format=_output_format(x, weight))  # fmt: skip
-    k = ci * kh * kw
-    block_n = min(128, _pow2_at_least(co))
-    block_k = 32 if k % 32 == 0 else 16
+    launch = conv2d_launch(ci * kh * kw, co, _TUNING.value)
     m = n * ho * wo
-    t = _TUNING.value
     if m and _launchable(x):
         with eager_launches():
-            wrap_triton(conv2d_kernel)[(_cdiv(m, t.block_m), _cdiv(co, block_n))](
+            grid = (_cdiv(m, launch["BLOCK_M"]), _cdiv(co, launch["BLOCK_N"]))
+            wrap_triton(conv2d_kernel)[grid](
                 x, weight, bias if bias is not None else weight, y,
-                m, h, w, ci, ho, wo, co, k,
+                m, h, w, ci, ho, wo, co, ci * kh * kw,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
                 stride[0], stride[1], padding[0], padding[1], kw,
                 float(negative_slope),
                 HAS_BIAS=bias is not None, ACTIVATION=activation,
-                INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_M=t.block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                num_warps=t.num_warps, num_stages=t.num_stages,
+                INPUT_PRECISION=_input_precision(x.dtype), I64=_needs_int64(x, y),
+                **launch,
             )  # fmt: skip
     return y
 
@@ -213,22 +266,20 @@ def _conv_transpose2d_op(
     sh, sw = stride
     hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
-    t = _TUNING.value
+    launch = conv_transpose2d_launch(ci, co, _TUNING.value)
+    mask = _like(mask, x)
     if m and _launchable(x):
         with eager_launches():
-            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, t.block_m) * sh * sw,)](
+            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, launch["BLOCK_M"]) * sh * sw,)](
                 x, weight, bias if bias is not None else weight, y,
                 mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
-                *_nhwc_strides(mask if mask is not None else x),
                 sh, sw, padding[0], padding[1], hp, wp, float(mask_slope),
                 KH=kh, KW=kw, TAPS_H=_cdiv(kh, sh), TAPS_W=_cdiv(kw, sw),
                 HAS_BIAS=bias is not None, MASKED=mask is not None,
-                INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_M=t.block_m, BLOCK_N=_pow2_at_least(co),
-                BLOCK_K=min(64, _pow2_at_least(ci)),
-                num_warps=t.num_warps, num_stages=t.num_stages,
+                INPUT_PRECISION=_input_precision(x.dtype), I64=_needs_int64(x, y),
+                **launch,
             )  # fmt: skip
     return y
 
@@ -252,16 +303,17 @@ def _weight_grad_op(
     kh, kw = kernel_size
     k = ci * kh * kw
     m = n * ho * wo
-    block_co = min(64, _pow2_at_least(co))
-    block_k = min(64, _pow2_at_least(k))
-    tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
     t = _TUNING.value
+    launch = weight_grad_launch(co, k, t)
+    block_co, block_k, block_m = launch["BLOCK_CO"], launch["BLOCK_K"], launch["BLOCK_M"]
+    tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
     sms = sm_count(x.device) if x.device.type == "cuda" else 1
-    split = max(1, min(_cdiv(m, t.wgrad_block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
-    per_split = _cdiv(_cdiv(m, split), t.wgrad_block_m) * t.wgrad_block_m
+    split = max(1, min(_cdiv(m, block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
+    per_split = _cdiv(_cdiv(m, split), block_m) * block_m
     split = max(1, _cdiv(m, per_split))
     # Every element is written by one program; zeros only when there is nothing to sum.
     part = (x.new_empty if m else x.new_zeros)((split, co, k), dtype=torch.float32)
+    mask = _like(mask, grad)
     if m and _launchable(x):
         with eager_launches():
             wrap_triton(conv2d_weight_grad_kernel)[
@@ -270,12 +322,11 @@ def _weight_grad_op(
                 x, grad, part, mask if mask is not None else grad,
                 m, h, w, ci, ho, wo, co, k,
                 *_nhwc_strides(x), *_nhwc_strides(grad),
-                *_nhwc_strides(mask if mask is not None else grad),
                 stride[0], stride[1], padding[0], padding[1], kw,
                 per_split, float(mask_slope),
                 MASKED=mask is not None, INPUT_PRECISION=_input_precision(x.dtype),
-                BLOCK_CO=block_co, BLOCK_K=block_k, BLOCK_M=t.wgrad_block_m,
-                num_warps=t.num_warps, num_stages=t.num_stages,
+                I64=_needs_int64(x, grad),
+                **launch,
             )  # fmt: skip
     # Partials added in a fixed order (deterministic); (co, kh, kw, ci) -> (co, ci, kh, kw)
     # is a permutation of the dims, not a copy: the result is channels_last.

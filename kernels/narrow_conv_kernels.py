@@ -27,14 +27,24 @@ The two backward kernels take a fused LeakyReLU's backward as they load the grad
 writes the gradient of the pre-activation.
 
 Every tensor comes with its own element strides, any layout works; channels_last makes
-each row of a tile contiguous. Arithmetic is fp32 (``tl.dot`` accumulates in fp32 for
-fp16 and bf16 inputs; fp32 inputs take ``INPUT_PRECISION``, "ieee" or "tf32"). Stores
-cast to the destination's dtype. These kernels know nothing of models; ``kernels/
-narrow_conv.py`` launches them.
+each row of a tile contiguous. Offsets are int32 unless a tensor spans 2^31 elements or more
+(``I64``): a tile's offsets are held per element in registers, and 64-bit ones doubled the
+registers of every kernel here past the 255 a thread has (ptxas, sm_90: spills).
+Arithmetic is fp32 (``tl.dot`` accumulates in fp32 for fp16 and bf16 inputs; fp32 inputs
+take ``INPUT_PRECISION``, "ieee" or "tf32"). Stores cast to the destination's dtype. These
+kernels know nothing of models; ``kernels/narrow_conv.py`` launches them.
 """
 
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def _wide(v, I64: tl.constexpr):
+    """v as an offset: int64 where a tensor spans 2^31 elements or more, else as it is."""
+    if I64:
+        v = v.to(tl.int64)
+    return v
 
 
 @triton.jit
@@ -46,15 +56,28 @@ def _patch_index(offs_k, CI, KW):
 
 
 @triton.jit
-def _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid):
+def _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid,
+                  I64: tl.constexpr):  # fmt: skip
     """The implicit GEMM's operand: for each output pixel (batch item n, its window's
     top-left corner ih0, iw0) and patch column (ci, kh, kw), x[n, ih0 + kh, iw0 + kw, ci];
-    0 in the padding and where not ``valid``."""
+    0 in the padding and where not ``valid``. Offsets: a row's plus a column's."""
+    row = _wide(n, I64) * sxn + ih0 * sxh + iw0 * sxw
+    col = kh * sxh + kw * sxw + ci * sxc
     ih = ih0[:, None] + kh[None, :]
     iw = iw0[:, None] + kw[None, :]
     inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    ptrs = x_ptr + (n.to(tl.int64) * sxn)[:, None] + ih * sxh + iw * sxw + ci[None, :] * sxc
-    return tl.load(ptrs, mask=valid & inside, other=0.0)
+    return tl.load(x_ptr + (row[:, None] + col[None, :]), mask=valid & inside, other=0.0)
+
+
+@triton.jit
+def _leaky_mask(v, mask_ptr, offs, valid, slope, MASKED: tl.constexpr):
+    """v, or where a LeakyReLU's output at the same place is <= 0, v * slope: the
+    activation's backward applied to a gradient as it is loaded (v's dtype kept). The
+    output is laid out as v's source is: the same offsets."""
+    if MASKED:
+        out = tl.load(mask_ptr + offs, mask=valid, other=0.0)
+        v = tl.where(out > 0, v, (v.to(tl.float32) * slope).to(v.dtype))
+    return v
 
 
 @triton.jit
@@ -67,6 +90,7 @@ def conv2d_kernel(
     SH, SW, PH, PW, KW,
     negative_slope,
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    I64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """Program (m, n): output pixels [m*BLOCK_M, ...) x output channels [n*BLOCK_N, ...)."""
@@ -78,42 +102,34 @@ def conv2d_kernel(
     n_mask = offs_n < CO
     n = offs_m // (HO * WO)
     r = offs_m % (HO * WO)
-    ih0 = (r // WO) * SH - PH
-    iw0 = (r % WO) * SW - PW
+    oh = r // WO
+    ow = r % WO
+    ih0 = oh * SH - PH
+    iw0 = ow * SW - PW
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         ci, kh, kw = _patch_index(offs_k, CI, KW)
         valid = m_mask[:, None] & k_mask[None, :]
-        a = _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid)
+        a = _load_patches(x_ptr, n, ih0, iw0, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid, I64)
+        w_col = ci * swi + kh * swh + kw * sww
         b = tl.load(
-            w_ptr + offs_n[None, :] * swo + ci[:, None] * swi + kh[:, None] * swh
-            + kw[:, None] * sww,
+            w_ptr + (w_col[:, None] + offs_n[None, :] * swo),
             mask=k_mask[:, None] & n_mask[None, :],
             other=0.0,
-        )  # fmt: skip
+        )
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
     if ACTIVATION:
         acc = tl.where(acc > 0, acc, acc * negative_slope)
-    r_out = offs_m % (HO * WO)
-    y_offs = (
-        n.to(tl.int64)[:, None] * syn + (r_out // WO)[:, None] * syh
-        + (r_out % WO)[:, None] * syw + offs_n[None, :] * syc
-    )  # fmt: skip
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-
-
-@triton.jit
-def _leaky_mask(v, mask_ptr, offs, valid, slope, MASKED: tl.constexpr):
-    """v, or where a LeakyReLU's output at the same place is <= 0, v * slope: the
-    activation's backward applied to a gradient as it is loaded (v's dtype kept)."""
-    if MASKED:
-        out = tl.load(mask_ptr + offs, mask=valid, other=0.0)
-        v = tl.where(out > 0, v, (v.to(tl.float32) * slope).to(v.dtype))
-    return v
+    y_row = _wide(n, I64) * syn + oh * syh + ow * syw
+    tl.store(
+        y_ptr + (y_row[:, None] + offs_n[None, :] * syc),
+        acc.to(y_ptr.dtype.element_ty),
+        mask=m_mask[:, None] & n_mask[None, :],
+    )
 
 
 @triton.jit
@@ -123,12 +139,12 @@ def conv_transpose2d_kernel(
     sxn, sxh, sxw, sxc,
     swi, swo, swh, sww,
     syn, syh, syw, syc,
-    smn, smh, smw, smc,
     SH, SW, PH, PW,
     HP, WP,
     mask_slope,
     KH: tl.constexpr, KW: tl.constexpr, TAPS_H: tl.constexpr, TAPS_W: tl.constexpr,
     HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    I64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """Program p: output pixels [m*BLOCK_M, ...) of stride phase ``phase`` (rows oh with
@@ -136,8 +152,10 @@ def conv_transpose2d_kernel(
     (SH*SW)``, all output channels up to BLOCK_N. ``HP x WP``: the most rows and columns
     any phase has (``cdiv(HO, SH)``). The phases of a block of pixels are neighbouring
     programs: they read the same input rows, which then come from L2 rather than from
-    memory once per phase. ``MASKED``: x is the gradient of a LeakyReLU's output ``m``
-    (x's shape, strides ``sm*``), taken through the activation's backward as it is loaded."""
+    memory once per phase. One loop over (tap, input-channel chunk), so that the pipeliner
+    overlaps the loads of one tap with the products of the last. ``MASKED``: x is the
+    gradient of a LeakyReLU's output ``m``, laid out as x (x's strides), taken through the
+    activation's backward as it is loaded."""
     pid = tl.program_id(0)
     phase = pid % (SH * SW)
     pid_m = pid // (SH * SW)
@@ -154,44 +172,40 @@ def conv_transpose2d_kernel(
     oh = oh0 + (r // WP) * SH
     ow = ow0 + (r % WP) * SW
     m_mask = (n < NB) & (oh < HO) & (ow < WO)
-    x_row = x_ptr + n.to(tl.int64) * sxn
+    x_n = _wide(n, I64) * sxn
+    chunks = tl.cdiv(CI, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for th in tl.static_range(TAPS_H):
-        kh = rh + th * SH
+    for step in range(0, TAPS_H * TAPS_W * chunks):
+        tap = step // chunks
+        k0 = (step % chunks) * BLOCK_K
+        kh = rh + (tap // TAPS_W) * SH
+        kw = rw + (tap % TAPS_W) * SW
         # oh + PH - kh is a multiple of SH by the choice of phase: the division is exact.
         ih = (oh + PH - kh) // SH
-        for tw in tl.static_range(TAPS_W):
-            kw = rw + tw * SW
-            iw = (ow + PW - kw) // SW
-            tap_ok = (kh < KH) & (kw < KW)
-            inside = m_mask & (ih >= 0) & (ih < HI) & (iw >= 0) & (iw < WI) & tap_ok
-            for k0 in range(0, CI, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
-                k_mask = offs_k < CI
-                valid = inside[:, None] & k_mask[None, :]
-                a = tl.load(
-                    x_row[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_k[None, :] * sxc,
-                    mask=valid,
-                    other=0.0,
-                )
-                m_offs = (n.to(tl.int64) * smn + ih * smh + iw * smw)[:, None] + offs_k[
-                    None, :
-                ] * smc
-                a = _leaky_mask(a, m_ptr, m_offs, valid, mask_slope, MASKED)
-                b = tl.load(
-                    w_ptr + offs_k[:, None] * swi + offs_n[None, :] * swo + kh * swh
-                    + kw * sww,
-                    mask=k_mask[:, None] & n_mask[None, :] & tap_ok,
-                    other=0.0,
-                )  # fmt: skip
-                acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        iw = (ow + PW - kw) // SW
+        tap_ok = (kh < KH) & (kw < KW)
+        inside = m_mask & (ih >= 0) & (ih < HI) & (iw >= 0) & (iw < WI) & tap_ok
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < CI
+        valid = inside[:, None] & k_mask[None, :]
+        x_offs = (x_n + ih * sxh + iw * sxw)[:, None] + (offs_k * sxc)[None, :]
+        a = tl.load(x_ptr + x_offs, mask=valid, other=0.0)
+        a = _leaky_mask(a, m_ptr, x_offs, valid, mask_slope, MASKED)
+        w_row = offs_k * swi + kh * swh + kw * sww
+        b = tl.load(
+            w_ptr + (w_row[:, None] + offs_n[None, :] * swo),
+            mask=k_mask[:, None] & n_mask[None, :] & tap_ok,
+            other=0.0,
+        )
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    y_offs = (
-        n.to(tl.int64)[:, None] * syn + oh[:, None] * syh + ow[:, None] * syw
-        + offs_n[None, :] * syc
-    )  # fmt: skip
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    y_row = _wide(n, I64) * syn + oh * syh + ow * syw
+    tl.store(
+        y_ptr + (y_row[:, None] + offs_n[None, :] * syc),
+        acc.to(y_ptr.dtype.element_ty),
+        mask=m_mask[:, None] & n_mask[None, :],
+    )
 
 
 @triton.jit
@@ -200,17 +214,16 @@ def conv2d_weight_grad_kernel(
     M, H, W, CI, HO, WO, CO, K,
     sxn, sxh, sxw, sxc,
     sgn, sgh, sgw, sgc,
-    smn, smh, smw, smc,
     SH, SW, PH, PW, KW,
     M_PER_SPLIT,
     mask_slope,
-    MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, I64: tl.constexpr,
     BLOCK_CO: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip
     """Program (co, k, s): the partial sum ``part[s, co-block, k-block]`` over output pixels
     [s*M_PER_SPLIT, (s+1)*M_PER_SPLIT); ``part`` is ``[SPLIT, CO, K]`` fp32, contiguous.
-    ``MASKED``: g is the gradient of a LeakyReLU's output ``m`` (g's shape, strides
-    ``sm*``), taken through the activation's backward as it is loaded."""
+    ``MASKED``: g is the gradient of a LeakyReLU's output ``m``, laid out as g (g's
+    strides), taken through the activation's backward as it is loaded."""
     pid_co = tl.program_id(0)
     pid_k = tl.program_id(1)
     pid_s = tl.program_id(2)
@@ -230,18 +243,12 @@ def conv2d_weight_grad_kernel(
         oh = r // WO
         ow = r % WO
         valid = m_mask[:, None] & co_mask[None, :]
-        g = tl.load(
-            g_ptr + (n.to(tl.int64) * sgn + oh * sgh + ow * sgw)[:, None]
-            + offs_co[None, :] * sgc,
-            mask=valid,
-            other=0.0,
-        )  # fmt: skip
-        m_offs = (n.to(tl.int64) * smn + oh * smh + ow * smw)[:, None] + offs_co[None, :] * smc
-        g = _leaky_mask(g, m_ptr, m_offs, valid, mask_slope, MASKED)
+        g_offs = (_wide(n, I64) * sgn + oh * sgh + ow * sgw)[:, None] + (offs_co * sgc)[None, :]
+        g = tl.load(g_ptr + g_offs, mask=valid, other=0.0)
+        g = _leaky_mask(g, m_ptr, g_offs, valid, mask_slope, MASKED)
         valid_x = m_mask[:, None] & k_mask[None, :]
-        a = _load_patches(
-            x_ptr, n, oh * SH - PH, ow * SW - PW, ci, kh, kw, H, W, sxn, sxh, sxw, sxc, valid_x
-        )
+        a = _load_patches(x_ptr, n, oh * SH - PH, ow * SW - PW, ci, kh, kw, H, W,
+                          sxn, sxh, sxw, sxc, valid_x, I64)  # fmt: skip
         acc = tl.dot(tl.trans(g), a, acc, input_precision=INPUT_PRECISION)
     p_offs = (pid_s.to(tl.int64) * CO + offs_co[:, None]) * K + offs_k[None, :]
     tl.store(part_ptr + p_offs, acc, mask=co_mask[:, None] & k_mask[None, :])

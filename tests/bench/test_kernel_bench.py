@@ -147,7 +147,8 @@ def test_narrow_conv_cases_are_the_dcgan64_image_layers():
     default = dataclasses.asdict(NARROW_TUNINGS[0])
     assert len(set(NARROW_TUNINGS)) == len(NARROW_TUNINGS)
     for tuning in NARROW_TUNINGS[1:]:
-        assert sum(v != default[k] for k, v in dataclasses.asdict(tuning).items()) == 1
+        moved = {k for k, v in dataclasses.asdict(tuning).items() if v != default[k]}
+        assert len(moved) == 1 or moved == {"block_m", "num_warps"}, tuning
 
 
 def test_narrow_conv_benchmark_needs_a_gpu(tmp_path, monkeypatch):
