@@ -81,6 +81,24 @@ def _leaky_mask(v, mask_ptr, offs, valid, slope, MASKED: tl.constexpr):
 
 
 @triton.jit
+def _store_pixels(acc, b_ptr, y_ptr, n, oh, ow, offs_n, m_mask, n_mask, syn, syh, syw, syc,
+                  negative_slope, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+                  I64: tl.constexpr):  # fmt: skip
+    """The epilogue: acc (+ bias, then LeakyReLU) stored at output pixels (n, oh, ow),
+    channels offs_n, in y's dtype."""
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    if ACTIVATION:
+        acc = tl.where(acc > 0, acc, acc * negative_slope)
+    y_row = _wide(n, I64) * syn + oh * syh + ow * syw
+    tl.store(
+        y_ptr + (y_row[:, None] + offs_n[None, :] * syc),
+        acc.to(y_ptr.dtype.element_ty),
+        mask=m_mask[:, None] & n_mask[None, :],
+    )
+
+
+@triton.jit
 def conv2d_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
     M, H, W, CI, HO, WO, CO, K,
@@ -120,16 +138,8 @@ def conv2d_kernel(
             other=0.0,
         )
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    if ACTIVATION:
-        acc = tl.where(acc > 0, acc, acc * negative_slope)
-    y_row = _wide(n, I64) * syn + oh * syh + ow * syw
-    tl.store(
-        y_ptr + (y_row[:, None] + offs_n[None, :] * syc),
-        acc.to(y_ptr.dtype.element_ty),
-        mask=m_mask[:, None] & n_mask[None, :],
-    )
+    _store_pixels(acc, b_ptr, y_ptr, n, oh, ow, offs_n, m_mask, n_mask, syn, syh, syw, syc,
+                  negative_slope, HAS_BIAS, ACTIVATION, I64)  # fmt: skip
 
 
 @triton.jit
@@ -198,14 +208,8 @@ def conv_transpose2d_kernel(
             other=0.0,
         )
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    y_row = _wide(n, I64) * syn + oh * syh + ow * syw
-    tl.store(
-        y_ptr + (y_row[:, None] + offs_n[None, :] * syc),
-        acc.to(y_ptr.dtype.element_ty),
-        mask=m_mask[:, None] & n_mask[None, :],
-    )
+    _store_pixels(acc, b_ptr, y_ptr, n, oh, ow, offs_n, m_mask, n_mask, syn, syh, syw, syc,
+                  0.0, HAS_BIAS, False, I64)  # fmt: skip
 
 
 @triton.jit
