@@ -23,7 +23,7 @@ from kernels import (
     narrow_conv_transpose2d,
     swap_narrow_convolutions,
 )
-from kernels.narrow_conv import MAX_NARROW_CHANNELS
+from kernels.narrow_conv import MAX_NARROW_CHANNELS, NarrowTuning, narrow_tuned
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -164,6 +164,22 @@ def test_low_precision_image_layers(dtype):
     _check(lambda x, w, b: narrow_conv_transpose2d(x, w, None, 2, 1),
            lambda x, w, b: F.conv_transpose2d(x, w, None, 2, 1),
            (x, w, b), dtype, torch.channels_last)  # fmt: skip
+
+
+def test_small_tiles_split_the_work_over_many_programs():
+    """The defaults under the interpreter are tiles as large as these layers; small ones
+    give many programs per stride phase, several channel chunks per tap and a weight
+    gradient summed from several partial rows: the indexing across programs."""
+    tiny = NarrowTuning(block_m=32, wide_block_k=16, wgrad_block_m=32, num_warps=4)
+    with narrow_tuned(tiny):
+        x, w, b = _tensors((1, 3, 12, 12), (64, 3, 4, 4), None, seed=3)
+        _check(lambda x, w, b: narrow_conv2d(x, w, None, 2, 1, 0.2),
+               lambda x, w, b: F.leaky_relu(F.conv2d(x, w, None, 2, 1), 0.2),
+               (x, w, b), torch.float32, torch.channels_last)  # fmt: skip
+        x, w, b = _tensors((1, 64, 6, 6), (64, 3, 4, 4), 3, seed=4)
+        _check(lambda x, w, b: narrow_conv_transpose2d(x, w, b, 2, 1),
+               lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1),
+               (x, w, b), torch.float32, torch.channels_last)  # fmt: skip
 
 
 def test_the_weight_gradient_is_deterministic_and_channels_last():
