@@ -71,28 +71,32 @@ class NarrowTuning:
     ``wgrad_num_warps``: pixels per step of the weight gradient's reduction, and its warps;
     ``wgrad_programs_per_sm``: its programs per streaming multiprocessor (its partial sums
     over the pixels fill the device: a DCGAN image layer has 64 x 48 weights to reduce over
-    10^6 pixels at batch 1024); ``num_stages`` as Triton takes it. The defaults keep every
+    10^6 pixels at batch 1024); ``num_stages`` as Triton takes it. A tile of None pixels
+    covers the whole layer (up to the most a Triton tile holds). The defaults keep every
     kernel within a thread's registers on sm_90 (no spills: ptxas, bf16; checked by
     tests/kernels/test_narrow_conv_sm90.py, which compiles them for it on any machine).
     """
 
-    block_m: int = 64
+    block_m: int | None = 64
     num_warps: int = 4
     wide_block_k: int = 32
-    wgrad_block_m: int = 32
+    wgrad_block_m: int | None = 32
     wgrad_num_warps: int = 8
     wgrad_programs_per_sm: int = 4
     num_stages: int = 3
 
 
-# Triton's interpreter runs a program's operations one at a time in numpy, at a cost per
-# operation rather than per element: there, larger tiles (the same arithmetic in fewer,
-# larger programs) make a CPU training step with these layers several times faster.
+# Triton's interpreter runs each program's operations one at a time in numpy, with a cost
+# per program and operation far above the cost per element: there, one program per layer
+# (and per stride phase) where a tile can hold it. A DCGAN-32 generator's last layer over 64
+# images took 4.8 s at 512-pixel tiles, 1.0 s at 8192.
 DEFAULT_NARROW_TUNING = (
-    NarrowTuning(block_m=2048, wide_block_k=64, wgrad_block_m=1024)
+    NarrowTuning(block_m=None, wide_block_k=64, wgrad_block_m=None, wgrad_programs_per_sm=1)
     if availability.INTERPRETED
     else NarrowTuning()
 )
+# Triton's largest tile is 2^20 elements: pixels x 64 channels (or 64-wide K chunks) at most.
+_WHOLE_LAYER_MAX_M = 8192
 _TUNING = ActiveSetting(DEFAULT_NARROW_TUNING)
 
 
@@ -156,10 +160,15 @@ def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return sn, sh, sw, sc
 
 
-def conv2d_launch(k: int, co: int, t: NarrowTuning) -> dict:
-    """conv2d_kernel's tile sizes and launch options for K = CI*KH*KW and CO channels out."""
+def _tile_m(block_m: int | None, m: int) -> int:
+    return block_m or min(_WHOLE_LAYER_MAX_M, _pow2_at_least(m, 64))
+
+
+def conv2d_launch(k: int, co: int, m: int, t: NarrowTuning) -> dict:
+    """conv2d_kernel's tile sizes and launch options for K = CI*KH*KW, CO channels out and
+    m output pixels."""
     return {
-        "BLOCK_M": t.block_m,
+        "BLOCK_M": _tile_m(t.block_m, m),
         "BLOCK_N": min(128, _pow2_at_least(co)),
         "BLOCK_K": 32 if k % 32 == 0 else 16,
         "num_warps": t.num_warps,
@@ -167,10 +176,11 @@ def conv2d_launch(k: int, co: int, t: NarrowTuning) -> dict:
     }
 
 
-def conv_transpose2d_launch(ci: int, co: int, t: NarrowTuning) -> dict:
-    """conv_transpose2d_kernel's, for CI channels in (wide) and CO out (narrow)."""
+def conv_transpose2d_launch(ci: int, co: int, m: int, t: NarrowTuning) -> dict:
+    """conv_transpose2d_kernel's, for CI channels in (wide), CO out (narrow) and m output
+    pixels per stride phase."""
     return {
-        "BLOCK_M": t.block_m,
+        "BLOCK_M": _tile_m(t.block_m, m),
         "BLOCK_N": _pow2_at_least(co),
         "BLOCK_K": min(t.wide_block_k, _pow2_at_least(ci)),
         "num_warps": t.num_warps,
@@ -178,12 +188,12 @@ def conv_transpose2d_launch(ci: int, co: int, t: NarrowTuning) -> dict:
     }
 
 
-def weight_grad_launch(co: int, k: int, t: NarrowTuning) -> dict:
-    """conv2d_weight_grad_kernel's, for a (CO, K) weight gradient."""
+def weight_grad_launch(co: int, k: int, m: int, t: NarrowTuning) -> dict:
+    """conv2d_weight_grad_kernel's, for a (CO, K) weight gradient summed over m pixels."""
     return {
         "BLOCK_CO": min(64, _pow2_at_least(co)),
         "BLOCK_K": min(64, _pow2_at_least(k)),
-        "BLOCK_M": t.wgrad_block_m,
+        "BLOCK_M": _tile_m(t.wgrad_block_m, m),
         "num_warps": t.wgrad_num_warps,
         "num_stages": t.num_stages,
     }
@@ -229,8 +239,8 @@ def _conv2d_op(
     ho, wo = _conv_out(h, kh, stride[0], padding[0]), _conv_out(w, kw, stride[1], padding[1])
     y = torch.empty((n, co, ho, wo), dtype=x.dtype, device=x.device,
                     memory_format=_output_format(x, weight))  # fmt: skip
-    launch = conv2d_launch(ci * kh * kw, co, _TUNING.value)
     m = n * ho * wo
+    launch = conv2d_launch(ci * kh * kw, co, m, _TUNING.value)
     if m and _launchable(x):
         with eager_launches():
             grid = (_cdiv(m, launch["BLOCK_M"]), _cdiv(co, launch["BLOCK_N"]))
@@ -268,7 +278,7 @@ def _conv_transpose2d_op(
     sh, sw = stride
     hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
-    launch = conv_transpose2d_launch(ci, co, _TUNING.value)
+    launch = conv_transpose2d_launch(ci, co, m, _TUNING.value)
     mask = _like(mask, x)
     if m and _launchable(x):
         with eager_launches():
@@ -306,7 +316,7 @@ def _weight_grad_op(
     k = ci * kh * kw
     m = n * ho * wo
     t = _TUNING.value
-    launch = weight_grad_launch(co, k, t)
+    launch = weight_grad_launch(co, k, m, t)
     block_co, block_k, block_m = launch["BLOCK_CO"], launch["BLOCK_K"], launch["BLOCK_M"]
     tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
     sms = sm_count(x.device) if x.device.type == "cuda" else 1

@@ -34,6 +34,7 @@ from kernels.narrow_conv import (  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 FLOAT_ARGS = ("negative_slope", "mask_slope")
+M = 1024 * 32 * 32  # output pixels (per stride phase) of an image layer at batch 1024
 LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 
@@ -87,7 +88,7 @@ def main() -> None:
                 # D's first convolution (3 -> 64), its LeakyReLU fused or not
                 "conv2d": (
                     kernels.conv2d_kernel,
-                    {"HAS_BIAS": False, "ACTIVATION": fused, **conv2d_launch(48, 64, t)},
+                    {"HAS_BIAS": False, "ACTIVATION": fused, **conv2d_launch(48, 64, M, t)},
                     None,
                 ),
                 # G's last layer (64 -> 3), or D's first one's input gradient (masked)
@@ -100,13 +101,13 @@ def main() -> None:
                         "TAPS_W": 2,
                         "HAS_BIAS": False,
                         "MASKED": fused,
-                        **conv_transpose2d_launch(64, 3, t),
+                        **conv_transpose2d_launch(64, 3, M, t),
                     },  # fmt: skip
                     None,
                 ),
                 "conv2d_weight_grad": (
                     kernels.conv2d_weight_grad_kernel,
-                    {"MASKED": fused, **weight_grad_launch(64, 48, t)},
+                    {"MASKED": fused, **weight_grad_launch(64, 48, M, t)},
                     {"part_ptr": "*fp32"},
                 ),
             }
