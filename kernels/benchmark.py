@@ -29,6 +29,7 @@ __all__ = [
     "Case",
     "benchmark_cases",
     "bytes_moved",
+    "check_choices",
     "copy_bandwidth_gbps",
     "do_bench_quantiles",
     "matmul_tflops",
@@ -167,6 +168,14 @@ def require_cuda() -> None:
         raise KernelUnavailableError(
             "kernel benchmarks refuse to time the Triton interpreter; unset TRITON_INTERPRET"
         )
+
+
+def check_choices(impls: Sequence[str], allowed_impls: Sequence[str], passes: Sequence[str]):
+    """ValueError naming any implementation or pass not among those allowed."""
+    for value, allowed, what in ((impls, allowed_impls, "impl"), (passes, PASSES, "pass")):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
 
 
 def do_bench_quantiles(
@@ -402,10 +411,7 @@ def run_case(
         ValueError: an unknown impl or pass.
     """
     require_cuda()
-    for value, allowed, what in ((impls, IMPLS, "impl"), (passes, PASSES, "pass")):
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+    check_choices(impls, IMPLS, passes)
     device = torch.device(device)
     if copy_gbps is None:
         copy_gbps = copy_bandwidth_gbps(device)

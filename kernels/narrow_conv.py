@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from kernels import availability
 from kernels.ops import _define, _launchable, eager_launches, wrap_triton
-from kernels.plan import ActiveSetting, sm_count
+from kernels.plan import ActiveSetting, _cdiv, _next_pow2, sm_count
 
 if availability.TRITON_AVAILABLE:
     from kernels.narrow_conv_kernels import (
@@ -106,38 +107,15 @@ def narrow_tuned(tuning: NarrowTuning) -> contextlib.AbstractContextManager[Narr
     return _TUNING.use(tuning)
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pow2_at_least(n: int, low: int = 16) -> int:
-    """The smallest power of 2 >= max(n, low): tl.dot wants every side >= 16."""
-    p = low
-    while p < n:
-        p *= 2
-    return p
-
-
-def _strides_like_channels_last(t: torch.Tensor) -> bool:
-    """ATen's reading of a 4-D tensor's strides (c10 ``is_channels_last_strides_2d_s4``):
-    which layout ``suggest_memory_format`` names, single channels and 1x1 planes included
-    (where both layouts are the same memory, the strides given decide)."""
-    sizes, strides = t.shape, t.stride()
-    if strides[1] == 0:
-        return False
-    low = 0
-    for d in (1, 3, 2, 0):
-        if sizes[d] == 0 or strides[d] < low:
-            return False
-        if d == 0 and low == strides[1]:
-            return False
-        low = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
-    return True
+def _dot_side(n: int) -> int:
+    """A tile side for n elements: a power of 2, at least 16 (tl.dot's smallest)."""
+    return max(16, _next_pow2(n))
 
 
 def _output_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
-    """channels_last when either operand is (as ATen decides for cuDNN), else contiguous."""
-    if _strides_like_channels_last(x) or _strides_like_channels_last(weight):
+    """channels_last when either operand's strides read so (``suggest_memory_format``, as
+    ATen decides for cuDNN), else contiguous."""
+    if torch.channels_last in (suggest_memory_format(x), suggest_memory_format(weight)):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -161,7 +139,7 @@ def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def _tile_m(block_m: int | None, m: int) -> int:
-    return block_m or min(_WHOLE_LAYER_MAX_M, _pow2_at_least(m, 64))
+    return block_m or min(_WHOLE_LAYER_MAX_M, max(64, _next_pow2(m)))
 
 
 def conv2d_launch(k: int, co: int, m: int, t: NarrowTuning) -> dict:
@@ -169,7 +147,7 @@ def conv2d_launch(k: int, co: int, m: int, t: NarrowTuning) -> dict:
     m output pixels."""
     return {
         "BLOCK_M": _tile_m(t.block_m, m),
-        "BLOCK_N": min(128, _pow2_at_least(co)),
+        "BLOCK_N": min(128, _dot_side(co)),
         "BLOCK_K": 32 if k % 32 == 0 else 16,
         "num_warps": t.num_warps,
         "num_stages": t.num_stages,
@@ -181,8 +159,8 @@ def conv_transpose2d_launch(ci: int, co: int, m: int, t: NarrowTuning) -> dict:
     pixels per stride phase."""
     return {
         "BLOCK_M": _tile_m(t.block_m, m),
-        "BLOCK_N": _pow2_at_least(co),
-        "BLOCK_K": min(t.wide_block_k, _pow2_at_least(ci)),
+        "BLOCK_N": _dot_side(co),
+        "BLOCK_K": min(t.wide_block_k, _dot_side(ci)),
         "num_warps": t.num_warps,
         "num_stages": t.num_stages,
     }
@@ -191,8 +169,8 @@ def conv_transpose2d_launch(ci: int, co: int, m: int, t: NarrowTuning) -> dict:
 def weight_grad_launch(co: int, k: int, m: int, t: NarrowTuning) -> dict:
     """conv2d_weight_grad_kernel's, for a (CO, K) weight gradient summed over m pixels."""
     return {
-        "BLOCK_CO": min(64, _pow2_at_least(co)),
-        "BLOCK_K": min(64, _pow2_at_least(k)),
+        "BLOCK_CO": min(64, _dot_side(co)),
+        "BLOCK_K": min(64, _dot_side(k)),
         "BLOCK_M": _tile_m(t.wgrad_block_m, m),
         "num_warps": t.wgrad_num_warps,
         "num_stages": t.num_stages,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kernels.benchmark import PASSES, do_bench_quantiles, require_cuda
+from kernels.benchmark import PASSES, check_choices, do_bench_quantiles, require_cuda
 from kernels.narrow_conv import (
     DEFAULT_NARROW_TUNING,
     NarrowTuning,
@@ -117,10 +117,7 @@ def run_conv_case(
     measurement a row with ``status="failed"``. ``tuning``: the Triton kernels' launches
     (rows say ``"tuned": true``); None: their default."""
     require_cuda()
-    for value, allowed, what in ((impls, CONV_IMPLS, "impl"), (passes, PASSES, "pass")):
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+    check_choices(impls, CONV_IMPLS, passes)
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(case.x_shape, generator=gen).to(device, torch.bfloat16)
