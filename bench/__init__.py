@@ -3,7 +3,7 @@
 import time
 
 # When this process first imported the package, before torch: a run's record counts its
-# start-up (imports, mostly torch's) from here (bench/harness.py, run.phase_s).
+# start-up (imports, mostly torch's) from here (bench/runtime/harness.py, run.phase_s).
 IMPORTED_AT = time.perf_counter()
 
 # How this process started: "interpreter" (python -m bench.run, gan-bench run, a torchrun

@@ -4,9 +4,11 @@ library function. Bad input is one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import sys
+import typing
 from typing import Annotated
 
 import typer
@@ -16,8 +18,8 @@ try:  # typer >= 0.26 carries its own copy of click
 except ImportError:  # older typer (the GPU images) depends on click itself
     from click.exceptions import UsageError
 
-from bench.config import COMPILE_MODES, ConfigError, RunConfig
-from bench.variants import SPEEDUPS
+from bench.config import ConfigError, RunConfig
+from bench.speedups import SPEEDUPS
 
 app = typer.Typer(
     name="gan-bench",
@@ -28,11 +30,8 @@ app = typer.Typer(
 )
 
 # Bad input, before anything runs; a run's own exit codes follow its record's status
-# (bench.records.exit_code).
+# (bench.telemetry.records.exit_code).
 EXIT_USAGE = 2
-
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-
 
 def fail_usage(message: str) -> None:
     """Report bad input as one line and exit 2."""
@@ -45,191 +44,31 @@ def _opt(help_text: str, **kwargs):
     return typer.Option(help=help_text, show_default=True, **kwargs)
 
 
-@app.command()
-def run(
-    model: Annotated[str, _opt("Model: mlp, dcgan32, dcgan64.")] = _DEFAULTS["model"],
-    dataset: Annotated[
-        str, _opt("Data: synthetic, mnist5k, digits, mnist, fashion-mnist, cifar10, image-folder.")
-    ] = _DEFAULTS["dataset"],
-    data_dir: Annotated[
-        str | None,
-        _opt(
-            "Root of a local data set (mnist, fashion-mnist, cifar10, image-folder); no download."
-        ),
-    ] = None,
-    channels: Annotated[
-        int | None, _opt("Image channels of synthetic data (default: 1 for mlp, 3 for DCGAN).")
-    ] = None,
-    batch_size: Annotated[
-        int, _opt("Batch size PER PROCESS; the global batch is this times the world size.")
-    ] = _DEFAULTS["batch_size"],
-    precision: Annotated[
-        str, _opt("fp32 (TF32 off), tf32, bf16 (autocast), fp16 (autocast + GradScaler).")
-    ] = _DEFAULTS["precision"],
-    loss: Annotated[str, _opt("non-saturating, minimax, hinge, wgan-gp.")] = _DEFAULTS["loss"],
-    steps: Annotated[
-        int | None,
-        _opt(
-            "Timed iterations (default: 100 on synthetic data; on real data, enough to train: "
-            "mlp 5000, DCGAN 2000)."
-        ),
-    ] = None,
-    warmup_steps: Annotated[int, _opt("Untimed iterations first.")] = _DEFAULTS["warmup_steps"],
-    seed: Annotated[int, _opt("Seed for weights, data order and latents.")] = _DEFAULTS["seed"],
-    device: Annotated[str, _opt("auto (CUDA when present), cpu, cuda.")] = _DEFAULTS["device"],
-    sync_bn: Annotated[bool, _opt("Use SyncBatchNorm across processes (CUDA only).")] = _DEFAULTS[
-        "sync_bn"
-    ],
-    nproc: Annotated[
-        int, _opt("Processes on this machine; > 1 launches torchrun for you.")
-    ] = _DEFAULTS["nproc"],
-    out: Annotated[str, _opt("JSON-lines file the record is appended to.")] = _DEFAULTS["out"],
-    lr: Annotated[float, _opt("Adam learning rate, both networks.")] = _DEFAULTS["lr"],
-    beta1: Annotated[float, _opt("Adam beta1.")] = _DEFAULTS["beta1"],
-    beta2: Annotated[float, _opt("Adam beta2.")] = _DEFAULTS["beta2"],
-    n_critic: Annotated[
-        int | None, _opt("D updates per iteration (default: the loss's own; 5 for wgan-gp).")
-    ] = None,
-    latent_dim: Annotated[int, _opt("Latent size z.")] = _DEFAULTS["latent_dim"],
-    cudnn_benchmark: Annotated[
-        bool, _opt("cuDNN autotuning (its cost lands in warm-up).")
-    ] = _DEFAULTS["cudnn_benchmark"],
-    dist_timeout_s: Annotated[
-        int, _opt("Collective timeout in seconds: a dead peer ends the run.")
-    ] = _DEFAULTS["dist_timeout_s"],
-    variant: Annotated[
-        str | None,
-        _opt(
-            "Speed-up variant: eager, or speed-ups joined by '+' ("
-            + ", ".join(SPEEDUPS)
-            + "), e.g. triton+channels-last+cuda-graph. Sets the nine options below."
-        ),
-    ] = None,
-    compile_mode: Annotated[
-        str, _opt("torch.compile mode: " + ", ".join(COMPILE_MODES) + ".")
-    ] = _DEFAULTS["compile_mode"],
-    kernels: Annotated[
-        str, _opt("BatchNorm+activation kernels: torch, or triton (fused).")
-    ] = _DEFAULTS["kernels"],
-    conv_kernels: Annotated[
-        str,
-        _opt(
-            "Convolutions over image channels (G's last, D's first with its LeakyReLU): torch, "
-            "or triton (kernels sized for few channels; DCGAN)."
-        ),
-    ] = _DEFAULTS["conv_kernels"],
-    memory_format: Annotated[
-        str, _opt("Memory format of models and images: contiguous (NCHW) or channels_last.")
-    ] = _DEFAULTS["memory_format"],
-    pad_image_channels: Annotated[
-        bool,
-        _opt(
-            "Zero-pad image channels to a multiple of 8 (bf16, fp16) or 4 at G's last and D's "
-            "first convolution (Tensor Core alignment; DCGAN; the same losses and gradients)."
-        ),
-    ] = _DEFAULTS["pad_image_channels"],
-    joint_d_batch: Annotated[
-        bool,
-        _opt(
-            "D's update runs D once over real and fake concatenated (D without BatchNorm: "
-            "mlp, or a wgan-gp critic)."
-        ),
-    ] = _DEFAULTS["joint_d_batch"],
-    batched_casts: Annotated[
-        bool,
-        _opt(
-            "autocast's parameter casts as one multi-tensor cast per network and forward, and "
-            "one for their gradients (bf16/fp16; the same values)."
-        ),
-    ] = _DEFAULTS["batched_casts"],
-    cudnn_benchmark_limit: Annotated[
-        int | None,
-        _opt(
-            "Convolution engines cuDNN's autotuner times per convolution; 0: every one it "
-            "offers (default: torch's, 10; CUDA, DCGAN)."
-        ),
-    ] = None,
-    cuda_graph: Annotated[
-        bool, _opt("Capture the whole iteration as one CUDA graph and replay it (CUDA only).")
-    ] = _DEFAULTS["cuda_graph"],
-    quality: Annotated[
-        bool | None,
-        _opt("Measure sample quality after training (default: on for real data sets)."),
-    ] = None,
-    quality_samples: Annotated[
-        int | None, _opt("Generated images per quality evaluation (default 2000 CPU, 10000 GPU).")
-    ] = None,
-    eval_every: Annotated[
-        int | None, _opt("FD every K timed iterations, outside the timing: a quality curve.")
-    ] = None,
-    target_fd: Annotated[
-        float | None, _opt("Stop once FD <= X and record the time it took (needs --eval-every).")
-    ] = None,
-    quality_cache_dir: Annotated[
-        str | None,
-        _opt("Where trained extractors are cached (default $GAN_BENCH_CACHE or ~/.cache)."),
-    ] = None,
-    inception_weights: Annotated[
-        str | None,
-        _opt("Local Inception weights (pytorch-fid / torchvision / TorchScript): adds FID."),
-    ] = None,
-    profile_steps: Annotated[
-        int,
-        _opt(
-            "Profile K more iterations after the timed ones (torch.profiler): top kernels, "
-            "device idle time; a Chrome trace next to --out."
-        ),
-    ] = _DEFAULTS["profile_steps"],
-    repeat: Annotated[int, _opt("Index of this run among repeats of one point (recorded).")] = 0,
-    quiet: Annotated[bool, _opt("No progress bar and no summary table.")] = _DEFAULTS["quiet"],
-) -> None:
+def _config_options() -> inspect.Signature:
+    """`gan-bench run`'s options: one per RunConfig field, with the field's help and
+    default (the speed-up options among them come from the speed-up registry)."""
+    hints = typing.get_type_hints(RunConfig)
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=f.default,
+                annotation=Annotated[hints[f.name], _opt(f.metadata.get("help", ""))],
+            )
+            for f in dataclasses.fields(RunConfig)
+        ]
+    )
+
+
+def run(**options) -> None:
     """Train one GAN for a fixed number of iterations and append one record."""
-    from bench import data, distributed, harness, launcher  # torch is imported only when running
-    from bench.records import exit_code
+    from bench import data
+    from bench.runtime import distributed, harness, launcher  # torch only when running
+    from bench.telemetry.records import exit_code
 
     try:
-        cfg = RunConfig(
-            model=model,
-            dataset=dataset,
-            data_dir=data_dir,
-            channels=channels,
-            batch_size=batch_size,
-            precision=precision,
-            loss=loss,
-            steps=steps,
-            warmup_steps=warmup_steps,
-            seed=seed,
-            device=device,
-            sync_bn=sync_bn,
-            nproc=nproc,
-            out=out,
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            n_critic=n_critic,
-            latent_dim=latent_dim,
-            cudnn_benchmark=cudnn_benchmark,
-            dist_timeout_s=dist_timeout_s,
-            variant=variant,
-            compile_mode=compile_mode,
-            kernels=kernels,
-            conv_kernels=conv_kernels,
-            memory_format=memory_format,
-            pad_image_channels=pad_image_channels,
-            joint_d_batch=joint_d_batch,
-            batched_casts=batched_casts,
-            cudnn_benchmark_limit=cudnn_benchmark_limit,
-            cuda_graph=cuda_graph,
-            quality=quality,
-            quality_samples=quality_samples,
-            eval_every=eval_every,
-            target_fd=target_fd,
-            quality_cache_dir=quality_cache_dir,
-            inception_weights=inception_weights,
-            profile_steps=profile_steps,
-            repeat=repeat,
-            quiet=quiet,
-        )
+        cfg = RunConfig(**options)
         device_type = launcher.resolve_device(cfg)
         if cfg.inception_weights is not None:
             _check_inception_weights(cfg.inception_weights)
@@ -248,6 +87,10 @@ def run(
     raise typer.Exit(exit_code(harness.execute(cfg, device_type)))
 
 
+run.__signature__ = _config_options()
+app.command()(run)
+
+
 def _check_inception_weights(path: str) -> None:
     """A file that is not Inception weights is bad input: found before any training."""
     from bench.quality import InceptionWeightsError, load_inception
@@ -259,11 +102,48 @@ def _check_inception_weights(path: str) -> None:
 
 
 @app.command()
+def variants(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A variant to check, e.g. compile+cuda-graph+triton (any order)."),
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The table in Markdown (the README's).")
+    ] = False,
+) -> None:
+    """The speed-ups (name, what it does, requires, conflicts); with NAME, whether that
+    combination is valid and why not."""
+    from bench.speedups import VariantError, parse_variant
+    from bench.speedups import table as speedup_table
+
+    if name is not None:
+        try:
+            variant = parse_variant(name)
+        except VariantError as err:
+            fail_usage(str(err))
+        for line in speedup_table.describe(variant):
+            typer.echo(line)
+        return
+    if markdown:
+        typer.echo(speedup_table.markdown(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gan-bench speed-ups: a variant is eager, or these joined by '+'")
+    for i, column in enumerate(speedup_table.COLUMNS):
+        table.add_column(column, no_wrap=i == 0, overflow="fold")
+    for cells in speedup_table.rows():
+        table.add_row(*cells)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@app.command()
 def env(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Versions, devices and driver of this machine, as a record would carry them."""
-    from bench.environment import environment_report
+    from bench.telemetry.environment import environment_report
 
     report = environment_report()
     if as_json:
@@ -278,7 +158,7 @@ def env(
     Console().print(table)
 
 
-_GRID = " Default: this machine's grid (--dry-run shows it)."
+_GRID = " Default: the --grid tier for this machine (--dry-run shows it)."
 
 
 @app.command()
@@ -355,6 +235,22 @@ def sweep(
             "in its own run. (default: one per 4 CPU cores, at most 4)"
         ),
     ] = None,
+    grid: Annotated[
+        str,
+        _opt(
+            "Tier of the default grid: quick (minutes: eager, compile and the fastest stacks "
+            "at the goal points, scaling), full (every speed-up, precisions, scaling), goals "
+            "(the goal points over the variants the goals are judged on)."
+        ),
+    ] = "quick",
+    plan_for: Annotated[
+        str | None,
+        typer.Option(
+            "--machine",
+            help="With --dry-run: plan for another machine, cuda:N (N GPUs) or cpu:N "
+            "(N cores), e.g. to size a GPU or cluster job from a laptop.",
+        ),
+    ] = None,
     concurrent: Annotated[
         int,
         _opt(
@@ -389,6 +285,8 @@ def sweep(
             fork_server=fork_server,
             precompile_jobs=precompile_jobs,
             concurrent=concurrent,
+            grid=grid,
+            plan_for=plan_for,
         )
     except ConfigError as err:
         fail_usage(str(err))

@@ -25,9 +25,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from bench.config import ConfigError, RunConfig
-from bench.records import read_records
-from bench.timing import percentile
-from bench.variants import VARIANTS
+from bench.speedups import variant_rank
+from bench.telemetry.records import read_records
+from bench.telemetry.timing import percentile
 
 FORMATS = ("table", "markdown", "csv", "json")
 # Quality fields whose baseline deltas are shown (record["quality"], written by the quality
@@ -364,12 +364,7 @@ class Comparison:
 
 
 def _variant_order(name: str, baseline: str) -> tuple:
-    registry = list(VARIANTS)
-    if name == baseline:
-        return (0, 0, name)
-    if name in registry:
-        return (1, registry.index(name), name)
-    return (2, 0, name)
+    return (0,) if name == baseline else (1, variant_rank(name))
 
 
 def _status_text(rows: list[Row]) -> str:

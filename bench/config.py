@@ -1,9 +1,12 @@
 """The run configuration: one typed dataclass, validated once.
 
-`gan-bench run` and `python -m bench.run` both build a `RunConfig` from the same Typer
-options (bench/cli.py); nothing else parses flags. Validation that needs no hardware
-happens in `__post_init__`; what depends on the device (fp16 on CPU, `--device cuda`
-without a GPU, `--sync-bn` on CPU) happens in `check_device`, also before any work.
+`gan-bench run` and `python -m bench.run` both build a `RunConfig`, from options made out
+of its fields (bench/cli.py reads each field's help here); nothing else parses flags.
+The speed-ups' options are fields too, added from the speed-up registry
+(bench.speedups.OPTIONS), so a new speed-up's option needs no line here. Validation that
+needs no hardware happens in `__post_init__`; what depends on the machine (fp16 on CPU,
+`--device cuda` without a GPU, a speed-up that needs CUDA) happens in `check_device`,
+also before any work.
 """
 
 from __future__ import annotations
@@ -11,37 +14,26 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-from dataclasses import dataclass
-
-import torch
+from dataclasses import dataclass, field
 
 from bench import data
-from bench.channel_padding import channel_multiple, needs_padding
-from bench.cuda_graph import required_warmup_steps
-from bench.variants import (
-    COMPILE_MODES_WITH_CUDA_GRAPHS,
-    VARIANT_FIELDS,
-    VARIANTS,
+from bench.speedups import (
+    BASELINE_FIELDS,
+    OPTIONS,
     VariantError,
-    canonical_variant,
+    option_help,
+    parse_variant,
+    speedup_problem,
     variant_name,
 )
+from bench.telemetry.machine import Machine, triton_interpret_requested, usable_cpu_cores
 from gan_models import LOSSES, MODELS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
-KERNELS = ("torch", "triton")
-# The most image channels --conv-kernels triton swaps layers for: the kernels' default,
-# kernels.narrow_conv_modules.DEFAULT_MAX_CHANNELS (not imported here: it imports triton).
-NARROW_CONV_MAX_CHANNELS = 16
-# --memory-format names and the torch memory formats they stand for.
-MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 DEVICES = ("auto", "cpu", "cuda")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
 CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
-# Precisions that train under autocast (bench/precision.py).
-AUTOCAST_PRECISIONS = ("bf16", "fp16")
 # BatchNorm in training mode needs more than one value per channel. The MLP generator's
 # BatchNorm1d sees exactly batch_size values per channel; DCGAN's smallest BatchNorm input is
 # 4x4, so even a batch of one gives 16 values.
@@ -69,76 +61,103 @@ def _choice(flag: str, value: str, allowed) -> None:
         raise ConfigError(f"{flag} {value!r} is not known; choose one of: {', '.join(allowed)}")
 
 
-@dataclass(kw_only=True)
-class RunConfig:
-    """Everything that defines one benchmark run. Field names match the CLI options."""
+def _opt(default, help_text: str):
+    """A field with its command-line help."""
+    return field(default=default, metadata={"help": help_text})
 
-    model: str = "dcgan32"
-    dataset: str = "synthetic"
-    data_dir: str | None = None
+
+def _with_speedup_options(cls):
+    """One field per speed-up option, from the registry, before @dataclass reads the class:
+    what it sets, its type, its baseline default and its help."""
+    for option in OPTIONS.values():
+        cls.__annotations__[option.name] = option.type
+        setattr(cls, option.name, _opt(option.default, option_help(option)))
+    return cls
+
+
+@dataclass(kw_only=True)
+@_with_speedup_options
+class RunConfig:
+    """Everything that defines one benchmark run. Field names match the command-line options;
+    the speed-up options (compile_mode, kernels, memory_format, cuda_graph, ...) come from
+    bench.speedups.OPTIONS."""
+
+    model: str = _opt("dcgan32", "Model: " + ", ".join(MODELS) + ".")
+    dataset: str = _opt(
+        "synthetic", "Data: " + ", ".join(data.DATASETS) + " (local folders are never downloaded)."
+    )
+    data_dir: str | None = _opt(
+        None, "Root of a local data set (mnist, fashion-mnist, cifar10, image-folder)."
+    )
     # Image channels for the synthetic data set; real data sets bring their own.
-    channels: int | None = None
-    batch_size: int = 64  # per process; the global batch is batch_size * world size
-    precision: str = "fp32"
-    loss: str = "non-saturating"
-    steps: int | None = None  # timed iterations; None: see default_steps()
-    warmup_steps: int = 10  # untimed iterations before the timed ones
-    seed: int = 0
-    device: str = "auto"
-    sync_bn: bool = False
-    nproc: int = 1
-    out: str = "results/runs.jsonl"
-    lr: float = 2e-4  # Adam, both networks (Radford et al. 2015)
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_critic: int | None = None  # discriminator updates per iteration; None: the loss's own
-    latent_dim: int = 100
-    cudnn_benchmark: bool = True  # as the PyTorch DCGAN example; autotuning happens in warm-up
-    # Convolution engines cuDNN's autotuner times per convolution, in its heuristics' order
-    # (torch.backends.cudnn.benchmark_limit); 0: every one it offers; None: torch's own (10).
-    # A variant field (cudnn-exhaustive); CUDA only.
-    cudnn_benchmark_limit: int | None = None
-    dist_timeout_s: int = 120  # collective timeout: a dead peer ends the run, never a hang
-    # How an iteration executes. A --variant sets these (bench/variants.py); they can also
-    # be given one by one, and the record names the variant they amount to.
-    variant: str | None = None
-    compile_mode: str = "none"  # torch.compile mode for G and D; "none": eager
-    kernels: str = "torch"  # "triton": BatchNorm+LeakyReLU/ReLU swapped for fused kernels
-    # "triton": the convolutions over image channels (G's last, D's first with its LeakyReLU)
-    # swapped for Triton kernels sized for few channels (kernels/narrow_conv.py)
-    conv_kernels: str = "torch"
-    memory_format: str = "contiguous"  # "channels_last": models and images in NHWC
-    # Image channels zero-padded to a multiple of 8 (bf16, fp16) or 4 at G's last and D's
-    # first convolution (Tensor Core alignment; the same losses and gradients:
-    # bench/channel_padding.py)
-    pad_image_channels: bool = False
-    # D's update runs D once over the real and fake batches concatenated (a D without
-    # BatchNorm only: there it changes no loss or gradient; bench/train.py)
-    joint_d_batch: bool = False
-    # autocast's per-layer parameter casts done as one multi-tensor cast per network and
-    # forward, and one for their gradients (bf16/fp16; the same values: bench/batched_casts.py)
-    batched_casts: bool = False
-    cuda_graph: bool = False  # the whole iteration captured once and replayed (CUDA only)
+    channels: int | None = _opt(
+        None, "Image channels of synthetic data (default: 1 for mlp, 3 for DCGAN)."
+    )
+    batch_size: int = _opt(
+        64, "Batch size PER PROCESS; the global batch is this times the world size."
+    )
+    precision: str = _opt(
+        "fp32", "fp32 (TF32 off), tf32, bf16 (autocast), fp16 (autocast + GradScaler)."
+    )
+    loss: str = _opt("non-saturating", "Loss: " + ", ".join(LOSSES) + ".")
+    steps: int | None = _opt(
+        None,
+        "Timed iterations (default: 100 on synthetic data; on real data, enough to train: "
+        "mlp 5000, DCGAN 2000).",
+    )
+    warmup_steps: int = _opt(10, "Untimed iterations first.")
+    seed: int = _opt(0, "Seed for weights, data order and latents.")
+    device: str = _opt("auto", "auto (CUDA when present), cpu, cuda.")
+    sync_bn: bool = _opt(False, "Use SyncBatchNorm across processes (CUDA only).")
+    nproc: int = _opt(1, "Processes on this machine; > 1 launches torchrun for you.")
+    out: str = _opt("results/runs.jsonl", "JSON-lines file the record is appended to.")
+    lr: float = _opt(2e-4, "Adam learning rate, both networks (Radford et al. 2015).")
+    beta1: float = _opt(0.5, "Adam beta1.")
+    beta2: float = _opt(0.999, "Adam beta2.")
+    n_critic: int | None = _opt(
+        None, "D updates per iteration (default: the loss's own; 5 for wgan-gp)."
+    )
+    latent_dim: int = _opt(100, "Latent size z.")
+    # As the PyTorch DCGAN example; autotuning happens in warm-up.
+    cudnn_benchmark: bool = _opt(True, "cuDNN autotuning (its cost lands in warm-up).")
+    # A dead peer ends the run, never a hang.
+    dist_timeout_s: int = _opt(120, "Collective timeout in seconds: a dead peer ends the run.")
+    variant: str | None = _opt(
+        None,
+        "Speed-up variant: eager, or speed-ups joined by '+' (`gan-bench variants` lists "
+        "them), e.g. triton+channels-last+cuda-graph. Sets the speed-up options below.",
+    )
     # Sample quality (bench/quality), measured outside the timed region. None: on for real
     # data sets, off for synthetic data.
-    quality: bool | None = None
-    quality_samples: int | None = None  # generated images per evaluation; None: by device
-    eval_every: int | None = None  # timed iterations between FD checks (a quality curve)
-    target_fd: float | None = None  # stop once FD <= this (time-to-quality)
-    quality_cache_dir: str | None = None  # trained extractors; None: $GAN_BENCH_CACHE or ~/.cache
-    inception_weights: str | None = None  # a local Inception file: adds real FID
-    # Iterations profiled with torch.profiler after the timed ones (0: none): where the time
-    # of an iteration goes. They train too, so they add to the iterations a run trains.
-    profile_steps: int = 0
-    repeat: int = 0  # which repeat of a sweep point this run is; recorded, changes nothing
-    quiet: bool = False
+    quality: bool | None = _opt(
+        None, "Measure sample quality after training (default: on for real data sets)."
+    )
+    quality_samples: int | None = _opt(
+        None, "Generated images per quality evaluation (default 2000 CPU, 10000 GPU)."
+    )
+    eval_every: int | None = _opt(
+        None, "FD every K timed iterations, outside the timing: a quality curve."
+    )
+    target_fd: float | None = _opt(
+        None, "Stop once FD <= X and record the time it took (needs --eval-every)."
+    )
+    quality_cache_dir: str | None = _opt(
+        None, "Where trained extractors are cached (default $GAN_BENCH_CACHE or ~/.cache)."
+    )
+    inception_weights: str | None = _opt(
+        None, "Local Inception weights (pytorch-fid / torchvision / TorchScript): adds FID."
+    )
+    # They train too, so they add to the iterations a run trains.
+    profile_steps: int = _opt(
+        0,
+        "Profile K more iterations after the timed ones (torch.profiler): top kernels, "
+        "device idle time; a Chrome trace next to --out.",
+    )
+    repeat: int = _opt(0, "Index of this run among repeats of one point (recorded).")
+    quiet: bool = _opt(False, "No progress bar and no summary table.")
 
     def __post_init__(self) -> None:
         _choice("--model", self.model, tuple(MODELS))
-        _choice("--compile-mode", self.compile_mode, COMPILE_MODES)
-        _choice("--kernels", self.kernels, KERNELS)
-        _choice("--conv-kernels", self.conv_kernels, KERNELS)
-        _choice("--memory-format", self.memory_format, tuple(MEMORY_FORMATS))
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--loss", self.loss, tuple(LOSSES))
         if self.variant is not None:
@@ -184,98 +203,28 @@ class RunConfig:
                     f"--channels {self.channels} does not match {self.dataset}, "
                     f"which has {own} channel(s); leave --channels out for real data"
                 )
-        self._check_speedups()  # after --channels: padding depends on the image channels
+        # After --channels: padding depends on the image channels.
+        problem = speedup_problem(self)
+        if problem:
+            raise ConfigError(problem)
         self._check_quality()
         check_results_path(self.out)
 
     def _apply_variant(self) -> None:
         try:
-            self.variant = canonical_variant(self.variant)
+            variant = parse_variant(self.variant)
         except VariantError as err:
             raise ConfigError(f"--{err}") from None
-        for name, value in VARIANTS[self.variant].fields.items():
+        self.variant = variant.name
+        for name, value in variant.fields.items():
             given = getattr(self, name)
-            if given != VARIANT_FIELDS[name] and given != value:
-                flag = "--" + name.replace("_", "-")
+            if given != BASELINE_FIELDS[name] and given != value:
+                option = OPTIONS[name]
                 raise ConfigError(
-                    f"--variant {self.variant} sets {flag} {value}, which contradicts "
-                    f"{flag} {given}; give one or the other"
+                    f"--variant {self.variant} sets {option.flag_text(value)}, which "
+                    f"contradicts {option.flag_text(given)}; give one or the other"
                 )
             setattr(self, name, value)
-
-    def _check_speedups(self) -> None:
-        """Speed-ups that cannot apply to this model, or not together (given field by field
-        as well as by --variant)."""
-        if self.memory_format == "channels_last" and self.model == "mlp":
-            raise ConfigError(
-                "--memory-format channels_last changes nothing for mlp: it has no convolutions "
-                "and its activations are 2-D; use it with dcgan32 or dcgan64"
-            )
-        if self.pad_image_channels and self.model == "mlp":
-            raise ConfigError(
-                "--pad-image-channels changes nothing for mlp: it has no convolutions, and its "
-                "28x28 = 784 inputs are already a multiple of 8; use it with dcgan32 or dcgan64"
-            )
-        if self.conv_kernels == "triton":
-            if self.model == "mlp":
-                raise ConfigError(
-                    "--conv-kernels triton swaps convolutions, and mlp has none; use it with "
-                    "dcgan32 or dcgan64"
-                )
-            if self.image_channels > NARROW_CONV_MAX_CHANNELS:
-                raise ConfigError(
-                    f"--conv-kernels triton takes images of at most {NARROW_CONV_MAX_CHANNELS} "
-                    f"channels (its kernels are sized for few), got {self.image_channels}"
-                )
-            if self.pad_image_channels:
-                raise ConfigError(
-                    "--conv-kernels triton computes the image layers with their own channel "
-                    "count, and --pad-image-channels pads it for cuDNN: padded, the Triton "
-                    "convolutions would only do more work; give one or the other"
-                )
-        multiple = channel_multiple(self.precision)
-        if self.pad_image_channels and not needs_padding(self.image_channels, multiple):
-            raise ConfigError(
-                f"--pad-image-channels: the images have {self.image_channels} channels, "
-                f"already a multiple of {multiple} (Tensor Core alignment in {self.precision});"
-                " there is nothing to pad"
-            )
-        if self.joint_d_batch and MODELS[self.model].discriminator_couples_samples(
-            LOSSES[self.loss].needs_critic
-        ):
-            raise ConfigError(
-                f"--joint-d-batch: {self.model}'s discriminator has BatchNorm, which would "
-                "normalise real and fake images with shared batch statistics, another "
-                "objective than two batches; use it with mlp, or with --loss wgan-gp (a critic "
-                "without BatchNorm)"
-            )
-        if self.cudnn_benchmark_limit is not None:
-            if self.cudnn_benchmark_limit < 0:
-                raise ConfigError(
-                    "--cudnn-benchmark-limit must be at least 0 (0: every engine), got "
-                    f"{self.cudnn_benchmark_limit}"
-                )
-            if not self.cudnn_benchmark:
-                raise ConfigError(
-                    "--cudnn-benchmark-limit bounds cuDNN's autotuner, which "
-                    "--no-cudnn-benchmark turns off; give one or the other"
-                )
-            if self.model == "mlp":
-                raise ConfigError(
-                    "--cudnn-benchmark-limit changes nothing for mlp: it has no convolutions, "
-                    "and cuDNN autotunes only those; use it with dcgan32 or dcgan64"
-                )
-        if self.batched_casts and self.precision not in AUTOCAST_PRECISIONS:
-            raise ConfigError(
-                f"--batched-casts batches autocast's casts, and --precision {self.precision} "
-                f"has no autocast; use it with {' or '.join(AUTOCAST_PRECISIONS)}"
-            )
-        if self.cuda_graph and self.compile_mode in COMPILE_MODES_WITH_CUDA_GRAPHS:
-            raise ConfigError(
-                f"--cuda-graph captures the whole iteration, and --compile-mode "
-                f"{self.compile_mode} makes CUDA graphs of its own (a graph inside a graph); "
-                "use --compile-mode default or max-autotune-no-cudagraphs with --cuda-graph"
-            )
 
     def _check_quality(self) -> None:
         if self.quality_samples is not None and self.quality_samples < 10:
@@ -303,14 +252,13 @@ class RunConfig:
 
     @property
     def variant_fields(self) -> dict:
-        """The execution fields a variant sets (compile mode, kernels, memory format, padded
-        image channels, joint D batch, batched casts, cuDNN's search limit, graph)."""
-        return {name: getattr(self, name) for name in VARIANT_FIELDS}
+        """The values of the speed-up options (compile mode, kernels, memory format, ...)."""
+        return {name: getattr(self, name) for name in OPTIONS}
 
     @property
     def variant_name(self) -> str:
-        """The registered variant these execution fields amount to, or "custom"."""
-        return variant_name(self.variant_fields)
+        """The variant these speed-up options amount to, or "custom"."""
+        return variant_name(self)
 
     @property
     def image_channels(self) -> int:
@@ -339,11 +287,11 @@ class RunConfig:
         `--nproc-per-node`, even after the script name.)
         """
         args: list[str] = []
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "nproc" or value == field.default or value is None:
+        for field_ in dataclasses.fields(self):
+            value = getattr(self, field_.name)
+            if field_.name == "nproc" or value == field_.default or value is None:
                 continue
-            flag = "--" + field.name.replace("_", "-")
+            flag = "--" + field_.name.replace("_", "-")
             if isinstance(value, bool):
                 args.append(flag if value else "--no-" + flag[2:])
             else:
@@ -371,36 +319,19 @@ def check_results_path(path: str) -> None:
         raise ConfigError(f"--out {path!r}: the folder {parent!r} is not writable")
 
 
-def triton_interpret_requested() -> bool:
-    """TRITON_INTERPRET read as Triton reads it (1, true, on, yes, y; any case): Triton's
-    kernels then run on the CPU through its interpreter. (kernels.availability knows
-    whether they really were built so; importing it here would import triton.)"""
-    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes", "y")
-
-
-def _check_triton(flag: str, device_type: str, precision: str) -> None:
-    """`flag triton` (the fused BatchNorm or the narrow convolutions) can run here."""
-    if importlib.util.find_spec("triton") is None:
-        raise ConfigError(f"{flag} triton needs the triton package, which is not installed")
-    if device_type == "cpu" and not triton_interpret_requested():
-        raise ConfigError(
-            f"{flag} triton needs a CUDA GPU, or TRITON_INTERPRET=1 to run Triton's "
-            f"interpreter on the CPU (slow: for tests); or use {flag} torch"
-        )
-    if device_type == "cpu" and precision == "bf16":
-        # The interpreter runs kernels in numpy, which has no bfloat16. Called eagerly the
-        # op still lands within bf16's rounding, but called from inductor's CPU code (a
-        # compiled DCGAN generator) its gradients come back NaN, and not when the tensors
-        # are read before the call: an interpreter effect, not the kernels' arithmetic
-        # (tests/bench/test_train.py checks the same compiled generator on a GPU).
-        raise ConfigError(
-            f"{flag} triton with --precision bf16 needs a CUDA GPU: Triton's CPU "
-            "interpreter has no reliable bfloat16 arithmetic; use --precision fp32 on CPU"
-        )
+def run_machine(device_type: str, gpus: int) -> Machine:
+    """The machine a run goes to: its resolved device, with this host's Triton."""
+    return Machine(
+        device_type=device_type,
+        gpu_count=gpus,
+        cpu_cores=usable_cpu_cores(),
+        triton_installed=importlib.util.find_spec("triton") is not None,
+        triton_interpret=triton_interpret_requested(),
+    )
 
 
 def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None = None) -> str:
-    """Resolve `--device auto` and reject combinations the device cannot run.
+    """Resolve `--device auto` and reject what this machine cannot run.
 
     `cuda_devices`: the GPUs visible here, when known (each process of a node takes one).
     Returns "cuda" or "cpu". Raises ConfigError before any work is done.
@@ -412,46 +343,30 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
     device_type = (
         "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda_available) else "cpu"
     )
+    gpus = int(cuda_available) if cuda_devices is None else cuda_devices
+    return check_machine(cfg, run_machine(device_type, gpus), gpus_known=cuda_devices is not None)
+
+
+def check_machine(cfg: RunConfig, machine: Machine, gpus_known: bool = True) -> str:
+    """ConfigError unless `machine` can run `cfg`; its device type ("cuda" or "cpu").
+    `gpus_known`: whether `machine.gpu_count` is a count (else only whether there is one)."""
     # Under torchrun the processes of this node are in the environment, else --nproc.
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.nproc))
-    if device_type == "cuda" and cuda_devices is not None and per_node > cuda_devices:
+    if machine.cuda and gpus_known and per_node > machine.gpu_count:
         raise ConfigError(
             f"{per_node} processes on this machine need {per_node} GPUs, one each; "
-            f"{cuda_devices} visible: use --nproc {cuda_devices} or fewer"
+            f"{machine.gpu_count} visible: use --nproc {machine.gpu_count} or fewer"
         )
-    if device_type == "cpu" and cfg.precision in CUDA_ONLY_PRECISIONS:
+    if not machine.cuda and cfg.precision in CUDA_ONLY_PRECISIONS:
         raise ConfigError(
             f"--precision {cfg.precision} needs a CUDA GPU; on CPU use one of: fp32, bf16"
         )
-    for flag, value in (("--kernels", cfg.kernels), ("--conv-kernels", cfg.conv_kernels)):
-        if value == "triton":
-            _check_triton(flag, device_type, cfg.precision)
-    if cfg.cuda_graph:
-        if device_type == "cpu":
-            raise ConfigError(
-                "--cuda-graph captures CUDA work and needs a CUDA GPU; on CPU there is nothing "
-                "to capture: drop --cuda-graph (or the cuda-graph variant)"
-            )
-        # Under torchrun the world size is in the environment before the config is built.
-        world_size = int(os.environ.get("WORLD_SIZE", cfg.nproc))
-        try:
-            needed = required_warmup_steps(world_size, cfg.critic_updates)
-        except ValueError as err:
-            raise ConfigError(f"--cuda-graph: {err}; use fewer --n-critic or no graph") from None
-        if cfg.warmup_steps < needed:
-            raise ConfigError(
-                f"--cuda-graph needs --warmup-steps of at least {needed} with {world_size} "
-                f"process(es): {needed - 1} eager iteration(s) before the capture, then the "
-                "capture itself, all outside the timing"
-            )
-    if device_type == "cpu" and cfg.cudnn_benchmark_limit is not None:
-        raise ConfigError(
-            "--cudnn-benchmark-limit tunes cuDNN's convolution autotuner and needs a CUDA GPU; "
-            "on CPU no convolution goes through cuDNN: drop it (or the cudnn-exhaustive variant)"
-        )
-    if device_type == "cpu" and cfg.sync_bn:
+    if not machine.cuda and cfg.sync_bn:
         raise ConfigError(
             "--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU (gloo) implementation; "
             "drop --sync-bn on CPU"
         )
-    return device_type
+    problem = speedup_problem(cfg, machine)
+    if problem:
+        raise ConfigError(problem)
+    return machine.device_type

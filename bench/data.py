@@ -176,7 +176,7 @@ def build_batch_source(
 ) -> BatchSource:
     """Make the batch source for one process (rank ``rank`` of ``world_size``), its
     batches in ``memory_format`` (channels_last for a channels-last model) and, with
-    ``padded_channels``, zero-padded to that many channels (bench/channel_padding.py).
+    ``padded_channels``, zero-padded to that many channels (bench/speedups/pad_channels.py).
 
     Under DDP each rank reads its own shard (DistributedSampler, drop_last); a single
     process shuffles with the same sampler and one replica. Raises DataError for a bad

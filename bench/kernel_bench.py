@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.config import ConfigError
-from bench.environment import collect_environment
-from bench.records import SCHEMA_VERSION, append_record
+from bench.telemetry.environment import collect_environment
+from bench.telemetry.records import SCHEMA_VERSION, append_record
 
 
 def _pick(flag: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:

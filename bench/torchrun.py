@@ -1,7 +1,7 @@
 """torchrun as `gan-bench run --nproc N` starts it: `python -m torch.distributed.run`, with
 its own failure report (a traceback of torchrun itself, then a table of the workers' exit
 codes) cut to one line. The workers have already said what went wrong, and the run's record
-holds it; the launcher (bench/launcher.py) turns the record's status into the exit code.
+holds it; the launcher (bench/runtime/launcher.py) turns the record's status into the exit code.
 """
 
 from __future__ import annotations

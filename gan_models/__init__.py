@@ -39,14 +39,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its name, native square resolution, a one-line summary, and
+    """A registered model: its name, native square resolution, a one-line summary,
     whether its discriminator (as opposed to its WGAN-GP critic) has BatchNorm, which
-    couples the samples of a batch in training (``batch_coupled_layers``)."""
+    couples the samples of a batch in training (``batch_coupled_layers``), and whether its
+    networks are convolutional (images in and out of convolutions) or fully connected."""
 
     name: str
     resolution: int
     description: str
     discriminator_batchnorm: bool
+    convolutional: bool
 
     def discriminator_couples_samples(self, critic: bool) -> bool:
         """Whether D's output for one sample depends on the others of its batch in
@@ -63,18 +65,21 @@ MODELS: dict[str, ModelSpec] = {
             "MLP GAN of the classic tutorials (G 256-512-1024 with BatchNorm1d, "
             "D 256-512-1024), MNIST-native 28x28",
             discriminator_batchnorm=False,
+            convolutional=False,
         ),
         ModelSpec(
             "dcgan32",
             32,
             "DCGAN (pytorch/examples), 32x32, ngf=ndf=64",
             discriminator_batchnorm=True,
+            convolutional=True,
         ),
         ModelSpec(
             "dcgan64",
             64,
             "DCGAN (pytorch/examples), 64x64, ngf=ndf=64",
             discriminator_batchnorm=True,
+            convolutional=True,
         ),
     )
 }

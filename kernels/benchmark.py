@@ -203,7 +203,7 @@ def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str
     host's launch overhead taken out, set beside do_bench's time so that a small layer shows
     whether launches or kernels cost it. ``(None, reason)`` when the call cannot be captured.
 
-    Captured the way the harness captures a training iteration (bench/cuda_graph.py): warmed
+    Captured the way the harness captures a training iteration (bench/speedups/cuda_graph.py): warmed
     up on the side stream that then captures, with ``thread_local`` errors, because autograd
     runs the backward on its own thread. ``triton.testing.do_bench_cudagraph`` warms up on one
     stream and captures on another under ``global`` errors; its capture of forward+backward

@@ -29,7 +29,7 @@ GRID_SIZE = 64  # 8 x 8
 @contextmanager
 def _ieee_fp32():
     """TF32 off while quality is measured: `--precision tf32` turns it on for the whole
-    process (bench/precision.py), and the extractor and G's samples must be fp32 whatever
+    process (bench/training/precision.py), and the extractor and G's samples must be fp32 whatever
     precision trained the weights (an extractor trained here is cached for other runs)."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False

@@ -16,10 +16,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import launcher
 from bench.config import RunConfig
-from bench.records import read_records
+from bench.runtime import launcher
 from bench.sweep.warm import WarmStarter, warm_entry
+from bench.telemetry.records import read_records
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def child_env() -> dict:
 
 def point_command(cfg: RunConfig, world_size: int) -> list[str]:
     """The child command of one run: `python -m bench.run` for one process, else torchrun
-    with a c10d rendezvous on a free loopback port (bench.launcher). The seed is always
+    with a c10d rendezvous on a free loopback port (bench.runtime.launcher). The seed is always
     given, its default too: a sweep over seeds names each run's seed in its command."""
     if world_size == 1:
         cmd = [sys.executable, "-m", "bench.run", *cfg.to_cli_args()]

@@ -14,23 +14,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from bench import compare
 from bench.config import ConfigError
-from bench.records import append_record
 from bench.sweep.child import SignalCatcher, child_record, point_command, run_child
 from bench.sweep.outcome import outcome_record, sweep_record
+from bench.sweep.estimate import estimate_runs_s, measured_compile_s, print_plan
+from bench.sweep.grid import Point
 from bench.sweep.plan import (
     PlannedRun,
-    Point,
-    estimate_runs_s,
-    measured_compile_s,
     plan_runs,
     point_config,
     precompilable,
-    print_plan,
     recorded_keys,
 )
 from bench.sweep.precompile import run_precompiles, select
 from bench.sweep.spec import SweepSpec, build_spec
 from bench.sweep.warm import WarmStarter
+from bench.telemetry.records import append_record
 
 # ------------------------------------------------------------------------------ progress
 

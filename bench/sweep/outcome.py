@@ -9,12 +9,13 @@ import dataclasses
 import signal
 
 from bench.config import ConfigError, RunConfig
-from bench.environment import utc_timestamp
-from bench.records import bare_record
+from bench.speedups import parse_variant
 from bench.sweep.child import ChildResult
-from bench.sweep.plan import Point, point_config, point_fields
+from bench.sweep.grid import Point
+from bench.sweep.plan import point_config, point_fields
 from bench.sweep.spec import SweepSpec
-from bench.variants import VARIANTS
+from bench.telemetry.environment import utc_timestamp
+from bench.telemetry.records import bare_record
 
 
 def sweep_record(
@@ -39,7 +40,7 @@ def sweep_record(
         config=config,
         world_size=point.world_size,
         variant=point.variant,
-        variant_fields=dict(VARIANTS[point.variant].fields),
+        variant_fields=parse_variant(point.variant).fields,
         environment={
             **spec.environment(),
             "world_size": point.world_size,

@@ -19,8 +19,8 @@ Nothing a precompile process measures is kept. A point's record says whether a p
 ran for it (`run.precompiled`), and its compile counters how many graphs it loaded from
 the caches (`run.compile.caches`).
 
-`python -m bench.sweep.precompile RUN_OPTIONS...` is one such process: `gan-bench run` with
-the autotuning cache off.
+Each such process is `python -m bench.precompile RUN_OPTIONS...`: `gan-bench run` with
+the autotuning cache off (bench/precompile.py).
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
 from bench.config import RunConfig
-from bench.cuda_graph import required_warmup_steps
+from bench.speedups.cuda_graph import required_warmup_steps
 from bench.sweep.child import ChildResult, SignalCatcher, child_record, run_child
-from bench.sweep.plan import PlannedRun, Point, point_config, precompilable
+from bench.sweep.grid import Point
+from bench.sweep.plan import PlannedRun, point_config, precompilable
 
 if TYPE_CHECKING:
     from bench.sweep.spec import SweepSpec
@@ -61,7 +62,7 @@ def precompile_config(cfg: RunConfig) -> RunConfig:
 
 
 def precompile_command(cfg: RunConfig) -> list[str]:
-    return [sys.executable, "-m", "bench.sweep.precompile", *cfg.to_cli_args()]
+    return [sys.executable, "-m", "bench.precompile", *cfg.to_cli_args()]
 
 
 def select(runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -132,17 +133,3 @@ def _status(result: ChildResult, record_path: str) -> str:
         return "timeout"
     tail = result.stderr_tail[-1] if result.stderr_tail else "no output"
     return f"exit {result.returncode}: {tail[:150]}"
-
-
-def main(argv: list[str]) -> None:
-    """`gan-bench run ARGV` with inductor's autotuning cache off (see the module's doc)."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.autotune_local_cache = False
-    from bench import run
-
-    run.main(argv)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

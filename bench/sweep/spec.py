@@ -1,6 +1,7 @@
 """A validated sweep: the command-line options parsed into a `SweepSpec` (`build_spec`:
 ConfigError, one line for the user, on any bad value, before anything runs), and the
-environment of the machine the points run on, as each record carries it."""
+environment of the machine the points run on, as each record carries it (`env_key`: the
+part of it that makes two runs the same measurement)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,10 @@ import torch
 
 from bench import data
 from bench.config import PRECISIONS, ConfigError, RunConfig, check_results_path
+from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
-from bench.sweep.plan import (
-    Machine,
-    Point,
-    default_blocks,
-    default_precompile_jobs,
-    detect_machine,
-    env_key,
-    expand,
-    machine_defaults,
-)
-from bench.variants import VariantError, canonical_variant
+from bench.sweep.grid import DEFAULT_GRID, GRIDS, Point, expand, machine_defaults
+from bench.telemetry.machine import Machine, detect_machine, named_machine
 from gan_models import MODELS
 
 # ------------------------------------------------------------------------------- parsing
@@ -128,6 +121,18 @@ class SweepSpec:
         return env_key(self.environment())
 
 
+def env_key(env: dict) -> tuple:
+    """The environment fields that make two runs the same measurement."""
+    return (env.get("device_name"), env.get("torch"))
+
+
+def default_precompile_jobs(cpu_cores: int) -> int:
+    """Precompile processes at once: one per 4 host cores, at most 4 (each compiles with
+    a pool of Triton compile workers of its own); none on a 2-core machine, where compiling
+    in parallel only shares the same cores."""
+    return min(4, cpu_cores // 4)
+
+
 def build_spec(
     *,
     models: str | None = None,
@@ -149,10 +154,28 @@ def build_spec(
     fork_server: bool = True,
     precompile_jobs: int | None = None,
     concurrent: int = 1,
+    grid: str = DEFAULT_GRID,
+    plan_for: str | None = None,
     machine: Machine | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
-    bad value, before anything runs."""
+    bad value, before anything runs. `grid`: the tier of the default grid (bench.sweep.
+    grid.GRIDS). `plan_for`: a machine other than this one (`cuda:8`, `cpu:2`), for a
+    dry run only. `machine`: this machine as tests pose it (else detected)."""
+    if grid not in GRIDS:
+        raise ConfigError(f"--grid {grid!r} is not known; choose one of: {', '.join(GRIDS)}")
+    if plan_for is not None:
+        if not dry_run:
+            raise ConfigError(
+                f"--machine {plan_for} plans for another machine: it needs --dry-run (the "
+                "points run here, on this one)"
+            )
+        if device != "auto":
+            raise ConfigError("--machine names the machine; leave --device out")
+        try:
+            machine = named_machine(plan_for)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     overrides: dict = {}
     if models is not None:
         overrides["models"] = parse_names("--models", models, tuple(MODELS))
@@ -174,8 +197,12 @@ def build_spec(
     seed_values = (RunConfig.seed,)
     if seeds is not None:
         seed_values = parse_ints("--seeds", seeds, 0, MAX_SEED)
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r} is not known; choose one of: auto, cpu, cuda")
     if machine is None:
         machine = detect_machine(device)
+        if device == "cuda" and not machine.cuda:
+            raise ConfigError("--device cuda was asked for, but no CUDA GPU is visible; use cpu")
     defaults = machine_defaults(machine)
     given = {
         "steps": steps,
@@ -209,7 +236,7 @@ def build_spec(
     check_results_path(out)
     spec = SweepSpec(
         machine=machine,
-        blocks=default_blocks(machine),
+        blocks=GRIDS[grid].blocks(machine),
         overrides=overrides,
         steps=values["steps"],
         warmup_steps=values["warmup_steps"],
@@ -236,19 +263,22 @@ def build_spec(
 
 
 def machine_environment(machine: Machine) -> dict:
-    """bench.environment.collect_environment for the device the points run on.
+    """bench.telemetry.environment.collect_environment for the device the points run on.
 
     On CUDA it is asked in a short child process: asking here would start a CUDA context in
     the sweep's own process, holding GPU 0 memory through every point and showing in each
     child's NVML memory reading.
     """
-    from bench.environment import collect_environment
+    from bench.telemetry.environment import collect_environment
 
+    if machine.named:  # another machine: nothing recorded here describes it
+        return {"device_name": f"{machine.device_type}:{machine.gpu_count or machine.cpu_cores} "
+                "(planned for)", "torch": torch.__version__}  # fmt: skip
     if machine.device_type == "cpu":
         return collect_environment(torch.device("cpu"))
     code = (
         "import json, torch\n"
-        "from bench.environment import collect_environment\n"
+        "from bench.telemetry.environment import collect_environment\n"
         "print(json.dumps(collect_environment(torch.device('cuda', 0))))\n"
     )
     try:

@@ -29,13 +29,13 @@ import bench
 PRELOAD = (
     "bench.cli",
     "bench.run",
-    "bench.sweep.precompile",
-    "bench.harness",
-    "bench.train",
+    "bench.precompile",
+    "bench.runtime.harness",
+    "bench.training.step",
     "bench.quality",
-    "bench.flops",
-    "bench.profiling",
-    "bench.environment",
+    "bench.telemetry.flops",
+    "bench.telemetry.profiling",
+    "bench.telemetry.environment",
     "torch._dynamo",
     "torch._inductor.compile_fx",
     "kernels",
@@ -183,7 +183,7 @@ class WarmStarter:
 
 
 # The modules whose `python -m` commands a warm start can take over: each has main(argv).
-WARM_MODULES = ("bench.run", "bench.sweep.precompile")
+WARM_MODULES = ("bench.run", "bench.precompile")
 
 
 def warm_entry(cmd: list[str]) -> tuple[str, list[str]] | None:

@@ -24,7 +24,7 @@ from bench.compare import (
     summarise,
     to_row,
 )
-from bench.records import append_record
+from bench.telemetry.records import append_record
 
 
 def record(
@@ -47,7 +47,7 @@ def record(
     quality=None,
     grid=None,
 ) -> dict:
-    """A record shaped as bench.harness writes it, with only the fields compare reads."""
+    """A record shaped as bench.runtime.harness writes it, with only the fields compare reads."""
     memory_field = "peak_allocated_mib" if device_type == "cuda" else "peak_rss_mib"
     metrics = {}
     if status == "ok":

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from bench.cli import main
-from bench.config import ConfigError, RunConfig, check_device, triton_interpret_requested
+from bench.config import ConfigError, RunConfig, check_device
+from bench.telemetry.machine import triton_interpret_requested
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_cli_args_rebuild_the_same_config(tmp_path, monkeypatch):
         captured["cfg"] = config
         return {"status": "ok"}
 
-    monkeypatch.setattr("bench.harness.execute", fake_execute)
+    monkeypatch.setattr("bench.runtime.harness.execute", fake_execute)
     with pytest.raises(SystemExit) as exit_info:
         main(["run", *args])
     assert exit_info.value.code == 0
@@ -183,7 +184,7 @@ def test_triton_on_cpu_needs_the_interpreter(flag, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cfg = RunConfig(model="dcgan32", **{flag: "triton"})
     name = "--" + flag.replace("_", "-")
-    with pytest.raises(ConfigError, match=f"{name} triton needs a CUDA GPU.*TRITON_INTERPRET=1"):
+    with pytest.raises(ConfigError, match=rf"\({name} triton\) needs a CUDA GPU.*TRITON_INTERPRET=1"):
         check_device(cfg, cuda_available=False)
 
 
@@ -192,7 +193,7 @@ def test_the_interpreter_is_refused_bf16(monkeypatch):
     with pytest.raises(ConfigError, match="interpreter has no reliable bfloat16.*fp32"):
         check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=False)
     assert check_device(RunConfig(kernels="triton", precision="bf16"), cuda_available=True)
-    with pytest.raises(ConfigError, match="--conv-kernels triton with --precision bf16"):
+    with pytest.raises(ConfigError, match=r"--conv-kernels triton\) with --precision bf16"):
         check_device(RunConfig(conv_kernels="triton", precision="bf16"), cuda_available=False)
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bench.cli import main
-from bench.records import append_record
+from bench.telemetry.records import append_record
 from bench.report import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,111 @@
+"""`gan-bench run --nproc N`: start torchrun for the user on this machine.
+
+The child command is torchrun (`python -m bench.torchrun`: torch.distributed.run with its
+failure report cut to one line) with a c10d rendezvous on a free loopback port (what
+`--standalone` does, with the port chosen here so it is known), and `-m bench.run`
+followed by the options that rebuild the same RunConfig in every worker.
+When torchrun fails and no rank wrote the run's record (a rank killed outright, or one
+stuck inside an NCCL collective until torchrun stopped it), the launcher writes it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import torch
+
+from bench.config import RunConfig, check_device
+from bench.telemetry.environment import collect_environment
+from bench.telemetry.records import (
+    append_record,
+    bare_record,
+    count_records,
+    exit_code,
+    records_since,
+)
+
+
+def resolve_device(cfg: RunConfig) -> str:
+    """ "cuda" or "cpu" for this config on this machine; ConfigError if it cannot run here."""
+    return check_device(cfg, torch.cuda.is_available(), torch.cuda.device_count())
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.torchrun",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(cfg.nproc),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "-m",
+        "bench.run",
+        *cfg.to_cli_args(),
+    ]
+
+
+def launch(cfg: RunConfig) -> int:
+    """Run torchrun to completion and return the run's exit code, from its record's status
+    as a single-process run does (records.exit_code).
+
+    SIGINT/SIGTERM sent to this process alone are passed on to torchrun, which stops its
+    workers; rank 0 then writes the record (status interrupted) before exiting.
+    """
+    records_before = count_records(cfg.out)
+    child = subprocess.Popen(torchrun_command(cfg, free_loopback_port()))
+    forwarded: list[int] = []
+
+    def forward(signum, _frame):
+        forwarded.append(signum)
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        returncode = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    written = records_since(cfg.out, records_before)
+    if written:
+        return exit_code(written[-1])
+    if returncode == 0:  # never expected: rank 0 writes the record of every run that ends
+        return 0
+    record = _record_of_silent_failure(cfg, returncode, forwarded)
+    append_record(cfg.out, record)
+    return exit_code(record)
+
+
+def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int]) -> dict:
+    if signals:
+        status = "interrupted"
+        reason = f"{signal.Signals(signals[0]).name} to gan-bench; no rank wrote a record"
+    else:
+        status = "failed"
+        reason = (
+            f"torchrun exit code {returncode} and no rank wrote a record: a rank was killed "
+            "(the out-of-memory killer?) or stopped while waiting in a collective; the "
+            "ranks' own messages are in their output"
+        )
+    return bare_record(
+        config=cfg.to_dict(),
+        world_size=cfg.nproc,
+        variant=cfg.variant_name,
+        variant_fields=cfg.variant_fields,
+        environment=collect_environment(torch.device(resolve_device(cfg)), cfg.nproc),
+        status=status,
+        reason=reason,
+    )
