@@ -21,7 +21,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import data
 from bench.data import (
     DATASETS,
     NEEDS_DATA_DIR,
@@ -30,6 +29,7 @@ from bench.data import (
     build_batch_source,
     check_dataset,
     dataset_channels,
+    sources,
 )
 
 CPU = torch.device("cpu")
@@ -247,7 +247,7 @@ def indices_of(batch: torch.Tensor) -> list[int]:
 def test_ranks_see_disjoint_shards_with_drop_last(monkeypatch, n, batch_size, world_size):
     # The real loader is swapped for index-stamped images, so every batch says which
     # images it holds; the sampling path is the public one.
-    monkeypatch.setitem(data._LOADERS, "digits", lambda data_dir: index_images(n))
+    monkeypatch.setitem(sources._LOADERS, "digits", lambda data_dir: index_images(n))
     per_rank = n // world_size  # DistributedSampler(drop_last=True)
     batches_per_epoch = per_rank // batch_size  # DataLoader-style drop_last
     seen = []
@@ -375,7 +375,7 @@ def test_mnist_like_folders_load(tmp_path, name, folder):
     assert_batch(build(name, (1, 64, 64), 8, data_dir=tmp_path).next_batch(), (8, 1, 64, 64))
 
 
-@pytest.mark.parametrize("missing", data._MNIST_FILES)
+@pytest.mark.parametrize("missing", sources._MNIST_FILES)
 def test_mnist_missing_file_is_named(tmp_path, missing):
     pytest.importorskip("torchvision")
     fake_mnist(tmp_path)
