@@ -27,9 +27,10 @@ from bench.data import (
     BatchSource,
     DataError,
     build_batch_source,
+    catalogue,
     check_dataset,
     dataset_channels,
-    sources,
+    readers,
 )
 
 CPU = torch.device("cpu")
@@ -247,7 +248,7 @@ def indices_of(batch: torch.Tensor) -> list[int]:
 def test_ranks_see_disjoint_shards_with_drop_last(monkeypatch, n, batch_size, world_size):
     # The real loader is swapped for index-stamped images, so every batch says which
     # images it holds; the sampling path is the public one.
-    monkeypatch.setitem(sources._LOADERS, "digits", lambda data_dir: index_images(n))
+    monkeypatch.setitem(readers.LOADERS, "digits", lambda data_dir: index_images(n))
     per_rank = n // world_size  # DistributedSampler(drop_last=True)
     batches_per_epoch = per_rank // batch_size  # DataLoader-style drop_last
     seen = []
@@ -375,7 +376,7 @@ def test_mnist_like_folders_load(tmp_path, name, folder):
     assert_batch(build(name, (1, 64, 64), 8, data_dir=tmp_path).next_batch(), (8, 1, 64, 64))
 
 
-@pytest.mark.parametrize("missing", sources._MNIST_FILES)
+@pytest.mark.parametrize("missing", catalogue.MNIST_FILES)
 def test_mnist_missing_file_is_named(tmp_path, missing):
     pytest.importorskip("torchvision")
     fake_mnist(tmp_path)
