@@ -22,7 +22,7 @@ from bench.data.catalogue import (
     dataset_channels,
     expand_data_dir,
 )
-from bench.data.readers import LOADERS, import_torchvision, resize_cover
+from bench.data.readers import LOADERS, image_folder_dataset, import_torchvision, resize_cover
 
 # The synthetic pool holds this many batches; batches are slices of it, so there is no
 # host-to-device copy per step, and a few distinct batches keep it from being one tensor.
@@ -253,20 +253,8 @@ class _ImageFolderSource(BatchSource):
         rank: int,
         world_size: int,
     ) -> None:
-        tv_datasets, transforms = import_torchvision("image-folder")
         _, height, width = image_shape
-        transform = transforms.Compose(
-            [
-                # Shorter side to max(H, W) so the crop is covered for any target shape.
-                transforms.Resize(max(height, width), antialias=True),
-                transforms.CenterCrop((height, width)),
-                # uint8 through the workers and the host-to-device copy: 4x fewer bytes.
-                transforms.PILToTensor(),
-            ]
-        )
-        # allow_empty: a stray empty sub-folder (.ipynb_checkpoints) should not be fatal;
-        # check_dataset already made sure at least one image exists.
-        dataset = tv_datasets.ImageFolder(os.fspath(root), transform=transform, allow_empty=True)
+        dataset = image_folder_dataset(root, height, width)
         check_enough_images("image-folder", len(dataset), batch_size, world_size)
         super().__init__(image_shape, batch_size, len(dataset))
         self._device = device
