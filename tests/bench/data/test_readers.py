@@ -34,7 +34,7 @@ from bench.data import (
 )
 
 CPU = torch.device("cpu")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def build(name: str, shape, batch_size: int = 16, *, data_dir=None, seed: int = 0, **kw):
