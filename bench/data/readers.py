@@ -74,18 +74,22 @@ def read_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(scaled).unsqueeze(1), torch.from_numpy(digits.target.astype(np.int64))
 
 
-def _load_mnist_like(name: str, data_dir: str | os.PathLike[str]) -> torch.Tensor:
-    """Training images of an MNIST or Fashion-MNIST folder, uint8 (N, 1, 28, 28)."""
+def _open_mnist_like(name: str, data_dir: str | os.PathLike[str], *, train: bool):
+    """torchvision's MNIST or FashionMNIST over the folder, its training or test split."""
     tv_datasets, _ = import_torchvision(name)
     cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
     root = os.fspath(expand_data_dir(data_dir))
     try:
-        dataset = cls(root=root, train=True, download=False)
+        return cls(root=root, train=train, download=False)
     except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise DataError(f"dataset {name!r}: could not read {root}: {exc!r}") from exc
+
+
+def _load_mnist_like(name: str, data_dir: str | os.PathLike[str]) -> torch.Tensor:
+    """Training images of an MNIST or Fashion-MNIST folder, uint8 (N, 1, 28, 28)."""
     # .data is the decoded uint8 (N, 28, 28) tensor; going through __getitem__ would make
     # a PIL image per digit.
-    return dataset.data.unsqueeze(1).contiguous()
+    return _open_mnist_like(name, data_dir, train=True).data.unsqueeze(1).contiguous()
 
 
 def read_mnist_like(
@@ -93,15 +97,9 @@ def read_mnist_like(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train images, train labels, test images, test labels) of an MNIST or Fashion-MNIST
     folder: uint8 images, int64 labels."""
-    tv_datasets, _ = import_torchvision(name)
-    cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
-    root = os.fspath(expand_data_dir(data_dir))
     out = []
     for train in (True, False):
-        try:
-            dataset = cls(root=root, train=train, download=False)
-        except (OSError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
-            raise DataError(f"dataset {name!r}: could not read {root}: {exc!r}") from exc
+        dataset = _open_mnist_like(name, data_dir, train=train)
         out += [dataset.data.unsqueeze(1).contiguous(), dataset.targets.to(torch.int64)]
     return tuple(out)  # type: ignore[return-value]
 
