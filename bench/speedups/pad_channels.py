@@ -14,7 +14,7 @@ channel are not padded here: at 1x1 and 4x4 pixels they cost launches, not bytes
 
 The padding changes no loss and no gradient:
 - D's first layer gets zero weights for the extra input channels, and every image it sees
-  has zeros there: real batches are padded with zeros (bench/data.py), and G's extra output
+  has zeros there: real batches are padded with zeros (bench/data/sources.py), and G's extra output
   channels are zero (zero weights and bias, then a zero-preserving activation: tanh(0) = 0).
 - So the extra weights receive zero gradients: D's multiply an input that is zero; G's
   receive the gradient of D's input through D's extra weights, which are zero. The

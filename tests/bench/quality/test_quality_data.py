@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench import data
-from bench.data import DataError, LabelledImages, load_labelled
+from bench.data import DataError, LabelledImages, load_labelled, readers
 
 HAS_MNIST_FULL = all(importlib.util.find_spec(m) is not None for m in ("pureml", "zarr"))
 
@@ -44,7 +44,7 @@ def test_resized_like_the_training_batches():
     small = load_labelled("mnist5k", None, (1, 28, 28))
     big = load_labelled("mnist5k", None, (1, 32, 32))
     assert big.heldout_images.shape == (1000, 1, 32, 32)
-    assert torch.equal(big.heldout_images, data._resize_cover(small.heldout_images, 32, 32))
+    assert torch.equal(big.heldout_images, readers.resize_cover(small.heldout_images, 32, 32))
     assert torch.equal(big.heldout_labels, small.heldout_labels)
 
 
@@ -92,7 +92,7 @@ def test_mnist_full_official_split():
     ]  # fmt: skip
     assert float(got.train_images.float().mean()) == pytest.approx(33.32, abs=0.01)
     assert "pureml" not in sys.modules  # located by find_spec, never imported
-    assert torch.equal(data._load_mnist_full(None), got.train_images)
+    assert torch.equal(readers.LOADERS["mnist-full"](None), got.train_images)
 
 
 def write_idx(folder, prefix, images, labels):
