@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import compare  # noqa: E402
+from bench.analysis import compare  # noqa: E402
 from bench.records import read_records  # noqa: E402
 
 # Issue 2: eager DCGAN-64 on one H100, torch 2.11, synthetic data (images/s ranges), and

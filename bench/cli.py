@@ -415,7 +415,7 @@ def compare(
     ] = False,
 ) -> None:
     """Variants against a baseline: throughput, speed-up, memory, quality, scaling."""
-    from bench.compare import compare_command
+    from bench.analysis.compare import compare_command
 
     try:
         rc = compare_command(
@@ -437,7 +437,7 @@ def report(
     baseline: Annotated[str, _opt("Variant the others are compared with.")] = "eager",
 ) -> None:
     """PNG plots and a markdown summary (with the compare table) of results."""
-    from bench.report import write_report
+    from bench.analysis.report import write_report
 
     try:
         written = write_report(results, out_dir, baseline=baseline)

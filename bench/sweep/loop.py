@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from bench import compare
+from bench.analysis import compare
 from bench.config import ConfigError
 from bench.records import append_record
 from bench.sweep.child import SignalCatcher, child_record, point_command, run_child

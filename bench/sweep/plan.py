@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from bench import compare
+from bench.analysis import compare
 from bench.config import (
     CUDA_ONLY_PRECISIONS,
     ConfigError,

@@ -10,8 +10,7 @@ import re
 import pytest
 from rich.console import Console
 
-from bench.cli import main
-from bench.compare import (
+from bench.analysis.compare import (
     below_threshold,
     best_variants,
     load_rows,
@@ -24,6 +23,7 @@ from bench.compare import (
     summarise,
     to_row,
 )
+from bench.cli import main
 from bench.records import append_record
 
 

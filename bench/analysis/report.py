@@ -5,7 +5,7 @@ drawn on one axis): each configuration's speed-up over the baseline per variant 
 verdict at a glance: which speed-ups help, next to torch.compile's, with their quality
 parity), throughput vs batch size per variant, throughput vs world size with the ideal
 linear line, and peak memory vs batch size, one panel per model × precision.
-`report.md` embeds them with relative links, adds the compare table (bench.compare) and,
+`report.md` embeds them with relative links, adds the compare table (bench.analysis.compare) and,
 when records carry `metrics.sample_grid_path`, each group's sample grids side by side.
 """
 
@@ -18,7 +18,7 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from bench import compare
+from bench.analysis import compare
 from bench.config import ConfigError
 
 REPORT_NAME = "report.md"
@@ -187,7 +187,7 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
     return fig
 
 
-# Bar colours of the speed-up figure, by the variant's quality parity (bench.compare).
+# Bar colours of the speed-up figure, by the variant's quality parity (bench.analysis.compare).
 _PARITY_COLORS = {"baseline": "C7", "within": "C2", "outside": "C3", None: "C0"}
 _PARITY_LABELS = {
     "baseline": "the baseline",

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
+from bench.analysis.report import write_report
 from bench.cli import main
 from bench.records import append_record
-from bench.report import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -179,7 +179,7 @@ def test_report_with_a_baseline_no_record_ran_is_exit_2(tmp_path, capsys):
 
 
 def test_runs_that_trained_differently_are_separate_lines(tmp_path):
-    from bench import compare, report
+    from bench.analysis import compare, report
 
     path = tmp_path / "r.jsonl"
     for steps, speed in ((30, 10.0), (100, 20.0)):  # a sweep's runs and runs made by hand
@@ -207,7 +207,7 @@ def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
     1x and one at torch.compile's speed-up; a variant outside the quality band in red."""
     from matplotlib.colors import to_rgba
 
-    from bench import compare, report
+    from bench.analysis import compare, report
 
     path = tmp_path / "r.jsonl"
     for name, rate in (
@@ -248,7 +248,7 @@ def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
 
 
 def test_speedup_figure_is_none_without_a_baseline_and_a_rival(tmp_path):
-    from bench import compare, report
+    from bench.analysis import compare, report
 
     path = tmp_path / "r.jsonl"
     append_record(str(path), record("compile", 80.0, 800.0, batch=64))

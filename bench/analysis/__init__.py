@@ -1,0 +1,1 @@
+"""Reading result records back: comparisons, reports and the performance goals' verdicts."""
