@@ -13,7 +13,7 @@ goals), sweep.jsonl (the goal sweeps and the default GPU grid: issue 6's end-to-
 the best variant against eager and torch.compile in the same sweep), parity.jsonl (issue
 6's quality parity), profile.jsonl (where the time of an iteration goes at each goal point:
 what a missed goal is explained by). Speed-ups and groups are `gan-bench compare`'s own
-(bench/compare.py), so the verdicts and the compare table cannot disagree.
+(bench.analysis.stats), so the verdicts and the compare table cannot disagree.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.analysis import compare  # noqa: E402
+from bench.analysis import records, stats  # noqa: E402
 from bench.records import read_records  # noqa: E402
 
 # Issue 2: eager DCGAN-64 on one H100, torch 2.11, synthetic data (images/s ranges), and
@@ -261,18 +261,18 @@ def kernel_goals(out: Path) -> list[Verdict]:
     return verdicts
 
 
-def _best(path: Path) -> list[compare.Best]:
+def _best(path: Path) -> list[stats.Best]:
     if not path.is_file():
         return []
-    return compare.best_variants(compare.summarise(compare.load_rows([str(path)])))
+    return stats.best_variants(stats.summarise(records.load_rows([str(path)])))
 
 
-def _single_gpu_bf16(best: compare.Best) -> bool:
+def _single_gpu_bf16(best: stats.Best) -> bool:
     g = best.group
     return g.device_type == "cuda" and g.world_size == 1 and g.precision == "bf16"
 
 
-def _at_goal_point(bests: list[compare.Best], model: str, batch: int) -> list[compare.Best]:
+def _at_goal_point(bests: list[stats.Best], model: str, batch: int) -> list[stats.Best]:
     """The best variants of the single-GPU bf16 groups (the goal points' kind) at one point."""
     return [
         b
@@ -340,7 +340,7 @@ def _not_run(path: Path) -> list[Verdict]:
     if not path.is_file():
         return []
     verdicts = []
-    for group in compare.summarise(compare.load_rows([str(path)])).groups:
+    for group in stats.summarise(records.load_rows([str(path)])).groups:
         if group.device_type != "cuda":
             continue
         for summary in group.variants:
@@ -357,13 +357,13 @@ def parity_goals(out: Path) -> list[Verdict]:
     path = out / "parity.jsonl"
     if not path.is_file():
         return [Verdict(6, "quality parity of every variant (FD, KID)", "not measured", None)]
-    comparison = compare.summarise(compare.load_rows([str(path)]))
+    comparison = stats.summarise(records.load_rows([str(path)]))
     verdicts = []
     for group in comparison.groups:
         for summary in group.variants:
             if summary.variant == comparison.baseline:
                 continue
-            verdict = compare.parity_verdict(summary)
+            verdict = stats.parity_verdict(summary)
             goal = f"{group.label}: {summary.variant} within eager's seed spread"
             met = {"within": True, "outside": False}.get(verdict)
             figure = _parity_figure(summary) if verdict else (summary.parity_note or summary.status)
@@ -371,7 +371,7 @@ def parity_goals(out: Path) -> list[Verdict]:
     return verdicts
 
 
-def _parity_figure(summary: compare.VariantSummary) -> str:
+def _parity_figure(summary: stats.VariantSummary) -> str:
     parts = []
     for name, entry in summary.parity.items():
         if entry.get("verdict") is None:

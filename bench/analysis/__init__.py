@@ -1,1 +1,12 @@
-"""Reading result records back: comparisons, reports and the performance goals' verdicts."""
+"""Reading result records back: comparisons of variants and the report's plots.
+
+The modules, one job each, each importing only those above it:
+
+- `records`: a result record parsed into a row (its point, environment, workload and
+  measurements);
+- `stats`: rows grouped and summarised against a baseline (speed-ups, spreads, quality
+  parity, scaling, the best variant per configuration);
+- `render`: a comparison as console tables, markdown, CSV or JSON;
+- `compare`: `gan-bench compare`;
+- `report`: `gan-bench report`, PNG plots and report.md.
+"""
