@@ -1,7 +1,7 @@
 """Each measured goal of the open issues, met or missed, from what .ci/measure-gpu wrote.
 
-    python3 .ci/goals.py OUT_DIR     (prints the verdicts; writes OUT_DIR/goals.md)
-    python3 .ci/goals.py --best OUT_DIR MODEL BATCH
+    python3 -m bench.analysis.goals OUT_DIR     (prints the verdicts; writes OUT_DIR/goals.md)
+    python3 -m bench.analysis.goals --best OUT_DIR MODEL BATCH
                                      (prints the fastest variant sweep.jsonl holds at that
                                      single-GPU bf16 point, or nothing: what to profile)
 
@@ -25,10 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.analysis import records, stats  # noqa: E402
-from bench.records import read_records  # noqa: E402
+from bench.analysis import records, stats
+from bench.records import read_records
 
 # Issue 2: eager DCGAN-64 on one H100, torch 2.11, synthetic data (images/s ranges), and
 # the peak allocated memory at batch 128 bf16 ("about 290 MiB": within a quarter).
@@ -460,8 +458,8 @@ def render(verdicts: list[Verdict], out: Path) -> str:
 
 
 USAGE = (
-    "usage: python3 .ci/goals.py OUT_DIR, or --best OUT_DIR MODEL BATCH (OUT_DIR: the folder "
-    ".ci/measure-gpu wrote)"
+    "usage: python3 -m bench.analysis.goals OUT_DIR, or --best OUT_DIR MODEL BATCH (OUT_DIR: "
+    "the folder .ci/measure-gpu wrote)"
 )
 
 

@@ -1,4 +1,4 @@
-"""`.ci/goals.py`: the issues' goals, met or missed, from hand-written GPU-shaped records.
+"""`bench.analysis.goals`: the issues' goals, met or missed, from hand-written GPU-shaped records.
 
 The figures in the closing note of a GPU session come from this script; here its
 arithmetic (speed-ups, the MFU on the issue's basis, the kernel ratios, the reference
@@ -7,24 +7,17 @@ ranges) is checked on records whose answers are known.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.analysis import goals as goals_module
 
 
 @pytest.fixture(scope="module")
 def goals():
-    spec = importlib.util.spec_from_file_location("ci_goals", REPO / ".ci" / "goals.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return goals_module
 
 
 def run_record(variant, images_per_s, *, model="dcgan64", batch=128, precision="bf16", peak=300.0):
