@@ -448,6 +448,27 @@ def report(
 
 
 @app.command()
+def goals(
+    out_dir: Annotated[str, typer.Argument(help="The folder .ci/measure-gpu wrote.")],
+    best: Annotated[
+        tuple[str, int] | None,
+        typer.Option(
+            metavar="MODEL BATCH",
+            help="Print only the fastest variant sweep.jsonl holds at this goal point (one "
+            "GPU), or an empty line: the variant to profile. Writes nothing.",
+        ),
+    ] = None,
+) -> None:
+    """Each performance goal (results/goals.json), met or missed; writes OUT_DIR/goals.md."""
+    from bench.analysis.goals import goals_command
+
+    try:
+        goals_command(out_dir, best=best)
+    except ConfigError as err:
+        fail_usage(str(err))
+
+
+@app.command()
 def kernels(
     out: Annotated[str, _opt("JSON-lines file the records are appended to.")] = (
         "results/kernels.jsonl"

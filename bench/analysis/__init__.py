@@ -1,4 +1,5 @@
-"""Reading result records back: comparisons of variants and the report's plots.
+"""Reading result records back: comparisons of variants, the report's plots, and the
+verdicts of the performance goals.
 
 The modules, one job each, each importing only those above it:
 
@@ -8,5 +9,7 @@ The modules, one job each, each importing only those above it:
   parity, scaling, the best variant per configuration);
 - `render`: a comparison as console tables, markdown, CSV or JSON;
 - `compare`: `gan-bench compare`;
-- `report`: `gan-bench report`, PNG plots and report.md.
+- `report`: `gan-bench report`, PNG plots and report.md;
+- `goals_file`: the performance goals (results/goals.json) read and checked;
+- `goals`: `gan-bench goals`, each goal met or missed on a measurement folder (goals.md).
 """
