@@ -313,7 +313,7 @@ def compare(
     ] = False,
 ) -> None:
     """Variants against a baseline: throughput, speed-up, memory, quality, scaling."""
-    from bench.compare import compare_command
+    from bench.analysis.compare import compare_command
 
     try:
         rc = compare_command(
@@ -335,7 +335,7 @@ def report(
     baseline: Annotated[str, _opt("Variant the others are compared with.")] = "eager",
 ) -> None:
     """PNG plots and a markdown summary (with the compare table) of results."""
-    from bench.report import write_report
+    from bench.analysis.report import write_report
 
     try:
         written = write_report(results, out_dir, baseline=baseline)
@@ -343,6 +343,27 @@ def report(
         fail_usage(str(err))
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def goals(
+    out_dir: Annotated[str, typer.Argument(help="The folder .ci/measure-gpu wrote.")],
+    best: Annotated[
+        tuple[str, int] | None,
+        typer.Option(
+            metavar="MODEL BATCH",
+            help="Print only the fastest variant sweep.jsonl holds at this goal point (one "
+            "GPU), or an empty line: the variant to profile. Writes nothing.",
+        ),
+    ] = None,
+) -> None:
+    """Each performance goal (results/goals.json), met or missed; writes OUT_DIR/goals.md."""
+    from bench.analysis.goals import goals_command
+
+    try:
+        goals_command(out_dir, best=best)
+    except ConfigError as err:
+        fail_usage(str(err))
 
 
 @app.command()

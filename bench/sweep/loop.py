@@ -12,7 +12,9 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from bench import compare
+from bench.analysis.records import load_rows
+from bench.analysis.render import print_table
+from bench.analysis.stats import summarise
 from bench.config import ConfigError
 from bench.sweep.child import SignalCatcher, child_record, point_command, run_child
 from bench.sweep.outcome import outcome_record, sweep_record
@@ -324,9 +326,9 @@ def execute(spec: SweepSpec) -> int:
 def _print_comparison(path: str) -> None:
     if not os.path.exists(path):
         return
-    rows = compare.load_rows([path])
+    rows = load_rows([path])
     if rows:
-        compare.print_table(compare.summarise(rows, "eager"))
+        print_table(summarise(rows, "eager"))
 
 
 def sweep_command(**options) -> int:

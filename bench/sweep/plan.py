@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 
-from bench import compare
+from bench.analysis import records
 from bench.config import ConfigError, RunConfig, check_machine
 from bench.speedups import variant_speedups
 from bench.speedups.compile import NOT_COMPILED, cost_rank
@@ -143,29 +143,29 @@ def plan_runs(
 def run_key(point: Point, repeat: int, workload: str, environment: tuple, seed: int = 0) -> tuple:
     """What makes two runs the same measurement: the point, the repeat, the seed, the
     workload (loss, timed and warm-up steps, and any other training field a run was given:
-    `compare.workload`) and the environment (device name, torch version). A record without
+    `records.workload`) and the environment (device name, torch version). A record without
     a seed ran with RunConfig's default, 0, as `seed` defaults here."""
     return (*dataclasses.astuple(point), workload, repeat, seed, *environment)
 
 
 def spec_workload(spec: SweepSpec) -> str:
     """The workload of every run of a sweep: RunConfig's defaults but for the steps."""
-    return compare.workload({"loss": RunConfig.loss, "steps": spec.steps,
+    return records.workload({"loss": RunConfig.loss, "steps": spec.steps,
                              "warmup_steps": spec.warmup_steps})  # fmt: skip
 
 
 def record_key(record: dict) -> tuple | None:
     """run_key of a record, or None when it lacks the fields (or garbles them)."""
-    point = compare.record_point(record)
+    point = records.record_point(record)
     if point is None:
         return None
     cfg, env = record["config"], record["environment"]
     return run_key(
         Point(*point),
-        compare.record_repeat(cfg),
-        compare.workload(cfg),
+        records.record_repeat(cfg),
+        records.workload(cfg),
         env_key(env),
-        compare.record_seed(cfg),
+        records.record_seed(cfg),
     )
 
 

@@ -1,50 +1,31 @@
-"""`.ci/goals.py`: the issues' goals, met or missed, from hand-written GPU-shaped records.
+"""`gan-bench goals`: the goals of results/goals.json, met or missed, from hand-written
+GPU-shaped records.
 
-The figures in the closing note of a GPU session come from this script; here its
-arithmetic (speed-ups, the MFU on the issue's basis, the kernel ratios, the reference
-ranges) is checked on records whose answers are known.
+The figures in the closing note of a GPU session come from this command; here its
+arithmetic (speed-ups, the MFU on the goal's own basis, the kernel ratios, the reference
+ranges) is checked on records whose answers are known, and the goals file itself: every
+figure a verdict uses is read from it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
+import re
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def goals():
-    spec = importlib.util.spec_from_file_location("ci_goals", REPO / ".ci" / "goals.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+from bench.analysis.goals import best_variant, judge
+from bench.analysis.goals_file import GOALS_FILE, load_goals
+from bench.config import ConfigError
+from result_records import record, run_cli, write
 
 
 def run_record(variant, images_per_s, *, model="dcgan64", batch=128, precision="bf16", peak=300.0):
-    return {
-        "schema_version": 1,
-        "status": "ok",
-        "reason": None,
-        "config": {
-            "model": model,
-            "dataset": "synthetic",
-            "batch_size": batch,
-            "precision": precision,
-            "steps": 50,
-            "variant": variant,
-        },
-        "run": {"world_size": 1, "variant": variant},
-        "environment": {"device_name": "NVIDIA H100 80GB HBM3", "torch": "2.11.0",
-                        "device_type": "cuda", "world_size": 1},
-        "metrics": {"images_per_s": images_per_s, "peak_allocated_mib": peak},
-    }  # fmt: skip
+    """An ok run on one H100."""
+    return record(
+        variant, images_per_s, peak, model=model, batch=batch, precision=precision,
+        device="NVIDIA H100 80GB HBM3", torch_version="2.11.0", device_type="cuda",
+    )  # fmt: skip
 
 
 def kernel_row(case, impl, ms, pct=None):
@@ -52,19 +33,18 @@ def kernel_row(case, impl, ms, pct=None):
             "pct_of_copy_bandwidth": pct, "status": "ok"}  # fmt: skip
 
 
-def write_jsonl(path: Path, records) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+def verdicts_of(out, theme, goals_file=GOALS_FILE):
+    """{goal text: verdict} of one theme's goals against the records in `out`."""
+    themes = [t for t in load_goals(goals_file) if t.name == theme]
+    assert themes, theme
+    return {v.goal: v for v in judge(out, themes)}
 
 
-def by_goal(verdicts):
-    return {v.goal: v for v in verdicts}
-
-
-def test_end_to_end_speedups_mfu_and_compile(goals, tmp_path):
+def test_end_to_end_speedups_mfu_and_compile(tmp_path):
     (tmp_path / "device-rates.json").write_text(
         json.dumps({"device_name": "NVIDIA H100", "copy_gb_per_s": 3000, "matmul_bf16_tflops": 800})
     )
-    write_jsonl(
+    write(
         tmp_path / "sweep.jsonl",
         [
             run_record("eager", 10_000),
@@ -74,7 +54,7 @@ def test_end_to_end_speedups_mfu_and_compile(goals, tmp_path):
             run_record("channels-last+cuda-graph", 100_000, batch=1024),
         ],
     )
-    verdicts = by_goal(goals.end_to_end_goals(tmp_path))
+    verdicts = verdicts_of(tmp_path, "end to end")
     b128 = verdicts["dcgan64 b128 bf16: best variant ≥ 4× eager"]
     assert b128.met is True and "channels-last+cuda-graph: 4.50×" in b128.figure
     b1024 = verdicts["dcgan64 b1024 bf16: best variant ≥ 3× eager"]
@@ -88,26 +68,27 @@ def test_end_to_end_speedups_mfu_and_compile(goals, tmp_path):
         (True, "channels-last+cuda-graph: 5.00× compile")
     ]
     assert [v.met for v in vs_compile if "batch 1024" in v.goal] == [None]
+    assert {v.theme for v in verdicts.values()} == {"end to end"}
 
 
-def test_variants_that_did_not_run_ok_are_listed_without_a_verdict(goals, tmp_path):
+def test_variants_that_did_not_run_ok_are_listed_without_a_verdict(tmp_path):
     failed = {
         **run_record("compile+channels-last+cuda-graph", None),
         "status": "failed",
         "reason": "AssertionError during warm-up, iteration 1: expected size 512==512",
     }
-    write_jsonl(tmp_path / "sweep.jsonl", [run_record("eager", 10_000), failed])
-    rows = [v for v in goals.end_to_end_goals(tmp_path) if "did not run ok" in v.goal]
+    write(tmp_path / "sweep.jsonl", [run_record("eager", 10_000), failed])
+    rows = [v for v in verdicts_of(tmp_path, "end to end").values() if "did not run ok" in v.goal]
     assert [(v.met, v.goal.split(": ")[-1]) for v in rows] == [
         (None, "compile+channels-last+cuda-graph did not run ok")
     ]
     assert rows[0].figure.startswith("failed") and "expected size 512==512" in rows[0].figure
 
 
-def test_kernel_goals(goals, tmp_path):
+def test_kernel_goals(tmp_path):
     large = "large-64x64x64-nchw"
     small = "dcgan64-512x4x4-nchw-bf16"
-    write_jsonl(
+    write(
         tmp_path / "kernels.jsonl",
         [
             kernel_row(f"{large}-bf16", "eager", 3.12),
@@ -128,7 +109,7 @@ def test_kernel_goals(goals, tmp_path):
             {**kernel_row(f"{large}-fp32", "triton", 0.1), "tuned": True},  # an experiment
         ],
     )
-    verdicts = by_goal(goals.kernel_goals(tmp_path))
+    verdicts = verdicts_of(tmp_path, "fused kernels")
     assert verdicts["(256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms"].met is True
     fp32 = verdicts["(256, 64, 64, 64) fp32 fwd+bwd ≤ 0.8 ms"]
     assert fp32.met is False and fp32.figure == (
@@ -146,12 +127,12 @@ def test_kernel_goals(goals, tmp_path):
     assert "device-only triton 0.012, eager 0.031, compile 0.042" in layer.figure
 
 
-def test_eager_reference_ranges(goals, tmp_path):
-    write_jsonl(
+def test_eager_reference_ranges(tmp_path):
+    write(
         tmp_path / "eager-dcgan64.jsonl",
         [run_record("eager", 14_000, peak=300.0), run_record("eager", 11_000, precision="fp32")],
     )
-    verdicts = by_goal(goals.eager_reference(tmp_path))
+    verdicts = verdicts_of(tmp_path, "eager reference")
     assert (
         verdicts["eager DCGAN-64 b128 bf16: 12.9–15.7 k img/s"].figure == "14.0 k img/s (in range)"
     )
@@ -161,7 +142,7 @@ def test_eager_reference_ranges(goals, tmp_path):
     assert verdicts["eager DCGAN-64 b128 bf16 peak allocated: about 290 MiB"].met is True
 
 
-def test_eager_diagnosis_says_how_idle_the_device_was_and_what_autotuning_did(goals, tmp_path):
+def test_eager_diagnosis_says_how_idle_the_device_was_and_what_autotuning_did(tmp_path):
     profiled = run_record("eager", 10_700)
     profiled["profile"] = {
         "device_idle_fraction": 0.62, "device_busy_ms_per_iteration": 4.5,
@@ -171,9 +152,8 @@ def test_eager_diagnosis_says_how_idle_the_device_was_and_what_autotuning_did(go
     untuned["config"]["cudnn_benchmark"] = False
     autotuned = {**run_record("eager", 41_900, batch=1024), "profile": None}
     failed = {**untuned, "status": "failed"}
-    write_jsonl(tmp_path / "eager-why.jsonl", [profiled, untuned, autotuned, failed])
-    rows = goals.eager_reference(tmp_path)
-    why = {v.goal: v for v in rows if v.goal.startswith("why")}
+    write(tmp_path / "eager-why.jsonl", [profiled, untuned, autotuned, failed])
+    why = {g: v for g, v in verdicts_of(tmp_path, "eager reference").items() if g.startswith("why")}
     assert set(why) == {
         "why: eager DCGAN-64 b128 bf16, device busy and idle under the profiler",
         "why: eager DCGAN-64 b1024 bf16 without cuDNN autotuning",
@@ -184,16 +164,20 @@ def test_eager_diagnosis_says_how_idle_the_device_was_and_what_autotuning_did(go
     assert untuned_row.figure == "38.0 k img/s (in range)" and untuned_row.met is None
 
 
-def test_main_writes_goals_md_and_refuses_a_missing_folder(goals, tmp_path, capsys):
-    assert goals.main([str(tmp_path / "absent")]) == 2
-    assert goals.main([str(tmp_path)]) == 0
+def test_cli_writes_goals_md_and_refuses_a_missing_folder(tmp_path, capsys):
+    assert run_cli("goals", str(tmp_path / "absent")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a folder" in err
+    assert run_cli("goals", str(tmp_path)) == 0
     text = (tmp_path / "goals.md").read_text()
-    assert "| #3 | (256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms | not measured | — |" in text
+    assert "| theme | goal | figure | verdict |" in text
+    assert "| fused kernels | (256, 64, 64, 64) bf16 fwd+bwd ≤ 0.45 ms | not measured | — |" in text
+    assert "| quality parity | quality parity of every variant (FD, KID) | not measured |" in text
     assert text == capsys.readouterr().out
 
 
-def test_the_fastest_variant_of_a_goal_point_is_what_gets_profiled(goals, tmp_path, capsys):
-    write_jsonl(
+def test_the_fastest_variant_of_a_goal_point_is_what_gets_profiled(tmp_path, capsys):
+    write(
         tmp_path / "sweep.jsonl",
         [
             run_record("eager", 10_000),
@@ -203,17 +187,19 @@ def test_the_fastest_variant_of_a_goal_point_is_what_gets_profiled(goals, tmp_pa
             run_record("eager", 40_000, batch=1024),
         ],
     )
-    assert goals.best_variant(tmp_path, "dcgan64", 128) == "triton+channels-last+cuda-graph"
-    assert goals.best_variant(tmp_path, "dcgan64", 1024) is None  # the baseline alone
-    assert goals.best_variant(tmp_path, "mlp", 512) is None
-    assert goals.main(["--best", str(tmp_path), "dcgan64", "128"]) == 0
-    assert goals.main(["--best", str(tmp_path), "mlp", "512"]) == 0
-    assert capsys.readouterr().out == "triton+channels-last+cuda-graph\n\n"
-    assert goals.main(["--best", str(tmp_path), "mlp", "many"]) == 2
-    assert goals.main(["--best", str(tmp_path / "absent"), "mlp", "512"]) == 2
+    fastest = "triton+channels-last+cuda-graph"
+    assert best_variant(tmp_path, "dcgan64", 128, "bf16") == fastest
+    assert best_variant(tmp_path, "dcgan64", 1024, "bf16") is None  # the baseline alone
+    assert best_variant(tmp_path, "mlp", 512, "bf16") is None
+    assert run_cli("goals", str(tmp_path), "--best", "dcgan64", "128") == 0
+    assert run_cli("goals", str(tmp_path), "--best", "mlp", "512") == 0
+    assert capsys.readouterr().out == f"{fastest}\n\n"  # at the goals' precision, bf16
+    assert not (tmp_path / "goals.md").exists()
+    assert run_cli("goals", str(tmp_path), "--best", "mlp", "many") == 2
+    assert run_cli("goals", str(tmp_path / "absent"), "--best", "mlp", "512") == 2
 
 
-def test_profiles_say_where_the_time_goes(goals, tmp_path):
+def test_profiles_say_where_the_time_goes(tmp_path):
     profiled = run_record(
         "triton+joint-d+batched-casts+cuda-graph", 612_000.0, model="mlp", batch=512
     )
@@ -231,8 +217,8 @@ def test_profiles_say_where_the_time_goes(goals, tmp_path):
     failed["profile"] = {"error": "RuntimeError: the profiler recorded no CUDA kernels"}
     crashed = run_record("cuda-graph", 0.0, batch=1024)
     crashed["status"], crashed["reason"] = "oom", "CUDA out of memory"
-    write_jsonl(tmp_path / "profile.jsonl", [profiled, failed, crashed])
-    assert goals.main([str(tmp_path)]) == 0
+    write(tmp_path / "profile.jsonl", [profiled, failed, crashed])
+    assert run_cli("goals", str(tmp_path)) == 0
     text = (tmp_path / "goals.md").read_text()
     assert "## Where the time goes (profiles)" in text
     assert (
@@ -245,3 +231,76 @@ def test_profiles_say_where_the_time_goes(goals, tmp_path):
     assert "…" in long_name and "x" * 80 not in long_name
     assert "profiler failed: RuntimeError: the profiler recorded no CUDA kernels" in text
     assert "**dcgan64 b1024 cuda-graph**: oom: CUDA out of memory" in text
+
+
+def test_the_goals_file_names_each_goal_once_and_says_what_it_asks():
+    themes = load_goals()
+    assert [t.name for t in themes] == [
+        "eager reference", "fused kernels", "end to end", "quality parity",
+    ]  # fmt: skip
+    goals = [goal for theme in themes for goal in theme.goals]
+    names = [goal["name"] for goal in goals]
+    assert len(names) == len(set(names)) and all(re.fullmatch(r"[a-z0-9-]+", n) for n in names)
+    assert all(goal["asks"].strip() and "\n" not in goal["asks"] for goal in goals)
+    assert not re.search(r"(?i)issue|#\d", GOALS_FILE.read_text())
+
+
+def test_the_verdicts_follow_the_figures_of_the_goals_file(tmp_path):
+    """The same records against other figures: the goals and their verdicts follow the file."""
+    write(
+        tmp_path / "sweep.jsonl",
+        [run_record("eager", 10_000), run_record("channels-last+cuda-graph", 45_000)],
+    )
+    assert verdicts_of(tmp_path, "end to end")["dcgan64 b128 bf16: best variant ≥ 4× eager"].met
+    doc = json.loads(GOALS_FILE.read_text())
+    end_to_end = doc["themes"]["end to end"]
+    (b128,) = [g for g in end_to_end["goals"] if g["name"] == "dcgan64-b128-speedup"]
+    b128["min_speedup"] = 5.0
+    other = tmp_path / "goals.json"
+    other.write_text(json.dumps(doc))
+    verdicts = verdicts_of(tmp_path, "end to end", goals_file=other)
+    assert verdicts["dcgan64 b128 bf16: best variant ≥ 5× eager"].met is False
+    end_to_end["precision"] = "fp32"  # the goal points' precision: the sweep ran bf16 only
+    other.write_text(json.dumps(doc))
+    verdicts = verdicts_of(tmp_path, "end to end", goals_file=other)
+    assert verdicts["dcgan64 b128 fp32: best variant ≥ 5× eager"].figure == "not measured"
+
+
+def goals_of(doc: dict, theme: str) -> list[dict]:
+    return doc["themes"][theme]["goals"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda doc: doc["themes"].update(speed=doc["themes"].pop("end to end")),
+         "goals theme 'speed' is not one of"),
+        (lambda doc: doc["themes"]["end to end"].pop("precision"),
+         "goals theme 'end to end' lacks precision"),
+        (lambda doc: goals_of(doc, "fused kernels")[0].update(kind="kernel-speed"),
+         "goal 'fused-large-bf16-time': kind 'kernel-speed' is not one of"),
+        (lambda doc: goals_of(doc, "fused kernels")[0].pop("max_ms"),
+         "goal 'fused-large-bf16-time' lacks max_ms"),
+        (lambda doc: goals_of(doc, "fused kernels")[1].update(name="fused-large-bf16-time"),
+         "a goal without a name of its own"),
+        (lambda doc: goals_of(doc, "end to end")[2].update(batch_size=256),
+         "goal 'dcgan64-b1024-mfu' has no best-speedup goal at its point"),
+    ],
+    ids=["theme", "theme-field", "kind", "figure", "name", "mfu-point"],
+)  # fmt: skip
+def test_a_malformed_goals_file_is_refused(tmp_path, change, message):
+    doc = json.loads(GOALS_FILE.read_text())
+    change(doc)
+    path = tmp_path / "goals.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_goals(path)
+
+
+def test_an_unreadable_goals_file_is_refused(tmp_path):
+    path = tmp_path / "goals.json"
+    with pytest.raises(ConfigError, match="cannot read the goals file"):
+        load_goals(path)
+    path.write_text("{")
+    with pytest.raises(ConfigError, match="cannot read the goals file"):
+        load_goals(path)

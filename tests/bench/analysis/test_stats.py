@@ -1,100 +1,24 @@
-"""`gan-bench compare` on hand-written records: the arithmetic, the grouping, the flags."""
+"""Comparisons of hand-written records: the arithmetic, the grouping, quality parity and
+the best variant."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 
 import pytest
 from rich.console import Console
 
-from bench.cli import main
-from bench.compare import (
+from bench.analysis.records import load_rows, to_row
+from bench.analysis.render import print_table, render_json, render_markdown
+from bench.analysis.stats import (
     below_threshold,
     best_variants,
-    load_rows,
     outside_parity,
     parity_verdict,
-    print_table,
-    render_csv,
-    render_json,
-    render_markdown,
     summarise,
-    to_row,
 )
-from bench.telemetry.records import append_record
-
-
-def record(
-    variant="eager",
-    images_per_s=100.0,
-    memory=1000.0,
-    *,
-    model="mlp",
-    dataset="synthetic",
-    batch=64,
-    precision="fp32",
-    world=1,
-    repeat=0,
-    seed=0,
-    status="ok",
-    reason=None,
-    device="Test CPU",
-    torch_version="2.14.0",
-    device_type="cpu",
-    quality=None,
-    grid=None,
-) -> dict:
-    """A record shaped as bench.runtime.harness writes it, with only the fields compare reads."""
-    memory_field = "peak_allocated_mib" if device_type == "cuda" else "peak_rss_mib"
-    metrics = {}
-    if status == "ok":
-        metrics = {"images_per_s": images_per_s, memory_field: memory}
-        if grid:
-            metrics["sample_grid_path"] = grid
-    rec = {
-        "schema_version": 1,
-        "run_id": f"{variant}-{seed}-{repeat}",
-        "status": status,
-        "reason": reason,
-        "config": {
-            "model": model,
-            "dataset": dataset,
-            "batch_size": batch,
-            "precision": precision,
-            "steps": 30,
-            "repeat": repeat,
-            "seed": seed,
-            "nproc": 1,
-            "variant": variant,
-        },
-        "run": {"world_size": world, "variant": variant},
-        "environment": {
-            "device_name": device,
-            "torch": torch_version,
-            "device_type": device_type,
-            "world_size": world,
-        },
-        "metrics": metrics,
-    }
-    if quality is not None:
-        rec["quality"] = quality
-    return rec
-
-
-def rows_of(*records):
-    return [to_row(r, "mem.jsonl") for r in records]
-
-
-def variant(comparison, name, **group):
-    for g in comparison.groups:
-        if all(getattr(g, k) == v for k, v in group.items()):
-            for s in g.variants:
-                if s.variant == name:
-                    return s
-    raise LookupError(name)
+from result_records import EAGER_FD, EAGER_KID, q, record, rows_of, run_cli, seeded, variant, write
 
 
 def test_speedup_and_memory_ratio():
@@ -187,13 +111,6 @@ def test_environments_are_never_mixed():
     assert b.variants[0].speedup is None
 
 
-def test_group_without_baseline_says_so(capsys):
-    s = summarise(rows_of(record("eager", 100.0, batch=64), record("compile", 90.0, batch=128)))
-    lonely = next(g for g in s.groups if g.batch_size == 128)
-    assert not lonely.baseline_found
-    assert "no eager baseline in this group" in render_markdown(s)
-
-
 def test_quality_deltas_need_the_same_extractor():
     q = {"fd": 10.0, "kid_mean": 0.02, "precision": 0.5, "recall": 0.4, "extractor": "inception"}
     better = {
@@ -246,160 +163,17 @@ def test_fail_below_ignores_the_baseline_and_failures():
     assert below_threshold(s, 0.5) == []
 
 
-def write(path, records, extra_lines=()):
-    for rec in records:
-        append_record(str(path), rec)
-    with open(path, "a", encoding="utf-8") as handle:
-        for line in extra_lines:
-            handle.write(line + "\n")
-
-
-def run_cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
-
-
-def test_cli_fail_below_exit_codes(tmp_path, capsys):
-    path = tmp_path / "r.jsonl"
-    write(path, [record("eager", 100.0), record("compile", 80.0)])
-    assert run_cli("compare", str(path), "--fail-below", "0.9") == 1
-    err = capsys.readouterr().err
-    assert "compile" in err and "0.80×" in err
-    assert run_cli("compare", str(path), "--fail-below", "0.75") == 0
-    assert run_cli("compare", str(path)) == 0
-
-
-def test_cli_formats(tmp_path, capsys):
-    path = tmp_path / "r.jsonl"
-    write(path, [record("eager", 100.0), record("compile", 150.0), record("eager", 170.0, world=2)])
-    assert run_cli("compare", str(path), "--format", "csv") == 0
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert len(rows) == 3
-    comp = next(r for r in rows if r["variant"] == "compile")
-    assert float(comp["speedup"]) == pytest.approx(1.5)
-    eager2 = next(r for r in rows if r["world_size"] == "2")
-    assert float(eager2["scaling_efficiency"]) == pytest.approx(0.85)
-
-    assert run_cli("compare", str(path), "--format", "json") == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["baseline"] == "eager" and not doc["mixed_environments"]
-    assert len(doc["groups"]) == 2 and len(doc["scaling"]) == 2
-
-    assert run_cli("compare", str(path), "--format", "markdown") == 0
-    out = capsys.readouterr().out
-    assert "| model | dataset |" in out and "1.50×" in out and "85%" in out
-
-    assert run_cli("compare", str(path)) == 0
-    out = capsys.readouterr().out
-    assert "compare against eager" in out and "1.50×" in out and "scaling" in out
-
-
-def test_corrupt_lines_are_skipped_with_their_line_number(tmp_path, capsys):
-    path = tmp_path / "r.jsonl"
-    write(path, [record("eager", 100.0)], extra_lines=['{"status": "ok", "trunc', "[1, 2]"])
-    write(path, [record("compile", 200.0)])
-    assert run_cli("compare", str(path), "--format", "csv") == 0
-    captured = capsys.readouterr()
-    assert "line 2 is not a JSON object" in captured.err
-    assert "line 3 is not a JSON object" in captured.err
-    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == 2
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["/nonexistent/results.jsonl"], "does not exist"),
-        (["{path}", "--baseline", "nope"], "--baseline 'nope' matches no record"),
-        (["{path}", "--format", "xml"], "--format 'xml' is not known"),
-        (["{path}", "--fail-below", "0"], "--fail-below must be a positive"),
-        (["{empty}"], "no usable records"),
-    ],
-)
-def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
-    path, empty = tmp_path / "r.jsonl", tmp_path / "empty.jsonl"
-    write(path, [record("eager", 100.0)])
-    empty.write_text("")
-    args = [a.format(path=path, empty=empty) for a in args]
-    assert run_cli("compare", *args) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], err
-
-
-def test_load_rows_keeps_file_order(tmp_path):
-    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    write(a, [record("eager", 1.0)])
-    write(b, [record("compile", 2.0)])
-    assert [r.variant for r in load_rows([str(a), str(b)])] == ["eager", "compile"]
-
-
-def test_runs_that_trained_differently_are_not_repeats():
-    short, long_run = record("eager", 100.0), record("eager", 300.0)
-    long_run["config"]["steps"] = 5000
-    hinge = record("eager", 200.0)
-    hinge["config"]["loss"] = "hinge"
-    by_hand = record("eager", 400.0)  # a run made by hand with other options
-    by_hand["config"].update(warmup_steps=3, lr=1e-3, n_critic=2)
-    defaults = record("eager", 500.0)  # RunConfig's own values are not named
-    defaults["config"].update(warmup_steps=10, lr=2e-4, n_critic=None)
-    comparison = summarise(rows_of(short, long_run, hinge, by_hand, defaults), "eager")
-    assert sorted(g.workload for g in comparison.groups) == [
-        "?, 30 steps",
-        "?, 30 steps, warm-up 3, n_critic 2, lr 0.001",
-        "?, 5000 steps",
-        "hinge, 30 steps",
-    ]
-    assert sorted(g.variants[0].repeats_total for g in comparison.groups) == [1, 1, 1, 2]
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("metrics", [1, 2]), ("batch_size", "64"), ("variant", ["x"]), ("model", None),
-     ("batch_size", True)],
-)  # fmt: skip
-def test_a_garbled_record_is_skipped_with_a_warning(tmp_path, capsys, field, value):
-    garbled = record("compile", 200.0)
-    if field == "metrics":
-        garbled["metrics"] = value
-    elif field == "variant":
-        garbled["run"]["variant"] = value
-    else:
-        garbled["config"][field] = value
-    path = tmp_path / "r.jsonl"
-    write(path, [record("eager", 100.0), garbled])
-    assert run_cli("compare", str(path), "--format", "csv") == 0
-    captured = capsys.readouterr()
-    assert "line 2 lacks fields compare needs" in captured.err
-    assert [row["variant"] for row in csv.DictReader(io.StringIO(captured.out))] == ["eager"]
-
-
-# --------------------------------------------------------------------- quality parity
-
-# eager's FD per seed 90, 100, 110 (mean 100, s.d. 10): the band is [80, 120]; KID per seed
-# 0.010, 0.020, 0.030 (mean 0.02, s.d. 0.01): [0.0, 0.04].
-EAGER_FD = (90.0, 100.0, 110.0)
-EAGER_KID = (0.010, 0.020, 0.030)
-
-
-def q(fd, kid, extractor="lenet-mnist5k-28", n_fake=2000):
-    return {
-        "fd": fd,
-        "fd_name": f"FD-{extractor}@{n_fake}",
-        "kid_mean": kid,
-        "extractor": extractor,
-        "n_real": 1000,
-        "n_fake": n_fake,
-        "split": "test",
-    }
-
-
-def seeded(name, fds, kids, seeds=(0, 1, 2), extractor="lenet-mnist5k-28", n_fake=2000, **kw):
-    """One record per seed of `name` with the given FD and KID."""
-    return [
-        record(name, seed=seed, quality=q(fd, kid, extractor, n_fake), dataset="mnist5k", **kw)
-        for seed, fd, kid in zip(seeds, fds, kids, strict=True)
-    ]
+def test_seeds_share_a_group_and_pool_throughput():
+    s = summarise(
+        rows_of(
+            *seeded("eager", EAGER_FD, EAGER_KID),
+            record("eager", 400.0, seed=3, quality=q(100.0, 0.02), dataset="mnist5k"),
+        )
+    )
+    (group,) = s.groups
+    eager = group.variants[0]
+    assert eager.repeats_total == 4 and eager.images_per_s == 100.0  # median of 100 ×3, 400
+    assert [r.seed for r in rows_of(record("eager", seed=7))] == [7]
 
 
 def test_parity_within_the_baseline_spread():
@@ -453,69 +227,6 @@ def test_parity_uses_the_median_over_repeats_of_each_seed():
     assert variant(s, "compile").parity["fd"]["baseline_seeds"] == [0, 1, 2]
     centre = (90 + 100 + 111) / 3
     assert sum(variant(s, "compile").parity["fd"]["band"]) / 2 == pytest.approx(centre)
-
-
-def test_parity_outside_is_marked_in_every_format(tmp_path, capsys):
-    recs = [
-        *seeded("eager", EAGER_FD, EAGER_KID),
-        *seeded("compile", (120.0, 125.0, 130.0), EAGER_KID),  # mean 125 > 120
-        *seeded("triton", (95.0, 100.0, 105.0), EAGER_KID),
-    ]
-    s = summarise(rows_of(*recs))
-    comp = variant(s, "compile")
-    assert comp.parity["fd"]["verdict"] == "outside"
-    assert comp.parity["kid_mean"]["verdict"] == "within"
-    assert parity_verdict(comp) == "outside"
-    assert [v.variant for _, v in outside_parity(s)] == ["compile"]
-
-    md = render_markdown(s)
-    line = next(row for row in md.splitlines() if "| compile |" in row)
-    assert "**OUTSIDE**: fd 125 not in [80, 120]" in line
-    triton = next(row for row in md.splitlines() if "| triton |" in row)
-    assert "ok (3 seeds)" in triton and "OUTSIDE" not in triton
-    assert "| quality parity |" in md
-
-    by_variant = {r["variant"]: r for r in csv.DictReader(io.StringIO(render_csv(s)))}
-    assert by_variant["compile"]["quality_parity"] == "outside"
-    assert by_variant["triton"]["quality_parity"] == "within"
-    assert by_variant["eager"]["quality_parity"] == ""
-    assert float(by_variant["compile"]["parity_fd_mean"]) == pytest.approx(125.0)
-    assert float(by_variant["compile"]["parity_fd_hi"]) == pytest.approx(120.0)
-
-    doc = json.loads(render_json(s))
-    summaries = {v["variant"]: v for v in doc["groups"][0]["variants"]}
-    assert summaries["compile"]["quality_parity"] == "outside"
-    assert summaries["compile"]["parity"]["fd"]["band"] == pytest.approx([80.0, 120.0])
-    assert summaries["triton"]["quality_parity"] == "within"
-
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=250, color_system="standard", force_terminal=True)
-    print_table(s, console=console)
-    styled = buffer.getvalue()
-    text = re.sub(r"\x1b\[[0-9;]*m", "", styled)
-    assert "OUTSIDE: fd 125 not in [80, 120]" in text and "ok (3 seeds)" in text
-    # bold red: the ANSI codes right before the marker hold 1 (bold) and 31 (red)
-    codes = re.findall(r"\x1b\[([0-9;]+)mOUTSIDE", styled)
-    assert codes and {"1", "31"} <= set(codes[0].split(";")), styled
-
-
-def test_cli_fail_on_quality(tmp_path, capsys):
-    path = tmp_path / "r.jsonl"
-    write(
-        path,
-        [
-            *seeded("eager", EAGER_FD, EAGER_KID),
-            *seeded("compile", (120.0, 125.0, 130.0), EAGER_KID),
-        ],
-    )
-    assert run_cli("compare", str(path), "--fail-on-quality", "--format", "csv") == 1
-    err = capsys.readouterr().err
-    assert "compile" in err and "outside eager's seed-to-seed spread" in err
-    assert run_cli("compare", str(path), "--format", "csv") == 0  # only when asked
-    capsys.readouterr()
-    within = tmp_path / "within.jsonl"
-    write(within, [*seeded("eager", EAGER_FD, EAGER_KID), *seeded("compile", EAGER_FD, EAGER_KID)])
-    assert run_cli("compare", str(within), "--fail-on-quality") == 0
 
 
 @pytest.mark.parametrize("diverged_seeds", [(1,), (0, 1, 2)])
@@ -619,28 +330,6 @@ def test_quality_of_mixed_sample_counts_has_no_scale():
     comp = variant(s, "compile")
     assert comp.quality_samples is None
     assert "sample counts are mixed within a variant" in comp.parity_note
-
-
-def test_no_parity_without_quality():
-    s = summarise(rows_of(record("eager", 100.0), record("compile", 150.0)))
-    assert variant(s, "compile").parity == {} and variant(s, "compile").parity_note is None
-    csv_row = next(
-        r for r in csv.DictReader(io.StringIO(render_csv(s))) if r["variant"] == "compile"
-    )
-    assert csv_row["quality_parity"] == "" and csv_row["quality_parity_detail"] == ""
-
-
-def test_seeds_share_a_group_and_pool_throughput():
-    s = summarise(
-        rows_of(
-            *seeded("eager", EAGER_FD, EAGER_KID),
-            record("eager", 400.0, seed=3, quality=q(100.0, 0.02), dataset="mnist5k"),
-        )
-    )
-    (group,) = s.groups
-    eager = group.variants[0]
-    assert eager.repeats_total == 4 and eager.images_per_s == 100.0  # median of 100 ×3, 400
-    assert [r.seed for r in rows_of(record("eager", seed=7))] == [7]
 
 
 def test_best_variant_is_set_against_eager_and_compile():

@@ -5,8 +5,8 @@ drawn on one axis): each configuration's speed-up over the baseline per variant 
 verdict at a glance: which speed-ups help, next to torch.compile's, with their quality
 parity), throughput vs batch size per variant, throughput vs world size with the ideal
 linear line, and peak memory vs batch size, one panel per model × precision.
-`report.md` embeds them with relative links, adds the compare table (bench.compare) and,
-when records carry `metrics.sample_grid_path`, each group's sample grids side by side.
+`report.md` embeds them with relative links, adds the compare table and, when records carry
+`metrics.sample_grid_path`, each group's sample grids side by side.
 """
 
 from __future__ import annotations
@@ -18,7 +18,19 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from bench import compare
+from bench.analysis.compare import check_baseline
+from bench.analysis.records import load_rows
+from bench.analysis.render import mixed_environment_warning, render_markdown
+from bench.analysis.stats import (
+    COMPILE_REFERENCE,
+    Comparison,
+    Group,
+    VariantSummary,
+    by_environment,
+    parity_verdict,
+    summarise,
+    variant_order,
+)
 from bench.config import ConfigError
 
 REPORT_NAME = "report.md"
@@ -46,7 +58,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "env"
 
 
-def _panels(groups: list[compare.Group]) -> list[tuple[str, str]]:
+def _panels(groups: list[Group]) -> list[tuple[str, str]]:
     return sorted({(g.model, g.precision) for g in groups})
 
 
@@ -67,9 +79,9 @@ def _colors(variants: list[str]) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(variants)}
 
 
-def _variants(comparison: compare.Comparison, groups: list[compare.Group]) -> list[str]:
+def _variants(comparison: Comparison, groups: list[Group]) -> list[str]:
     names = {s.variant for g in groups for s in g.variants}
-    return sorted(names, key=lambda n: compare._variant_order(n, comparison.baseline))
+    return sorted(names, key=lambda n: variant_order(n, comparison.baseline))
 
 
 def _per_batch_figure(plt, comparison, groups, value, ylabel, title) -> object | None:
@@ -187,7 +199,7 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
     return fig
 
 
-# Bar colours of the speed-up figure, by the variant's quality parity (bench.compare).
+# Bar colours of the speed-up figure, by the variant's quality parity (bench.analysis.stats).
 _PARITY_COLORS = {"baseline": "C7", "within": "C2", "outside": "C3", None: "C0"}
 _PARITY_LABELS = {
     "baseline": "the baseline",
@@ -198,7 +210,7 @@ _PARITY_LABELS = {
 _BAR_INCHES = 0.32  # height per bar: names of long combined variants stay legible
 
 
-def _speedup_bars(group: compare.Group) -> list[compare.VariantSummary]:
+def _speedup_bars(group: Group) -> list[VariantSummary]:
     """The group's ok variants with a speed-up, slowest first (matplotlib draws bottom-up)."""
     ok = [s for s in group.variants if s.speedup is not None and s.repeats_ok]
     return sorted(ok, key=lambda s: s.speedup)
@@ -238,8 +250,7 @@ def _speedup_figure(plt, comparison, groups, title) -> object | None:
         speedups = [s.speedup for s in variants]
         # The baseline has no verdict of its own: it is the band the others are held to.
         verdicts = [
-            "baseline" if s.variant == comparison.baseline else compare.parity_verdict(s)
-            for s in variants
+            "baseline" if s.variant == comparison.baseline else parity_verdict(s) for s in variants
         ]
         used.update(verdicts)
         lo = [
@@ -265,8 +276,8 @@ def _speedup_figure(plt, comparison, groups, title) -> object | None:
             text = f"{s.speedup:.2f}×" + ("" if s.mfu is None else f" · {s.mfu:.0%} MFU")
             ax.text(s.speedup + h + right * 0.015, y, text, va="center", fontsize=7)
         ax.axvline(1.0, color="black", linewidth=0.8)
-        compiled = next((s for s in variants if s.variant == compare.COMPILE_REFERENCE), None)
-        if compiled is not None and comparison.baseline != compare.COMPILE_REFERENCE:
+        compiled = next((s for s in variants if s.variant == COMPILE_REFERENCE), None)
+        if compiled is not None and comparison.baseline != COMPILE_REFERENCE:
             ax.axvline(compiled.speedup, color="C1", linestyle=":", linewidth=1.2)
             ax.text(
                 compiled.speedup,
@@ -312,7 +323,7 @@ def _link(target: str, out_dir: str) -> str:
     return f"<{rel}>" if any(c in rel for c in " ()<>") else rel
 
 
-def _sample_grids(comparison: compare.Comparison, out_dir: str) -> list[str]:
+def _sample_grids(comparison: Comparison, out_dir: str) -> list[str]:
     lines: list[str] = []
     for group in comparison.groups:
         cells = []
@@ -335,24 +346,24 @@ def _sample_grids(comparison: compare.Comparison, out_dir: str) -> list[str]:
 def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> list[str]:
     """Write the plots and report.md for the records in `paths` into `out_dir` (created);
     return the files written. ConfigError for bad input, before anything is written."""
-    rows = compare.load_rows(paths)
+    rows = load_rows(paths)
     if not rows:
         raise ConfigError(f"no usable records in {', '.join(paths)}")
-    compare.check_baseline(rows, baseline)
+    check_baseline(rows, baseline)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"--out-dir {out_dir!r} exists and is not a directory")
-    comparison = compare.summarise(rows, baseline)
+    comparison = summarise(rows, baseline)
     plt = _pyplot()
     os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []
     md = ["# gan-bench report", ""]
     md.append("Results: " + ", ".join(f"`{p}`" for p in paths) + f"; baseline `{baseline}`.")
     md.append("")
-    warning = compare.mixed_environment_warning(comparison)
+    warning = mixed_environment_warning(comparison)
     if warning:
         md += [f"> **Warning:** {warning}", ""]
     single_env = len(comparison.environments) == 1
-    for env, groups, scaling in compare._by_environment(comparison):
+    for env, groups, scaling in by_environment(comparison):
         suffix = "" if single_env else "-" + _slug(env)
         md += [f"## {env}", ""]
         memory_kinds = {g.memory_kind for g in groups}
@@ -418,7 +429,7 @@ def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> lis
             written.append(path)
             md += [f"![{heading}]({name})", ""]
     md += ["## Compare table", ""]
-    md.append(compare.render_markdown(comparison, heading_level=3))
+    md.append(render_markdown(comparison, heading_level=3))
     grids = _sample_grids(comparison, out_dir)
     if grids:
         md += ["## Sample grids", "", "The first repeat of each ok variant, side by side.", ""]

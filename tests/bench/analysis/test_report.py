@@ -7,48 +7,12 @@ import re
 
 import pytest
 
+from bench.analysis.report import write_report
 from bench.cli import main
 from bench.telemetry.records import append_record
-from bench.report import write_report
+from result_records import record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def record(
-    variant,
-    images_per_s,
-    memory,
-    *,
-    batch,
-    model="mlp",
-    precision="fp32",
-    world=1,
-    repeat=0,
-    device="Test CPU",
-    grid=None,
-) -> dict:
-    """An ok CPU record with the fields report reads (tests/bench/test_compare.py has the
-    full builder; test modules do not import each other under --import-mode=importlib)."""
-    metrics = {"images_per_s": images_per_s, "peak_rss_mib": memory}
-    if grid:
-        metrics["sample_grid_path"] = grid
-    return {
-        "schema_version": 1,
-        "status": "ok",
-        "reason": None,
-        "config": {
-            "model": model,
-            "dataset": "synthetic",
-            "batch_size": batch,
-            "precision": precision,
-            "steps": 30,
-            "repeat": repeat,
-            "variant": variant,
-        },
-        "run": {"world_size": world, "variant": variant},
-        "environment": {"device_name": device, "torch": "2.14.0", "device_type": "cpu"},
-        "metrics": metrics,
-    }
 
 
 def results(tmp_path, grid=None):
@@ -179,7 +143,9 @@ def test_report_with_a_baseline_no_record_ran_is_exit_2(tmp_path, capsys):
 
 
 def test_runs_that_trained_differently_are_separate_lines(tmp_path):
-    from bench import compare, report
+    from bench.analysis import report
+    from bench.analysis.records import load_rows
+    from bench.analysis.stats import summarise
 
     path = tmp_path / "r.jsonl"
     for steps, speed in ((30, 10.0), (100, 20.0)):  # a sweep's runs and runs made by hand
@@ -187,8 +153,8 @@ def test_runs_that_trained_differently_are_separate_lines(tmp_path):
             rec = record("eager", speed * batch, 800.0, batch=batch)
             rec["config"]["steps"] = steps
             append_record(str(path), rec)
-    rows = compare.load_rows([str(path)])
-    comparison = compare.summarise(rows, "eager")
+    rows = load_rows([str(path)])
+    comparison = summarise(rows, "eager")
     plt = report._pyplot()
     fig = report._per_batch_figure(plt, comparison, comparison.groups, report._throughput,
                                    "images/s", "t")  # fmt: skip
@@ -207,7 +173,9 @@ def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
     1x and one at torch.compile's speed-up; a variant outside the quality band in red."""
     from matplotlib.colors import to_rgba
 
-    from bench import compare, report
+    from bench.analysis import report
+    from bench.analysis.records import load_rows
+    from bench.analysis.stats import summarise
 
     path = tmp_path / "r.jsonl"
     for name, rate in (
@@ -224,7 +192,7 @@ def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
     failed["status"], failed["reason"] = "failed", "boom"  # not a bar: it has no speed-up
     append_record(str(path), failed)
     append_record(str(path), record("eager", 50.0, 800.0, batch=16))  # no other variant
-    comparison = compare.summarise(compare.load_rows([str(path)]), "eager")
+    comparison = summarise(load_rows([str(path)]), "eager")
     group = next(g for g in comparison.groups if g.batch_size == 64)
     fast = next(s for s in group.variants if s.variant == "cuda-graph")
     fast.parity = {"fd": {"verdict": "outside", "reason": None}}
@@ -248,11 +216,13 @@ def test_speedup_figure_bars_lines_and_parity_colours(tmp_path):
 
 
 def test_speedup_figure_is_none_without_a_baseline_and_a_rival(tmp_path):
-    from bench import compare, report
+    from bench.analysis import report
+    from bench.analysis.records import load_rows
+    from bench.analysis.stats import summarise
 
     path = tmp_path / "r.jsonl"
     append_record(str(path), record("compile", 80.0, 800.0, batch=64))
     append_record(str(path), record("triton", 90.0, 800.0, batch=64))
     append_record(str(path), record("eager", 50.0, 800.0, batch=16))
-    comparison = compare.summarise(compare.load_rows([str(path)]), "eager")
+    comparison = summarise(load_rows([str(path)]), "eager")
     assert report._speedup_figure(report._pyplot(), comparison, comparison.groups, "t") is None
