@@ -310,7 +310,7 @@ def _train_and_measure(
         # After the timing, so the profiler's overhead never reaches the timed numbers. All
         # ranks iterate (DDP's collectives need them); rank 0 writes the trace.
         phase.name = "profile"
-        trace = Path(cfg.out).parent / "profiles" / f"{record['run_id']}.json"
+        trace = Path(cfg.out).parent / "profiles" / f"{record['run_id']}.json.gz"
         profile = profile_iterations(
             loop.untimed_iteration,
             device=device,

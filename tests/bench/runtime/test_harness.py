@@ -300,20 +300,3 @@ def test_flops_are_counted_without_cudnn_autotuning(tmp_path, monkeypatch):
     record, _ = run(tmp_path, model="dcgan32", batch_size=2, steps=1, warmup_steps=0)
     assert record["status"] == "ok" and record["metrics"]["flops_per_iteration_per_process"] > 0
     assert seen == [False] and torch.backends.cudnn.benchmark is True
-
-
-@pytest.mark.skipif(not torch.backends.cudnn.is_available(), reason="a torch build without cuDNN")
-def test_cudnn_autotuning_is_the_runs_own_and_restored(monkeypatch):
-    """cudnn-exhaustive sets cuDNN's search limit for its run only: the flags are the
-    process's, and runs in one process (tests) must not inherit each other's."""
-    cudnn = torch.backends.cudnn
-    monkeypatch.setattr(cudnn, "benchmark", False)
-    before = cudnn.benchmark_limit
-    cfg = RunConfig(model="dcgan32", variant="cudnn-exhaustive")
-    with harness._cudnn_autotuning(cfg, torch.device("cuda")):
-        assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, 0)
-    assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, before)
-    with harness._cudnn_autotuning(RunConfig(model="dcgan32"), torch.device("cuda")):
-        assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, before)  # torch's own
-    with harness._cudnn_autotuning(cfg, torch.device("cpu")):  # nothing of cuDNN's runs
-        assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, before)

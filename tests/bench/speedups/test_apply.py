@@ -208,3 +208,20 @@ def test_a_profiled_run_records_where_the_time_goes(tmp_path):
     json.loads(trace.read_text())
     assert record["metrics"]["steps_timed"] == 3  # the profiled iterations are not timed
     assert record["run"]["memory_format"] == "no 4-D parameters"
+
+
+@pytest.mark.skipif(not torch.backends.cudnn.is_available(), reason="a torch build without cuDNN")
+def test_cudnn_autotuning_is_the_runs_own_and_restored(monkeypatch):
+    """cudnn-exhaustive sets cuDNN's search limit for its run only: the flags are the
+    process's, and runs in one process (tests) must not inherit each other's."""
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(cudnn, "benchmark", False)
+    before = cudnn.benchmark_limit
+    cfg = RunConfig(model="dcgan32", variant="cudnn-exhaustive")
+    with apply._cudnn_settings(cfg, torch.device("cuda")):
+        assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, 0)
+    assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, before)
+    with apply._cudnn_settings(RunConfig(model="dcgan32"), torch.device("cuda")):
+        assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, before)  # torch's own
+    with apply._cudnn_settings(cfg, torch.device("cpu")):  # nothing of cuDNN's runs
+        assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, before)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.runtime import harness
+from bench.runtime import harness, loop
 from bench.config import RunConfig
 
 aten = torch.ops.aten
@@ -95,7 +95,7 @@ def _audit_training(cfg: RunConfig, device: str, monkeypatch) -> LayoutAudit:
     to channels_last once, nor the FLOP count, whose reference pair is NCHW by design."""
     audit = LayoutAudit(torch.device(device))
     audit.paused = True
-    iteration = harness._TrainingLoop._iteration
+    iteration = loop.TrainingLoop._iteration
 
     def audited_iteration(loop, i):
         audit.paused = False
@@ -104,7 +104,7 @@ def _audit_training(cfg: RunConfig, device: str, monkeypatch) -> LayoutAudit:
         finally:
             audit.paused = True
 
-    monkeypatch.setattr(harness._TrainingLoop, "_iteration", audited_iteration)
+    monkeypatch.setattr(loop.TrainingLoop, "_iteration", audited_iteration)
     with audit:
         record = harness.execute(cfg, device)
     assert record["status"] == "ok", record["reason"]

@@ -664,8 +664,8 @@ def only_record(path) -> dict:
 def test_only_this_interpreters_bench_run_and_precompile_are_taken_over():
     run = [sys.executable, "-m", "bench.run", "--steps", "2"]
     assert warm.warm_entry(run) == ("bench.run", ["--steps", "2"])
-    precompile = [sys.executable, "-m", "bench.sweep.precompile", "--model", "mlp"]
-    assert warm.warm_entry(precompile) == ("bench.sweep.precompile", ["--model", "mlp"])
+    precompile = [sys.executable, "-m", "bench.precompile", "--model", "mlp"]
+    assert warm.warm_entry(precompile) == ("bench.precompile", ["--model", "mlp"])
     assert warm.warm_entry([sys.executable, "-m", "torch.distributed.run", "x"]) is None
     assert warm.warm_entry(["/other/python", "-m", "bench.run"]) is None
     assert warm.warm_entry([sys.executable, "-c", "pass"]) is None
@@ -796,7 +796,7 @@ def test_a_precompile_runs_the_iterations_that_compile_without_quality_or_autotu
     assert short.compile_mode == "default" and short.cuda_graph and short.model == "dcgan32"
     plain = precompile.precompile_config(RunConfig(variant="compile", warmup_steps=12))
     assert (plain.steps, plain.warmup_steps) == (1, 1)
-    assert precompile.precompile_command(plain)[1:3] == ["-m", "bench.sweep.precompile"]
+    assert precompile.precompile_command(plain)[1:3] == ["-m", "bench.precompile"]
 
     import torch._inductor.config as inductor_config
 
