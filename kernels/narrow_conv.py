@@ -38,8 +38,16 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from kernels import availability
-from kernels.ops import _define, _launchable, eager_launches, wrap_triton
-from kernels.plan import ActiveSetting, _cdiv, _next_pow2, sm_count
+from kernels._plumbing import (
+    ActiveSetting,
+    cdiv,
+    define_op,
+    eager_launches,
+    launchable,
+    next_pow2,
+    sm_count,
+    wrap_triton,
+)
 
 if availability.TRITON_AVAILABLE:
     from kernels.narrow_conv_kernels import (
@@ -103,13 +111,13 @@ _TUNING = ActiveSetting(DEFAULT_NARROW_TUNING)
 
 def narrow_tuned(tuning: NarrowTuning) -> contextlib.AbstractContextManager[NarrowTuning]:
     """Launch the narrow convolutions with ``tuning`` inside the block (see
-    ``kernels.plan.ActiveSetting``)."""
+    ``kernels._plumbing.ActiveSetting``)."""
     return _TUNING.use(tuning)
 
 
 def _dot_side(n: int) -> int:
     """A tile side for n elements: a power of 2, at least 16 (tl.dot's smallest)."""
-    return max(16, _next_pow2(n))
+    return max(16, next_pow2(n))
 
 
 def _output_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
@@ -139,7 +147,7 @@ def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def _tile_m(block_m: int | None, m: int) -> int:
-    return block_m or min(_WHOLE_LAYER_MAX_M, max(64, _next_pow2(m)))
+    return block_m or min(_WHOLE_LAYER_MAX_M, max(64, next_pow2(m)))
 
 
 def conv2d_launch(k: int, co: int, m: int, t: NarrowTuning) -> dict:
@@ -202,7 +210,7 @@ def _conv_out(size: int, k: int, s: int, p: int) -> int:
 # ----------------------------------------------------------------------------------- ops
 
 
-@_define("gan_bench::narrow_conv2d", ())
+@define_op("gan_bench::narrow_conv2d", ())
 def _conv2d_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -219,9 +227,9 @@ def _conv2d_op(
                     memory_format=_output_format(x, weight))  # fmt: skip
     m = n * ho * wo
     launch = conv2d_launch(ci * kh * kw, co, m, _TUNING.value)
-    if m and _launchable(x):
+    if m and launchable(x):
         with eager_launches():
-            grid = (_cdiv(m, launch["BLOCK_M"]), _cdiv(co, launch["BLOCK_N"]))
+            grid = (cdiv(m, launch["BLOCK_M"]), cdiv(co, launch["BLOCK_N"]))
             wrap_triton(conv2d_kernel)[grid](
                 x, weight, bias if bias is not None else weight, y,
                 m, h, w, ci, ho, wo, co, ci * kh * kw,
@@ -235,7 +243,7 @@ def _conv2d_op(
     return y
 
 
-@_define("gan_bench::narrow_conv_transpose2d", ())
+@define_op("gan_bench::narrow_conv_transpose2d", ())
 def _conv_transpose2d_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -254,19 +262,19 @@ def _conv_transpose2d_op(
     y = torch.empty((n, co, ho, wo), dtype=x.dtype, device=x.device,
                     memory_format=_output_format(x, weight))  # fmt: skip
     sh, sw = stride
-    hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
+    hp, wp = cdiv(ho, sh), cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
     launch = conv_transpose2d_launch(ci, co, m, _TUNING.value)
     mask = _like(mask, x)
-    if m and _launchable(x):
+    if m and launchable(x):
         with eager_launches():
-            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, launch["BLOCK_M"]) * sh * sw,)](
+            wrap_triton(conv_transpose2d_kernel)[(cdiv(m, launch["BLOCK_M"]) * sh * sw,)](
                 x, weight, bias if bias is not None else weight, y,
                 mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
                 sh, sw, padding[0], padding[1], hp, wp, float(mask_slope),
-                KH=kh, KW=kw, TAPS_H=_cdiv(kh, sh), TAPS_W=_cdiv(kw, sw),
+                KH=kh, KW=kw, TAPS_H=cdiv(kh, sh), TAPS_W=cdiv(kw, sw),
                 HAS_BIAS=bias is not None, MASKED=mask is not None,
                 INPUT_PRECISION=_input_precision(x.dtype), I64=_needs_int64(x, y),
                 **launch,
@@ -274,7 +282,7 @@ def _conv_transpose2d_op(
     return y
 
 
-@_define("gan_bench::narrow_conv2d_weight_grad", ())
+@define_op("gan_bench::narrow_conv2d_weight_grad", ())
 def _weight_grad_op(
     x: torch.Tensor,
     grad: torch.Tensor,
@@ -296,18 +304,18 @@ def _weight_grad_op(
     t = _TUNING.value
     launch = weight_grad_launch(co, k, m, t)
     block_co, block_k, block_m = launch["BLOCK_CO"], launch["BLOCK_K"], launch["BLOCK_M"]
-    tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
+    tiles = cdiv(co, block_co) * cdiv(k, block_k)
     sms = sm_count(x.device) if x.device.type == "cuda" else 1
-    split = max(1, min(_cdiv(m, block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
-    per_split = _cdiv(_cdiv(m, split), block_m) * block_m
-    split = max(1, _cdiv(m, per_split))
+    split = max(1, min(cdiv(m, block_m), cdiv(t.wgrad_programs_per_sm * sms, tiles)))
+    per_split = cdiv(cdiv(m, split), block_m) * block_m
+    split = max(1, cdiv(m, per_split))
     # Every element is written by one program; zeros only when there is nothing to sum.
     part = (x.new_empty if m else x.new_zeros)((split, co, k), dtype=torch.float32)
     mask = _like(mask, grad)
-    if m and _launchable(x):
+    if m and launchable(x):
         with eager_launches():
             wrap_triton(conv2d_weight_grad_kernel)[
-                (_cdiv(co, block_co), _cdiv(k, block_k), split)
+                (cdiv(co, block_co), cdiv(k, block_k), split)
             ](
                 x, grad, part, mask if mask is not None else grad,
                 m, h, w, ci, ho, wo, co, k,

@@ -37,17 +37,14 @@ plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout
 # torch.library infers op schemas from the annotations; typing.Optional is understood by
 # every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
-import contextlib
 import math
 import struct
-import threading
 from typing import Optional
 
 import torch
-from torch._subclasses.fake_tensor import is_fake
-from torch._subclasses.functional_tensor import FunctionalTensorMode
 
 from kernels import availability
+from kernels._plumbing import cdiv, define_op, direct_call, eager_launches, launchable, wrap_triton
 from kernels.plan import (
     ChannelView,
     LaunchPlan,
@@ -58,8 +55,6 @@ from kernels.plan import (
 )
 
 if availability.TRITON_AVAILABLE:
-    from torch.library import wrap_triton as _wrap_compiled
-
     from kernels.batchnorm_leaky_relu_kernels import (
         bn_apply_kernel,
         bn_bwd_dx_kernel,
@@ -79,86 +74,6 @@ BACKWARD_OP = "gan_bench::batch_norm_leaky_relu_backward"
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-_launch_state = threading.local()
-
-
-class PlainLaunches:
-    """Inside, ``wrap_triton`` hands kernels back as they are: for eager calls on real
-    tensors only (``eager_launches``), never where a trace or fake tensors may see them."""
-
-    __slots__ = ("previous",)
-
-    def __enter__(self) -> None:
-        self.previous = getattr(_launch_state, "plain", False)
-        _launch_state.plain = True
-
-    def __exit__(self, *exc) -> None:
-        _launch_state.plain = self.previous
-
-
-def eager_launches(direct: Optional[bool] = None):
-    """``PlainLaunches()`` for a direct (eager) call (``_direct_call()`` when ``direct`` is
-    None), else a context that changes nothing."""
-    if direct is None:
-        direct = _direct_call()
-    return PlainLaunches() if direct else contextlib.nullcontext()
-
-
-def wrap_triton(kernel):
-    """``torch.library.wrap_triton(kernel)``, or ``kernel`` itself inside ``PlainLaunches``.
-
-    The wrapper exists for tracing: under torch.compile and dispatch modes it records the
-    launch as a higher-order op (and launches nothing on fake tensors). Called eagerly it
-    goes through that op too (unless the registered op's own backend switched it off):
-    150 us of host time per launch on a 2-core CPU against 2 us for a plain
-    ``kernel[grid](...)`` (the launch itself stubbed out in both), so eager calls launch
-    the kernel as it is, which is what the op would run in the end. Under the interpreter
-    ``@triton.jit`` gives an ``InterpretedFunction``, which tracing cannot record anyway
-    (see ``_opaque``): torch 2.11 refuses to wrap it, later versions hand it back
-    unwrapped, so both get it unwrapped here.
-    """
-    if availability.INTERPRETED or getattr(_launch_state, "plain", False):
-        return kernel
-    return _wrap_compiled(kernel)
-
-
-def _launchable(t: torch.Tensor) -> bool:
-    """False while tracing with fake tensors under the interpreter.
-
-    A compiled kernel wrapped by ``wrap_triton`` records itself when traced; an
-    interpreted one would try to read the fake tensor's (absent) data. Shapes are all
-    that tracing needs, so the launch is skipped there.
-    """
-    return not (availability.INTERPRETED and is_fake(t))
-
-
-def _opaque(mode, func, types, args, kwargs):
-    # Under the interpreter, keep the op opaque during functionalization (AOTAutograd):
-    # its interpreted kernels cannot be captured as graph nodes, so the graph calls the
-    # op itself, which then runs them on real tensors.
-    return mode.__torch_dispatch__(func, types, args, kwargs)
-
-
-def _define(name: str, mutates_args: tuple[str, ...]):
-    """Register ``fn`` as op ``name``: a triton_op where triton imports, else a custom_op."""
-
-    def register(fn):
-        if availability.TRITON_AVAILABLE:
-            op = torch.library.triton_op(name, mutates_args=mutates_args)(fn)
-        else:  # the op exists so that code referring to it imports; calling it raises
-            op = torch.library.custom_op(name, mutates_args=mutates_args)(fn)
-            op.register_fake(fn)
-        if availability.INTERPRETED:
-            op.register_torch_dispatch(FunctionalTensorMode, _opaque)
-        return op
-
-    return register
-
-
 # ---------------------------------------------------------------------------------------
 # Launch helpers (shared with kernels/sync.py). ``view``/``plan`` come from kernels.plan.
 # ---------------------------------------------------------------------------------------
@@ -168,7 +83,7 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
     """Partial (count, mean - K, M2) rows, ``[3, SPLIT, C]``, in the accumulation dtype."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     part = x.new_empty((3, plan.split, view.c), dtype=acc)
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_stats_partial_kernel)[(plan.c_blocks, plan.split)](
             x, part, view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss,
@@ -211,9 +126,9 @@ def launch_stats_finalize(
     element ``x[0, c, 0]``, the shift ``launch_stats_partial`` uses."""
     update = running_mean is not None
     shift_source, shift_stride = (x, view.sc) if shift is None else (shift, 1)
-    if _launchable(x):
+    if launchable(x):
         block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, block_c),)](
+        wrap_triton(bn_stats_finalize_kernel)[(cdiv(view.c, block_c),)](
             part, part.shape[1], shift_source, shift_stride, view.c,
             x if weight is None else weight,
             x if bias is None else bias,
@@ -246,7 +161,7 @@ def launch_apply(
 ) -> None:
     """``y = leaky(BN(x))`` elementwise; eval mode when ``eval_running_mean`` is given."""
     is_eval = eval_running_mean is not None
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_apply_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, y, stats,
             x if eval_weight is None else eval_weight,
@@ -275,7 +190,7 @@ def launch_bwd_partial(
 ) -> torch.Tensor:
     """Partial ``sum g`` / ``sum g*xhat`` rows ``[2, SPLIT, C]``; eval dx too if ``dx`` given."""
     part = x.new_empty((2, plan.split, view.c), dtype=stats.dtype)
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
             x, dy, x if dx is None else dx, stats, part,
             view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
@@ -297,9 +212,9 @@ def launch_bwd_finalize(
 ) -> torch.Tensor:
     """Sum partial rows into ``sums`` ``[2, C]``; write dweight/dbias if given."""
     sums = x.new_empty((2, view.c), dtype=part.dtype)
-    if _launchable(x):
+    if launchable(x):
         block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_bwd_finalize_kernel)[(_cdiv(view.c, block_c),)](
+        wrap_triton(bn_bwd_finalize_kernel)[(cdiv(view.c, block_c),)](
             part, part.shape[1], view.c, sums,
             x if dweight is None else dweight, x if dbias is None else dbias,
             HAS_DW=dweight is not None, HAS_DB=dbias is not None,
@@ -319,7 +234,7 @@ def launch_dx(
     negative_slope: float,
 ) -> None:
     """Elementwise dx: training formula when ``sums`` is given, ``g * scale`` otherwise."""
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, dy, dx, stats, stats if sums is None else sums,
             view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
@@ -375,7 +290,7 @@ def _forward_impl(
     if plan.fused:
         # The counter can be bumped in-kernel only when no program reads it.
         in_kernel = increment is not None and not factor_from_nbt
-        if _launchable(x):
+        if launchable(x):
             wrap_triton(bn_fwd_fused_kernel)[(plan.c_blocks,)](
                 x, y, stats,
                 x if weight is None else weight,
@@ -440,7 +355,7 @@ def _backward_impl(
         if dx_after:
             launch_dx(x, dy, dx, view, plan, stats, None, negative_slope)
     elif plan.fused:
-        if _launchable(x):
+        if launchable(x):
             wrap_triton(bn_bwd_fused_kernel)[(plan.c_blocks,)](
                 x, dy, dx if need_dx else x, stats,
                 x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
@@ -462,33 +377,15 @@ def _backward_impl(
     return dx, dw, db
 
 
-_forward_op = _define(
+_forward_op = define_op(
     FORWARD_OP, mutates_args=("running_mean", "running_var", "num_batches_tracked")
 )(_forward_impl)
-_backward_op = _define(BACKWARD_OP, mutates_args=())(_backward_impl)
+_backward_op = define_op(BACKWARD_OP, mutates_args=())(_backward_impl)
 
 
 # ---------------------------------------------------------------------------------------
 # Autograd and the functional API
 # ---------------------------------------------------------------------------------------
-
-
-def _direct_call() -> bool:
-    """Whether the ops' implementations can be called as plain functions.
-
-    The registered ops exist for torch.compile (dynamo records them in its graph) and for
-    dispatch modes (fake tensors, functionalization, FLOP counting), which must see the
-    op. An eager call through them crosses the dispatcher's Python layers (custom op,
-    autograd redispatch, triton_op backend): host time that small layers do not hide
-    behind their kernels, and that a direct call skips (with kernels.plan's cached views
-    and plans: 165 us -> 84 us of host time per forward + backward on a 2-core CPU, kernel
-    launches left out; tests/kernels/test_host_overhead.py).
-    ``is_compiling`` first: under dynamo it is the constant True, so the C call after it is
-    never traced.
-    """
-    if torch.compiler.is_compiling():
-        return False
-    return torch._C._len_torch_dispatch_stack() == 0
 
 
 class _BatchNormLeakyReLUFunction(torch.autograd.Function):
@@ -509,7 +406,7 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
         negative_slope,
         split,
     ):
-        direct = _direct_call()
+        direct = direct_call()
         forward = _forward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_forward
         with eager_launches(direct):
             y, stats = forward(
@@ -528,7 +425,7 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x, stats = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        direct = _direct_call()
+        direct = direct_call()
         backward = _backward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_backward
         with eager_launches(direct):
             dx, dw, db = backward(

@@ -22,11 +22,11 @@ import torch
 import torch.distributed as dist
 
 from kernels import availability
+from kernels._plumbing import eager_launches
 from kernels.ops import (
     batch_norm_leaky_relu,
     check_arguments,
     copy_back_running_stats,
-    eager_launches,
     launch_apply,
     launch_bwd_finalize,
     launch_bwd_partial,
@@ -49,7 +49,7 @@ def _world_size(process_group) -> int:
 
 
 class _SyncBatchNormLeakyReLUFunction(torch.autograd.Function):
-    """Eager calls launch the kernels plainly (kernels.ops.wrap_triton); traced ones through
+    """Eager calls launch the kernels plainly (kernels._plumbing.wrap_triton); traced ones through
     torch.library's wrapper."""
 
     @staticmethod
