@@ -188,7 +188,7 @@ def _host_cell(row: dict) -> str:
 
 def print_tuning_table(rows: list[dict], copy_gbps: float, console: Console | None = None) -> None:
     """Each tuning's time per case and pass, and its speed-up over the default tuning."""
-    from kernels.plan import DEFAULT_TUNING
+    from kernels.batchnorm.plan import DEFAULT_TUNING
 
     table = Table(title=f"Fused op launch tunings, copy bandwidth {copy_gbps:,.0f} GB/s")
     for column in ("case", "pass", "tuning", "ms p50", "device ms", "% copy", "× default"):

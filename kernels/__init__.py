@@ -19,9 +19,16 @@ torch.compile can trace them) and imports triton when it is installed; set
 """
 
 from kernels.availability import kernel_path
+from kernels.batchnorm.fuse import FuseReport, fuse_batchnorm_leaky_relu
+from kernels.batchnorm.modules import (
+    BatchNormLeakyReLU1d,
+    BatchNormLeakyReLU2d,
+    SyncBatchNormLeakyReLU,
+)
+from kernels.batchnorm.ops import batch_norm_leaky_relu
+from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
+from kernels.batchnorm.sync import sync_batch_norm_leaky_relu
 from kernels.errors import KernelUnavailableError
-from kernels.fuse import FuseReport, fuse_batchnorm_leaky_relu
-from kernels.modules import BatchNormLeakyReLU1d, BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU
 from kernels.narrow_conv import narrow_conv2d, narrow_conv_transpose2d
 from kernels.narrow_conv_modules import (
     NarrowConv2d,
@@ -29,9 +36,6 @@ from kernels.narrow_conv_modules import (
     SwapReport,
     swap_narrow_convolutions,
 )
-from kernels.ops import batch_norm_leaky_relu
-from kernels.reference import batch_norm_leaky_relu_reference
-from kernels.sync import sync_batch_norm_leaky_relu
 
 __all__ = [
     "BatchNormLeakyReLU1d",

@@ -104,7 +104,7 @@ def direct_call() -> bool:
     autograd redispatch, triton_op backend): host time that small layers do not hide
     behind their kernels, and that a direct call skips (the BatchNorm op, with its cached
     views and plans: 165 us -> 84 us of host time per forward + backward on a 2-core CPU,
-    kernel launches left out; tests/kernels/test_host_overhead.py).
+    kernel launches left out; tests/kernels/batchnorm/test_host_overhead.py).
     ``is_compiling`` first: under dynamo it is the constant True, so the C call after it is
     never traced.
     """

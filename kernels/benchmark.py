@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from kernels.batchnorm.plan import DEFAULT_TUNING, Tuning, tuned
 from kernels.errors import KernelUnavailableError
-from kernels.plan import DEFAULT_TUNING, Tuning, tuned
 
 __all__ = [
     "IMPLS",
@@ -264,7 +264,7 @@ def _host_ms(fn: Callable[[], object]) -> float:
 
 
 class _NoLaunch:
-    """What ``kernels.ops.wrap_triton`` hands back inside ``_launches_stubbed``."""
+    """What ``kernels.batchnorm.ops.wrap_triton`` hands back inside ``_launches_stubbed``."""
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: None
@@ -275,7 +275,7 @@ def _launches_stubbed():
     """The fused op with every Triton launch skipped (its outputs are left unwritten): its
     host time without the launches, so that the two host times split the op's own Python
     from Triton's launcher."""
-    from kernels import ops
+    from kernels.batchnorm import ops
 
     real = ops.wrap_triton
     ops.wrap_triton = lambda kernel: _NoLaunch()
@@ -346,8 +346,8 @@ def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
 def _impl_fn(
     impl: str, case: Case, t: dict[str, torch.Tensor]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    from kernels.ops import batch_norm_leaky_relu
-    from kernels.reference import batch_norm_leaky_relu_reference
+    from kernels.batchnorm.ops import batch_norm_leaky_relu
+    from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
     def eager(x: torch.Tensor) -> torch.Tensor:
         return batch_norm_leaky_relu_reference(
@@ -396,7 +396,7 @@ def run_case(
         rep_ms, warmup_ms: do_bench's time budgets per measurement.
         copy_gbps: the device's copy bandwidth; measured here when None.
         device: a CUDA device.
-        tuning: launch the fused op with this ``kernels.plan.Tuning`` (an experiment:
+        tuning: launch the fused op with this ``kernels.batchnorm.plan.Tuning`` (an experiment:
             its rows say ``"tuned": true``); None: the op's default.
 
     Returns:

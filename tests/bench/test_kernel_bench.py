@@ -12,8 +12,8 @@ from rich.console import Console
 from bench.config import ConfigError
 from bench.kernel_bench import print_kernel_table, print_tuning_table, run_kernel_benchmarks
 from bench.records import read_records
+from kernels.batchnorm.plan import DEFAULT_TUNING
 from kernels.benchmark import TUNINGS
-from kernels.plan import DEFAULT_TUNING
 
 ARGS = {
     "dtypes": ["fp32"],

@@ -134,7 +134,7 @@ def test_stubbed_launches_skip_every_kernel_and_come_back_after():
     """The fused op's host time without its launches: inside, no kernel runs (the running
     statistics, which only a kernel writes, stay as they were); after, they run again."""
     import kernels
-    from kernels import ops
+    from kernels.batchnorm import ops
     from kernels.benchmark import _launches_stubbed
 
     real = ops.wrap_triton

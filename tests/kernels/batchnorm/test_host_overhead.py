@@ -16,7 +16,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import kernels
-from kernels import _plumbing, availability, ops
+from kernels import _plumbing, availability
+from kernels.batchnorm import ops
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

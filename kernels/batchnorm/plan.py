@@ -1,6 +1,6 @@
 """Host-side launch planning: the 3-D channel view of an input, tile sizes, and SPLIT.
 
-Nothing here launches anything; ``kernels/ops.py`` turns a ``LaunchPlan`` into grids.
+Nothing here launches anything; ``kernels/batchnorm/ops.py`` turns a ``LaunchPlan`` into grids.
 Everything is decided from shapes, strides and the device's SM count, never from tensor
 values, so the plans are CUDA-graph and torch.compile safe.
 """

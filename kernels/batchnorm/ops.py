@@ -30,7 +30,7 @@ eval backward, dx only      1      1
 eval backward, dw/db        1      2
 ==========================  =====  =====
 
-plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout``).
+plus one copy of dy when it does not have x's layout (``kernels.batchnorm.plan.like_layout``).
 """
 
 # ruff: noqa: UP007, UP045
@@ -45,7 +45,7 @@ import torch
 
 from kernels import availability
 from kernels._plumbing import cdiv, define_op, direct_call, eager_launches, launchable, wrap_triton
-from kernels.plan import (
+from kernels.batchnorm.plan import (
     ChannelView,
     LaunchPlan,
     channel_view,
@@ -55,7 +55,7 @@ from kernels.plan import (
 )
 
 if availability.TRITON_AVAILABLE:
-    from kernels.batchnorm_leaky_relu_kernels import (
+    from kernels.batchnorm.kernels import (
         bn_apply_kernel,
         bn_bwd_dx_kernel,
         bn_bwd_finalize_kernel,
@@ -75,7 +75,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 # ---------------------------------------------------------------------------------------
-# Launch helpers (shared with kernels/sync.py). ``view``/``plan`` come from kernels.plan.
+# Launch helpers (shared with sync.py). ``view`` and ``plan`` come from plan.py.
 # ---------------------------------------------------------------------------------------
 
 
@@ -489,7 +489,7 @@ def check_arguments(
     """Validate the functional's arguments; raise ValueError/TypeError with what is allowed.
 
     ``local_part_of_batch``: x is one rank's share of a SyncBN batch, whose values per
-    channel are counted over all ranks (kernels/sync.py), not here."""
+    channel are counted over all ranks (kernels/batchnorm/sync.py), not here."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input must be a tensor, got {type(x).__name__}")
     if x.dim() < 2:
