@@ -29,13 +29,13 @@ from kernels.batchnorm.ops import batch_norm_leaky_relu
 from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 from kernels.batchnorm.sync import sync_batch_norm_leaky_relu
 from kernels.errors import KernelUnavailableError
-from kernels.narrow_conv import narrow_conv2d, narrow_conv_transpose2d
-from kernels.narrow_conv_modules import (
+from kernels.narrow_conv.modules import (
     NarrowConv2d,
     NarrowConvTranspose2d,
     SwapReport,
     swap_narrow_convolutions,
 )
+from kernels.narrow_conv.ops import narrow_conv2d, narrow_conv_transpose2d
 
 __all__ = [
     "BatchNormLeakyReLU1d",

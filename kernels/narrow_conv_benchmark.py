@@ -21,13 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels.benchmark import PASSES, check_choices, do_bench_quantiles, require_cuda
-from kernels.narrow_conv import (
-    DEFAULT_NARROW_TUNING,
-    NarrowTuning,
-    narrow_conv2d,
-    narrow_conv_transpose2d,
-    narrow_tuned,
-)
+from kernels.narrow_conv.ops import narrow_conv2d, narrow_conv_transpose2d
+from kernels.narrow_conv.plan import DEFAULT_NARROW_TUNING, NarrowTuning, narrow_tuned
 
 __all__ = ["CONV_IMPLS", "NARROW_TUNINGS", "ConvCase", "conv_cases", "run_conv_case"]
 

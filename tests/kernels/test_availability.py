@@ -108,3 +108,16 @@ def test_interpreter_that_numpy_breaks_is_refused_with_the_reason(
             assert kernel_path() == "triton-interpreter"
     finally:
         availability._interpreter_problem.cache_clear()
+
+
+@pytest.mark.skipif(not availability.TRITON_AVAILABLE, reason="needs triton")
+def test_the_probe_tells_how_every_family_s_kernels_run():
+    """availability's own @triton.jit probe stands for the kernels of both op families: they
+    are defined in the same import of ``kernels``, under the same TRITON_INTERPRET."""
+    from triton.runtime.jit import JITFunction
+
+    from kernels.batchnorm import kernels as batchnorm_kernels
+    from kernels.narrow_conv import kernels as narrow_conv_kernels
+
+    for kernel in (batchnorm_kernels.bn_apply_kernel, narrow_conv_kernels.conv2d_kernel):
+        assert isinstance(kernel, JITFunction) != availability.INTERPRETED
