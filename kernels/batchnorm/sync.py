@@ -23,19 +23,21 @@ import torch.distributed as dist
 
 from kernels import availability
 from kernels._plumbing import eager_launches
-from kernels.batchnorm.ops import (
-    batch_norm_leaky_relu,
+from kernels.batchnorm.arguments import (
     check_arguments,
     copy_back_running_stats,
+    one_value_per_channel_message,
+    unit_stride_vectors,
+    values_per_channel,
+)
+from kernels.batchnorm.ops import (
+    batch_norm_leaky_relu,
     launch_apply,
     launch_bwd_finalize,
     launch_bwd_partial,
     launch_dx,
     launch_stats_finalize,
     launch_stats_partial,
-    one_value_per_channel_message,
-    unit_stride_vectors,
-    values_per_channel,
 )
 from kernels.batchnorm.plan import channel_view, like_layout, make_plan
 
