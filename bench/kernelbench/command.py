@@ -1,10 +1,10 @@
 """`gan-bench kernels`: the fused BatchNorm+LeakyReLU op against eager and torch.compile;
 with `--convs`, the narrow convolutions against cuDNN and torch.compile.
 
-The measurements themselves live in kernels/benchmark.py (do_bench medians, effective
+The measurements themselves live in ``batchnorm.py`` (do_bench medians, effective
 bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process) and
-kernels/narrow_conv_benchmark.py; this module picks the cases, turns each row into a
-record with its environment, appends it to the results file and prints the table.
+``narrow_conv.py``; this module picks the cases, turns each row into a record with its
+environment, appends it to the results file and prints the table.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def run_kernel_benchmarks(
     """Benchmark every selected case on the current CUDA device; append one record per row.
 
     ``tune``: time the fused op alone under each launch tuning of
-    ``kernels.benchmark.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
+    ``batchnorm.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
     compares with the default. ``convs``: the narrow convolutions' cases instead (bf16:
     ``dtypes`` is not read), ``tune`` then times their tunings.
 
@@ -61,22 +61,23 @@ def run_kernel_benchmarks(
         )
     if convs:
         return _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune)
-    from kernels import benchmark  # imports triton; only now that a GPU is known
+    # imports triton; only now that a GPU is known
+    from bench.kernelbench import batchnorm, measure
 
-    dtypes = _pick("--dtypes", dtypes, tuple(benchmark.DTYPES))
-    impls = _pick("--impls", impls, benchmark.IMPLS)
-    passes = _pick("--passes", passes, benchmark.PASSES)
-    cases = _selected(match, [c for c in benchmark.benchmark_cases() if c.dtype in dtypes])
+    dtypes = _pick("--dtypes", dtypes, tuple(batchnorm.DTYPES))
+    impls = _pick("--impls", impls, batchnorm.IMPLS)
+    passes = _pick("--passes", passes, measure.PASSES)
+    cases = _selected(match, [c for c in batchnorm.benchmark_cases() if c.dtype in dtypes])
     if tune and "triton" not in impls:
         raise ConfigError("--tune times the fused op: --impls must include triton")
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
-    copy_gbps = benchmark.copy_bandwidth_gbps(device)
-    measure = functools.partial(
-        benchmark.run_case, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device
+    copy_gbps = measure.copy_bandwidth_gbps(device)
+    run_case = functools.partial(
+        batchnorm.run_case, passes=passes, rep_ms=rep_ms, copy_gbps=copy_gbps, device=device
     )
-    tunings = benchmark.TUNINGS if tune else None
-    rows = _record_all(out, "kernel", cases, _runs(impls, tunings), measure, environment)
+    tunings = batchnorm.TUNINGS if tune else None
+    rows = _record_all(out, "kernel", cases, _runs(impls, tunings), run_case, environment)
     if not quiet:
         (print_tuning_table if tune else print_kernel_table)(rows, copy_gbps)
     return rows
@@ -119,19 +120,19 @@ def _selected(match: str | None, cases: list) -> list:
 
 
 def _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune) -> list[dict]:
-    from kernels import benchmark
-    from kernels import narrow_conv_benchmark as convs
+    from bench.kernelbench import measure
+    from bench.kernelbench import narrow_conv as convs
 
     impls = _pick("--impls", impls, convs.CONV_IMPLS)
-    passes = _pick("--passes", passes, benchmark.PASSES)
+    passes = _pick("--passes", passes, measure.PASSES)
     cases = _selected(match, convs.conv_cases())
     if tune and "triton" not in impls:
         raise ConfigError("--tune times the Triton kernels: --impls must include triton")
     device = torch.device("cuda", torch.cuda.current_device())
     environment = collect_environment(device)
-    measure = functools.partial(convs.run_conv_case, passes=passes, rep_ms=rep_ms, device=device)
+    run_case = functools.partial(convs.run_conv_case, passes=passes, rep_ms=rep_ms, device=device)
     tunings = convs.NARROW_TUNINGS if tune else None
-    rows = _record_all(out, "narrow-conv", cases, _runs(impls, tunings), measure, environment)
+    rows = _record_all(out, "narrow-conv", cases, _runs(impls, tunings), run_case, environment)
     if not quiet:
         print_conv_table(rows)
     return rows
