@@ -11,7 +11,8 @@ from rich.console import Console
 
 from bench.config import ConfigError
 from bench.kernelbench.batchnorm import TUNINGS
-from bench.kernelbench.command import print_kernel_table, print_tuning_table, run_kernel_benchmarks
+from bench.kernelbench.command import run_kernel_benchmarks
+from bench.kernelbench.tables import print_kernel_table, print_tuning_table
 from bench.records import read_records
 from kernels.batchnorm.plan import DEFAULT_TUNING
 
@@ -159,7 +160,7 @@ def test_narrow_conv_benchmark_needs_a_gpu(tmp_path, monkeypatch):
 
 
 def test_conv_table_sets_triton_against_cudnn():
-    from bench.kernelbench.command import print_conv_table
+    from bench.kernelbench.tables import print_conv_table
 
     def row(impl, ms, speedup, tuning=None):
         return {"case": "image-out-b1024", "pass": "forward", "impl": impl, "status": "ok",
