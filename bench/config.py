@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
 KERNELS = ("torch", "triton")
 # The most image channels --conv-kernels triton swaps layers for: the kernels' default,
-# kernels.narrow_conv_modules.DEFAULT_MAX_CHANNELS (not imported here: it imports triton).
+# kernels.narrow_conv.modules.DEFAULT_MAX_CHANNELS (not imported here: it imports triton).
 NARROW_CONV_MAX_CHANNELS = 16
 # --memory-format names and the torch memory formats they stand for.
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
