@@ -1,4 +1,5 @@
-"""Fused Triton kernels: BatchNorm + LeakyReLU (ReLU is slope 0), forward and backward.
+"""Triton kernels: fused BatchNorm + LeakyReLU (ReLU is slope 0) and narrow convolutions,
+forward and backward.
 
 Nothing here knows about GANs or the harness. Public API:
 
@@ -12,6 +13,12 @@ Nothing here knows about GANs or the harness. Public API:
 - ``narrow_conv2d`` / ``narrow_conv_transpose2d``: convolutions with few channels on one
   side (image channels), ``NarrowConv2d`` / ``NarrowConvTranspose2d`` their modules, and
   ``swap_narrow_convolutions`` to put them in a model (a LeakyReLU fused in).
+
+Layout: one subpackage per op family, ``kernels.batchnorm`` and ``kernels.narrow_conv``
+(each with ``kernels.py``, its ``@triton.jit`` functions, a ``plan.py`` of launch
+tunings and tile sizes, ``ops.py`` and ``modules.py``), neither importing the other;
+both build on ``kernels._plumbing`` (torch.library registration, kernel launches, grid
+arithmetic). ``kernels.availability`` says which path the kernels take here.
 
 Importing this package registers five ``gan_bench::`` ops with torch.library (so that
 torch.compile can trace them) and imports triton when it is installed; set
