@@ -45,7 +45,6 @@ __all__ = [
 
 IMPLS = ("eager", "compile", "triton")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-LAYOUTS = ("nchw", "channels_last", "nc")
 
 # Tensor passes per benchmark pass, for the minimum traffic: forward reads x and writes
 # y (2); backward reads dy and x and writes dx (3, y is recomputed from x); both 5.
@@ -72,9 +71,9 @@ TUNINGS = (
 )
 
 # Every BatchNorm input of gan_models' dcgan64 at batch 128 (ngf = ndf = 64), from the
-# shape comments in gan_models/dcgan.py (tests/bench/kernelbench check them with forward hooks):
-# G project (512, 4, 4), up1 (256, 8, 8), up2 (128, 16, 16), up3 (64, 32, 32), all ReLU;
-# D down1 (128, 16, 16), down2 (256, 8, 8), down3 (512, 4, 4), all LeakyReLU(0.2).
+# shape comments in gan_models/dcgan.py (tests/bench/kernelbench checks them with forward
+# hooks): G project (512, 4, 4), up1 (256, 8, 8), up2 (128, 16, 16), up3 (64, 32, 32), all
+# ReLU; D down1 (128, 16, 16), down2 (256, 8, 8), down3 (512, 4, 4), all LeakyReLU(0.2).
 # G and D share shapes, so each shape is one case naming both layers.
 _DCGAN64_BATCH = 128
 _DCGAN64_BN = (
