@@ -395,7 +395,7 @@ def kernels(
 ) -> None:
     """Time the fused BatchNorm+LeakyReLU kernels (or, with --convs, the narrow
     convolutions) against eager and torch.compile (CUDA)."""
-    from bench.kernel_bench import run_kernel_benchmarks
+    from bench.kernelbench.command import run_kernel_benchmarks
 
     def split(text: str) -> list[str]:
         return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,10 +1,12 @@
 """Which path the Triton kernels take here: a CUDA GPU, Triton's CPU interpreter, or none.
 
-The kernels module is imported here, once, inside a guard: triton is a dependency only
-on Linux x86-64, and ``import kernels`` must still work elsewhere (calling an op then
-raises ``KernelUnavailableError``). Triton decides between compiling and interpreting
-when a ``@triton.jit`` function is *defined*, from ``TRITON_INTERPRET`` at that moment,
-so the variable must be set before ``kernels`` (or anything importing it) is imported.
+triton is imported here, once, inside a guard: it is a dependency only on Linux x86-64,
+and ``import kernels`` must still work elsewhere (calling an op then raises
+``KernelUnavailableError``). Triton decides between compiling and interpreting when a
+``@triton.jit`` function is *defined*, from ``TRITON_INTERPRET`` at that moment, so the
+variable must be set before ``kernels`` (or anything importing it) is imported; a probe
+function defined here tells which way this import of ``kernels`` went, for every op
+family's kernels alike.
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ from kernels.errors import KernelUnavailableError
 __all__ = ["INTERPRETED", "TRITON_AVAILABLE", "kernel_path", "require_runnable"]
 
 try:
+    import triton
     from triton.runtime.jit import JITFunction
-
-    from kernels import batchnorm_leaky_relu_kernels as _kernels
 except ImportError as exc:  # no triton on this platform
     _IMPORT_ERROR: ImportError | None = exc
     TRITON_AVAILABLE = False
     INTERPRETED = False
 else:
+
+    @triton.jit
+    def _probe():
+        pass
+
     _IMPORT_ERROR = None
     TRITON_AVAILABLE = True
     # Under TRITON_INTERPRET=1, @triton.jit returns an InterpretedFunction, not a JITFunction.
-    INTERPRETED = not isinstance(_kernels.bn_apply_kernel, JITFunction)
+    INTERPRETED = not isinstance(_probe, JITFunction)
 
 _NEED = (
     "the Triton kernels need a CUDA GPU, or TRITON_INTERPRET=1 set before importing "

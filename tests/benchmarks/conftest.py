@@ -7,7 +7,7 @@ They are collected only when asked for, in either of these ways::
 
 A plain ``pytest`` (``testpaths = ["tests"]``) or ``pytest tests`` skips this folder.
 On a CPU they run through Triton's interpreter (tiny shapes): they then measure the
-harness, not the GPU kernels; GPU numbers come from ``kernels.benchmark.run_case``.
+harness, not the GPU kernels; GPU numbers come from ``gan-bench kernels``.
 """
 
 from __future__ import annotations

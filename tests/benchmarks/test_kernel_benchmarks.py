@@ -5,7 +5,7 @@ Left out of the default run (see conftest.py). Run with::
     pytest tests/benchmarks --benchmark-only
 
 On a CPU the fused op runs through Triton's interpreter: tiny shapes, and the numbers
-time the interpreter, not a GPU. GPU bandwidth numbers come from kernels.benchmark.
+time the interpreter, not a GPU. GPU bandwidth numbers come from ``gan-bench kernels``.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_goal_sweeps_are_points_of_the_default_grid_that_it_resumes():
 def test_kernel_sections_select_benchmark_cases():
     """Every --match text of the kernel sections names at least one benchmark case in the
     dtypes the section asks for (a typo would make the section fail on the device)."""
-    from kernels.benchmark import benchmark_cases
+    from bench.kernelbench.batchnorm import benchmark_cases
 
     script = SCRIPT.read_text()
     for name in ("kernels", "kernels-tune"):
@@ -128,6 +128,20 @@ def test_kernel_sections_select_benchmark_cases():
         ]
         for text in match.group(1).split(",") if match else []:
             assert any(text in n for n in names), (name, text)
+
+
+def test_device_rates_imports_what_exists():
+    """The device-rates section's Python imports names that exist (it runs only on a GPU,
+    where a moved helper would fail the section)."""
+    import importlib
+
+    block = SCRIPT.read_text().split("    device-rates)\n")[1].split(";;")[0]
+    imports = re.findall(r"^from (\S+) import (.+)$", block, flags=re.MULTILINE)
+    assert imports
+    for module, names in imports:
+        imported = importlib.import_module(module)
+        for name in names.split(","):
+            assert hasattr(imported, name.strip()), (module, name)
 
 
 def test_parity_sections_cover_every_dcgan_variant_of_the_default_gpu_grid():

@@ -24,8 +24,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from kernels import narrow_conv_kernels as kernels  # noqa: E402
-from kernels.narrow_conv import (  # noqa: E402
+from kernels.narrow_conv import kernels  # noqa: E402
+from kernels.narrow_conv.plan import (  # noqa: E402
     DEFAULT_NARROW_TUNING,
     conv2d_launch,
     conv_transpose2d_launch,

@@ -10,10 +10,11 @@ import torch
 from rich.console import Console
 
 from bench.config import ConfigError
-from bench.kernel_bench import print_kernel_table, print_tuning_table, run_kernel_benchmarks
+from bench.kernelbench.batchnorm import TUNINGS
+from bench.kernelbench.command import run_kernel_benchmarks
+from bench.kernelbench.tables import print_kernel_table, print_tuning_table
 from bench.telemetry.records import read_records
-from kernels.benchmark import TUNINGS
-from kernels.plan import DEFAULT_TUNING
+from kernels.batchnorm.plan import DEFAULT_TUNING
 
 ARGS = {
     "dtypes": ["fp32"],
@@ -94,7 +95,7 @@ def test_tuning_table_sets_each_tuning_against_the_default():
 def test_tune_times_the_fused_op_under_each_tuning(tmp_path, monkeypatch):
     # Two tunings, not all of them: each one compiles the kernels anew (seconds).
     tunings = (DEFAULT_TUNING, dataclasses.replace(DEFAULT_TUNING, num_stages=3, num_warps=8))
-    monkeypatch.setattr("kernels.benchmark.TUNINGS", tunings)
+    monkeypatch.setattr("bench.kernelbench.batchnorm.TUNINGS", tunings)
     out = tmp_path / "k.jsonl"
     rows = run_kernel_benchmarks(out=str(out), **{**ARGS, "impls": ["triton"]}, tune=True)
     assert [r["tuning"] for r in rows] == [dataclasses.asdict(t) for t in tunings]
@@ -135,7 +136,7 @@ CONV_ARGS = {**ARGS, "match": "image-in-b128", "passes": ["forward+backward"], "
 
 
 def test_narrow_conv_cases_are_the_dcgan64_image_layers():
-    from kernels.narrow_conv_benchmark import NARROW_TUNINGS, conv_cases
+    from bench.kernelbench.narrow_conv import NARROW_TUNINGS, conv_cases
 
     cases = {c.name: c for c in conv_cases()}
     assert set(cases) == {f"image-{d}-b{b}" for d in ("in", "out") for b in (128, 1024)}
@@ -159,7 +160,7 @@ def test_narrow_conv_benchmark_needs_a_gpu(tmp_path, monkeypatch):
 
 
 def test_conv_table_sets_triton_against_cudnn():
-    from bench.kernel_bench import print_conv_table
+    from bench.kernelbench.tables import print_conv_table
 
     def row(impl, ms, speedup, tuning=None):
         return {"case": "image-out-b1024", "pass": "forward", "impl": impl, "status": "ok",

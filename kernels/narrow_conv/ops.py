@@ -3,7 +3,7 @@
 ``narrow_conv2d`` (optionally with a LeakyReLU fused into its epilogue) and
 ``narrow_conv_transpose2d`` compute what ``F.conv2d`` (+ ``F.leaky_relu``) and
 ``F.conv_transpose2d`` compute, for ``groups=1`` and ``dilation=1``, through the three
-kernels of ``kernels/narrow_conv_kernels.py``:
+kernels of ``kernels/narrow_conv/kernels.py``:
 
 ==========================  ======================  ======================  ==============
 op                          forward                 input gradient          weight gradient
@@ -26,90 +26,36 @@ uses (the slope at exactly 0).
 """
 
 # ruff: noqa: UP007, UP045
-# torch.library infers op schemas from the annotations (see kernels/ops.py).
+# torch.library infers op schemas from the annotations; typing.Optional is understood by
+# every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch._prims_common import suggest_memory_format
 
 from kernels import availability
-from kernels.ops import _define, _launchable, eager_launches, wrap_triton
-from kernels.plan import ActiveSetting, _cdiv, _next_pow2, sm_count
+from kernels._plumbing import cdiv, define_op, eager_launches, launchable, sm_count, wrap_triton
+from kernels.narrow_conv.plan import (
+    MAX_NARROW_CHANNELS,
+    active_narrow_tuning,
+    conv2d_launch,
+    conv_transpose2d_launch,
+    weight_grad_launch,
+)
 
 if availability.TRITON_AVAILABLE:
-    from kernels.narrow_conv_kernels import (
+    from kernels.narrow_conv.kernels import (
         conv2d_kernel,
         conv2d_weight_grad_kernel,
         conv_transpose2d_kernel,
     )
 
-__all__ = [
-    "DEFAULT_NARROW_TUNING",
-    "MAX_NARROW_CHANNELS",
-    "NarrowTuning",
-    "narrow_conv2d",
-    "narrow_conv_transpose2d",
-    "narrow_tuned",
-]
+__all__ = ["narrow_conv2d", "narrow_conv_transpose2d"]
 
-# The narrow side is one tile wide in conv_transpose2d_kernel (its BLOCK_N).
-MAX_NARROW_CHANNELS = 64
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-@dataclass(frozen=True)
-class NarrowTuning:
-    """How the kernels are launched (``gan-bench kernels --convs --tune`` times others).
-
-    ``block_m``, ``num_warps``: output pixels per tile (the GEMM's M side) and warps of the
-    convolution and the transposed convolution; ``wide_block_k``: the transposed
-    convolution's chunk of its wide input's channels; ``wgrad_block_m``,
-    ``wgrad_num_warps``: pixels per step of the weight gradient's reduction, and its warps;
-    ``wgrad_programs_per_sm``: its programs per streaming multiprocessor (its partial sums
-    over the pixels fill the device: a DCGAN image layer has 64 x 48 weights to reduce over
-    10^6 pixels at batch 1024); ``num_stages`` as Triton takes it. A tile of None pixels
-    covers the whole layer (up to the most a Triton tile holds). The defaults keep every
-    kernel within a thread's registers on sm_90 (no spills: ptxas, bf16; checked by
-    tests/kernels/test_narrow_conv_sm90.py, which compiles them for it on any machine).
-    """
-
-    block_m: int | None = 64
-    num_warps: int = 4
-    wide_block_k: int = 32
-    wgrad_block_m: int | None = 32
-    wgrad_num_warps: int = 8
-    wgrad_programs_per_sm: int = 4
-    num_stages: int = 3
-
-
-# Triton's interpreter runs each program's operations one at a time in numpy, with a cost
-# per program and operation far above the cost per element: there, one program per layer
-# (and per stride phase) where a tile can hold it. A DCGAN-32 generator's last layer over 64
-# images took 4.8 s at 512-pixel tiles, 1.0 s at 8192.
-DEFAULT_NARROW_TUNING = (
-    NarrowTuning(block_m=None, wide_block_k=64, wgrad_block_m=None, wgrad_programs_per_sm=1)
-    if availability.INTERPRETED
-    else NarrowTuning()
-)
-# Triton's largest tile is 2^20 elements: pixels x 64 channels (or 64-wide K chunks) at most.
-_WHOLE_LAYER_MAX_M = 8192
-_TUNING = ActiveSetting(DEFAULT_NARROW_TUNING)
-
-
-def narrow_tuned(tuning: NarrowTuning) -> contextlib.AbstractContextManager[NarrowTuning]:
-    """Launch the narrow convolutions with ``tuning`` inside the block (see
-    ``kernels.plan.ActiveSetting``)."""
-    return _TUNING.use(tuning)
-
-
-def _dot_side(n: int) -> int:
-    """A tile side for n elements: a power of 2, at least 16 (tl.dot's smallest)."""
-    return max(16, _next_pow2(n))
 
 
 def _output_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
@@ -138,45 +84,6 @@ def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return sn, sh, sw, sc
 
 
-def _tile_m(block_m: int | None, m: int) -> int:
-    return block_m or min(_WHOLE_LAYER_MAX_M, max(64, _next_pow2(m)))
-
-
-def conv2d_launch(k: int, co: int, m: int, t: NarrowTuning) -> dict:
-    """conv2d_kernel's tile sizes and launch options for K = CI*KH*KW, CO channels out and
-    m output pixels."""
-    return {
-        "BLOCK_M": _tile_m(t.block_m, m),
-        "BLOCK_N": min(128, _dot_side(co)),
-        "BLOCK_K": 32 if k % 32 == 0 else 16,
-        "num_warps": t.num_warps,
-        "num_stages": t.num_stages,
-    }
-
-
-def conv_transpose2d_launch(ci: int, co: int, m: int, t: NarrowTuning) -> dict:
-    """conv_transpose2d_kernel's, for CI channels in (wide), CO out (narrow) and m output
-    pixels per stride phase."""
-    return {
-        "BLOCK_M": _tile_m(t.block_m, m),
-        "BLOCK_N": _dot_side(co),
-        "BLOCK_K": min(t.wide_block_k, _dot_side(ci)),
-        "num_warps": t.num_warps,
-        "num_stages": t.num_stages,
-    }
-
-
-def weight_grad_launch(co: int, k: int, m: int, t: NarrowTuning) -> dict:
-    """conv2d_weight_grad_kernel's, for a (CO, K) weight gradient summed over m pixels."""
-    return {
-        "BLOCK_CO": min(64, _dot_side(co)),
-        "BLOCK_K": min(64, _dot_side(k)),
-        "BLOCK_M": _tile_m(t.wgrad_block_m, m),
-        "num_warps": t.wgrad_num_warps,
-        "num_stages": t.num_stages,
-    }
-
-
 def _needs_int64(*tensors: torch.Tensor) -> bool:
     """Whether an element offset into any of `tensors` may not fit in int32."""
     return any(
@@ -202,7 +109,7 @@ def _conv_out(size: int, k: int, s: int, p: int) -> int:
 # ----------------------------------------------------------------------------------- ops
 
 
-@_define("gan_bench::narrow_conv2d", ())
+@define_op("gan_bench::narrow_conv2d", ())
 def _conv2d_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -218,10 +125,10 @@ def _conv2d_op(
     y = torch.empty((n, co, ho, wo), dtype=x.dtype, device=x.device,
                     memory_format=_output_format(x, weight))  # fmt: skip
     m = n * ho * wo
-    launch = conv2d_launch(ci * kh * kw, co, m, _TUNING.value)
-    if m and _launchable(x):
+    launch = conv2d_launch(ci * kh * kw, co, m, active_narrow_tuning())
+    if m and launchable(x):
         with eager_launches():
-            grid = (_cdiv(m, launch["BLOCK_M"]), _cdiv(co, launch["BLOCK_N"]))
+            grid = (cdiv(m, launch["BLOCK_M"]), cdiv(co, launch["BLOCK_N"]))
             wrap_triton(conv2d_kernel)[grid](
                 x, weight, bias if bias is not None else weight, y,
                 m, h, w, ci, ho, wo, co, ci * kh * kw,
@@ -235,7 +142,7 @@ def _conv2d_op(
     return y
 
 
-@_define("gan_bench::narrow_conv_transpose2d", ())
+@define_op("gan_bench::narrow_conv_transpose2d", ())
 def _conv_transpose2d_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -254,19 +161,19 @@ def _conv_transpose2d_op(
     y = torch.empty((n, co, ho, wo), dtype=x.dtype, device=x.device,
                     memory_format=_output_format(x, weight))  # fmt: skip
     sh, sw = stride
-    hp, wp = _cdiv(ho, sh), _cdiv(wo, sw)  # the most rows (columns) a stride phase has
+    hp, wp = cdiv(ho, sh), cdiv(wo, sw)  # the most rows (columns) a stride phase has
     m = n * hp * wp
-    launch = conv_transpose2d_launch(ci, co, m, _TUNING.value)
+    launch = conv_transpose2d_launch(ci, co, m, active_narrow_tuning())
     mask = _like(mask, x)
-    if m and _launchable(x):
+    if m and launchable(x):
         with eager_launches():
-            wrap_triton(conv_transpose2d_kernel)[(_cdiv(m, launch["BLOCK_M"]) * sh * sw,)](
+            wrap_triton(conv_transpose2d_kernel)[(cdiv(m, launch["BLOCK_M"]) * sh * sw,)](
                 x, weight, bias if bias is not None else weight, y,
                 mask if mask is not None else x,
                 n, hi, wi, ci, ho, wo, co,
                 *_nhwc_strides(x), *weight.stride(), *_nhwc_strides(y),
                 sh, sw, padding[0], padding[1], hp, wp, float(mask_slope),
-                KH=kh, KW=kw, TAPS_H=_cdiv(kh, sh), TAPS_W=_cdiv(kw, sw),
+                KH=kh, KW=kw, TAPS_H=cdiv(kh, sh), TAPS_W=cdiv(kw, sw),
                 HAS_BIAS=bias is not None, MASKED=mask is not None,
                 INPUT_PRECISION=_input_precision(x.dtype), I64=_needs_int64(x, y),
                 **launch,
@@ -274,7 +181,7 @@ def _conv_transpose2d_op(
     return y
 
 
-@_define("gan_bench::narrow_conv2d_weight_grad", ())
+@define_op("gan_bench::narrow_conv2d_weight_grad", ())
 def _weight_grad_op(
     x: torch.Tensor,
     grad: torch.Tensor,
@@ -293,21 +200,21 @@ def _weight_grad_op(
     kh, kw = kernel_size
     k = ci * kh * kw
     m = n * ho * wo
-    t = _TUNING.value
+    t = active_narrow_tuning()
     launch = weight_grad_launch(co, k, m, t)
     block_co, block_k, block_m = launch["BLOCK_CO"], launch["BLOCK_K"], launch["BLOCK_M"]
-    tiles = _cdiv(co, block_co) * _cdiv(k, block_k)
+    tiles = cdiv(co, block_co) * cdiv(k, block_k)
     sms = sm_count(x.device) if x.device.type == "cuda" else 1
-    split = max(1, min(_cdiv(m, block_m), _cdiv(t.wgrad_programs_per_sm * sms, tiles)))
-    per_split = _cdiv(_cdiv(m, split), block_m) * block_m
-    split = max(1, _cdiv(m, per_split))
+    split = max(1, min(cdiv(m, block_m), cdiv(t.wgrad_programs_per_sm * sms, tiles)))
+    per_split = cdiv(cdiv(m, split), block_m) * block_m
+    split = max(1, cdiv(m, per_split))
     # Every element is written by one program; zeros only when there is nothing to sum.
     part = (x.new_empty if m else x.new_zeros)((split, co, k), dtype=torch.float32)
     mask = _like(mask, grad)
-    if m and _launchable(x):
+    if m and launchable(x):
         with eager_launches():
             wrap_triton(conv2d_weight_grad_kernel)[
-                (_cdiv(co, block_co), _cdiv(k, block_k), split)
+                (cdiv(co, block_co), cdiv(k, block_k), split)
             ](
                 x, grad, part, mask if mask is not None else grad,
                 m, h, w, ci, ho, wo, co, k,

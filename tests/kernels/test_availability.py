@@ -1,4 +1,5 @@
-"""Bad input, and where the kernels can run (no silent fallback to eager PyTorch)."""
+"""Where the kernels can run: a CUDA GPU, the interpreter, or nowhere (an error, never a
+silent fallback to eager PyTorch)."""
 
 from __future__ import annotations
 
@@ -10,82 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import kernels
 from kernels import KernelUnavailableError, availability, kernel_path
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _vec(c=3):
-    return torch.ones(c, device=DEVICE)
-
-
-@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 3), (1, 3, 1)])
-def test_one_value_per_channel_in_training_raises_like_eager(shape):
-    x = torch.randn(shape, device=DEVICE)
-    with pytest.raises(ValueError) as eager:
-        F.batch_norm(x, None, None, training=True)
-    with pytest.raises(ValueError) as fused:
-        kernels.batch_norm_leaky_relu(x, None, None, training=True)
-    assert str(fused.value) == str(eager.value)
-    assert "Expected more than 1 value per channel when training" in str(fused.value)
-
-
-def test_one_value_per_channel_is_fine_in_eval():
-    x = torch.randn(1, 3, 1, 1, device=DEVICE)
-    y = kernels.batch_norm_leaky_relu(x, torch.zeros(3, device=DEVICE), _vec(), training=False)
-    assert y.shape == x.shape
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"weight": torch.ones(4)}, r"weight has shape \(4,\), expected \(3,\)"),
-        ({"bias": torch.ones(3, 1)}, r"bias has shape \(3, 1\), expected \(3,\)"),
-        ({"running_mean": torch.zeros(2), "running_var": torch.ones(2)}, "running_mean has shape"),
-        ({"running_mean": torch.zeros(3)}, "both be tensors or both be None"),
-        ({"training": False}, "must be given when training=False"),
-        (
-            {"running_mean": torch.zeros(3), "running_var": torch.ones(3), "momentum": None},
-            "needs num_batches_tracked",
-        ),
-        ({"num_batches_tracked": torch.zeros(2, dtype=torch.long)}, "one-element tensor"),
-        ({"num_batches_tracked": torch.zeros((), dtype=torch.float32)}, "integer tensor"),
-    ],
-    ids=["weight", "bias", "running", "half-running", "eval-no-stats", "cma", "nbt", "nbt-f"],
-)
-def test_bad_arguments_raise_one_clear_value_error(kwargs, message):
-    args = {"running_mean": None, "running_var": None, "training": True}
-    args.update(
-        {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
-    )
-    x = torch.randn(2, 3, 4, 4, device=DEVICE)
-    with pytest.raises(ValueError, match=message):
-        kernels.batch_norm_leaky_relu(x, **args)
-
-
-@pytest.mark.parametrize(
-    ("x", "message"),
-    [
-        (torch.randn(5), "2 or more dims"),
-        (torch.ones(2, 3, 4, dtype=torch.int64), "input dtype must be"),
-    ],
-)
-def test_bad_input_tensor(x, message):
-    with pytest.raises(ValueError, match=message):
-        kernels.batch_norm_leaky_relu(x.to(DEVICE), None, None, training=True)
-
-
-def test_module_dims_are_checked_like_batchnorm():
-    with pytest.raises(ValueError, match=r"expected 4D input \(got 3D input\)"):
-        kernels.BatchNormLeakyReLU2d(3, device=DEVICE)(torch.randn(2, 3, 4, device=DEVICE))
-    with pytest.raises(ValueError, match=r"expected 2D or 3D input \(got 4D input\)"):
-        kernels.BatchNormLeakyReLU1d(3, device=DEVICE)(torch.randn(2, 3, 4, 4, device=DEVICE))
-    with pytest.raises(ValueError, match=r"expected at least 2D input \(got 1D input\)"):
-        kernels.SyncBatchNormLeakyReLU(3, device=DEVICE)(torch.randn(3, device=DEVICE))
 
 
 def test_kernel_path_here():
@@ -178,3 +108,16 @@ def test_interpreter_that_numpy_breaks_is_refused_with_the_reason(
             assert kernel_path() == "triton-interpreter"
     finally:
         availability._interpreter_problem.cache_clear()
+
+
+@pytest.mark.skipif(not availability.TRITON_AVAILABLE, reason="needs triton")
+def test_the_probe_tells_how_every_family_s_kernels_run():
+    """availability's own @triton.jit probe stands for the kernels of both op families: they
+    are defined in the same import of ``kernels``, under the same TRITON_INTERPRET."""
+    from triton.runtime.jit import JITFunction
+
+    from kernels.batchnorm import kernels as batchnorm_kernels
+    from kernels.narrow_conv import kernels as narrow_conv_kernels
+
+    for kernel in (batchnorm_kernels.bn_apply_kernel, narrow_conv_kernels.conv2d_kernel):
+        assert isinstance(kernel, JITFunction) != availability.INTERPRETED

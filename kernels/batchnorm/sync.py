@@ -22,22 +22,24 @@ import torch
 import torch.distributed as dist
 
 from kernels import availability
-from kernels.ops import (
-    batch_norm_leaky_relu,
+from kernels._plumbing import eager_launches
+from kernels.batchnorm.arguments import (
     check_arguments,
     copy_back_running_stats,
-    eager_launches,
+    one_value_per_channel_message,
+    unit_stride_vectors,
+    values_per_channel,
+)
+from kernels.batchnorm.ops import (
+    batch_norm_leaky_relu,
     launch_apply,
     launch_bwd_finalize,
     launch_bwd_partial,
     launch_dx,
     launch_stats_finalize,
     launch_stats_partial,
-    one_value_per_channel_message,
-    unit_stride_vectors,
-    values_per_channel,
 )
-from kernels.plan import channel_view, like_layout, make_plan
+from kernels.batchnorm.plan import channel_view, like_layout, make_plan
 
 __all__ = ["sync_batch_norm_leaky_relu"]
 
@@ -49,7 +51,7 @@ def _world_size(process_group) -> int:
 
 
 class _SyncBatchNormLeakyReLUFunction(torch.autograd.Function):
-    """Eager calls launch the kernels plainly (kernels.ops.wrap_triton); traced ones through
+    """Eager calls launch the kernels plainly (kernels._plumbing.wrap_triton); traced ones through
     torch.library's wrapper."""
 
     @staticmethod
@@ -98,7 +100,7 @@ def _sync_forward(
     # Every rank's mean is rebased onto one common shift K, the first non-empty rank's
     # (no host sync), before the merge: mean_r - K = (mean_r - K_r) + (K_r - K), where
     # K_r - K is exact for nearby values (Sterbenz), so a large mean with a small spread
-    # keeps its digits as in one process (kernels/batchnorm_leaky_relu_kernels.py).
+    # keeps its digits as in one process (kernels/batchnorm/kernels.py).
     first = (rows[0] > 0).to(torch.int8).argmax(dim=0, keepdim=True)  # [1, C]
     shift = rows[3].gather(0, first).squeeze(0)
     part = torch.stack((rows[0], rows[1] + (rows[3] - shift), rows[2])).contiguous()

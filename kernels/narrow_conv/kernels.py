@@ -32,7 +32,7 @@ each row of a tile contiguous. Offsets are int32 unless a tensor spans 2^31 elem
 registers of every kernel here past the 255 a thread has (ptxas, sm_90: spills).
 Arithmetic is fp32 (``tl.dot`` accumulates in fp32 for fp16 and bf16 inputs; fp32 inputs
 take ``INPUT_PRECISION``, "ieee" or "tf32"). Stores cast to the destination's dtype. These
-kernels know nothing of models; ``kernels/narrow_conv.py`` launches them.
+kernels know nothing of models; ``kernels/narrow_conv/ops.py`` launches them.
 """
 
 import triton

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "tests" / "support" / "sm90_compile.py"
 SHARED_MEMORY_PER_BLOCK = 227 * 1024  # bytes an sm_90 block may use (CUDA guide, H100)
 

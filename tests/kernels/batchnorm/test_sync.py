@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import kernels
-from kernels.reference import batch_norm_leaky_relu_reference
+from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SPLITS = (3, 2)  # samples per rank
 SHAPE = (sum(SPLITS), 6, 5, 5)
 

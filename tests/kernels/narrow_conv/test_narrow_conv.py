@@ -23,7 +23,7 @@ from kernels import (
     narrow_conv_transpose2d,
     swap_narrow_convolutions,
 )
-from kernels.narrow_conv import MAX_NARROW_CHANNELS, NarrowTuning, narrow_tuned
+from kernels.narrow_conv.plan import MAX_NARROW_CHANNELS, NarrowTuning, narrow_tuned
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -208,7 +208,7 @@ class _Counting:
 
 @pytest.mark.parametrize(("x_grad", "w_grad"), [(False, True), (True, False)])
 def test_only_the_gradients_asked_for_are_computed(x_grad, w_grad, monkeypatch):
-    import kernels.narrow_conv as module
+    import kernels.narrow_conv.ops as module
 
     launched: list[str] = []
     for name in ("conv2d_kernel", "conv_transpose2d_kernel", "conv2d_weight_grad_kernel"):
@@ -439,6 +439,6 @@ def test_the_harness_refuses_what_the_swap_would_leave():
     """bench.config checks image channels against the swap's default without importing
     triton: the two limits are the same."""
     from bench.config import NARROW_CONV_MAX_CHANNELS
-    from kernels.narrow_conv_modules import DEFAULT_MAX_CHANNELS
+    from kernels.narrow_conv.modules import DEFAULT_MAX_CHANNELS
 
     assert NARROW_CONV_MAX_CHANNELS == DEFAULT_MAX_CHANNELS

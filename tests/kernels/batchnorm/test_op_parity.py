@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import kernels
-from kernels import availability, ops, plan
-from kernels.plan import ChannelView, Tuning, channel_view, make_plan, tuned
-from kernels.reference import batch_norm_leaky_relu_reference
+from kernels import availability
+from kernels.batchnorm import ops, plan
+from kernels.batchnorm.plan import ChannelView, Tuning, channel_view, make_plan, tuned
+from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -361,10 +362,15 @@ def test_paths_agree_with_each_other_and_eager(split):
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_finalize_walks_several_chunks_of_partial_rows(layout):
-    """More partial rows than one finalize chunk holds (kernels.plan.finalize_blocks), the
+    """More partial rows than one finalize chunk holds (kernels.batchnorm.plan.finalize_blocks), the
     last chunk partial, and channels over two programs: statistics, gradients and running
     statistics still those of eager."""
-    from kernels.plan import FINALIZE_MAX_BLOCK_P, channel_view, finalize_blocks, make_plan
+    from kernels.batchnorm.plan import (
+        FINALIZE_MAX_BLOCK_P,
+        channel_view,
+        finalize_blocks,
+        make_plan,
+    )
 
     x = make_input((150, 9, 2, 2), layout, torch.float32, seed=6)
     split = FINALIZE_MAX_BLOCK_P + 44
@@ -387,7 +393,7 @@ def test_finalize_walks_several_chunks_of_partial_rows(layout):
 def test_large_mean_small_variance(std, split, channels):
     """Mean 1e4: E[x^2] - E[x]^2 in fp32 is hopeless here, shifted Welford + Chan is not.
     3 channels leave part of each channel block empty (masked loads, a count per lane),
-    4 fill it (kernels.plan.LaunchPlan.even: one count per tile)."""
+    4 fill it (kernels.batchnorm.plan.LaunchPlan.even: one count per tile)."""
     gen = torch.Generator().manual_seed(5)
     x64 = 1e4 + std * torch.randn((4, channels, 8, 8), generator=gen, dtype=torch.float64)
     x = x64.to(DEVICE, torch.float32)

@@ -1,46 +1,50 @@
-"""Microbenchmarks of the fused op against eager and torch.compile, on a CUDA GPU.
+"""Microbenchmarks of the fused BatchNorm + LeakyReLU op against eager and torch.compile,
+on a CUDA GPU, at the BatchNorm shapes of DCGAN-64 and the MLP GAN.
 
 BatchNorm + LeakyReLU is memory-bound, so results are reported as effective bandwidth
 against the minimum traffic and against the device's copy bandwidth measured in the
 same process (Triton tutorial 05, Liger-Kernel's benchmarks). Timing is
 ``triton.testing.do_bench`` (median and p20/p80 over a time budget, L2 flushed between
-runs). The CLI command that prints or records these lives in ``bench``; this module only
-provides ``benchmark_cases``, ``run_case`` and ``copy_bandwidth_gbps``.
+runs). ``benchmark_cases`` lists the cases and ``run_case`` times one; ``command.py``
+records them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from kernels.errors import KernelUnavailableError
-from kernels.plan import DEFAULT_TUNING, Tuning, tuned
+from bench.kernelbench.measure import (
+    PASSES,
+    check_choices,
+    copy_bandwidth_gbps,
+    do_bench_quantiles,
+    graph_replay_ms,
+    host_ms_per_call,
+    launches_stubbed,
+    require_cuda,
+)
+from kernels.batchnorm import ops as batchnorm_ops
+from kernels.batchnorm.plan import DEFAULT_TUNING, Tuning, tuned
+from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
 __all__ = [
+    "DTYPES",
     "IMPLS",
-    "PASSES",
     "TUNINGS",
     "Case",
     "benchmark_cases",
     "bytes_moved",
-    "check_choices",
-    "copy_bandwidth_gbps",
-    "do_bench_quantiles",
-    "matmul_tflops",
-    "require_cuda",
     "run_case",
 ]
 
 IMPLS = ("eager", "compile", "triton")
-PASSES = ("forward", "backward", "forward+backward")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-LAYOUTS = ("nchw", "channels_last", "nc")
 
 # Tensor passes per benchmark pass, for the minimum traffic: forward reads x and writes
 # y (2); backward reads dy and x and writes dx (3, y is recomputed from x); both 5.
@@ -67,9 +71,9 @@ TUNINGS = (
 )
 
 # Every BatchNorm input of gan_models' dcgan64 at batch 128 (ngf = ndf = 64), from the
-# shape comments in gan_models/dcgan.py (tests/kernels check them with forward hooks):
-# G project (512, 4, 4), up1 (256, 8, 8), up2 (128, 16, 16), up3 (64, 32, 32), all ReLU;
-# D down1 (128, 16, 16), down2 (256, 8, 8), down3 (512, 4, 4), all LeakyReLU(0.2).
+# shape comments in gan_models/dcgan.py (tests/bench/kernelbench checks them with forward
+# hooks): G project (512, 4, 4), up1 (256, 8, 8), up2 (128, 16, 16), up3 (64, 32, 32), all
+# ReLU; D down1 (128, 16, 16), down2 (256, 8, 8), down3 (512, 4, 4), all LeakyReLU(0.2).
 # G and D share shapes, so each shape is one case naming both layers.
 _DCGAN64_BATCH = 128
 _DCGAN64_BN = (
@@ -156,176 +160,9 @@ def bytes_moved(case: Case, pass_: str) -> int:
     return _PASS_TENSORS[pass_] * case.numel * case.element_size
 
 
-def require_cuda() -> None:
-    """KernelUnavailableError unless a CUDA GPU runs compiled (not interpreted) kernels."""
-    from kernels import availability
-
-    if not torch.cuda.is_available():
-        raise KernelUnavailableError(
-            "kernel benchmarks need a CUDA GPU (the Triton interpreter is for tests, not timing)"
-        )
-    if availability.INTERPRETED:
-        raise KernelUnavailableError(
-            "kernel benchmarks refuse to time the Triton interpreter; unset TRITON_INTERPRET"
-        )
-
-
-def check_choices(impls: Sequence[str], allowed_impls: Sequence[str], passes: Sequence[str]):
-    """ValueError naming any implementation or pass not among those allowed."""
-    for value, allowed, what in ((impls, allowed_impls, "impl"), (passes, PASSES, "pass")):
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
-
-
-def do_bench_quantiles(
-    fn: Callable[[], object], rep_ms: int, warmup_ms: int
-) -> tuple[float, float, float]:
-    """``triton.testing.do_bench``'s median, p20 and p80 ms of ``fn``."""
-    from triton.testing import do_bench
-
-    p50, p20, p80 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
-    return float(p50), float(p20), float(p80)
-
-
 # The pass also timed from CUDA-graph replays (``device_ms``) and on the host (``host_ms``):
 # the one the goals are set on.
 DEVICE_TIMED_PASS = "forward+backward"
-# Calls whose host time is averaged (``_host_ms``): few enough that their launches (6 a
-# fused-op forward + backward on the split path, about 10 for eager) stay well inside the
-# CUDA launch queue (about 1,000 entries), which would otherwise block the host on the
-# device and time the device instead.
-HOST_CALLS = 50
-
-
-def _device_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str | None]:
-    """Median ms of one ``fn`` call replayed from a CUDA graph: the device's time with the
-    host's launch overhead taken out, set beside do_bench's time so that a small layer shows
-    whether launches or kernels cost it. ``(None, reason)`` when the call cannot be captured.
-
-    Captured the way the harness captures a training iteration (bench/speedups/cuda_graph.py): warmed
-    up on the side stream that then captures, with ``thread_local`` errors, because autograd
-    runs the backward on its own thread. ``triton.testing.do_bench_cudagraph`` warms up on one
-    stream and captures on another under ``global`` errors; its capture of forward+backward
-    failed on an H100 (torch 2.11), and a failed capture leaves the CUDA generator believing
-    it is still capturing, so every later random op of the process raised "Offset increment
-    outside graph capture" (`_end_failed_capture`)."""
-    # The allocator cannot hand cached memory back to the driver while a capture runs, so
-    # blocks cached by earlier cases (and their graphs' pools) are released first: on an H100
-    # the last (256, 64, 64, 64) fp32 case ran out of memory in its capture without this.
-    gc.collect()
-    torch.cuda.empty_cache()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    try:
-        with torch.cuda.stream(stream):
-            for _ in range(3):  # autograd and the allocator settle on the capture stream
-                fn()
-            # Calls per graph: enough for about rep_ms of device time per replay.
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(5):
-                fn()
-            end.record()
-            end.synchronize()
-            calls = max(1, min(1000, round(rep_ms / max(start.elapsed_time(end) / 5, 1e-3))))
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-            for _ in range(calls):
-                fn()
-        graph.replay()  # the first replay uploads the graph: not timed
-        times = []
-        for _ in range(10):
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / calls)
-    except Exception as exc:
-        with contextlib.suppress(Exception):  # a device already broken: the reason says why
-            _end_failed_capture()
-        return None, f"not captured: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-    finally:
-        torch.cuda.current_stream().wait_stream(stream)
-    return float(sorted(times)[len(times) // 2]), None
-
-
-def _host_ms(fn: Callable[[], object]) -> float:
-    """Host ms per call of ``fn``: the wall time of issuing HOST_CALLS calls back to back,
-    the device left to catch up afterwards. Where this exceeds the device's time
-    (``device_ms``), the host sets the pace, as do_bench's time then shows."""
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(HOST_CALLS):
-        fn()
-    host_s = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return host_s * 1e3 / HOST_CALLS
-
-
-class _NoLaunch:
-    """What ``kernels.ops.wrap_triton`` hands back inside ``_launches_stubbed``."""
-
-    def __getitem__(self, grid):
-        return lambda *args, **kwargs: None
-
-
-@contextlib.contextmanager
-def _launches_stubbed():
-    """The fused op with every Triton launch skipped (its outputs are left unwritten): its
-    host time without the launches, so that the two host times split the op's own Python
-    from Triton's launcher."""
-    from kernels import ops
-
-    real = ops.wrap_triton
-    ops.wrap_triton = lambda kernel: _NoLaunch()
-    try:
-        yield
-    finally:
-        ops.wrap_triton = real
-
-
-def _end_failed_capture() -> None:
-    """Undo what a failed capture leaves behind. A capture that fails raises before it tells
-    the CUDA generators that it ended (they are told only after a capture succeeds), so the
-    default generator goes on believing it is inside one and refuses every later random op.
-    A capture that succeeds, of one trivial kernel, tells them."""
-    torch.cuda.synchronize()
-    scratch = torch.zeros(1, device="cuda")
-    with torch.cuda.graph(torch.cuda.CUDAGraph(), capture_error_mode="thread_local"):
-        scratch.add_(1)
-    torch.cuda.synchronize()
-
-
-def copy_bandwidth_gbps(
-    device: torch.device | str = "cuda", *, nbytes: int = 1 << 28, rep_ms: int = 100
-) -> float:
-    """Device copy bandwidth in GB/s: bytes read + written by ``dst.copy_(src)`` / median time.
-
-    ``nbytes`` (256 MiB by default) is well beyond L2, so this is DRAM bandwidth.
-    """
-    require_cuda()
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    ms, _, _ = do_bench_quantiles(lambda: dst.copy_(src), rep_ms, 25)
-    return 2 * nbytes / (ms * 1e-3) / 1e9
-
-
-def matmul_tflops(
-    device: torch.device | str = "cuda",
-    dtype: torch.dtype = torch.bfloat16,
-    *,
-    n: int = 8192,
-    rep_ms: int = 200,
-) -> float:
-    """Dense matmul rate the device reaches, TFLOP/s: an n x n x n product (2 n^3 FLOPs)
-    over its median time. What cuBLAS sustains here, below the datasheet peak (clocks,
-    power): the denominator of an MFU "of the measured matrix rate"."""
-    require_cuda()
-    a = torch.randn((n, n), device=device, dtype=dtype)
-    b = torch.randn((n, n), device=device, dtype=dtype)
-    ms, _, _ = do_bench_quantiles(lambda: a @ b, rep_ms, 50)
-    return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
 def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
@@ -346,9 +183,6 @@ def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
 def _impl_fn(
     impl: str, case: Case, t: dict[str, torch.Tensor]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    from kernels.ops import batch_norm_leaky_relu
-    from kernels.reference import batch_norm_leaky_relu_reference
-
     def eager(x: torch.Tensor) -> torch.Tensor:
         return batch_norm_leaky_relu_reference(
             x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
@@ -364,7 +198,7 @@ def _impl_fn(
         return torch.compile(eager, dynamic=False)
 
     def fused(x: torch.Tensor) -> torch.Tensor:
-        return batch_norm_leaky_relu(
+        return batchnorm_ops.batch_norm_leaky_relu(
             x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
             case.negative_slope,
         )  # fmt: skip
@@ -396,8 +230,8 @@ def run_case(
         rep_ms, warmup_ms: do_bench's time budgets per measurement.
         copy_gbps: the device's copy bandwidth; measured here when None.
         device: a CUDA device.
-        tuning: launch the fused op with this ``kernels.plan.Tuning`` (an experiment:
-            its rows say ``"tuned": true``); None: the op's default.
+        tuning: launch the fused op with this ``kernels.batchnorm.plan.Tuning`` (an
+            experiment: its rows say ``"tuned": true``); None: the op's default.
 
     Returns:
         Dicts with ``case, shape, layout, dtype, impl, pass, ms_p50, ms_p20, ms_p80,
@@ -478,11 +312,11 @@ def _measure_impl(
         if pass_ == DEVICE_TIMED_PASS:
             # A quarter of the budget: its 10 replays of rep_ms each would otherwise make
             # this the longest part of a case.
-            device_ms, device_reason = _device_ms(bench[pass_], max(5, rep_ms // 4))
-            host_ms = _host_ms(bench[pass_])
+            device_ms, device_reason = graph_replay_ms(bench[pass_], max(5, rep_ms // 4))
+            host_ms = host_ms_per_call(bench[pass_])
             if impl == "triton":
-                with _launches_stubbed():
-                    host_ms_without_launches = _host_ms(bench[pass_])
+                with launches_stubbed(batchnorm_ops):
+                    host_ms_without_launches = host_ms_per_call(bench[pass_])
         nbytes = bytes_moved(case, pass_)
         gbps = nbytes / (p50 * 1e-3) / 1e9
         rows.append(

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import kernels
-from kernels import availability, plan
-from kernels.plan import DEFAULT_TUNING, ChannelView, Tuning, make_plan, tuned
-from kernels.reference import batch_norm_leaky_relu_reference
+from kernels import availability
+from kernels.batchnorm import plan
+from kernels.batchnorm.plan import DEFAULT_TUNING, ChannelView, Tuning, make_plan, tuned
+from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
 # (256, 64, 64, 64) NCHW: 64 channels of 256 planes of 4096 elements.
 LARGE = ChannelView(256, 64, 4096, 64 * 4096, 4096, 1)

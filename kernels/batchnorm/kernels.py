@@ -1,7 +1,7 @@
 """Triton kernels for BatchNorm followed by LeakyReLU (ReLU is slope 0), forward and backward.
 
 Every kernel sees its input as a 3-D view ``(N', C, S')`` with element strides
-``(sn, sc, ss)``, prepared on the host by ``kernels.plan.channel_view``, and walks it in
+``(sn, sc, ss)``, prepared on the host by ``plan.channel_view``, and walks it in
 ``[BLOCK_C, BLOCK_N * BLOCK_S]`` tiles: ``BLOCK_C`` channels by ``BLOCK_N`` batch items
 of ``BLOCK_S`` positions. ``BLOCK_N`` is 1 unless a whole plane is shorter than a tile's
 row (NCHW at 4x4 or 8x8), where a tile spans several batch items so that it still
@@ -46,7 +46,7 @@ variances"). ``x - K`` is exact in floating point when ``x`` and ``K`` are withi
 factor of 2 (Sterbenz), so a large mean with a small spread (say 1e4 +- 1) keeps its
 digits, where ``E[x^2] - E[x]^2`` in fp32 would lose them all.
 
-These kernels know nothing about GANs or modules; ``kernels/ops.py`` launches them.
+These kernels know nothing about GANs or modules; ``kernels/batchnorm/ops.py`` launches them.
 """
 
 import triton
@@ -156,7 +156,7 @@ def _load_vec(ptr, cs, cmask, other, FP64: tl.constexpr):
 def _float_arg(value, FP64: tl.constexpr):
     """A float argument (eps, slope, momentum) at the accumulation precision. Triton
     passes a Python float to a compiled kernel as fp32, so under ``FP64`` the launcher
-    passes the float64's bit pattern as an integer (``kernels.ops.float_arg``), rebuilt
+    passes the float64's bit pattern as an integer (``ops.float_arg``), rebuilt
     here exactly. Otherwise the value is cast to fp32: inside a torch.compile'd graph
     inductor launches the kernels itself and types a Python float argument fp64, which
     would promote every product with it to fp64 (and break the loops' carried types)."""
@@ -333,7 +333,7 @@ def bn_stats_finalize_kernel(
     ``mean = sum n_p mean_p / n``, ``M2 = sum (M2_p + n_p (mean_p - mean)^2)``.
     The partial means are relative to the channel's shift ``K``, read at ``shift_ptr + c *
     shift_stride``: ``x[0, c, 0]`` for one process's partials, or the common ``K`` the
-    ranks of SyncBN rebased their rows onto (kernels/sync.py).
+    ranks of SyncBN rebased their rows onto (kernels/batchnorm/sync.py).
     ``MERGE_ONLY`` writes ``merged`` (``[4, C]``: count, mean - K, M2, K) and stops there
     (the local half of SyncBN); otherwise this finalizes (``_finalize_channels``). This kernel
     is the only one that writes running statistics; it is not autotuned, so it runs

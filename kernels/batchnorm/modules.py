@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from kernels.ops import batch_norm_leaky_relu
-from kernels.sync import sync_batch_norm_leaky_relu
+from kernels.batchnorm.ops import batch_norm_leaky_relu
+from kernels.batchnorm.sync import sync_batch_norm_leaky_relu
 
 __all__ = ["BatchNormLeakyReLU1d", "BatchNormLeakyReLU2d", "SyncBatchNormLeakyReLU"]
 
@@ -92,7 +92,7 @@ class SyncBatchNormLeakyReLU(_BatchNormLeakyReLU):
 
     In training with torch.distributed initialised and more than one process in
     ``process_group`` (None: the default group), batch statistics are shared across
-    processes (``kernels.sync``); otherwise it behaves as ``BatchNormLeakyReLU2d``.
+    processes (``kernels.batchnorm.sync``); otherwise it behaves as ``BatchNormLeakyReLU2d``.
     The synchronised path runs eagerly (not under torch.compile).
     """
 

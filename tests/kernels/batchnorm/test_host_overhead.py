@@ -16,7 +16,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import kernels
-from kernels import availability, ops
+from kernels import _plumbing, availability
+from kernels.batchnorm import ops
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -81,7 +82,9 @@ def test_eager_launches_skip_the_tracing_wrapper(monkeypatch):
     wrapped = []
     monkeypatch.setattr(availability, "INTERPRETED", False)  # the compiled kernels' branch
     monkeypatch.setattr(availability, "require_runnable", lambda device: None)
-    monkeypatch.setattr(ops, "_wrap_compiled", lambda kernel: wrapped.append(kernel) or kernel)
+    monkeypatch.setattr(
+        _plumbing, "_wrap_compiled", lambda kernel: wrapped.append(kernel) or kernel
+    )
     _forward_backward()  # launches the interpreted kernels as they are: no wrapper
     assert wrapped == []
     with _OpLog():
@@ -103,7 +106,9 @@ def test_fake_tensors_never_reach_a_plain_launch(monkeypatch):
 
     monkeypatch.setattr(availability, "INTERPRETED", False)
     monkeypatch.setattr(availability, "require_runnable", lambda device: None)
-    monkeypatch.setattr(ops, "_wrap_compiled", lambda kernel: wrapped.append(kernel) or _Recorder())
+    monkeypatch.setattr(
+        _plumbing, "_wrap_compiled", lambda kernel: wrapped.append(kernel) or _Recorder()
+    )
     with FakeTensorMode():
         x = torch.empty((4, 6, 3, 3), device=DEVICE)
         stats = torch.ops.gan_bench.batch_norm_leaky_relu_forward(

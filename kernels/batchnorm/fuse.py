@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from kernels.modules import (
+from kernels.batchnorm.modules import (
     BatchNormLeakyReLU1d,
     BatchNormLeakyReLU2d,
     SyncBatchNormLeakyReLU,
@@ -108,7 +108,7 @@ def fuse_batchnorm_leaky_relu(module: nn.Module) -> FuseReport:
     the reason. Mutates ``module`` in place.
 
     Convert to SyncBatchNorm (``nn.SyncBatchNorm.convert_sync_batchnorm``) before
-    calling this, never after: see ``kernels.modules``.
+    calling this, never after: see ``kernels.batchnorm.modules``.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")

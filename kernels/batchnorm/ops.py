@@ -30,25 +30,26 @@ eval backward, dx only      1      1
 eval backward, dw/db        1      2
 ==========================  =====  =====
 
-plus one copy of dy when it does not have x's layout (``kernels.plan.like_layout``).
+plus one copy of dy when it does not have x's layout (``kernels.batchnorm.plan.like_layout``).
 """
 
 # ruff: noqa: UP007, UP045
 # torch.library infers op schemas from the annotations; typing.Optional is understood by
 # every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
-import contextlib
-import math
 import struct
-import threading
 from typing import Optional
 
 import torch
-from torch._subclasses.fake_tensor import is_fake
-from torch._subclasses.functional_tensor import FunctionalTensorMode
 
 from kernels import availability
-from kernels.plan import (
+from kernels._plumbing import cdiv, define_op, direct_call, eager_launches, launchable, wrap_triton
+from kernels.batchnorm.arguments import (
+    check_arguments,
+    copy_back_running_stats,
+    unit_stride_vectors,
+)
+from kernels.batchnorm.plan import (
     ChannelView,
     LaunchPlan,
     channel_view,
@@ -58,9 +59,7 @@ from kernels.plan import (
 )
 
 if availability.TRITON_AVAILABLE:
-    from torch.library import wrap_triton as _wrap_compiled
-
-    from kernels.batchnorm_leaky_relu_kernels import (
+    from kernels.batchnorm.kernels import (
         bn_apply_kernel,
         bn_bwd_dx_kernel,
         bn_bwd_finalize_kernel,
@@ -76,91 +75,8 @@ __all__ = ["batch_norm_leaky_relu"]
 FORWARD_OP = "gan_bench::batch_norm_leaky_relu_forward"
 BACKWARD_OP = "gan_bench::batch_norm_leaky_relu_backward"
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-_launch_state = threading.local()
-
-
-class PlainLaunches:
-    """Inside, ``wrap_triton`` hands kernels back as they are: for eager calls on real
-    tensors only (``eager_launches``), never where a trace or fake tensors may see them."""
-
-    __slots__ = ("previous",)
-
-    def __enter__(self) -> None:
-        self.previous = getattr(_launch_state, "plain", False)
-        _launch_state.plain = True
-
-    def __exit__(self, *exc) -> None:
-        _launch_state.plain = self.previous
-
-
-def eager_launches(direct: Optional[bool] = None):
-    """``PlainLaunches()`` for a direct (eager) call (``_direct_call()`` when ``direct`` is
-    None), else a context that changes nothing."""
-    if direct is None:
-        direct = _direct_call()
-    return PlainLaunches() if direct else contextlib.nullcontext()
-
-
-def wrap_triton(kernel):
-    """``torch.library.wrap_triton(kernel)``, or ``kernel`` itself inside ``PlainLaunches``.
-
-    The wrapper exists for tracing: under torch.compile and dispatch modes it records the
-    launch as a higher-order op (and launches nothing on fake tensors). Called eagerly it
-    goes through that op too (unless the registered op's own backend switched it off):
-    150 us of host time per launch on a 2-core CPU against 2 us for a plain
-    ``kernel[grid](...)`` (the launch itself stubbed out in both), so eager calls launch
-    the kernel as it is, which is what the op would run in the end. Under the interpreter
-    ``@triton.jit`` gives an ``InterpretedFunction``, which tracing cannot record anyway
-    (see ``_opaque``): torch 2.11 refuses to wrap it, later versions hand it back
-    unwrapped, so both get it unwrapped here.
-    """
-    if availability.INTERPRETED or getattr(_launch_state, "plain", False):
-        return kernel
-    return _wrap_compiled(kernel)
-
-
-def _launchable(t: torch.Tensor) -> bool:
-    """False while tracing with fake tensors under the interpreter.
-
-    A compiled kernel wrapped by ``wrap_triton`` records itself when traced; an
-    interpreted one would try to read the fake tensor's (absent) data. Shapes are all
-    that tracing needs, so the launch is skipped there.
-    """
-    return not (availability.INTERPRETED and is_fake(t))
-
-
-def _opaque(mode, func, types, args, kwargs):
-    # Under the interpreter, keep the op opaque during functionalization (AOTAutograd):
-    # its interpreted kernels cannot be captured as graph nodes, so the graph calls the
-    # op itself, which then runs them on real tensors.
-    return mode.__torch_dispatch__(func, types, args, kwargs)
-
-
-def _define(name: str, mutates_args: tuple[str, ...]):
-    """Register ``fn`` as op ``name``: a triton_op where triton imports, else a custom_op."""
-
-    def register(fn):
-        if availability.TRITON_AVAILABLE:
-            op = torch.library.triton_op(name, mutates_args=mutates_args)(fn)
-        else:  # the op exists so that code referring to it imports; calling it raises
-            op = torch.library.custom_op(name, mutates_args=mutates_args)(fn)
-            op.register_fake(fn)
-        if availability.INTERPRETED:
-            op.register_torch_dispatch(FunctionalTensorMode, _opaque)
-        return op
-
-    return register
-
-
 # ---------------------------------------------------------------------------------------
-# Launch helpers (shared with kernels/sync.py). ``view``/``plan`` come from kernels.plan.
+# Launch helpers (shared with sync.py). ``view`` and ``plan`` come from plan.py.
 # ---------------------------------------------------------------------------------------
 
 
@@ -168,7 +84,7 @@ def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -
     """Partial (count, mean - K, M2) rows, ``[3, SPLIT, C]``, in the accumulation dtype."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     part = x.new_empty((3, plan.split, view.c), dtype=acc)
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_stats_partial_kernel)[(plan.c_blocks, plan.split)](
             x, part, view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
             view.sn, view.sc, view.ss,
@@ -211,9 +127,9 @@ def launch_stats_finalize(
     element ``x[0, c, 0]``, the shift ``launch_stats_partial`` uses."""
     update = running_mean is not None
     shift_source, shift_stride = (x, view.sc) if shift is None else (shift, 1)
-    if _launchable(x):
+    if launchable(x):
         block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_stats_finalize_kernel)[(_cdiv(view.c, block_c),)](
+        wrap_triton(bn_stats_finalize_kernel)[(cdiv(view.c, block_c),)](
             part, part.shape[1], shift_source, shift_stride, view.c,
             x if weight is None else weight,
             x if bias is None else bias,
@@ -246,7 +162,7 @@ def launch_apply(
 ) -> None:
     """``y = leaky(BN(x))`` elementwise; eval mode when ``eval_running_mean`` is given."""
     is_eval = eval_running_mean is not None
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_apply_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, y, stats,
             x if eval_weight is None else eval_weight,
@@ -275,7 +191,7 @@ def launch_bwd_partial(
 ) -> torch.Tensor:
     """Partial ``sum g`` / ``sum g*xhat`` rows ``[2, SPLIT, C]``; eval dx too if ``dx`` given."""
     part = x.new_empty((2, plan.split, view.c), dtype=stats.dtype)
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
             x, dy, x if dx is None else dx, stats, part,
             view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
@@ -297,9 +213,9 @@ def launch_bwd_finalize(
 ) -> torch.Tensor:
     """Sum partial rows into ``sums`` ``[2, C]``; write dweight/dbias if given."""
     sums = x.new_empty((2, view.c), dtype=part.dtype)
-    if _launchable(x):
+    if launchable(x):
         block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_bwd_finalize_kernel)[(_cdiv(view.c, block_c),)](
+        wrap_triton(bn_bwd_finalize_kernel)[(cdiv(view.c, block_c),)](
             part, part.shape[1], view.c, sums,
             x if dweight is None else dweight, x if dbias is None else dbias,
             HAS_DW=dweight is not None, HAS_DB=dbias is not None,
@@ -319,7 +235,7 @@ def launch_dx(
     negative_slope: float,
 ) -> None:
     """Elementwise dx: training formula when ``sums`` is given, ``g * scale`` otherwise."""
-    if _launchable(x):
+    if launchable(x):
         wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
             x, dy, dx, stats, stats if sums is None else sums,
             view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
@@ -375,7 +291,7 @@ def _forward_impl(
     if plan.fused:
         # The counter can be bumped in-kernel only when no program reads it.
         in_kernel = increment is not None and not factor_from_nbt
-        if _launchable(x):
+        if launchable(x):
             wrap_triton(bn_fwd_fused_kernel)[(plan.c_blocks,)](
                 x, y, stats,
                 x if weight is None else weight,
@@ -440,7 +356,7 @@ def _backward_impl(
         if dx_after:
             launch_dx(x, dy, dx, view, plan, stats, None, negative_slope)
     elif plan.fused:
-        if _launchable(x):
+        if launchable(x):
             wrap_triton(bn_bwd_fused_kernel)[(plan.c_blocks,)](
                 x, dy, dx if need_dx else x, stats,
                 x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
@@ -462,33 +378,15 @@ def _backward_impl(
     return dx, dw, db
 
 
-_forward_op = _define(
+_forward_op = define_op(
     FORWARD_OP, mutates_args=("running_mean", "running_var", "num_batches_tracked")
 )(_forward_impl)
-_backward_op = _define(BACKWARD_OP, mutates_args=())(_backward_impl)
+_backward_op = define_op(BACKWARD_OP, mutates_args=())(_backward_impl)
 
 
 # ---------------------------------------------------------------------------------------
 # Autograd and the functional API
 # ---------------------------------------------------------------------------------------
-
-
-def _direct_call() -> bool:
-    """Whether the ops' implementations can be called as plain functions.
-
-    The registered ops exist for torch.compile (dynamo records them in its graph) and for
-    dispatch modes (fake tensors, functionalization, FLOP counting), which must see the
-    op. An eager call through them crosses the dispatcher's Python layers (custom op,
-    autograd redispatch, triton_op backend): host time that small layers do not hide
-    behind their kernels, and that a direct call skips (with kernels.plan's cached views
-    and plans: 165 us -> 84 us of host time per forward + backward on a 2-core CPU, kernel
-    launches left out; tests/kernels/test_host_overhead.py).
-    ``is_compiling`` first: under dynamo it is the constant True, so the C call after it is
-    never traced.
-    """
-    if torch.compiler.is_compiling():
-        return False
-    return torch._C._len_torch_dispatch_stack() == 0
 
 
 class _BatchNormLeakyReLUFunction(torch.autograd.Function):
@@ -509,7 +407,7 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
         negative_slope,
         split,
     ):
-        direct = _direct_call()
+        direct = direct_call()
         forward = _forward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_forward
         with eager_launches(direct):
             y, stats = forward(
@@ -528,7 +426,7 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x, stats = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        direct = _direct_call()
+        direct = direct_call()
         backward = _backward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_backward
         with eager_launches(direct):
             dx, dw, db = backward(
@@ -541,106 +439,6 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
             db if need_db else None,
             None, None, None, None, None, None, None, None,
         )  # fmt: skip
-
-
-def _check_vector(name: str, t: Optional[torch.Tensor], x: torch.Tensor) -> None:
-    if t is None:
-        return
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
-    c = x.shape[1]
-    if t.dim() != 1 or t.shape[0] != c:
-        raise ValueError(
-            f"{name} has shape {tuple(t.shape)}, expected ({c},): one value per channel of "
-            f"an input of shape {tuple(x.shape)}"
-        )
-    if t.device != x.device:
-        raise ValueError(f"{name} is on {t.device} but the input is on {x.device}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
-
-
-def unit_stride_vectors(*vectors: Optional[torch.Tensor]) -> list[Optional[torch.Tensor]]:
-    """The kernels index per-channel vectors as ``ptr + c``; ``F.batch_norm`` takes any
-    strides (a column of a matrix, an expanded scalar), so strided ones are packed first.
-    Contiguous ones (every module's) are passed through as they are."""
-    return [t if t is None or t.is_contiguous() else t.contiguous() for t in vectors]
-
-
-def copy_back_running_stats(
-    given: tuple[Optional[torch.Tensor], ...], used: list[Optional[torch.Tensor]]
-) -> None:
-    """Running statistics updated in packed copies (``unit_stride_vectors``) go back to
-    the caller's tensors."""
-    for original, packed in zip(given, used, strict=True):
-        if original is not None and packed is not original:
-            original.copy_(packed)
-
-
-def check_arguments(
-    x: torch.Tensor,
-    running_mean: Optional[torch.Tensor],
-    running_var: Optional[torch.Tensor],
-    weight: Optional[torch.Tensor],
-    bias: Optional[torch.Tensor],
-    training: bool,
-    momentum: Optional[float],
-    num_batches_tracked: Optional[torch.Tensor],
-    *,
-    local_part_of_batch: bool = False,
-) -> None:
-    """Validate the functional's arguments; raise ValueError/TypeError with what is allowed.
-
-    ``local_part_of_batch``: x is one rank's share of a SyncBN batch, whose values per
-    channel are counted over all ranks (kernels/sync.py), not here."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a tensor, got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"expected an input (N, C, ...) with 2 or more dims, got {x.dim()}D")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"input dtype must be float16, bfloat16, float32 or float64, got {x.dtype}"
-        )
-    for name, t in (
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-        ("weight", weight),
-        ("bias", bias),
-    ):
-        _check_vector(name, t, x)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must both be tensors or both be None")
-    if not training and running_mean is None:
-        raise ValueError(
-            "running_mean and running_var must be given when training=False (evaluation "
-            "uses the running statistics); pass training=True to use batch statistics"
-        )
-    if momentum is not None and not isinstance(momentum, (int, float)):
-        raise TypeError(f"momentum must be a float or None, got {type(momentum).__name__}")
-    if num_batches_tracked is not None:
-        if not isinstance(num_batches_tracked, torch.Tensor) or num_batches_tracked.numel() != 1:
-            raise ValueError("num_batches_tracked must be a one-element tensor (a counter)")
-        if num_batches_tracked.is_floating_point() or num_batches_tracked.device != x.device:
-            raise ValueError(
-                f"num_batches_tracked must be an integer tensor on {x.device}, got "
-                f"{num_batches_tracked.dtype} on {num_batches_tracked.device}"
-            )
-    if training and running_mean is not None and momentum is None and num_batches_tracked is None:
-        raise ValueError(
-            "momentum=None (cumulative moving average) needs num_batches_tracked to "
-            "weight each batch by 1/num_batches_tracked; pass the module's counter"
-        )
-    if training and not local_part_of_batch and values_per_channel(x) == 1:
-        raise ValueError(one_value_per_channel_message(x.size()))
-
-
-def values_per_channel(x: torch.Tensor) -> int:
-    return x.shape[0] * math.prod(x.shape[2:])
-
-
-def one_value_per_channel_message(size) -> str:
-    # torch.nn.functional.batch_norm's message (_verify_batch_size)
-    return f"Expected more than 1 value per channel when training, got input size {size}"
 
 
 def batch_norm_leaky_relu(

@@ -1,6 +1,6 @@
 """Host-side launch planning: the 3-D channel view of an input, tile sizes, and SPLIT.
 
-Nothing here launches anything; ``kernels/ops.py`` turns a ``LaunchPlan`` into grids.
+Nothing here launches anything; ``kernels/batchnorm/ops.py`` turns a ``LaunchPlan`` into grids.
 Everything is decided from shapes, strides and the device's SM count, never from tensor
 values, so the plans are CUDA-graph and torch.compile safe.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import torch
+
+from kernels._plumbing import ActiveSetting, cdiv, next_pow2, sm_count
 
 # Elements per [BLOCK_C, BLOCK_S] tile under the interpreter, where each tile op is one
 # NumPy call, so bigger tiles mean fewer Python-level iterations. (GPU: Tuning.tile_elems.)
@@ -93,26 +93,6 @@ class Tuning:
             raise ValueError(f"programs_per_sm and num_stages must be >= 1, got {self}")
         if self.fused_max_tiles < 0:
             raise ValueError(f"fused_max_tiles must be >= 0, got {self}")
-
-
-T = TypeVar("T")
-
-
-class ActiveSetting(Generic[T]):
-    """A process-wide setting: ``value`` is the default except inside ``use(other)``'s
-    block. Read when an op runs eagerly: a graph that torch.compile traced, or a CUDA graph
-    captured, keeps what its trace or capture read."""
-
-    def __init__(self, default: T):
-        self.value = default
-
-    @contextlib.contextmanager
-    def use(self, value: T) -> Iterator[T]:
-        previous, self.value = self.value, value
-        try:
-            yield value
-        finally:
-            self.value = previous
 
 
 DEFAULT_TUNING = Tuning()
@@ -258,14 +238,6 @@ def like_layout(t: torch.Tensor, x: torch.Tensor, view: ChannelView) -> torch.Te
     return out
 
 
-def _next_pow2(v: int) -> int:
-    return 1 << max(0, (int(v) - 1).bit_length())
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def finalize_blocks(c: int, p: int) -> tuple[int, int]:
     """``(BLOCK_C, BLOCK_P)`` of the finalize kernels for ``c`` channels of ``p`` partial
     rows: as many rows as fit a chunk side by side (up to ``FINALIZE_MAX_BLOCK_P``), then
@@ -282,20 +254,9 @@ def _cached_finalize_blocks(c: int, p: int) -> tuple[int, int]:
 
 
 def _finalize_blocks(c: int, p: int) -> tuple[int, int]:
-    block_p = min(max(2, _next_pow2(p)), FINALIZE_MAX_BLOCK_P)
-    block_c = min(max(2, _next_pow2(c)), max(FINALIZE_MIN_BLOCK_C, FINALIZE_TILE_ELEMS // block_p))
+    block_p = min(max(2, next_pow2(p)), FINALIZE_MAX_BLOCK_P)
+    block_c = min(max(2, next_pow2(c)), max(FINALIZE_MIN_BLOCK_C, FINALIZE_TILE_ELEMS // block_p))
     return block_c, block_p
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device, queried once per device and cached."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return _sm_count(index)
 
 
 @dataclass(frozen=True)
@@ -346,8 +307,8 @@ def _tile_shape(
     given: the narrow tiles of the fused path), then, for NCHW planes shorter than the
     tile's row, batch items, so that small planes (4x4, 8x8) still make full tiles.
     """
-    c_cap = max(2, _next_pow2(view.c))
-    s_cap = max(2, _next_pow2(view.s))
+    c_cap = max(2, next_pow2(view.c))
+    s_cap = max(2, next_pow2(view.s))
     if view.channels_contiguous:
         block_c = min(c_cap, block_c or MAX_BLOCK_C_CHANNELS_LAST)
         return block_c, 1, max(2, min(s_cap, tile // block_c))
@@ -355,7 +316,7 @@ def _tile_shape(
     block_c = min(c_cap, block_c or max(2, tile // block_s))
     block_n = 1
     if block_s == s_cap and view.n > 1:
-        block_n = max(1, min(_next_pow2(view.n), tile // (block_c * block_s)))
+        block_n = max(1, min(next_pow2(view.n), tile // (block_c * block_s)))
         # The in-tile offsets (below block_c * sc + block_n * sn + block_s) are int32.
         while block_n > 1 and block_c * view.sc + block_n * view.sn + block_s > MAX_INT32:
             block_n //= 2
@@ -364,8 +325,8 @@ def _tile_shape(
 
 def _tiles(view: ChannelView, block_n: int, block_s: int) -> tuple[int, int]:
     """(tiles along S per batch group, tiles per channel block)."""
-    n_tiles_s = _cdiv(view.s, block_s)
-    return n_tiles_s, _cdiv(view.n, block_n) * n_tiles_s
+    n_tiles_s = cdiv(view.s, block_s)
+    return n_tiles_s, cdiv(view.n, block_n) * n_tiles_s
 
 
 def make_plan(
@@ -417,11 +378,11 @@ def _plan(
     if split == 0 and not interpreted:
         narrow = NARROW_BLOCK_C_CHANNELS_LAST if view.channels_contiguous else NARROW_BLOCK_C
         shape = _tile_shape(view, tile, max_contig, block_c=narrow)
-        fits = _cdiv(view.c, shape[0]) <= MAX_GRID_Y
+        fits = cdiv(view.c, shape[0]) <= MAX_GRID_Y
         if fits and _tiles(view, *shape[1:])[1] <= tuning.fused_max_tiles:
             (block_c, block_n, block_s), chosen = shape, 1
     n_tiles_s, tiles_total = _tiles(view, block_n, block_s)
-    c_blocks = _cdiv(view.c, block_c)
+    c_blocks = cdiv(view.c, block_c)
     if c_blocks > MAX_GRID_Y:
         raise ValueError(
             f"{view.c} channels need {c_blocks} channel blocks of {block_c} at this layout, "
@@ -445,10 +406,10 @@ def _plan(
         chosen = 1
     elif not chosen:
         target = tuning.programs_per_sm * sm_count(device)
-        chosen = min(_cdiv(target, c_blocks), _cdiv(tiles_total, MIN_TILES_PER_PROGRAM), MAX_SPLIT)
+        chosen = min(cdiv(target, c_blocks), cdiv(tiles_total, MIN_TILES_PER_PROGRAM), MAX_SPLIT)
     chosen = max(chosen, 1)
-    tiles_per_prog = _cdiv(tiles_total, chosen)
-    chosen = _cdiv(tiles_total, tiles_per_prog)  # no program without tiles
+    tiles_per_prog = cdiv(tiles_total, chosen)
+    chosen = cdiv(tiles_total, tiles_per_prog)  # no program without tiles
     even = view.s % block_s == 0 and view.c % block_c == 0 and view.n % block_n == 0
     return LaunchPlan(
         block_c, block_n, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 SCRIPT = textwrap.dedent(
     """
@@ -33,11 +33,12 @@ SCRIPT = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    import kernels.batchnorm_leaky_relu_kernels as K
+    import kernels.batchnorm.kernels as K
 
     INTS = {"C", "N", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
             "shift_stride"}
-    # float64 kernels get eps, slope and momentum as their bit patterns (kernels.ops.float_arg)
+    # float64 kernels get eps, slope and momentum as their bit patterns
+    # (kernels.batchnorm.ops.float_arg)
     FLOAT_ARGS = {"momentum", "eps", "slope"}
     DATA = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}
 
@@ -77,14 +78,14 @@ SCRIPT = textwrap.dedent(
               UPDATE_RUNNING=False, FACTOR_FROM_NBT=False, MERGE_ONLY=True, BLOCK_P=256)),
              ("bn_bwd_fused_kernel", dict(TRAINING=False, REDUCE=True, DX_IN_REDUCE=True,
               DX_AFTER=False, HAS_DW=True, HAS_DB=False)),
-             # full tiles: no masks, one count per tile (kernels.plan.LaunchPlan.even)
+             # full tiles: no masks, one count per tile (kernels.batchnorm.plan.LaunchPlan.even)
              ("bn_stats_partial_kernel", dict(EVEN=True)),
              ("bn_fwd_fused_kernel", dict(FLAGS["bn_fwd_fused_kernel"], EVEN=True)),
-             # the reduction loops software-pipelined (kernels.plan.Tuning.num_stages)
+             # the reduction loops software-pipelined (kernels.batchnorm.plan.Tuning.num_stages)
              ("bn_stats_partial_kernel", dict(NUM_STAGES=3, EVEN=True)),
              ("bn_bwd_partial_kernel", dict(WRITE_DX=False, NUM_STAGES=3))]
     jobs = [(n, f) for n, f in FLAGS.items()] + EXTRA
-    # Tiles whose rows span batch items (kernels.plan: NCHW planes of 4x4 under the narrow
+    # Tiles whose rows span batch items (kernels.batchnorm.plan: NCHW planes of 4x4 under the narrow
     # fused tiles), [2 channels, 64 items x 16 positions]: runs of 16 contiguous elements.
     SPANNED = ["bn_apply_kernel", "bn_fwd_fused_kernel", "bn_bwd_fused_kernel",
                "bn_bwd_dx_kernel", "bn_stats_partial_kernel"]
@@ -100,7 +101,7 @@ SCRIPT = textwrap.dedent(
             fn = getattr(K, name)
             consts = dict({"NUM_STAGES": 1, "EVEN": False}, **flags, FP64=xdt == "fp64")
             if "BLOCK_P" in flags:
-                consts["BLOCK_C"] = 8  # kernels.plan.finalize_blocks: tall chunks
+                consts["BLOCK_C"] = 8  # kernels.batchnorm.plan.finalize_blocks: tall chunks
             else:
                 consts.update(layout, BLOCK_C=bc, BLOCK_N=bn, BLOCK_S=bs)
             consts = {k: v for k, v in consts.items() if k in fn.arg_names}

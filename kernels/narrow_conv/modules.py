@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kernels.narrow_conv import MAX_NARROW_CHANNELS, narrow_conv2d, narrow_conv_transpose2d
+from kernels.narrow_conv.ops import narrow_conv2d, narrow_conv_transpose2d
+from kernels.narrow_conv.plan import MAX_NARROW_CHANNELS
 
 __all__ = ["NarrowConv2d", "NarrowConvTranspose2d", "SwapReport", "swap_narrow_convolutions"]
 

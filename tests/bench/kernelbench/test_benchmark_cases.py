@@ -1,4 +1,4 @@
-"""The CPU-testable parts of kernels.benchmark: the case list and the byte counts."""
+"""The CPU-testable parts of the fused op's benchmark: the case list and the byte counts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from bench.kernelbench.batchnorm import benchmark_cases, bytes_moved, run_case
+from bench.kernelbench.measure import PASSES, matmul_tflops
 from gan_models import build_pair
 from kernels import KernelUnavailableError
-from kernels.benchmark import PASSES, benchmark_cases, bytes_moved, matmul_tflops, run_case
 
 
 def _bn_input_shapes(module: nn.Module, x: torch.Tensor, batch: int) -> dict[str, tuple]:
@@ -119,23 +120,23 @@ def test_run_case_on_gpu_returns_json_ready_rows():
 def test_a_call_that_cannot_be_captured_leaves_random_ops_working():
     """A capture that fails says why, and the process's CUDA generator still works after it
     (a failed capture used to leave it refusing every later random op)."""
-    from kernels.benchmark import _device_ms
+    from bench.kernelbench.measure import graph_replay_ms
 
     x = torch.ones(1 << 20, device="cuda")
-    ms, reason = _device_ms(lambda: x.mul_(1.0001), rep_ms=5)
+    ms, reason = graph_replay_ms(lambda: x.mul_(1.0001), rep_ms=5)
     assert ms is not None and ms > 0, reason
-    ms, reason = _device_ms(torch.cuda.synchronize, rep_ms=5)  # not allowed while capturing
+    ms, reason = graph_replay_ms(torch.cuda.synchronize, rep_ms=5)  # not allowed while capturing
     assert ms is None and reason.startswith("not captured")
     assert torch.randn(8, device="cuda").isfinite().all()
-    assert _device_ms(lambda: x.mul_(1.0001), rep_ms=5)[0] is not None
+    assert graph_replay_ms(lambda: x.mul_(1.0001), rep_ms=5)[0] is not None
 
 
 def test_stubbed_launches_skip_every_kernel_and_come_back_after():
     """The fused op's host time without its launches: inside, no kernel runs (the running
     statistics, which only a kernel writes, stay as they were); after, they run again."""
     import kernels
-    from kernels import ops
-    from kernels.benchmark import _launches_stubbed
+    from bench.kernelbench.measure import launches_stubbed
+    from kernels.batchnorm import ops
 
     real = ops.wrap_triton
     x = torch.randn((4, 6, 3, 3), requires_grad=True)
@@ -147,7 +148,7 @@ def test_stubbed_launches_skip_every_kernel_and_come_back_after():
         )
         torch.autograd.grad(y.sum(), x)
 
-    with _launches_stubbed():
+    with launches_stubbed(ops):
         forward_backward()
     assert not running_mean.any() and torch.equal(running_var, torch.ones(6))
     assert ops.wrap_triton is real

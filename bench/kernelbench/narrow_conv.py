@@ -7,7 +7,7 @@ last: transposed conv 64 -> 3 channels, 4x4, stride 2, padding 1, 32x32 -> 64x64
 backward computes both the input's and the weight's gradients, as the generator's update
 does. Rows report do_bench's median (p20, p80), the speed-up over cuDNN, and the useful
 work's rate (the reference layer's FLOPs: 2 per multiply-add, 3 channels, per second).
-The CLI command that records these is ``gan-bench kernels --convs`` (bench/kernel_bench.py).
+The CLI command that records these is ``gan-bench kernels --convs`` (``command.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kernels.benchmark import PASSES, check_choices, do_bench_quantiles, require_cuda
-from kernels.narrow_conv import (
-    DEFAULT_NARROW_TUNING,
-    NarrowTuning,
-    narrow_conv2d,
-    narrow_conv_transpose2d,
-    narrow_tuned,
-)
+from bench.kernelbench.measure import PASSES, check_choices, do_bench_quantiles, require_cuda
+from kernels.narrow_conv.ops import narrow_conv2d, narrow_conv_transpose2d
+from kernels.narrow_conv.plan import DEFAULT_NARROW_TUNING, NarrowTuning, narrow_tuned
 
 __all__ = ["CONV_IMPLS", "NARROW_TUNINGS", "ConvCase", "conv_cases", "run_conv_case"]
 
@@ -92,7 +87,7 @@ def _layer(impl: str, case: ConvCase) -> Callable[[torch.Tensor, torch.Tensor], 
         return F.leaky_relu(F.conv2d(x, w, None, 2, 1), SLOPE)
 
     if impl == "compile":
-        torch.compiler.reset()  # compiled for this case alone (see kernels/benchmark.py)
+        torch.compiler.reset()  # compiled for this case alone (see batchnorm.py)
         return torch.compile(eager, dynamic=False)
     return eager
 

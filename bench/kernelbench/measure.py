@@ -1,0 +1,199 @@
+"""Measurement helpers of the kernel benchmarks, on a CUDA GPU: do_bench quantiles, a
+call's device time replayed from a CUDA graph and its host time, launches stubbed out,
+and the device's own rates (copy bandwidth, dense matmul) to set results against.
+
+Nothing here knows a model or an op's cases; ``batchnorm.py`` and ``narrow_conv.py`` time
+their cases with these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+
+import torch
+
+from kernels import availability
+from kernels.errors import KernelUnavailableError
+
+__all__ = [
+    "HOST_CALLS",
+    "PASSES",
+    "check_choices",
+    "copy_bandwidth_gbps",
+    "do_bench_quantiles",
+    "graph_replay_ms",
+    "host_ms_per_call",
+    "launches_stubbed",
+    "matmul_tflops",
+    "require_cuda",
+]
+
+# What a benchmark times: the training forward, the backward alone, or both.
+PASSES = ("forward", "backward", "forward+backward")
+# Calls whose host time is averaged (``host_ms_per_call``): few enough that their launches
+# (6 a fused-op forward + backward on the split path, about 10 for eager) stay well inside
+# the CUDA launch queue (about 1,000 entries), which would otherwise block the host on the
+# device and time the device instead.
+HOST_CALLS = 50
+
+
+def require_cuda() -> None:
+    """KernelUnavailableError unless a CUDA GPU runs compiled (not interpreted) kernels."""
+    if not torch.cuda.is_available():
+        raise KernelUnavailableError(
+            "kernel benchmarks need a CUDA GPU (the Triton interpreter is for tests, not timing)"
+        )
+    if availability.INTERPRETED:
+        raise KernelUnavailableError(
+            "kernel benchmarks refuse to time the Triton interpreter; unset TRITON_INTERPRET"
+        )
+
+
+def check_choices(impls: Sequence[str], allowed_impls: Sequence[str], passes: Sequence[str]):
+    """ValueError naming any implementation or pass not among those allowed."""
+    for value, allowed, what in ((impls, allowed_impls, "impl"), (passes, PASSES, "pass")):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+
+
+def do_bench_quantiles(
+    fn: Callable[[], object], rep_ms: int, warmup_ms: int
+) -> tuple[float, float, float]:
+    """``triton.testing.do_bench``'s median, p20 and p80 ms of ``fn``."""
+    from triton.testing import do_bench
+
+    p50, p20, p80 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+    return float(p50), float(p20), float(p80)
+
+
+def graph_replay_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None, str | None]:
+    """Median ms of one ``fn`` call replayed from a CUDA graph: the device's time with the
+    host's launch overhead taken out, set beside do_bench's time so that a small layer shows
+    whether launches or kernels cost it. ``(None, reason)`` when the call cannot be captured.
+
+    Captured the way the harness captures a training iteration (bench/speedups/cuda_graph.py): warmed
+    up on the side stream that then captures, with ``thread_local`` errors, because autograd
+    runs the backward on its own thread. ``triton.testing.do_bench_cudagraph`` warms up on one
+    stream and captures on another under ``global`` errors; its capture of forward+backward
+    failed on an H100 (torch 2.11), and a failed capture leaves the CUDA generator believing
+    it is still capturing, so every later random op of the process raised "Offset increment
+    outside graph capture" (`_end_failed_capture`)."""
+    # The allocator cannot hand cached memory back to the driver while a capture runs, so
+    # blocks cached by earlier cases (and their graphs' pools) are released first: on an H100
+    # the last (256, 64, 64, 64) fp32 case ran out of memory in its capture without this.
+    gc.collect()
+    torch.cuda.empty_cache()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    try:
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # autograd and the allocator settle on the capture stream
+                fn()
+            # Calls per graph: enough for about rep_ms of device time per replay.
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(5):
+                fn()
+            end.record()
+            end.synchronize()
+            calls = max(1, min(1000, round(rep_ms / max(start.elapsed_time(end) / 5, 1e-3))))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            for _ in range(calls):
+                fn()
+        graph.replay()  # the first replay uploads the graph: not timed
+        times = []
+        for _ in range(10):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / calls)
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # a device already broken: the reason says why
+            _end_failed_capture()
+        return None, f"not captured: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    finally:
+        torch.cuda.current_stream().wait_stream(stream)
+    return float(sorted(times)[len(times) // 2]), None
+
+
+def host_ms_per_call(fn: Callable[[], object]) -> float:
+    """Host ms per call of ``fn``: the wall time of issuing HOST_CALLS calls back to back,
+    the device left to catch up afterwards. Where this exceeds the device's time
+    (``graph_replay_ms``), the host sets the pace, as do_bench's time then shows."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(HOST_CALLS):
+        fn()
+    host_s = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return host_s * 1e3 / HOST_CALLS
+
+
+class _NoLaunch:
+    """What an ops module's ``wrap_triton`` hands back inside ``launches_stubbed``."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def launches_stubbed(ops: ModuleType) -> Iterator[None]:
+    """Skip every Triton launch that module ``ops`` makes through its ``wrap_triton``
+    (outputs are left unwritten): an op's host time without its launches, so that the two
+    host times split the op's own Python from Triton's launcher."""
+    real = ops.wrap_triton
+    ops.wrap_triton = lambda kernel: _NoLaunch()
+    try:
+        yield
+    finally:
+        ops.wrap_triton = real
+
+
+def _end_failed_capture() -> None:
+    """Undo what a failed capture leaves behind. A capture that fails raises before it tells
+    the CUDA generators that it ended (they are told only after a capture succeeds), so the
+    default generator goes on believing it is inside one and refuses every later random op.
+    A capture that succeeds, of one trivial kernel, tells them."""
+    torch.cuda.synchronize()
+    scratch = torch.zeros(1, device="cuda")
+    with torch.cuda.graph(torch.cuda.CUDAGraph(), capture_error_mode="thread_local"):
+        scratch.add_(1)
+    torch.cuda.synchronize()
+
+
+def copy_bandwidth_gbps(
+    device: torch.device | str = "cuda", *, nbytes: int = 1 << 28, rep_ms: int = 100
+) -> float:
+    """Device copy bandwidth in GB/s: bytes read + written by ``dst.copy_(src)`` / median time.
+
+    ``nbytes`` (256 MiB by default) is well beyond L2, so this is DRAM bandwidth.
+    """
+    require_cuda()
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms, _, _ = do_bench_quantiles(lambda: dst.copy_(src), rep_ms, 25)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def matmul_tflops(
+    device: torch.device | str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    *,
+    n: int = 8192,
+    rep_ms: int = 200,
+) -> float:
+    """Dense matmul rate the device reaches, TFLOP/s: an n x n x n product (2 n^3 FLOPs)
+    over its median time. What cuBLAS sustains here, below the datasheet peak (clocks,
+    power): the denominator of an MFU "of the measured matrix rate"."""
+    require_cuda()
+    a = torch.randn((n, n), device=device, dtype=dtype)
+    b = torch.randn((n, n), device=device, dtype=dtype)
+    ms, _, _ = do_bench_quantiles(lambda: a @ b, rep_ms, 50)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
