@@ -433,12 +433,3 @@ def test_a_cuda_graph_replays_forward_and_backward():
     grads = dict(model.named_parameters())
     for name, p in eager.named_parameters():
         torch.testing.assert_close(grads[name].grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
-
-
-def test_the_harness_refuses_what_the_swap_would_leave():
-    """bench.config checks image channels against the swap's default without importing
-    triton: the two limits are the same."""
-    from bench.config import NARROW_CONV_MAX_CHANNELS
-    from kernels.narrow_conv.modules import DEFAULT_MAX_CHANNELS
-
-    assert NARROW_CONV_MAX_CHANNELS == DEFAULT_MAX_CHANNELS
