@@ -35,10 +35,10 @@ def run_script(out: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_unknown_section_is_refused_before_anything_runs(tmp_path):
     out = tmp_path / "out"
-    result = run_script(out, "60", "gpu-tests", "benchmarks")
+    result = run_script(out, "60", "quick", "benchmarks")
     assert result.returncode == 2
     assert "unknown section 'benchmarks'" in result.stderr
-    assert "known: device-rates default-sweep parity gpu-tests" in result.stderr
+    assert "known: quick device-rates goals parity" in result.stderr
     assert not out.exists()
 
 
@@ -47,12 +47,13 @@ def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
     out.mkdir()
     shutil.copy(RECORDS, out / "sweep.jsonl")
     shutil.copy(RECORDS, out / "parity.jsonl")  # left by an earlier call
-    result = run_script(out, "5", "gpu-tests", "kernels", "default-sweep", "summary")
+    result = run_script(out, "5", "quick", "kernels", "full", "summary")
     assert result.returncode == 0, result.stderr
     sections = (out / "sections.txt").read_text()
     assert "gpu-tests skipped: budget spent" in sections
+    assert "quick-sweep skipped: budget spent" in sections
     assert "kernels skipped: budget spent" in sections
-    assert "default-sweep skipped: budget spent" in sections
+    assert "full skipped: budget spent" in sections
     assert "report rc=0" in sections and "compare rc=0" in sections
     assert "goals rc=0" in sections and (out / "goals.md").is_file()
     assert "compile+triton" in (out / "compare.md").read_text()
@@ -63,52 +64,36 @@ def test_spent_budget_skips_sections_but_still_summarises(tmp_path):
 def test_every_sweep_section_is_a_valid_plan(tmp_path):
     """Each sweep the script starts parses and plans (variant names, options): a typo
     found here costs nothing, found on the GPU it costs a section of the device time."""
-    sweeps = ["goals", "goals-mlp", "goals-compile", "goals-compile-mlp", "parity",
-              "goals-autotune", "default-sweep", "parity-more"]  # fmt: skip
+    sections = ["quick", "goals", "full", "parity", "parity-more"]
+    sweeps = ["quick-sweep", "goals", "full", "parity", "parity-more"]
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "MEASURE_GPU_DRY_RUN": "1"}
     result = subprocess.run(
-        ["bash", str(SCRIPT), str(out), "300", *sweeps],
+        ["bash", str(SCRIPT), str(out), "300", *sections],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    sections = (out / "sections.txt").read_text()
+    written = (out / "sections.txt").read_text()
     for name in sweeps:
         log = (out / f"{name}.log").read_text()
-        assert f"{name} rc=0" in sections, (name, log[-2000:])
+        assert f"{name} rc=0" in written, (name, log[-2000:])
         assert "Nothing was run or written." in log, (name, log[-2000:])
     assert not list(out.glob("*.jsonl"))
 
 
-def test_goal_sweeps_are_points_of_the_default_grid_that_it_resumes():
-    """The default GPU sweep appends to the goal sweeps' file with their steps and warm-up,
-    so every point they measured is resumed, not run twice: each must be a point of the
-    default GPU grid, planned with the same steps."""
-    from bench.sweep.plan import Machine
-    from bench.sweep.spec import build_spec
-
+def test_the_grid_sweeps_resume_each_other():
+    """quick, goals and full append to one file with the GPU defaults (steps, warm-up): a
+    point one of them measured is resumed by the others, not run twice."""
     script = SCRIPT.read_text()
-    gpu = Machine("cuda", 1, 16, triton_installed=True, triton_interpret=False)
 
     def section(name: str) -> str:
         return script.split(f"    {name})\n")[1].split(";;")[0]
 
-    default_steps = int(re.search(r"--steps (\d+)", section("default-sweep")).group(1))
-    assert "sweep.jsonl" in section("default-sweep")
-    grid = set(build_spec(machine=gpu, steps=default_steps, repeats=1).points())
-    for name in (
-        "goals", "goals-mlp", "goals-compile", "goals-compile-mlp", "goals-autotune",
-        "goals-autotune-mlp",
-    ):  # fmt: skip
+    for name in ("quick", "goals", "full"):
         block = section(name)
-        args = dict(re.findall(r"--(models|datasets|batch-sizes|variants|steps) (\S+)", block))
-        assert " sweep.jsonl " in block and int(args["steps"]) == default_steps, name
-        spec = build_spec(
-            machine=gpu, models=args["models"], datasets=args["datasets"],
-            batch_sizes=args["batch-sizes"], precisions="bf16", gpus="1",
-            variants=args["variants"], steps=default_steps, repeats=1,
-        )  # fmt: skip
-        assert set(spec.points()) <= grid, (name, set(spec.points()) - grid)
+        assert " sweep.jsonl " in block, name
+        assert "--steps" not in block and "--warmup-steps" not in block, name
+    assert "--grid goals" in section("goals") and "--grid full" in section("full")
 
 
 def test_kernel_sections_select_benchmark_cases():
@@ -144,11 +129,11 @@ def test_device_rates_imports_what_exists():
             assert hasattr(imported, name.strip()), (module, name)
 
 
-def test_parity_sections_cover_every_dcgan_variant_of_the_default_gpu_grid():
-    """Issue 6: every variant lands within eager's seed-to-seed spread (DCGAN-32 on mnist5k,
-    on a GPU, at least 3 seeds): the parity sections together name each variant the default
-    grid runs on DCGAN, at the same points, seeds and iterations."""
-    from bench.sweep.plan import DCGAN_GPU_VARIANTS
+def test_parity_sections_cover_every_dcgan_variant_of_the_goal_grid():
+    """Quality parity: every variant lands within eager's seed-to-seed spread (DCGAN-32 on
+    mnist5k, on a GPU, at least 3 seeds): the parity sections together name each variant
+    the goal grid runs on DCGAN, at the same points, seeds and iterations."""
+    from bench.sweep.grid import DCGAN_GOAL_VARIANTS
 
     script = SCRIPT.read_text()
     named: set[str] = set()
@@ -164,4 +149,4 @@ def test_parity_sections_cover_every_dcgan_variant_of_the_default_gpu_grid():
         )
         assert (args["steps"], args["seeds"]) == ("1000", "0,1,2") and "parity.jsonl" in block
         named |= set(args["variants"].split(","))
-    assert named == set(DCGAN_GPU_VARIANTS)
+    assert named == set(DCGAN_GOAL_VARIANTS)
