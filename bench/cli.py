@@ -33,6 +33,7 @@ app = typer.Typer(
 # (bench.telemetry.records.exit_code).
 EXIT_USAGE = 2
 
+
 def fail_usage(message: str) -> None:
     """Report bad input as one line and exit 2."""
     one_line = " ".join(str(message).split())  # messages quoting library errors may wrap

@@ -121,9 +121,14 @@ def test_no_import_circle():
 def _only_kernels(tree: ast.Module) -> bool:
     """Every function in the file is a @triton.jit kernel (imports and constants aside)."""
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    return bool(functions) and all(
-        any(ast.unparse(d).startswith("triton.jit") for d in f.decorator_list) for f in functions
-    ) and not any(isinstance(n, ast.ClassDef) for n in tree.body)
+    return (
+        bool(functions)
+        and all(
+            any(ast.unparse(d).startswith("triton.jit") for d in f.decorator_list)
+            for f in functions
+        )
+        and not any(isinstance(n, ast.ClassDef) for n in tree.body)
+    )
 
 
 def test_modules_stay_readable():

@@ -19,8 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.analysis.records import Row, finite_number
-from bench.telemetry.timing import percentile
 from bench.speedups import variant_rank
+from bench.telemetry.timing import percentile
 
 # Quality fields whose baseline deltas are shown (record["quality"], written by the quality
 # module): FD and KID lower is better; precision, recall, coverage higher is better.

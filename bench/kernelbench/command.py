@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 
 from bench.config import ConfigError
-from bench.telemetry.environment import collect_environment
 from bench.kernelbench.tables import print_conv_table, print_kernel_table, print_tuning_table
+from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import SCHEMA_VERSION, append_record
 
 

@@ -76,13 +76,13 @@ def graph_replay_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None
     host's launch overhead taken out, set beside do_bench's time so that a small layer shows
     whether launches or kernels cost it. ``(None, reason)`` when the call cannot be captured.
 
-    Captured the way the harness captures a training iteration (bench/speedups/cuda_graph.py): warmed
-    up on the side stream that then captures, with ``thread_local`` errors, because autograd
-    runs the backward on its own thread. ``triton.testing.do_bench_cudagraph`` warms up on one
-    stream and captures on another under ``global`` errors; its capture of forward+backward
-    failed on an H100 (torch 2.11), and a failed capture leaves the CUDA generator believing
-    it is still capturing, so every later random op of the process raised "Offset increment
-    outside graph capture" (`_end_failed_capture`)."""
+    Captured the way the harness captures a training iteration (bench.speedups.cuda_graph):
+    warmed up on the side stream that then captures, with ``thread_local`` errors, because
+    autograd runs the backward on its own thread. ``triton.testing.do_bench_cudagraph``
+    warms up on one stream and captures on another under ``global`` errors; its capture of
+    forward+backward failed on an H100 (torch 2.11), and a failed capture leaves the CUDA
+    generator believing it is still capturing, so every later random op of the process
+    raised "Offset increment outside graph capture" (`_end_failed_capture`)."""
     # The allocator cannot hand cached memory back to the driver while a capture runs, so
     # blocks cached by earlier cases (and their graphs' pools) are released first: on an H100
     # the last (256, 64, 64, 64) fp32 case ran out of memory in its capture without this.

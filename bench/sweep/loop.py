@@ -17,9 +17,9 @@ from bench.analysis.render import print_table
 from bench.analysis.stats import summarise
 from bench.config import ConfigError
 from bench.sweep.child import SignalCatcher, child_record, point_command, run_child
-from bench.sweep.outcome import outcome_record, sweep_record
 from bench.sweep.estimate import estimate_runs_s, measured_compile_s, print_plan
 from bench.sweep.grid import Point
+from bench.sweep.outcome import outcome_record, sweep_record
 from bench.sweep.plan import (
     PlannedRun,
     plan_runs,

@@ -111,7 +111,7 @@ def _stats_over_tiles(
     This loop, with ``EVEN`` (every tile full: C, N and S multiples of BLOCK_C, BLOCK_N
     and BLOCK_S; no masks, and every lane's count is the number of tiles so far, one
     reciprocal per tile), compiles to 158 with no barrier, at 62 registers per thread
-    (bf16, NCHW, 4 warps; tests/kernels/test_compile_for_gpu.py builds it). Without
+    (bf16, NCHW, 4 warps; tests/kernels/batchnorm/test_compile_for_gpu.py builds it). Without
     ``EVEN`` each lane counts its own values (a reciprocal each).
 
     ``NUM_STAGES`` > 1 software-pipelines the loop's loads (the next tiles are fetched into

@@ -184,7 +184,8 @@ def test_triton_on_cpu_needs_the_interpreter(flag, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cfg = RunConfig(model="dcgan32", **{flag: "triton"})
     name = "--" + flag.replace("_", "-")
-    with pytest.raises(ConfigError, match=rf"\({name} triton\) needs a CUDA GPU.*TRITON_INTERPRET=1"):
+    needs = rf"\({name} triton\) needs a CUDA GPU.*TRITON_INTERPRET=1"
+    with pytest.raises(ConfigError, match=needs):
         check_device(cfg, cuda_available=False)
 
 

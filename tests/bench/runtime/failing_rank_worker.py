@@ -17,8 +17,8 @@ import time
 
 import torch.distributed as dist
 
-from bench.runtime import harness
 from bench.cli import main
+from bench.runtime import harness
 
 MODE = sys.argv.pop(1)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.runtime import harness, launcher
 from bench.config import RunConfig
+from bench.runtime import harness, launcher
 from bench.runtime.distributed import DistContext
 from bench.runtime.launcher import free_loopback_port
 from bench.telemetry.records import read_records
@@ -91,6 +91,7 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss):
     assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
 
 
+@pytest.mark.slow
 def test_quality_checks_under_ddp(tmp_path):
     """Rank 0 evaluates while the others wait; the stop decision reaches every rank."""
     out = tmp_path / "runs.jsonl"

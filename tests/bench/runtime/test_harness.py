@@ -10,8 +10,8 @@ import signal
 import pytest
 import torch
 
-from bench.runtime import harness
 from bench.config import RunConfig
+from bench.runtime import harness
 from bench.telemetry.records import SCHEMA_VERSION, read_records
 from gan_models import LOSSES, GANLoss
 

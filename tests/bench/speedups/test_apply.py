@@ -3,6 +3,7 @@ optimizer, compile counters, profile."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -203,9 +204,9 @@ def test_a_profiled_run_records_where_the_time_goes(tmp_path):
     profile = record["profile"]
     assert profile["iterations"] == 2 and profile["top_ops"]
     assert profile["device_idle_fraction"] is None  # CPU: no device timeline
-    trace = tmp_path / "profiles" / f"{record['run_id']}.json"
+    trace = tmp_path / "profiles" / f"{record['run_id']}.json.gz"
     assert profile["trace_path"] == str(trace)
-    json.loads(trace.read_text())
+    json.loads(gzip.decompress(trace.read_bytes()))  # gzipped, as chrome://tracing opens it
     assert record["metrics"]["steps_timed"] == 3  # the profiled iterations are not timed
     assert record["run"]["memory_format"] == "no 4-D parameters"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.speedups.batched_casts import BatchedCasts, cast_parameter_names
 from bench.config import ConfigError, RunConfig
+from bench.speedups.batched_casts import BatchedCasts, cast_parameter_names
 from bench.training.precision import make_policy
 from gan_models import build_pair, get_loss
 from gan_steps import step_for

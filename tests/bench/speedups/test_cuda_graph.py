@@ -18,6 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.config import RunConfig
+from bench.runtime.harness import execute
 from bench.speedups import apply
 from bench.speedups.cuda_graph import (
     CAPTURE_ADAM,
@@ -28,7 +29,6 @@ from bench.speedups.cuda_graph import (
     prepare_distributed_capture,
     required_warmup_steps,
 )
-from bench.runtime.harness import execute
 from bench.training.precision import make_policy
 from bench.training.step import DiscriminatorObjective, make_optimizers, make_step
 from gan_models import build_pair, get_loss

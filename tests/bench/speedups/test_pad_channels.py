@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from bench.data import build_batch_source
 from bench.speedups.pad_channels import (
     ImageChannels,
     channel_multiple,
     pad_image_channels,
     padded_channels,
 )
-from bench.data import build_batch_source
 from bench.training.precision import make_policy
 from gan_models import build_pair, get_loss
 from gan_steps import step_for

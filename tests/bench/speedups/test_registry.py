@@ -3,11 +3,11 @@ combinations that cannot run, and the table the README holds."""
 
 from __future__ import annotations
 
-import pytest
-
 import itertools
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from bench.cli import main
 from bench.config import ConfigError, RunConfig
