@@ -19,6 +19,7 @@ from bench.speedups.channels_last import CHANNELS_LAST
 from bench.speedups.compile import SPEEDUPS as COMPILE_SPEEDUPS
 from bench.speedups.cuda_graph import CUDA_GRAPH
 from bench.speedups.cudnn import CUDNN_EXHAUSTIVE
+from bench.speedups.fused_adam import FUSED_ADAM
 from bench.speedups.joint_d import JOINT_D
 from bench.speedups.kernel_swaps import TRITON, TRITON_CONVS
 from bench.speedups.pad_channels import PAD_CHANNELS
@@ -35,6 +36,7 @@ SPEEDUPS: dict[str, SpeedUp] = {
         JOINT_D,
         BATCHED_CASTS,
         CUDNN_EXHAUSTIVE,
+        FUSED_ADAM,
         CUDA_GRAPH,
     )
 }
