@@ -71,7 +71,8 @@ QUICK_GPU_BLOCKS = (
 )  # fmt: skip
 
 # The goal points over every speed-up alone, each compile mode with the fused kernels,
-# and the stacks that can beat them, compiled and not.
+# and the stacks that can beat them, compiled and not. fused-adam is on its own and with
+# compile or the fused kernels: a CUDA graph uses fused Adam already.
 DCGAN_GOAL_VARIANTS = (
     "eager",
     "compile",
@@ -84,6 +85,9 @@ DCGAN_GOAL_VARIANTS = (
     "compile-reduce-overhead+triton",
     "compile-max-autotune-no-cudagraphs+triton",
     "triton+channels-last",
+    "fused-adam",
+    "compile+fused-adam",
+    "triton+channels-last+fused-adam",
     "channels-last+cuda-graph",
     "triton+channels-last+cuda-graph",
     "channels-last+pad-channels+cuda-graph",
@@ -109,6 +113,9 @@ MLP_GOAL_VARIANTS = (
     "compile+triton",
     "compile-reduce-overhead+triton",
     "compile-max-autotune-no-cudagraphs+triton",
+    "fused-adam",
+    "compile+fused-adam",
+    "triton+joint-d+fused-adam",
     "triton+cuda-graph",
     "joint-d+cuda-graph",
     "triton+joint-d+cuda-graph",
