@@ -52,7 +52,7 @@ MNIST_FILES = (
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
-# Data sets load_labelled reads: every data set but synthetic, plus mnist-full.
+# Data sets load_labelled reads: every data set but synthetic.
 LABELLED_DATASETS: tuple[str, ...] = (
     "mnist5k",
     "digits",

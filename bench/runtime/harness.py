@@ -140,7 +140,7 @@ def execute(cfg: RunConfig, device_type: str) -> dict:
     except torch.OutOfMemoryError as err:
         record["status"] = "oom"
         record["reason"] = f"out of memory during {phase}: {str(err).splitlines()[0]}"
-    except Exception as err:  # a failed run is still a record (DESIGN.md: failures are rows)
+    except Exception as err:  # a failed run is still a record: failures are rows too
         traceback.print_exc(file=sys.stderr)
         first_line = (str(err).strip().splitlines() or [""])[0]
         record["status"] = "failed"

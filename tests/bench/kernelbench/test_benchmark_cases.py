@@ -119,7 +119,7 @@ def test_run_case_on_gpu_returns_json_ready_rows():
 @pytest.mark.gpu
 def test_a_call_that_cannot_be_captured_leaves_random_ops_working():
     """A capture that fails says why, and the process's CUDA generator still works after it
-    (a failed capture used to leave it refusing every later random op)."""
+    (a failed capture would otherwise leave it refusing every later random op)."""
     from bench.kernelbench.measure import graph_replay_ms
 
     x = torch.ones(1 << 20, device="cuda")

@@ -325,7 +325,7 @@ def test_interrupted_torchrun_leaves_a_valid_record(tmp_path):
 @pytest.mark.parametrize("rank0", ["collective", "stuck"])
 def test_a_failure_on_another_rank_is_the_runs_record(tmp_path, rank0):
     """Rank 1 fails; rank 0 fails after it (gloo) or is killed waiting (as under NCCL,
-    where it used to leave no record at all): either way one record, rank 1's error."""
+    where rank 0 alone could write none): either way one record, rank 1's error."""
     out = tmp_path / "runs.jsonl"
     proc = subprocess.run(
         two_processes(
