@@ -57,20 +57,17 @@ DDP_OPTIONS = (
 )
 
 
-def _hooks(build: Build, stage: Stage) -> None:
-    """The hooks of the enabled speed-ups at `stage`, in canonical order."""
-    for speedup in enabled_speedups(build.cfg):
+def _hooks(cfg, stage: Stage, build: Build | None) -> None:
+    """The hooks of the speed-ups `cfg` turns on at `stage`, in canonical order."""
+    for speedup in enabled_speedups(cfg):
         hook = speedup.hooks.get(stage)
         if hook is not None:
             hook(build)
 
 
 def prepare_process(cfg) -> None:
-    """Stage 1, before the process group starts."""
-    for speedup in enabled_speedups(cfg):
-        hook = speedup.hooks.get(Stage.PROCESS)
-        if hook is not None:
-            hook(None)
+    """Stage 1, before the process group starts: nothing is built yet."""
+    _hooks(cfg, Stage.PROCESS, None)
 
 
 @contextlib.contextmanager
@@ -264,15 +261,12 @@ def applied_speedups(
     )
     for speedup in SPEEDUPS.values():  # what the record says of those that are off
         build.record.update(speedup.record_off)
-    with _cudnn_settings(cfg, ctx.device):
+    with _cudnn_settings(cfg, ctx.device):  # the settings stage's own work, for the run
         try:
-            _hooks(build, Stage.SETTINGS)
-            for stage in Stage:
-                if stage in (Stage.PROCESS, Stage.SETTINGS):
-                    continue
+            for stage in list(Stage)[1:]:  # the process stage ran before the process group
                 if stage in _BEFORE:
                     _BEFORE[stage](build)
-                _hooks(build, stage)
+                _hooks(cfg, stage, build)
                 if stage in _AFTER:
                     _AFTER[stage](build)
             yield Applied(build)

@@ -64,10 +64,16 @@ def assert_synchronised(record: dict, world_size: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "dataset", "loss"),
-    [("dcgan32", "mnist5k", "non-saturating"), ("mlp", "digits", "wgan-gp")],
-)
-def test_torchrun_two_processes(tmp_path, model, dataset, loss):
+    ("model", "dataset", "loss", "more"),
+    [
+        ("dcgan32", "mnist5k", "non-saturating", ()),
+        ("mlp", "digits", "wgan-gp", ()),
+        # wrappers under DDP: G's and D's casts batched, D over real and fake at once
+        ("mlp", "digits", "non-saturating", ("--precision", "bf16", "--variant",
+                                             "batched-casts+joint-d")),
+    ],
+)  # fmt: skip
+def test_torchrun_two_processes(tmp_path, model, dataset, loss, more):
     out = tmp_path / "runs.jsonl"
     run_ok(
         two_processes(
@@ -80,6 +86,7 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss):
             "--loss",
             loss,
             *SMALL_RUN,
+            *more,
             "--out",
             str(out),
         )
@@ -89,6 +96,8 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss):
     assert record["run"]["global_batch_size"] == 16
     assert record["run"]["launcher"] == "torchrun"
     assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
+    if more:
+        assert record["run"]["parameter_casts"] == {"batched": True, "parameters": 13}
 
 
 @pytest.mark.slow
