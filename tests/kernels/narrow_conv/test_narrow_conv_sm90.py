@@ -2,10 +2,9 @@
 configuration the image layers launch builds, runs on the tensor cores in 16 bits, and
 fits in a thread's registers (ptxas reports no spills) and in shared memory.
 
-A first version held 64-bit offsets per tile element: all three kernels used 255
-registers and spilled, the transposed convolution 7.6 KB a thread, which a GPU run would
-only have shown as slowness. tests/support/sm90_compile.py does the compiling, in a
-process of its own (the kernels must be defined without TRITON_INTERPRET).
+Spills are what a GPU run would only show as slowness (64-bit offsets per tile element,
+say, take every register a thread has). tests/support/sm90_compile.py does the compiling,
+in a process of its own (the kernels must be defined without TRITON_INTERPRET).
 """
 
 from __future__ import annotations
