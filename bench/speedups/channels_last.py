@@ -14,9 +14,6 @@ from torch import nn
 from bench.speedups.base import Build, Option, SpeedUp, Stage
 from bench.speedups.requirements import needs_convolutions
 
-# --memory-format names and the torch memory formats they stand for.
-MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-
 
 def memory_format_of(*modules: nn.Module) -> str:
     """The memory format the 4-D parameters (convolution weights) really have."""
@@ -46,7 +43,7 @@ CHANNELS_LAST = SpeedUp(
             str,
             "contiguous",
             "Memory format of models and images: contiguous (NCHW) or channels_last.",
-            choices=tuple(MEMORY_FORMATS),
+            choices=("contiguous", "channels_last"),
         ),
     ),
     fields={"memory_format": "channels_last"},
