@@ -59,7 +59,7 @@ def _fmt(value, spec: str = ",.1f", unit: str = "") -> str:
 
 def _variant_text(run: dict) -> str:
     """The variant and what of it really ran: kernels, memory format, padded channels, D's
-    batches, compile, graph."""
+    batches, casts, Adam, compile, graph."""
     parts = [f"kernels {run.get('kernel_path', '?')}", str(run.get("memory_format", "?"))]
     padded = run.get("image_channels_padded")
     if padded:
@@ -69,6 +69,8 @@ def _variant_text(run: dict) -> str:
     casts = run.get("parameter_casts")
     if casts and casts["batched"]:
         parts.append(f"{casts['parameters']} parameter casts batched")
+    if (run.get("optimizer") or {}).get("implementation") == "fused":
+        parts.append("fused Adam")
     compile_counts = run.get("compile")
     if compile_counts:
         parts.append(
