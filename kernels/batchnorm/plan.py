@@ -48,6 +48,10 @@ FINALIZE_MAX_BLOCK_P = 256
 FINALIZE_MIN_BLOCK_C = 8
 # Triton's own default for a launch that names no num_warps.
 TRITON_DEFAULT_NUM_WARPS = 4
+# Most tiles one program of the one-kernel path reduces: each lane of its tiles counts the
+# values it folded in as a float32 (the reciprocal of that count weights Welford's update),
+# exact up to 2**24. The split path's programs reduce their share of the tiles instead.
+MAX_FUSED_TILES = 2**24
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,11 @@ class Tuning:
             1 leaves them as written; k > 1 fetches k - 1 tiles ahead into shared memory.
         fused_max_tiles: when a block of narrow channels has at most this many tiles, one
             program per channel block does statistics, finalize and apply in one launch
-            (the "fused" path; the backward likewise); otherwise the split path's three.
-            8: a launch costs a few microseconds of device time (more of host time),
-            about what one program needs to stream 8 tiles of 4-8 KiB twice. 0: never.
+            (the "fused" or one-kernel path; the backward likewise); otherwise the split
+            path's three. 8: a launch costs a few microseconds of device time (more of host
+            time), about what one program needs to stream 8 tiles of 4-8 KiB twice. 0:
+            never; ``MAX_FUSED_TILES``: wherever one program can (what ``make_plan``'s
+            ``one_kernel`` asks for a single call).
     """
 
     tile_elems: int = 2048
@@ -282,6 +288,7 @@ class LaunchPlan:
     even: bool
     num_warps: int
     num_stages: int
+    split_reason: str = ""
 
     @property
     def launch_options(self) -> dict:
@@ -330,7 +337,12 @@ def _tiles(view: ChannelView, block_n: int, block_s: int) -> tuple[int, int]:
 
 
 def make_plan(
-    view: ChannelView, device: torch.device, *, interpreted: bool, split: int = 0
+    view: ChannelView,
+    device: torch.device,
+    *,
+    interpreted: bool,
+    split: int = 0,
+    one_kernel: bool = False,
 ) -> LaunchPlan:
     """Choose tile sizes and SPLIT for ``view`` on ``device`` (``_plan``), cached: the same
     layer asks for the same plan at every forward and backward, and planning is host time
@@ -338,17 +350,22 @@ def make_plan(
     tuning = active_tuning()
     fields = (view.n, view.c, view.s, view.sn, view.sc, view.ss)
     if _concrete(*fields):
-        return _cached_plan(view, device, interpreted, split, tuning)
-    return _plan(view, device, interpreted, split, tuning)
+        return _cached_plan(view, device, interpreted, split, tuning, one_kernel)
+    return _plan(view, device, interpreted, split, tuning, one_kernel)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_plan(view, device, interpreted, split, tuning) -> LaunchPlan:
-    return _plan(view, device, interpreted, split, tuning)
+def _cached_plan(view, device, interpreted, split, tuning, one_kernel) -> LaunchPlan:
+    return _plan(view, device, interpreted, split, tuning, one_kernel)
 
 
 def _plan(
-    view: ChannelView, device: torch.device, interpreted: bool, split: int, tuning: Tuning
+    view: ChannelView,
+    device: torch.device,
+    interpreted: bool,
+    split: int,
+    tuning: Tuning,
+    one_kernel: bool,
 ) -> LaunchPlan:
     """Choose tile sizes and SPLIT for ``view`` on ``device`` with ``tuning``.
 
@@ -359,6 +376,10 @@ def _plan(
         split: 0 chooses automatically; 1 forces the fused path; ``k > 1`` forces the
             split path with up to ``k`` partials (tiles are shrunk along N, then S,
             until there are at least ``k`` tiles, so tiny test inputs can exercise it).
+        one_kernel: the automatic choice takes the fused path wherever one program can own
+            a channel block's whole reduction, as if ``fused_max_tiles`` were
+            ``MAX_FUSED_TILES``. Not where it cannot: too many tiles for one program's
+            counts, or too many channel blocks for the grid (``split_reason`` says which).
 
     The automatic choice: the fused path with narrow channel blocks (``NARROW_BLOCK_C``
     channels, so that small layers still spread over many programs) when such a block has
@@ -374,13 +395,24 @@ def _plan(
     tile = TILE_ELEMS_INTERPRETER if interpreted else tuning.tile_elems
     max_contig = tile if interpreted else MAX_BLOCK_CONTIGUOUS
     block_c, block_n, block_s = _tile_shape(view, tile, max_contig)
-    chosen = 0
+    chosen, reason = 0, ""
     if split == 0 and not interpreted:
         narrow = NARROW_BLOCK_C_CHANNELS_LAST if view.channels_contiguous else NARROW_BLOCK_C
         shape = _tile_shape(view, tile, max_contig, block_c=narrow)
-        fits = cdiv(view.c, shape[0]) <= MAX_GRID_Y
-        if fits and _tiles(view, *shape[1:])[1] <= tuning.fused_max_tiles:
+        limit = min(MAX_FUSED_TILES if one_kernel else tuning.fused_max_tiles, MAX_FUSED_TILES)
+        narrow_blocks, narrow_tiles = cdiv(view.c, shape[0]), _tiles(view, *shape[1:])[1]
+        if narrow_blocks <= MAX_GRID_Y and narrow_tiles <= limit:
             (block_c, block_n, block_s), chosen = shape, 1
+        elif one_kernel and narrow_blocks > MAX_GRID_Y:
+            reason = (
+                f"{narrow_blocks} channel blocks of {shape[0]}, more than the {MAX_GRID_Y} "
+                "a CUDA grid allows on the elementwise kernels' second axis"
+            )
+        elif one_kernel:
+            reason = (
+                f"{narrow_tiles} tiles per channel block, more than the {MAX_FUSED_TILES} "
+                "one program counts exactly"
+            )
     n_tiles_s, tiles_total = _tiles(view, block_n, block_s)
     c_blocks = cdiv(view.c, block_c)
     if c_blocks > MAX_GRID_Y:
@@ -413,5 +445,5 @@ def _plan(
     even = view.s % block_s == 0 and view.c % block_c == 0 and view.n % block_n == 0
     return LaunchPlan(
         block_c, block_n, block_s, n_tiles_s, tiles_total, c_blocks, chosen, tiles_per_prog,
-        even, tuning.num_warps, tuning.num_stages,
+        even, tuning.num_warps, tuning.num_stages, reason if chosen > 1 else "",
     )  # fmt: skip

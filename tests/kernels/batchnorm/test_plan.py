@@ -182,3 +182,72 @@ def test_plans_are_cached_per_tuning(h100):
     with tuned(Tuning(programs_per_sm=4)):
         assert gpu_plan(LARGE) is not first
     assert gpu_plan(LARGE) is first
+
+
+# BatchNorm inputs (C, H, W) of dcgan64 and dcgan32 (tests/gan_models checks the models),
+# and the MLP GAN's BatchNorm1d widths.
+DCGAN_LAYERS = [(512, 4, 4), (256, 8, 8), (128, 16, 16), (64, 32, 32), (256, 4, 4), (128, 8, 8),
+                (64, 16, 16)]  # fmt: skip
+MLP_WIDTHS = [256, 512, 1024]
+
+
+def _narrow_tiles(view: ChannelView) -> int:
+    """Tiles per narrow channel block, as ``Tuning.fused_max_tiles`` counts them: 2048
+    elements of 16 channels by 128 rows when channels are contiguous; of 2 channels by
+    whole NCHW planes (up to 1024 positions), as many batch items as fit, otherwise."""
+    if view.channels_contiguous:
+        return -(-view.s // 128)
+    block_s = min(1 << (view.s - 1).bit_length(), 1024)
+    items = max(1, 2048 // (2 * block_s)) if block_s >= view.s else 1
+    return -(-view.n // items) * -(-view.s // block_s)
+
+
+def _views():
+    for batch in (32, 64, 128, 256):
+        for c, h, w in DCGAN_LAYERS:
+            yield f"{batch}x{c}x{h}x{w}", nchw(batch, c, h, w)
+            yield f"{batch}x{c}x{h}x{w}-cl", ChannelView(1, c, batch * h * w, 0, 1, c)
+    for batch in (64, 512, 4096):
+        for c in MLP_WIDTHS:
+            yield f"bn1d-{batch}x{c}", ChannelView(1, c, batch, 0, 1, c)
+
+
+VIEWS = dict(_views())
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_one_kernel_takes_every_dcgan_and_mlp_layer_and_the_default_only_small_ones(h100, name):
+    """Asked for one kernel, every DCGAN-32/64 BatchNorm at batch <= 256 and every MLP
+    BatchNorm1d at batch <= 4096 takes the one-kernel path (one launch each way); by
+    default, only those whose narrow channel blocks have at most fused_max_tiles tiles."""
+    view = VIEWS[name]
+    default = gpu_plan(view)
+    assert default.fused == (_narrow_tiles(view) <= DEFAULT_TUNING.fused_max_tiles)
+    assert not default.split_reason
+    one = make_plan(view, torch.device("cuda"), interpreted=False, one_kernel=True)
+    assert one.fused and one.c_blocks * one.block_c >= view.c
+    with tuned(Tuning(fused_max_tiles=plan.MAX_FUSED_TILES)):
+        assert gpu_plan(view) == one  # the same choice, as a launch tuning
+
+
+def test_shapes_one_kernel_cannot_take_keep_the_split_path_and_say_why(h100):
+    # 2**31 items of 2 x 4 x 4: 2**25 tiles of 64 items per channel pair
+    view = ChannelView(2**31, 2, 16, 32, 16, 1)
+    one = make_plan(view, torch.device("cuda"), interpreted=False, one_kernel=True)
+    assert not one.fused and "tiles per channel block" in one.split_reason
+    assert not gpu_plan(view).split_reason  # nobody asked
+
+
+def test_channels_past_the_grid_in_narrow_blocks_take_wide_ones(h100):
+    """2**20 + 16 channels are 65,537 blocks of 16, past the elementwise kernels' grid:
+    the channel blocks are the wide ones (128), each still one program's whole reduction."""
+    view = ChannelView(1, 2**20 + 16, 4096, 0, 1, 2**20 + 16)
+    one = make_plan(view, torch.device("cuda"), interpreted=False, one_kernel=True)
+    assert one.fused and one.block_c == 128
+
+
+def test_the_interpreter_takes_one_kernel_either_way():
+    for view in (LARGE, *VIEWS.values()):
+        for one_kernel in (False, True):
+            p = make_plan(view, torch.device("cpu"), interpreted=True, one_kernel=one_kernel)
+            assert p.fused and not p.split_reason
