@@ -5,6 +5,8 @@ and the host-side arithmetic of their launch plans.
 - ``wrap_triton``, ``eager_launches``, ``PlainLaunches``, ``launchable`` and
   ``direct_call`` decide how a launch reaches its kernel: through torch.library's
   tracing wrapper, or as it is for an eager call on real tensors;
+- ``KernelSite``: one launch of a kernel with its grid and constexprs fixed, which on a
+  GPU launches the compiled kernel that its first ``kernel[grid](...)`` produced;
 - ``cdiv``, ``next_pow2``, ``sm_count``: grid arithmetic;
 - ``ActiveSetting``: a process-wide setting, the families' launch tunings.
 """
@@ -28,6 +30,7 @@ if availability.TRITON_AVAILABLE:
 
 __all__ = [
     "ActiveSetting",
+    "KernelSite",
     "PlainLaunches",
     "cdiv",
     "define_op",
@@ -137,6 +140,100 @@ def wrap_triton(kernel):
     if availability.INTERPRETED or getattr(_launch_state, "plain", False):
         return kernel
     return _wrap_compiled(kernel)
+
+
+def _handle_api():
+    """``(CompiledKernel, driver, knobs)`` where a compiled kernel can be launched as
+    ``JITFunction.run`` launches it (triton 3.3 and later: ``kernel.run(grid..., stream,
+    function, packed_metadata, launch_metadata, enter_hook, exit_hook, *every_argument)``,
+    constexprs included); None under the interpreter or with any other Triton."""
+    if not availability.TRITON_AVAILABLE or availability.INTERPRETED:
+        return None
+    try:
+        from triton import knobs
+        from triton.compiler import CompiledKernel
+        from triton.runtime import driver
+    except ImportError:
+        return None
+    hooks = ("launch_enter_hook", "launch_exit_hook")
+    if not all(hasattr(knobs.runtime, hook) for hook in hooks):
+        return None
+    if not callable(getattr(CompiledKernel, "launch_metadata", None)):
+        return None
+    return CompiledKernel, driver, knobs
+
+
+_HANDLES = _handle_api()
+
+
+def _specialised(arg):
+    """What of an argument a compiled kernel is specialised on, or stricter."""
+    if isinstance(arg, torch.Tensor):
+        return arg.dtype, not arg.data_ptr() % 16
+    return type(arg), arg
+
+
+class KernelSite:
+    """One launch site: ``kernel`` with its grid, constexprs and launch options fixed.
+
+    ``launch(launcher, args)`` launches ``launcher[grid](*args, **options)``, where
+    ``launcher`` is what ``wrap_triton(kernel)`` gave (the kernel itself for an eager call,
+    torch.library's tracing wrapper, or a test's stub). Triton's ``@jit`` launch binds and
+    specialises every argument and looks up its compiled kernel at each call: host time
+    that small layers do not hide. So on a GPU, for the kernel itself, the compiled kernel
+    that a launch returns is kept, by the current device and the arguments as Triton
+    specialises on them (a tensor's dtype and whether its address is 16-byte aligned; a
+    scalar by its value, stricter than Triton), and the next launch with the same key goes
+    straight to it, as ``JITFunction.run`` does after its lookup. Anywhere else (the
+    interpreter, a Triton without that launcher API, a kernel with pre-run hooks, a wrapped
+    or stubbed launcher) every launch takes the ``@jit`` path. What the kept kernel does not
+    follow: a change of Triton's process-wide options (``TRITON_DEBUG``, instrumentation)
+    after its first launch.
+    """
+
+    __slots__ = ("kernel", "grid", "options", "_grid3", "_handles", "_constexprs")
+
+    def __init__(self, kernel, grid: tuple, options: dict):
+        self.kernel, self.grid, self.options = kernel, tuple(grid), options
+        self._grid3 = (*self.grid, 1, 1)[:3]
+        usable = _HANDLES is not None and not getattr(kernel, "pre_run_hooks", None)
+        self._handles: dict | None = {} if usable else None
+        self._constexprs: tuple | None = None
+
+    def launch(self, launcher, args: tuple) -> None:
+        handles = self._handles
+        if handles is None or launcher is not self.kernel:
+            launcher[self.grid](*args, **self.options)
+            return
+        compiled_kernel, driver, knobs = _HANDLES
+        device = driver.active.get_current_device()
+        key = (device, *[_specialised(a) for a in args])
+        handle = handles.get(key)
+        if handle is None:
+            handle = launcher[self.grid](*args, **self.options)
+            if isinstance(handle, compiled_kernel) and self._tail(len(args)) is not None:
+                handles[key] = handle
+            return
+        stream = driver.active.get_current_stream(device)
+        every = (*args, *self._constexprs)
+        g0, g1, g2 = self._grid3
+        handle.run(
+            g0, g1, g2, stream, handle.function, handle.packed_metadata,
+            handle.launch_metadata(self.grid, stream, *every),
+            knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook, *every,
+        )  # fmt: skip
+
+    def _tail(self, given: int) -> tuple | None:
+        """The constexprs' values in parameter order after the ``given`` positional
+        arguments (a compiled kernel takes every parameter), or None when a parameter is
+        neither (left to its default), and the site keeps the ``@jit`` path."""
+        if self._constexprs is None:
+            names = getattr(self.kernel, "arg_names", None)
+            if names is None or any(name not in self.options for name in names[given:]):
+                self._handles = None
+                return None
+            self._constexprs = tuple(self.options[name] for name in names[given:])
+        return self._constexprs
 
 
 def launchable(t: torch.Tensor) -> bool:
