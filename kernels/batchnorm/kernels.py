@@ -156,7 +156,7 @@ def _load_vec(ptr, cs, cmask, other, FP64: tl.constexpr):
 def _float_arg(value, FP64: tl.constexpr):
     """A float argument (eps, slope, momentum) at the accumulation precision. Triton
     passes a Python float to a compiled kernel as fp32, so under ``FP64`` the launcher
-    passes the float64's bit pattern as an integer (``ops.float_arg``), rebuilt
+    passes the float64's bit pattern as an integer (``calls.float_arg``), rebuilt
     here exactly. Otherwise the value is cast to fp32: inside a torch.compile'd graph
     inductor launches the kernels itself and types a Python float argument fp64, which
     would promote every product with it to fp64 (and break the loops' carried types)."""

@@ -15,15 +15,21 @@ is wired with a ``torch.autograd.Function`` that calls the two ops. Dynamo trace
 ``torch.compile(fullgraph=True)`` holds; the backward is not differentiable again
 (no double backward through this op).
 
+An eager call (no torch.compile, no dispatch mode) skips the registered ops, and one of a
+kind already seen (``calls.call_key``: shapes, strides, dtypes, devices, flags) also skips
+the checks its kind passed the first time and all the host arithmetic: its
+``calls.ForwardCall`` says what to allocate and launch.
+
 Registering the ops is the one thing importing this module does besides defining
 functions: torch.compile needs the op to exist before it traces a call to it.
 
-Launches per call (small = the fused path, ``LaunchPlan.split == 1``; large = split):
+Launches per call (small = the fused or one-kernel path, ``LaunchPlan.split == 1``;
+large = split):
 
 ==========================  =====  =====
 pass                        small  large
 ==========================  =====  =====
-training forward            1      3     (+1 ``add_`` when momentum is None)
+training forward            1      3     (small: +1 ``add_`` when momentum is None)
 eval forward                1      1
 training backward           1      3     (2 without dx)
 eval backward, dx only      1      1
@@ -31,44 +37,45 @@ eval backward, dw/db        1      2
 ==========================  =====  =====
 
 plus one copy of dy when it does not have x's layout (``kernels.batchnorm.plan.like_layout``).
+Every launch goes through ``wrap_triton``, the one name to patch to see or skip them.
 """
 
 # ruff: noqa: UP007, UP045
 # torch.library infers op schemas from the annotations; typing.Optional is understood by
 # every torch version we support (2.11 to 2.14), PEP 604 unions are not guaranteed to be.
 
-import struct
 from typing import Optional
 
 import torch
 
 from kernels import availability
-from kernels._plumbing import cdiv, define_op, direct_call, eager_launches, launchable, wrap_triton
+from kernels._plumbing import (
+    PlainLaunches,
+    define_op,
+    direct_call,
+    eager_launches,
+    launchable,
+    wrap_triton,
+)
+from kernels.batchnorm import calls
 from kernels.batchnorm.arguments import (
     check_arguments,
     copy_back_running_stats,
     unit_stride_vectors,
 )
-from kernels.batchnorm.plan import (
-    ChannelView,
-    LaunchPlan,
-    channel_view,
-    finalize_blocks,
-    like_layout,
-    make_plan,
+from kernels.batchnorm.calls import (
+    DX_ONLY,
+    EVAL,
+    FUSED,
+    NOTHING,
+    BackwardCall,
+    CallSpec,
+    ForwardCall,
+    Prepared,
+    backward_call,
+    forward_call,
 )
-
-if availability.TRITON_AVAILABLE:
-    from kernels.batchnorm.kernels import (
-        bn_apply_kernel,
-        bn_bwd_dx_kernel,
-        bn_bwd_finalize_kernel,
-        bn_bwd_fused_kernel,
-        bn_bwd_partial_kernel,
-        bn_fwd_fused_kernel,
-        bn_stats_finalize_kernel,
-        bn_stats_partial_kernel,
-    )
+from kernels.batchnorm.plan import channel_view, like_layout, make_plan
 
 __all__ = ["batch_norm_leaky_relu"]
 
@@ -76,175 +83,93 @@ FORWARD_OP = "gan_bench::batch_norm_leaky_relu_forward"
 BACKWARD_OP = "gan_bench::batch_norm_leaky_relu_backward"
 
 # ---------------------------------------------------------------------------------------
-# Launch helpers (shared with sync.py). ``view`` and ``plan`` come from plan.py.
+# Launches (shared with sync.py): each kernel's arguments in order, from a ``Prepared``
+# launch (``calls.prepare_*``) and the tensors; an absent optional tensor is passed as x,
+# which the kernel's constexprs leave unread.
 # ---------------------------------------------------------------------------------------
 
 
-def launch_stats_partial(x: torch.Tensor, view: ChannelView, plan: LaunchPlan) -> torch.Tensor:
-    """Partial (count, mean - K, M2) rows, ``[3, SPLIT, C]``, in the accumulation dtype."""
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    part = x.new_empty((3, plan.split, view.c), dtype=acc)
-    if launchable(x):
-        wrap_triton(bn_stats_partial_kernel)[(plan.c_blocks, plan.split)](
-            x, part, view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
-            view.sn, view.sc, view.ss,
-            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-            FP64=x.dtype == torch.float64,
-            NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
-        )  # fmt: skip
-    return part
+def _launch(prepared: Prepared, args: tuple) -> None:
+    site = prepared.site
+    site.launch(wrap_triton(site.kernel), args)
 
 
-def float_arg(value: float, like: torch.Tensor) -> float | int:
-    """A float kernel argument (eps, slope, momentum). Triton passes a Python float to a
-    compiled kernel as fp32, which would round 0.2 to 0.20000000298 in float64 kernels:
-    for float64 inputs the float64's bit pattern is passed as an integer instead, and the
-    kernel rebuilds it (``_float_arg`` in the kernels)."""
-    if like.dtype != torch.float64:
-        return float(value)
-    return struct.unpack("<q", struct.pack("<d", float(value)))[0]
+def launch_stats_partial(p: Prepared, x, part) -> None:
+    _launch(p, (x, part, *p.scalars))
 
 
-def launch_stats_finalize(
-    part: torch.Tensor,
-    x: torch.Tensor,
-    view: ChannelView,
-    stats: torch.Tensor,
-    *,
-    shift: Optional[torch.Tensor] = None,
-    weight: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    running_mean: Optional[torch.Tensor] = None,
-    running_var: Optional[torch.Tensor] = None,
-    num_batches_tracked: Optional[torch.Tensor] = None,
-    momentum: Optional[float] = None,
-    eps: float = 1e-5,
-    merged: Optional[torch.Tensor] = None,
-) -> None:
-    """Merge ``part`` into ``stats`` (and update running stats), or into ``merged`` [4, C].
-
-    ``part``'s means are relative to ``shift`` (C,), by default the channel's first
-    element ``x[0, c, 0]``, the shift ``launch_stats_partial`` uses."""
-    update = running_mean is not None
-    shift_source, shift_stride = (x, view.sc) if shift is None else (shift, 1)
-    if launchable(x):
-        block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_stats_finalize_kernel)[(cdiv(view.c, block_c),)](
-            part, part.shape[1], shift_source, shift_stride, view.c,
-            x if weight is None else weight,
-            x if bias is None else bias,
-            x if running_mean is None else running_mean,
-            x if running_var is None else running_var,
-            x if num_batches_tracked is None else num_batches_tracked,
-            stats, x if merged is None else merged,
-            float_arg(0.0 if momentum is None else momentum, x), float_arg(eps, x),
-            HAS_W=weight is not None, HAS_B=bias is not None,
-            UPDATE_RUNNING=update, FACTOR_FROM_NBT=update and momentum is None,
-            MERGE_ONLY=merged is not None,
-            BLOCK_C=block_c, BLOCK_P=block_p, FP64=x.dtype == torch.float64,
-        )  # fmt: skip
+def launch_stats_finalize(p: Prepared, part, shift, weight, bias, rm, rv, nbt, stats, merged):
+    parts, shift_stride, c, momentum, eps = p.scalars
+    _launch(p, (part, parts, shift, shift_stride, c, weight, bias, rm, rv, nbt, stats, merged,
+                momentum, eps))  # fmt: skip
 
 
-def launch_apply(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    view: ChannelView,
-    plan: LaunchPlan,
-    stats: torch.Tensor,
-    *,
-    negative_slope: float,
-    eval_weight: Optional[torch.Tensor] = None,
-    eval_bias: Optional[torch.Tensor] = None,
-    eval_running_mean: Optional[torch.Tensor] = None,
-    eval_running_var: Optional[torch.Tensor] = None,
-    eps: float = 1e-5,
-    increment: Optional[torch.Tensor] = None,
-) -> None:
-    """``y = leaky(BN(x))`` elementwise; eval mode when ``eval_running_mean`` is given."""
-    is_eval = eval_running_mean is not None
-    if launchable(x):
-        wrap_triton(bn_apply_kernel)[(plan.tiles_total, plan.c_blocks)](
-            x, y, stats,
-            x if eval_weight is None else eval_weight,
-            x if eval_bias is None else eval_bias,
-            x if eval_running_mean is None else eval_running_mean,
-            x if eval_running_var is None else eval_running_var,
-            x if increment is None else increment,
-            view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
-            float_arg(eps, x), float_arg(negative_slope, x), float(view.count),
-            EVAL=is_eval, HAS_W=eval_weight is not None, HAS_B=eval_bias is not None,
-            INC_NBT=increment is not None,
-            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-            FP64=x.dtype == torch.float64,
-            **plan.launch_options,
-        )  # fmt: skip
+def launch_apply(p: Prepared, x, y, stats, weight, bias, rm, rv, increment) -> None:
+    _launch(p, (x, y, stats, weight, bias, rm, rv, increment, *p.scalars))
 
 
-def launch_bwd_partial(
-    x: torch.Tensor,
-    dy: torch.Tensor,
-    dx: Optional[torch.Tensor],
-    view: ChannelView,
-    plan: LaunchPlan,
-    stats: torch.Tensor,
-    negative_slope: float,
-) -> torch.Tensor:
-    """Partial ``sum g`` / ``sum g*xhat`` rows ``[2, SPLIT, C]``; eval dx too if ``dx`` given."""
-    part = x.new_empty((2, plan.split, view.c), dtype=stats.dtype)
-    if launchable(x):
-        wrap_triton(bn_bwd_partial_kernel)[(plan.c_blocks, plan.split)](
-            x, dy, x if dx is None else dx, stats, part,
-            view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, plan.tiles_per_prog,
-            view.sn, view.sc, view.ss, float_arg(negative_slope, x),
-            WRITE_DX=dx is not None,
-            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-            FP64=x.dtype == torch.float64,
-            NUM_STAGES=plan.num_stages, **plan.launch_options,
-        )  # fmt: skip
-    return part
+def launch_forward_fused(p: Prepared, x, y, stats, weight, bias, rm, rv, nbt) -> None:
+    _launch(p, (x, y, stats, weight, bias, rm, rv, nbt, *p.scalars))
 
 
-def launch_bwd_finalize(
-    part: torch.Tensor,
-    x: torch.Tensor,
-    view: ChannelView,
-    dweight: Optional[torch.Tensor],
-    dbias: Optional[torch.Tensor],
-) -> torch.Tensor:
-    """Sum partial rows into ``sums`` ``[2, C]``; write dweight/dbias if given."""
-    sums = x.new_empty((2, view.c), dtype=part.dtype)
-    if launchable(x):
-        block_c, block_p = finalize_blocks(view.c, part.shape[1])
-        wrap_triton(bn_bwd_finalize_kernel)[(cdiv(view.c, block_c),)](
-            part, part.shape[1], view.c, sums,
-            x if dweight is None else dweight, x if dbias is None else dbias,
-            HAS_DW=dweight is not None, HAS_DB=dbias is not None,
-            BLOCK_C=block_c, BLOCK_P=block_p, FP64=x.dtype == torch.float64,
-        )  # fmt: skip
-    return sums
+def launch_backward_partial(p: Prepared, x, dy, dx, stats, part) -> None:
+    _launch(p, (x, dy, dx, stats, part, *p.scalars))
 
 
-def launch_dx(
-    x: torch.Tensor,
-    dy: torch.Tensor,
-    dx: torch.Tensor,
-    view: ChannelView,
-    plan: LaunchPlan,
-    stats: torch.Tensor,
-    sums: Optional[torch.Tensor],
-    negative_slope: float,
-) -> None:
-    """Elementwise dx: training formula when ``sums`` is given, ``g * scale`` otherwise."""
-    if launchable(x):
-        wrap_triton(bn_bwd_dx_kernel)[(plan.tiles_total, plan.c_blocks)](
-            x, dy, dx, stats, stats if sums is None else sums,
-            view.c, view.n, view.s, plan.n_tiles_s, view.sn, view.sc, view.ss,
-            float_arg(negative_slope, x),
-            TRAINING=sums is not None,
-            BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-            FP64=x.dtype == torch.float64,
-            **plan.launch_options,
-        )  # fmt: skip
+def launch_backward_finalize(p: Prepared, part, sums, dweight, dbias) -> None:
+    parts, c = p.scalars
+    _launch(p, (part, parts, c, sums, dweight, dbias))
+
+
+def launch_dx(p: Prepared, x, dy, dx, stats, sums) -> None:
+    _launch(p, (x, dy, dx, stats, sums, *p.scalars))
+
+
+def launch_backward_fused(p: Prepared, x, dy, dx, stats, dweight, dbias) -> None:
+    _launch(p, (x, dy, dx, stats, dweight, dbias, *p.scalars))
+
+
+def _run_forward(call: ForwardCall, x, y, stats, weight, bias, running_mean, running_var, nbt):
+    """Launch ``call``'s forward: y and stats (and the running statistics) from x."""
+    w = x if weight is None else weight
+    b = x if bias is None else bias
+    if call.kind == EVAL:
+        launch_apply(call.launches[0], x, y, stats, w, b, running_mean, running_var, x)
+        return
+    rm, rv = (running_mean, running_var) if call.update else (x, x)
+    if call.kind == FUSED:
+        counter = x if nbt is None else nbt
+        launch_forward_fused(call.launches[0], x, y, stats, w, b, rm, rv, counter)
+        if call.host_increment:
+            nbt.add_(1)
+        return
+    partial, finalize, apply = call.launches
+    part = x.new_empty((3, call.plan.split, call.view.c), dtype=call.acc)
+    launch_stats_partial(partial, x, part)
+    launch_stats_finalize(finalize, part, x, w, b, rm, rv, nbt if call.factor_from_nbt else x,
+                          stats, x)  # fmt: skip
+    launch_apply(apply, x, y, stats, x, x, x, x, nbt if call.increment else x)
+
+
+def _run_backward(call: BackwardCall, x, dy, stats, dx, dweight, dbias) -> None:
+    """Launch ``call``'s backward into the gradients asked for (the others None)."""
+    if call.kind == NOTHING:
+        return
+    if call.kind == DX_ONLY:
+        launch_dx(call.launches[0], x, dy, dx, stats, stats)
+        return
+    dw = x if dweight is None else dweight
+    db = x if dbias is None else dbias
+    if call.kind == FUSED:
+        launch_backward_fused(call.launches[0], x, dy, x if dx is None else dx, stats, dw, db)
+        return
+    partial, finalize = call.launches[:2]
+    part = x.new_empty((2, call.plan.split, x.shape[1]), dtype=stats.dtype)
+    launch_backward_partial(partial, x, dy, dx if call.dx_in_reduce else x, stats, part)
+    sums = x.new_empty((2, x.shape[1]), dtype=stats.dtype)
+    launch_backward_finalize(finalize, part, sums, dw, db)
+    if call.dx_after:
+        launch_dx(call.launches[2], x, dy, dx, stats, sums)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,6 +189,7 @@ def _forward_impl(
     eps: float,
     negative_slope: float,
     split: int,
+    one_kernel: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # Arguments are validated by batch_norm_leaky_relu; ``training`` here means "use batch
     # statistics" (F.batch_norm's meaning), running stats are updated iff they are given.
@@ -272,54 +198,21 @@ def _forward_impl(
     y = torch.empty_like(x)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     stats = x.new_empty((6, view.c), dtype=acc)
-    update = training and running_mean is not None
-    increment = num_batches_tracked if update else None
     if x.numel() == 0:  # as eager: empty output, running statistics untouched
         stats.zero_()
-        if increment is not None:
-            increment.add_(1)
+        if training and running_mean is not None and num_batches_tracked is not None:
+            num_batches_tracked.add_(1)
         return y, stats
-    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split)
-    if not training:
-        launch_apply(
-            x, y, view, plan, stats, negative_slope=negative_slope,
-            eval_weight=weight, eval_bias=bias,
-            eval_running_mean=running_mean, eval_running_var=running_var, eps=eps,
-        )  # fmt: skip
-        return y, stats
-    factor_from_nbt = update and momentum is None
-    if plan.fused:
-        # The counter can be bumped in-kernel only when no program reads it.
-        in_kernel = increment is not None and not factor_from_nbt
-        if launchable(x):
-            wrap_triton(bn_fwd_fused_kernel)[(plan.c_blocks,)](
-                x, y, stats,
-                x if weight is None else weight,
-                x if bias is None else bias,
-                running_mean if update else x,
-                running_var if update else x,
-                num_batches_tracked if num_batches_tracked is not None else x,
-                view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
-                float_arg(0.0 if momentum is None else momentum, x), float_arg(eps, x),
-                float_arg(negative_slope, x),
-                HAS_W=weight is not None, HAS_B=bias is not None,
-                UPDATE_RUNNING=update, FACTOR_FROM_NBT=factor_from_nbt, INC_NBT=in_kernel,
-                BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-                FP64=x.dtype == torch.float64,
-                NUM_STAGES=plan.num_stages, EVEN=plan.even, **plan.launch_options,
-            )  # fmt: skip
-        if increment is not None and not in_kernel:
-            increment.add_(1)
-        return y, stats
-    part = launch_stats_partial(x, view, plan)
-    launch_stats_finalize(
-        part, x, view, stats, weight=weight, bias=bias,
-        running_mean=running_mean if update else None,
-        running_var=running_var if update else None,
-        num_batches_tracked=num_batches_tracked if factor_from_nbt else None,
-        momentum=momentum, eps=eps,
-    )  # fmt: skip
-    launch_apply(x, y, view, plan, stats, negative_slope=negative_slope, increment=increment)
+    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split,
+                     one_kernel=one_kernel)  # fmt: skip
+    spec = _spec(weight, bias, running_mean, num_batches_tracked, training, momentum, eps,
+                 negative_slope, split, one_kernel, x.dtype)  # fmt: skip
+    call = forward_call(view, plan, x.dtype, spec)
+    if launchable(x):
+        _run_forward(call, x, y, stats, weight, bias, running_mean, running_var,
+                     num_batches_tracked)  # fmt: skip
+    elif call.host_increment:
+        num_batches_tracked.add_(1)
     return y, stats
 
 
@@ -335,6 +228,7 @@ def _backward_impl(
     weight_dtype: torch.dtype,
     bias_dtype: torch.dtype,
     split: int,
+    one_kernel: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     availability.require_runnable(x.device)
     x, view = channel_view(x)
@@ -346,36 +240,23 @@ def _backward_impl(
         dw.zero_()
         db.zero_()
         return dx, dw, db
-    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split)
-    reduce = (training and need_dx) or need_dweight or need_dbias
-    dx_in_reduce = need_dx and reduce and not training
-    dx_after = need_dx and (training or not reduce)
-    dw_arg = dw if need_dweight else None
-    db_arg = db if need_dbias else None
-    if not reduce:
-        if dx_after:
-            launch_dx(x, dy, dx, view, plan, stats, None, negative_slope)
-    elif plan.fused:
-        if launchable(x):
-            wrap_triton(bn_bwd_fused_kernel)[(plan.c_blocks,)](
-                x, dy, dx if need_dx else x, stats,
-                x if dw_arg is None else dw_arg, x if db_arg is None else db_arg,
-                view.c, view.n, view.s, plan.n_tiles_s, plan.tiles_total, view.sn, view.sc, view.ss,
-                float_arg(negative_slope, x),
-                TRAINING=training, REDUCE=True, DX_IN_REDUCE=dx_in_reduce, DX_AFTER=dx_after,
-                HAS_DW=dw_arg is not None, HAS_DB=db_arg is not None,
-                BLOCK_C=plan.block_c, BLOCK_N=plan.block_n, BLOCK_S=plan.block_s,
-                FP64=x.dtype == torch.float64,
-                NUM_STAGES=plan.num_stages, **plan.launch_options,
-            )  # fmt: skip
-    else:
-        part = launch_bwd_partial(
-            x, dy, dx if dx_in_reduce else None, view, plan, stats, negative_slope
-        )
-        sums = launch_bwd_finalize(part, x, view, dw_arg, db_arg)
-        if dx_after:
-            launch_dx(x, dy, dx, view, plan, stats, sums, negative_slope)
+    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split,
+                     one_kernel=one_kernel)  # fmt: skip
+    call = backward_call(view, plan, x.dtype == torch.float64, training, negative_slope,
+                         need_dx, need_dweight, need_dbias)  # fmt: skip
+    if launchable(x):
+        _run_backward(call, x, dy, stats, dx if need_dx else None,
+                      dw if need_dweight else None, db if need_dbias else None)  # fmt: skip
     return dx, dw, db
+
+
+def _spec(weight, bias, running_mean, nbt, training, momentum, eps, negative_slope, split,
+          one_kernel, dtype) -> CallSpec:  # fmt: skip
+    return CallSpec(
+        training, weight is not None, bias is not None, running_mean is not None,
+        nbt is not None, momentum, eps, negative_slope, split, one_kernel,
+        dtype if weight is None else weight.dtype, dtype if bias is None else bias.dtype,
+    )  # fmt: skip
 
 
 _forward_op = define_op(
@@ -384,13 +265,71 @@ _forward_op = define_op(
 _backward_op = define_op(BACKWARD_OP, mutates_args=())(_backward_impl)
 
 
+def _kept_forward(call: ForwardCall, x, weight, bias, running_mean, running_var, nbt):
+    """A kept call's forward: its allocations and launches, nothing else."""
+    y = torch.empty_like(x)
+    stats = x.new_empty((6, call.view.c), dtype=call.acc)
+    with PlainLaunches():
+        _run_forward(call, x, y, stats, weight, bias, running_mean, running_var, nbt)
+    return y, stats
+
+
+def _kept_backward(call: ForwardCall, x, stats, dy, need_dx, need_dweight, need_dbias):
+    """A kept call's backward; None for the gradients nobody asked for."""
+    backward = call.backward(need_dx, need_dweight, need_dbias)
+    if dy.stride() != x.stride():
+        dy = like_layout(dy, x, call.view)
+    c, spec = call.view.c, call.spec
+    dx = torch.empty_like(x) if need_dx else None
+    dw = x.new_empty((c,), dtype=spec.weight_dtype) if need_dweight else None
+    db = x.new_empty((c,), dtype=spec.bias_dtype) if need_dbias else None
+    with PlainLaunches():
+        _run_backward(backward, x, dy, stats, dx, dw, db)
+    return dx, dw, db
+
+
+def _first_call(
+    key, x, running_mean, running_var, weight, bias, num_batches_tracked, training, momentum,
+    eps, negative_slope, split, one_kernel,
+) -> Optional[ForwardCall]:  # fmt: skip
+    """The call kept for eager calls of kind ``key``, whose checks just passed, or None
+    where the general path serves them: an input it copies into another layout, strided
+    per-channel vectors (packed and copied back), no elements, scalars of other types."""
+    numbers = (int, float)
+    if not (
+        type(training) is bool
+        and type(split) is int
+        and type(one_kernel) is bool
+        and type(eps) in numbers
+        and type(negative_slope) in numbers
+        and (momentum is None or type(momentum) in numbers)
+        and x.numel() > 0
+        and all(t is None or t.is_contiguous() for t in (weight, bias, running_mean, running_var))
+    ):
+        return None
+    availability.require_runnable(x.device)
+    same, view = channel_view(x)
+    if same is not x:
+        return None
+    plan = make_plan(view, x.device, interpreted=availability.INTERPRETED, split=split,
+                     one_kernel=one_kernel)  # fmt: skip
+    spec = _spec(weight, bias, running_mean, num_batches_tracked, training,
+                 None if momentum is None else float(momentum), float(eps),
+                 float(negative_slope), split, one_kernel, x.dtype)  # fmt: skip
+    call = forward_call(view, plan, x.dtype, spec)
+    return calls.remember(key, call)
+
+
 # ---------------------------------------------------------------------------------------
 # Autograd and the functional API
 # ---------------------------------------------------------------------------------------
 
 
 class _BatchNormLeakyReLUFunction(torch.autograd.Function):
-    """Autograd for the forward op; saves x and the ``[6, C]`` stats, nothing activation-sized."""
+    """Autograd for the forward op; saves x and the ``[6, C]`` stats, nothing activation-sized.
+
+    ``call``: the kept ``ForwardCall`` of an eager call of a kind seen before (launched as
+    it is), or None (the registered ops, or their implementations for an eager call)."""
 
     @staticmethod
     def forward(
@@ -406,18 +345,27 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
         eps,
         negative_slope,
         split,
+        one_kernel,
+        call,
     ):
+        ctx.call = call
+        if call is not None:
+            y, stats = _kept_forward(call, x, weight, bias, running_mean, running_var,
+                                     num_batches_tracked)  # fmt: skip
+            ctx.save_for_backward(x, stats)
+            return y
         direct = direct_call()
         forward = _forward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_forward
         with eager_launches(direct):
             y, stats = forward(
                 x, weight, bias, running_mean, running_var, num_batches_tracked,
-                training, momentum, eps, negative_slope, split,
+                training, momentum, eps, negative_slope, split, one_kernel,
             )  # fmt: skip
         ctx.save_for_backward(x, stats)
         ctx.training = training
         ctx.negative_slope = negative_slope
         ctx.split = split
+        ctx.one_kernel = one_kernel
         ctx.weight_dtype = weight.dtype if weight is not None else x.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else x.dtype
         return y
@@ -427,18 +375,28 @@ class _BatchNormLeakyReLUFunction(torch.autograd.Function):
         x, stats = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         direct = direct_call()
+        call = ctx.call
+        if call is not None and direct:
+            dx, dw, db = _kept_backward(call, x, stats, dy, need_dx, need_dw, need_db)
+            return (dx, dw, db, *_NO_GRADS)
+        # what the op needs to know of the forward, from the kept call or the context
+        fwd = ctx if call is None else call.spec
         backward = _backward_impl if direct else torch.ops.gan_bench.batch_norm_leaky_relu_backward
         with eager_launches(direct):
             dx, dw, db = backward(
-                dy, x, stats, ctx.training, ctx.negative_slope, need_dx, need_dw, need_db,
-                ctx.weight_dtype, ctx.bias_dtype, ctx.split,
+                dy, x, stats, fwd.training, fwd.negative_slope, need_dx, need_dw, need_db,
+                fwd.weight_dtype, fwd.bias_dtype, fwd.split, fwd.one_kernel,
             )  # fmt: skip
         return (
             dx if need_dx else None,
             dw if need_dw else None,
             db if need_db else None,
-            None, None, None, None, None, None, None, None,
-        )  # fmt: skip
+            *_NO_GRADS,
+        )
+
+
+# No gradients for running_mean ... call: the Function's inputs after x, weight and bias.
+_NO_GRADS = (None,) * 10
 
 
 def batch_norm_leaky_relu(
@@ -453,6 +411,7 @@ def batch_norm_leaky_relu(
     negative_slope: float = 0.01,
     *,
     num_batches_tracked: Optional[torch.Tensor] = None,
+    one_kernel: bool = False,
     _split: int = 0,
 ) -> torch.Tensor:
     """``F.leaky_relu(F.batch_norm(x, ...), negative_slope)`` in fused Triton kernels.
@@ -477,6 +436,10 @@ def batch_norm_leaky_relu(
         num_batches_tracked: the module's batch counter. When given, and running
             statistics are updated, it is incremented on the device (what
             ``nn.BatchNorm`` does in its forward, before ``F.batch_norm``).
+        one_kernel: on a GPU, take the one-kernel path (one launch each way: statistics,
+            running statistics and activation in one program per channel block) wherever
+            one program can own a channel block's whole reduction, not only for the small
+            layers where it is the default (``kernels.batchnorm.plan.make_plan``).
         _split: internal, for tests: 0 chooses; 1 forces the single-launch path,
             ``k > 1`` the split path with up to k partials per channel.
 
@@ -484,13 +447,32 @@ def batch_norm_leaky_relu(
         ValueError: bad shapes, devices or dtypes; one value per channel in training.
         KernelUnavailableError: no CUDA GPU and no TRITON_INTERPRET (no eager fallback).
     """
-    check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
-                    num_batches_tracked)  # fmt: skip
+    key = None
+    if direct_call():
+        key = calls.call_key(
+            x, running_mean, running_var, weight, bias, num_batches_tracked, training,
+            momentum, eps, negative_slope, _split, one_kernel,
+        )  # fmt: skip
+    call = calls.CALLS.get(key) if key is not None else None
+    if call is None:
+        # Every check, the first time a kind of call is seen; calls of that kind are then
+        # kept, and later ones pass them by being of that kind.
+        check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
+                        num_batches_tracked)  # fmt: skip
+        if key is not None:
+            call = _first_call(key, x, running_mean, running_var, weight, bias,
+                               num_batches_tracked, training, momentum, eps, negative_slope,
+                               _split, one_kernel)  # fmt: skip
+    if call is not None:
+        return _BatchNormLeakyReLUFunction.apply(
+            x, weight, bias, running_mean, running_var, num_batches_tracked, training,
+            momentum, eps, negative_slope, _split, one_kernel, call,
+        )  # fmt: skip
     w, b, rm, rv = unit_stride_vectors(weight, bias, running_mean, running_var)
     y = _BatchNormLeakyReLUFunction.apply(
         x, w, b, rm, rv, num_batches_tracked,
         bool(training), None if momentum is None else float(momentum), float(eps),
-        float(negative_slope), int(_split),
+        float(negative_slope), int(_split), bool(one_kernel), None,
     )  # fmt: skip
     if training:
         copy_back_running_stats((running_mean, running_var), [rm, rv])

@@ -18,6 +18,8 @@ gloo. Outside training, or with one process, it is ``batch_norm_leaky_relu``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.distributed as dist
 
@@ -30,16 +32,24 @@ from kernels.batchnorm.arguments import (
     unit_stride_vectors,
     values_per_channel,
 )
+from kernels.batchnorm.calls import (
+    prepare_apply,
+    prepare_backward_finalize,
+    prepare_backward_partial,
+    prepare_dx,
+    prepare_stats_finalize,
+    prepare_stats_partial,
+)
 from kernels.batchnorm.ops import (
     batch_norm_leaky_relu,
     launch_apply,
-    launch_bwd_finalize,
-    launch_bwd_partial,
+    launch_backward_finalize,
+    launch_backward_partial,
     launch_dx,
     launch_stats_finalize,
     launch_stats_partial,
 )
-from kernels.batchnorm.plan import channel_view, like_layout, make_plan
+from kernels.batchnorm.plan import ChannelView, LaunchPlan, channel_view, like_layout, make_plan
 
 __all__ = ["sync_batch_norm_leaky_relu"]
 
@@ -65,6 +75,51 @@ class _SyncBatchNormLeakyReLUFunction(torch.autograd.Function):
             return _sync_backward(ctx, dy)
 
 
+@functools.lru_cache(maxsize=256)
+def _forward_launches(
+    view: ChannelView,
+    plan: LaunchPlan,
+    world: int,
+    fp64: bool,
+    has_w: bool,
+    has_b: bool,
+    update: bool,
+    factor_from_nbt: bool,
+    increment: bool,
+    momentum: float | None,
+    eps: float,
+    negative_slope: float,
+):
+    """The forward's launches: the local partial statistics, their merge into one row,
+    the merge of every rank's rows (with the running statistics), the elementwise pass."""
+    return (
+        prepare_stats_partial(view, plan, fp64),
+        prepare_stats_finalize(view, plan.split, fp64, merge_only=True),
+        prepare_stats_finalize(
+            view, world, fp64, has_w=has_w, has_b=has_b, update=update,
+            factor_from_nbt=factor_from_nbt, momentum=momentum, eps=eps, shift_stride=1,
+        ),
+        prepare_apply(view, plan, fp64, negative_slope=negative_slope, increment=increment),
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _backward_launches(
+    view: ChannelView,
+    plan: LaunchPlan,
+    fp64: bool,
+    has_dw: bool,
+    has_db: bool,
+    negative_slope: float,
+):
+    """The backward's launches: local partial sums, their merge (and dweight, dbias), dx."""
+    return (
+        prepare_backward_partial(view, plan, fp64, write_dx=False, negative_slope=negative_slope),
+        prepare_backward_finalize(view, plan.split, fp64, has_dw=has_dw, has_db=has_db),
+        prepare_dx(view, plan, fp64, training=True, negative_slope=negative_slope),
+    )
+
+
 def _sync_forward(
     ctx,
     x,
@@ -86,10 +141,18 @@ def _sync_forward(
     y = torch.empty_like(xv)
     stats = xv.new_empty((6, view.c), dtype=acc)
     merged = xv.new_zeros((4, view.c), dtype=acc)  # count, mean - K, M2, K
-    if xv.numel() > 0:
-        part = launch_stats_partial(xv, view, plan)
-        launch_stats_finalize(part, xv, view, stats, merged=merged)
     world = _world_size(process_group)
+    update = running_mean is not None
+    increment = num_batches_tracked if update else None
+    partial, merge, finalize, apply = _forward_launches(
+        view, plan, world, xv.dtype == torch.float64, weight is not None, bias is not None,
+        update, update and momentum is None, increment is not None, momentum, eps,
+        negative_slope,
+    )  # fmt: skip
+    if xv.numel() > 0:
+        part = xv.new_empty((3, plan.split, view.c), dtype=acc)
+        launch_stats_partial(partial, xv, part)
+        launch_stats_finalize(merge, part, xv, xv, xv, xv, xv, xv, stats, merged)
     gathered = [torch.empty_like(merged) for _ in range(world)]
     dist.all_gather(gathered, merged, group=process_group)
     rows = torch.stack(gathered, dim=1)  # [4, world, C]
@@ -104,17 +167,14 @@ def _sync_forward(
     first = (rows[0] > 0).to(torch.int8).argmax(dim=0, keepdim=True)  # [1, C]
     shift = rows[3].gather(0, first).squeeze(0)
     part = torch.stack((rows[0], rows[1] + (rows[3] - shift), rows[2])).contiguous()
-    update = running_mean is not None
     launch_stats_finalize(
-        part, xv, view, stats, shift=shift, weight=weight, bias=bias,
-        running_mean=running_mean, running_var=running_var,
-        num_batches_tracked=num_batches_tracked if update and momentum is None else None,
-        momentum=momentum, eps=eps,
+        finalize, part, shift, xv if weight is None else weight, xv if bias is None else bias,
+        running_mean if update else xv, running_var if update else xv,
+        num_batches_tracked if update and momentum is None else xv, stats, xv,
     )  # fmt: skip
-    increment = num_batches_tracked if update else None
     if xv.numel() > 0:
-        launch_apply(xv, y, view, plan, stats, negative_slope=negative_slope,
-                     increment=increment)  # fmt: skip
+        launch_apply(apply, xv, y, stats, xv, xv, xv, xv,
+                     xv if increment is None else increment)  # fmt: skip
     elif increment is not None:
         increment.add_(1)
     ctx.save_for_backward(xv, stats)
@@ -134,9 +194,15 @@ def _sync_backward(ctx, dy):
     plan = make_plan(view, xv.device, interpreted=availability.INTERPRETED, split=ctx.split)
     dw = xv.new_zeros((view.c,), dtype=ctx.weight_dtype) if need_dw else None
     db = xv.new_zeros((view.c,), dtype=ctx.bias_dtype) if need_db else None
+    partial, finalize, dx_launch = _backward_launches(
+        view, plan, xv.dtype == torch.float64, need_dw, need_db, ctx.negative_slope
+    )
     if xv.numel() > 0:
-        part = launch_bwd_partial(xv, dy, None, view, plan, stats, ctx.negative_slope)
-        sums = launch_bwd_finalize(part, xv, view, dw, db)
+        part = xv.new_empty((2, plan.split, view.c), dtype=stats.dtype)
+        launch_backward_partial(partial, xv, dy, xv, stats, part)
+        sums = xv.new_empty((2, view.c), dtype=stats.dtype)
+        launch_backward_finalize(finalize, part, sums, xv if dw is None else dw,
+                                 xv if db is None else db)  # fmt: skip
     else:
         sums = xv.new_zeros((2, view.c), dtype=stats.dtype)
     dx = None
@@ -146,7 +212,7 @@ def _sync_backward(ctx, dy):
         dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=ctx.process_group)
         dx = torch.empty_like(xv)
         if xv.numel() > 0:
-            launch_dx(xv, dy, dx, view, plan, stats, sums, ctx.negative_slope)
+            launch_dx(dx_launch, xv, dy, dx, stats, sums)
     return dx, dw, db, None, None, None, None, None, None, None, None
 
 
@@ -176,14 +242,13 @@ def sync_batch_norm_leaky_relu(
 
     Under torch.compile the synchronised path is a graph break: it runs eagerly.
     """
-    synced = training and _world_size(process_group) > 1
-    check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
-                    num_batches_tracked, local_part_of_batch=synced)  # fmt: skip
-    if not synced:
+    if not (training and _world_size(process_group) > 1):  # checked there
         return batch_norm_leaky_relu(
             x, running_mean, running_var, weight, bias, training, momentum, eps,
             negative_slope, num_batches_tracked=num_batches_tracked, _split=_split,
         )  # fmt: skip
+    check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
+                    num_batches_tracked, local_part_of_batch=True)  # fmt: skip
     w, b, rm, rv = unit_stride_vectors(weight, bias, running_mean, running_var)
     y = _synced(
         x, w, b, rm, rv, num_batches_tracked,

@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
     INTS = {"C", "N", "S", "n_tiles_s", "tiles_total", "tiles_per_prog", "sn", "sc", "ss", "P",
             "shift_stride"}
     # float64 kernels get eps, slope and momentum as their bit patterns
-    # (kernels.batchnorm.ops.float_arg)
+    # (kernels.batchnorm.calls.float_arg)
     FLOAT_ARGS = {"momentum", "eps", "slope"}
     DATA = {"x_ptr", "y_ptr", "dy_ptr", "dx_ptr"}
 

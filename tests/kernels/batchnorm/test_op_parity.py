@@ -15,7 +15,7 @@ import torch
 
 import kernels
 from kernels import availability
-from kernels.batchnorm import ops, plan
+from kernels.batchnorm import calls, ops, plan
 from kernels.batchnorm.plan import ChannelView, Tuning, channel_view, make_plan, tuned
 from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
@@ -130,7 +130,7 @@ def _clone(p, dtype=None):
     return out
 
 
-def run_both(x, params, *, training, momentum, slope, split=0, dy_seed=2):
+def run_both(x, params, *, training, momentum, slope, split=0, dy_seed=2, one_kernel=False):
     """Run the fused op on (x, params) and eager float64 on copies; return both sides."""
     ours_p = _clone(params)
     ref_p = _clone(params, torch.float64)
@@ -138,7 +138,8 @@ def run_both(x, params, *, training, momentum, slope, split=0, dy_seed=2):
     xr = x.detach().to(torch.float64).requires_grad_(True)
     y = kernels.batch_norm_leaky_relu(
         xo, ours_p["running_mean"], ours_p["running_var"], ours_p["weight"], ours_p["bias"],
-        training, momentum, 1e-5, slope, num_batches_tracked=ours_p["nbt"], _split=split,
+        training, momentum, 1e-5, slope, num_batches_tracked=ours_p["nbt"],
+        one_kernel=one_kernel, _split=split,
     )  # fmt: skip
     yr = batch_norm_leaky_relu_reference(
         xr, ref_p["running_mean"], ref_p["running_var"], ref_p["weight"], ref_p["bias"],
@@ -292,6 +293,26 @@ def test_split_plan_is_used_when_forced_and_fused_otherwise_on_the_interpreter()
             assert auto.fused
 
 
+@pytest.fixture
+def gpu_plans(monkeypatch):
+    """The op plans its launches as for an H100 (132 SMs, 2048-element tiles, narrow
+    channel blocks on the one-kernel path), which the interpreter then runs; the plans
+    made are listed. Kept calls are forgotten before and after: they hold their plans."""
+    monkeypatch.setattr(plan, "sm_count", lambda device: 132)
+    plans = []
+
+    def gpu_plan(view, device, *, interpreted, **kwargs):
+        plans.append(make_plan(view, device, interpreted=False, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(ops, "make_plan", gpu_plan)
+    plan._cached_plan.cache_clear()
+    calls.CALLS.clear()
+    yield plans
+    plan._cached_plan.cache_clear()
+    calls.CALLS.clear()
+
+
 # Inputs that take each GPU plan at a size the interpreter runs quickly: (shape, layout,
 # fused_max_tiles, (path, block_c, block_n, tiles per channel block, even)).
 GPU_PLAN_CASES = [
@@ -311,29 +332,113 @@ GPU_PLAN_CASES = [
     GPU_PLAN_CASES,
     ids=[f"{'x'.join(map(str, c[0]))}-{c[1]}-{c[3][0]}" for c in GPU_PLAN_CASES],
 )
-def test_gpu_plans_match_eager(monkeypatch, shape, layout, fused_max_tiles, expected):
+def test_gpu_plans_match_eager(gpu_plans, shape, layout, fused_max_tiles, expected):
     """The tiles a GPU gets (2048 elements, narrow channel blocks for the fused path, rows
     spanning batch items), run here through the interpreter, which otherwise plans its own
     wider tiles."""
-    monkeypatch.setattr(plan, "sm_count", lambda device: 132)
-    plans = []
-
-    def gpu_plan(view, device, *, interpreted, split=0):
-        plans.append(make_plan(view, device, interpreted=False, split=split))
-        return plans[-1]
-
-    monkeypatch.setattr(ops, "make_plan", gpu_plan)
-    plan._cached_plan.cache_clear()
     x = make_input(shape, layout, torch.float32)
     params = make_params(shape[1], affine=True, track=True)
     with tuned(Tuning(fused_max_tiles=fused_max_tiles)):
         ours, ref = run_both(x, params, training=True, momentum=None, slope=0.2)
-    plan._cached_plan.cache_clear()
     assert_matches(ours, ref, torch.float32)
-    assert len(plans) == 2  # forward and backward
-    p = plans[0]
+    assert len(gpu_plans) == 1  # the backward launches with the forward's plan
+    p = gpu_plans[0]
     path = "fused" if p.fused else "split"
     assert (path, p.block_c, p.block_n, p.tiles_total, p.even) == expected
+
+
+ONE_LAUNCH_EACH_WAY = (["bn_fwd_fused_kernel"], ["bn_bwd_fused_kernel"])
+THREE_LAUNCHES_EACH_WAY = (
+    ["bn_stats_partial_kernel", "bn_stats_finalize_kernel", "bn_apply_kernel"],
+    ["bn_bwd_partial_kernel", "bn_bwd_finalize_kernel", "bn_bwd_dx_kernel"],
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [
+        # 10 narrow tiles of [2 channels, 16 items x 64 positions] per channel pair
+        ((160, 4, 8, 8), "nchw"),
+        # 9 narrow tiles of [16 channels, 128 rows] per channel block, the second block and
+        # the last tile partial
+        ((1100, 20), "cl"),
+    ],
+    ids=["nchw", "nc"],
+)
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_one_kernel_and_split_paths_agree_with_eager_on_the_same_input(
+    gpu_plans, launches, shape, layout, momentum
+):
+    """Past ``fused_max_tiles`` (8) tiles per narrow channel block a GPU takes the split
+    path; asked for one kernel, the same input takes the one-kernel path: both give eager's
+    outputs, gradients and running statistics."""
+    x = make_input(shape, layout, torch.float32, seed=8)
+    params = make_params(shape[1], affine=True, track=True)
+    for one_kernel, expected in ((False, THREE_LAUNCHES_EACH_WAY), (True, ONE_LAUNCH_EACH_WAY)):
+        launches.clear()
+        ours, ref = run_both(x, params, training=True, momentum=momentum, slope=0.2,
+                             one_kernel=one_kernel)  # fmt: skip
+        assert_matches(ours, ref, torch.float32)
+        assert gpu_plans[-1].fused == one_kernel
+        forward = len(expected[0])
+        assert (launches[:forward], launches[forward:]) == expected
+
+
+# One kind of call, then others differing from it in one thing each: (name, layout, dtype,
+# affine, running statistics, training, momentum, slope, one_kernel).
+BASE_KIND = ("base", "nchw", torch.float32, True, True, True, 0.1, 0.2, False)
+OTHER_KINDS = [
+    ("channels_last", "cl", torch.float32, True, True, True, 0.1, 0.2, False),
+    ("float64", "nchw", torch.float64, True, True, True, 0.1, 0.2, False),
+    ("eval", "nchw", torch.float32, True, True, False, 0.1, 0.2, False),
+    ("no affine", "nchw", torch.float32, False, True, True, 0.1, 0.2, False),
+    ("no running stats", "nchw", torch.float32, True, False, True, 0.1, 0.2, False),
+    ("momentum None", "nchw", torch.float32, True, True, True, None, 0.2, False),
+    ("relu", "nchw", torch.float32, True, True, True, 0.1, 0.0, False),
+    ("one kernel", "nchw", torch.float32, True, True, True, 0.1, 0.2, True),
+]
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """The kept call each forward launched, or None for one that was not kept."""
+    used = []
+    real = ops._kept_forward
+
+    def spy(call, *args):
+        used.append(call)
+        return real(call, *args)
+
+    monkeypatch.setattr(ops, "_kept_forward", spy)
+    return used
+
+
+def test_a_kept_call_serves_only_calls_of_its_own_kind(kept):
+    """Calls of one shape that differ in their layout, dtype, affine parameters, running
+    statistics, training flag, momentum, slope or path each get a kept call of their own
+    (its flags theirs), seen at their first call and found again at their second, and each
+    gives eager's results, before and after the others."""
+    calls.CALLS.clear()
+    by_kind = {}
+    for kind in (BASE_KIND, *OTHER_KINDS, BASE_KIND):
+        name, layout, dtype, affine, track, training, momentum, slope, one_kernel = kind
+        acc = torch.float64 if dtype == torch.float64 else torch.float32
+        x = make_input((4, 6, 5, 5), layout, dtype, seed=9)
+        params = make_params(6, affine=affine, track=track, param_dtype=acc)
+        training = training or not track  # no running statistics: batch statistics
+        for _ in range(2):
+            kept.clear()
+            ours, ref = run_both(x, params, training=training, momentum=momentum, slope=slope,
+                                 one_kernel=one_kernel)  # fmt: skip
+            assert_matches(ours, ref, dtype)
+            (call,) = kept
+            assert by_kind.setdefault(name, call) is call, name
+            spec = call.spec
+            got = (spec.has_w, spec.running_stats, spec.training, spec.momentum,
+                   spec.negative_slope, spec.one_kernel, call.acc, call.view.sn == 0)  # fmt: skip
+            assert got == (affine, track, training, momentum, slope, one_kernel, acc,
+                           layout == "cl"), name  # fmt: skip
+    assert len(calls.CALLS) == 1 + len(OTHER_KINDS)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "cl"])
