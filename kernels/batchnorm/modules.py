@@ -13,6 +13,10 @@ with a plain ``SyncBatchNorm`` (dropping the fused activation, whose ``nn.Identi
 placeholder stays). Convert to SyncBatchNorm *before* fusing:
 ``fuse_batchnorm_leaky_relu`` turns ``nn.SyncBatchNorm`` + activation into
 ``SyncBatchNormLeakyReLU``.
+
+Beyond BatchNorm's: ``one_kernel`` (take the one-kernel path wherever it can, see
+``batch_norm_leaky_relu``), settable at any time, and ``last_path()``, which path the last
+call with batch statistics took.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from kernels.batchnorm.ops import batch_norm_leaky_relu
-from kernels.batchnorm.sync import sync_batch_norm_leaky_relu
+from kernels.batchnorm.ops import batch_norm_leaky_relu, training_path
+from kernels.batchnorm.sync import SYNC_PATH, sync_batch_norm_leaky_relu, synchronised
 
 __all__ = ["BatchNormLeakyReLU1d", "BatchNormLeakyReLU2d", "SyncBatchNormLeakyReLU"]
 
@@ -40,9 +44,11 @@ class _BatchNormLeakyReLU(_BatchNorm):
         device=None,
         dtype=None,
         negative_slope: float = 0.01,
+        one_kernel: bool = False,
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.negative_slope = float(negative_slope)
+        self.one_kernel = bool(one_kernel)
 
     def _args(self) -> tuple:
         """(running_mean, running_var, bn_training, num_batches_tracked) as _BatchNorm does."""
@@ -58,17 +64,42 @@ class _BatchNormLeakyReLU(_BatchNorm):
             nbt,
         )
 
+    def _remember(self, input: torch.Tensor, synced: bool = False) -> None:
+        # Only calls with batch statistics: sample grids and quality checks run a generator
+        # in eval mode, at other batch sizes, after the training it was asked about. Written
+        # to __dict__: nn.Module's __setattr__ costs more than the rest of a small call.
+        self.__dict__["_last_training_input"] = (input.shape, input.stride(), input.device,
+                                                 synced)  # fmt: skip
+
+    def last_path(self) -> dict | None:
+        """The path of the last call with batch statistics (training), as
+        ``kernels.batchnorm.ops.training_path`` describes it (``sync`` for a call whose
+        statistics were synchronised across processes), or None before any."""
+        last = self.__dict__.get("_last_training_input")
+        if last is None:
+            return None
+        sizes, strides, device, synced = last
+        if synced:
+            return dict(SYNC_PATH)
+        counter_on_host = self.momentum is None and self.track_running_stats
+        return training_path(sizes, strides, device, one_kernel=self.one_kernel,
+                             counter_on_host=counter_on_host)  # fmt: skip
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """BatchNorm then LeakyReLU(negative_slope), in the fused Triton kernels."""
         self._check_input_dim(input)
         running_mean, running_var, bn_training, nbt = self._args()
+        if bn_training:
+            self._remember(input)
         return batch_norm_leaky_relu(
             input, running_mean, running_var, self.weight, self.bias, bn_training,
             self.momentum, self.eps, self.negative_slope, num_batches_tracked=nbt,
+            one_kernel=self.one_kernel,
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, negative_slope={self.negative_slope}"
+        one_kernel = ", one_kernel=True" if self.one_kernel else ""
+        return f"{super().extra_repr()}, negative_slope={self.negative_slope}{one_kernel}"
 
 
 class BatchNormLeakyReLU1d(_BatchNormLeakyReLU):
@@ -107,9 +138,10 @@ class SyncBatchNormLeakyReLU(_BatchNormLeakyReLU):
         device=None,
         dtype=None,
         negative_slope: float = 0.01,
+        one_kernel: bool = False,
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device,
-                         dtype, negative_slope)  # fmt: skip
+                         dtype, negative_slope, one_kernel)  # fmt: skip
         self.process_group = process_group
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -122,8 +154,9 @@ class SyncBatchNormLeakyReLU(_BatchNormLeakyReLU):
         running_mean, running_var, bn_training, nbt = self._args()
         if not self.training:  # as nn.SyncBatchNorm: synchronise only while training
             return super().forward(input)
+        self._remember(input, synchronised(bn_training, self.process_group))
         return sync_batch_norm_leaky_relu(
             input, running_mean, running_var, self.weight, self.bias, bn_training,
             self.momentum, self.eps, self.negative_slope, num_batches_tracked=nbt,
-            process_group=self.process_group,
+            process_group=self.process_group, one_kernel=self.one_kernel,
         )  # fmt: skip

@@ -75,9 +75,9 @@ from kernels.batchnorm.calls import (
     backward_call,
     forward_call,
 )
-from kernels.batchnorm.plan import channel_view, like_layout, make_plan
+from kernels.batchnorm.plan import channel_view, layout_view, like_layout, make_plan
 
-__all__ = ["batch_norm_leaky_relu"]
+__all__ = ["batch_norm_leaky_relu", "training_path"]
 
 FORWARD_OP = "gan_bench::batch_norm_leaky_relu_forward"
 BACKWARD_OP = "gan_bench::batch_norm_leaky_relu_backward"
@@ -318,6 +318,29 @@ def _first_call(
                  float(negative_slope), split, one_kernel, x.dtype)  # fmt: skip
     call = forward_call(view, plan, x.dtype, spec)
     return calls.remember(key, call)
+
+
+def training_path(
+    sizes: tuple[int, ...],
+    strides: tuple[int, ...],
+    device: torch.device,
+    *,
+    one_kernel: bool = False,
+    counter_on_host: bool = False,
+) -> dict:
+    """The path a training forward + backward (every gradient) takes on an input of these
+    sizes and strides on ``device``, in the words of a record: ``path`` (``one-kernel``, or
+    ``split``), ``launches`` (of both passes: 2 or 6; one more for the one-kernel path when
+    ``counter_on_host``, momentum None with running statistics: the counter's ``add_``),
+    and, where one kernel was asked for and the shape cannot take it, ``why``."""
+    view = layout_view(tuple(sizes), tuple(strides))
+    plan = make_plan(view, device, interpreted=availability.INTERPRETED, one_kernel=one_kernel)
+    if plan.fused:
+        return {"path": FUSED, "launches": 2 + int(counter_on_host)}
+    path = {"path": calls.SPLIT, "launches": 6}
+    if plan.split_reason:
+        path["why"] = f"one kernel asked, but {plan.split_reason}"
+    return path
 
 
 # ---------------------------------------------------------------------------------------

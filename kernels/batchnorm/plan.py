@@ -198,6 +198,16 @@ def _cached_view(sizes: tuple[int, ...], strides: tuple[int, ...]) -> ChannelVie
     return None
 
 
+def layout_view(sizes: tuple[int, ...], strides: tuple[int, ...]) -> ChannelView:
+    """The view ``channel_view`` gives an input of these (concrete) sizes and strides,
+    after its copy for a layout it copies."""
+    view = _cached_view(sizes, strides)
+    if view is not None:
+        return view
+    n, c, s = sizes[0], sizes[1], math.prod(sizes[2:])
+    return ChannelView(n, c, s, c * s, s, 1)
+
+
 def channel_view(x: torch.Tensor) -> tuple[torch.Tensor, ChannelView]:
     """Return ``(x, view)`` where ``view`` addresses ``x`` as ``(N', C, S')`` without a copy.
 

@@ -51,13 +51,23 @@ from kernels.batchnorm.ops import (
 )
 from kernels.batchnorm.plan import ChannelView, LaunchPlan, channel_view, like_layout, make_plan
 
-__all__ = ["sync_batch_norm_leaky_relu"]
+__all__ = ["SYNC_PATH", "sync_batch_norm_leaky_relu", "synchronised"]
+
+# A synchronised training forward + backward in a record's words (as ``ops.training_path``):
+# partial statistics, their local merge, the merge of every rank's, the elementwise pass;
+# partial sums, their merge, dx.
+SYNC_PATH = {"path": "sync", "launches": 7}
 
 
 def _world_size(process_group) -> int:
     if not (dist.is_available() and dist.is_initialized()):
         return 1
     return dist.get_world_size(process_group)
+
+
+def synchronised(training: bool, process_group) -> bool:
+    """Whether a call synchronises its statistics across ``process_group``."""
+    return training and _world_size(process_group) > 1
 
 
 class _SyncBatchNormLeakyReLUFunction(torch.autograd.Function):
@@ -229,23 +239,27 @@ def sync_batch_norm_leaky_relu(
     *,
     num_batches_tracked: torch.Tensor | None = None,
     process_group: dist.ProcessGroup | None = None,
+    one_kernel: bool = False,
     _split: int = 0,
 ) -> torch.Tensor:
     """``batch_norm_leaky_relu`` with batch statistics shared across ``process_group``.
 
     Same arguments as ``kernels.batch_norm_leaky_relu`` plus ``process_group`` (None:
-    the default group). When training with torch.distributed initialised and more than
-    one process in the group, statistics are those of the whole, concatenated batch,
-    and running statistics are updated identically on every rank; dweight/dbias are
-    local (DDP all-reduces them), dx uses the global sums. Otherwise this is
-    ``batch_norm_leaky_relu``. Every rank must call it (collectives inside).
+    the default group); ``one_kernel`` applies to calls that do not synchronise (the
+    synchronised path merges partial statistics across processes, so it always splits).
+    When training with torch.distributed initialised and more than one process in the
+    group, statistics are those of the whole, concatenated batch, and running statistics
+    are updated identically on every rank; dweight/dbias are local (DDP all-reduces
+    them), dx uses the global sums. Otherwise this is ``batch_norm_leaky_relu``. Every
+    rank must call it (collectives inside).
 
     Under torch.compile the synchronised path is a graph break: it runs eagerly.
     """
-    if not (training and _world_size(process_group) > 1):  # checked there
+    if not synchronised(training, process_group):  # checked there
         return batch_norm_leaky_relu(
             x, running_mean, running_var, weight, bias, training, momentum, eps,
-            negative_slope, num_batches_tracked=num_batches_tracked, _split=_split,
+            negative_slope, num_batches_tracked=num_batches_tracked, one_kernel=one_kernel,
+            _split=_split,
         )  # fmt: skip
     check_arguments(x, running_mean, running_var, weight, bias, training, momentum,
                     num_batches_tracked, local_part_of_batch=True)  # fmt: skip

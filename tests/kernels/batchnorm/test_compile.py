@@ -62,6 +62,9 @@ def test_compile_fullgraph_aot_eager():
     fn = torch.compile(compiled, backend="aot_eager", fullgraph=True)
     _check_same(eager, compiled, _train_steps(eager), _train_steps(fn))
     assert int(compiled[3].num_batches_tracked) == 2
+    # the compiled forward remembers its input as the eager one does
+    assert compiled[1].last_path() == eager[1].last_path() == {"path": "one-kernel", "launches": 2}
+    assert compiled[3].last_path() == {"path": "one-kernel", "launches": 3}
 
 
 @pytest.mark.gpu

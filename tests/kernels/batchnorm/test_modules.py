@@ -121,6 +121,52 @@ def test_sync_module_without_process_group_is_the_plain_module():
     assert "process_group" not in sync.state_dict()
 
 
+def test_one_kernel_is_an_attribute_and_shows_when_set():
+    m = BatchNormLeakyReLU2d(4)
+    assert m.one_kernel is False and "one_kernel" not in repr(m)
+    m.one_kernel = True
+    assert "one_kernel=True" in repr(m)
+    assert BatchNormLeakyReLU1d(4, one_kernel=True).one_kernel
+    assert SyncBatchNormLeakyReLU(4, one_kernel=True).one_kernel
+    assert "one_kernel" not in m.state_dict()
+
+
+def test_last_path_is_that_of_the_last_call_with_batch_statistics():
+    """None before any; after training calls, their path (the interpreter always takes the
+    one-kernel path); eval calls, as a sample grid's at another batch size, leave it."""
+    m = BatchNormLeakyReLU2d(4, device=DEVICE)
+    assert m.last_path() is None
+    m(torch.randn(3, 4, 2, 2, device=DEVICE))
+    assert m.last_path() == {"path": "one-kernel", "launches": 2}
+    m.eval()
+    m(torch.randn(1, 4, 2, 2, device=DEVICE))
+    assert m.__dict__["_last_training_input"][0] == (3, 4, 2, 2)
+    cma = BatchNormLeakyReLU2d(4, momentum=None, device=DEVICE)
+    cma(torch.randn(3, 4, 2, 2, device=DEVICE))
+    assert cma.last_path() == {"path": "one-kernel", "launches": 3}  # + the counter's add_
+
+
+def test_last_path_follows_the_plan_a_gpu_gets(monkeypatch):
+    """On a GPU (its plan asked for here) the layer's shape decides, and ``one_kernel``."""
+    from kernels import availability
+    from kernels.batchnorm import plan
+
+    monkeypatch.setattr(availability, "INTERPRETED", False)
+    monkeypatch.setattr(plan, "sm_count", lambda device: 132)
+    plan._cached_plan.cache_clear()
+    m = BatchNormLeakyReLU2d(64)
+    cuda = torch.device("cuda")
+    m.__dict__["_last_training_input"] = ((128, 64, 32, 32), (65536, 1024, 32, 1), cuda, False)
+    assert m.last_path() == {"path": "split", "launches": 6}
+    m.one_kernel = True
+    assert m.last_path() == {"path": "one-kernel", "launches": 2}
+    # 2**31 items of 2 x 4 x 4: 2**25 tiles per channel pair
+    m.__dict__["_last_training_input"] = ((2**31, 2, 4, 4), (32, 16, 4, 1), cuda, False)
+    path = m.last_path()
+    assert path["path"] == "split" and "one kernel asked, but" in path["why"]
+    plan._cached_plan.cache_clear()
+
+
 def test_deepcopy_and_eval_flag():
     m = BatchNormLeakyReLU2d(3).eval()
     c = copy.deepcopy(m)

@@ -58,7 +58,7 @@ WORKER = textwrap.dedent(
     torch.save(
         {
             "y": y.detach(), "dx": x.grad, "dw": module.weight.grad, "db": module.bias.grad,
-            "state": module.state_dict(),
+            "state": module.state_dict(), "path": module.last_path(),
         },
         f"{out_dir}/rank{rank}.pt",
     )
@@ -134,6 +134,8 @@ def test_two_ranks_equal_one_process_over_the_whole_batch(tmp_path, layout, spli
         torch.testing.assert_close(r["state"]["running_mean"].double(), rm, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(r["state"]["running_var"].double(), rv, atol=1e-5, rtol=1e-5)
         assert int(r["state"]["num_batches_tracked"]) == int(nbt) == 5
+        # the module's own calls synchronised (the functional's calls are not the module's)
+        assert r["path"] == (None if split else {"path": "sync", "launches": 7})
 
 
 EDGE_WORKER = textwrap.dedent(
