@@ -6,8 +6,9 @@ output channels and most of each tile is zeros).
 
 Both swap modules in place before the memory format is set and the networks move to the
 device: the fused modules keep BatchNorm's parameters and state_dict, the narrow
-convolutions the torch modules' own. The record says which layers were swapped and on
-which path the kernels ran (compiled for a GPU, or Triton's CPU interpreter).
+convolutions the torch modules' own. The record says which layers were swapped, on which
+path the kernels ran (compiled for a GPU, or Triton's CPU interpreter), and, per fused
+layer, whether its last training call took one kernel each way or the split path.
 """
 
 from __future__ import annotations
@@ -36,20 +37,40 @@ CONV_KERNELS = Option(
 NARROW_CONV_MAX_CHANNELS = 16
 
 
+def fused_modules(network) -> dict:
+    """The fused BatchNorm + activation modules of `network`, by name."""
+    import kernels
+
+    types = (
+        kernels.BatchNormLeakyReLU1d,
+        kernels.BatchNormLeakyReLU2d,
+        kernels.SyncBatchNormLeakyReLU,
+    )
+    return {name: m for name, m in network.named_modules() if isinstance(m, types)}
+
+
 def _swap_fused(build: Build) -> None:
     import kernels  # registers the ops; imports triton
 
-    reports = {
-        "generator": kernels.fuse_batchnorm_leaky_relu(build.generator),
-        "discriminator": kernels.fuse_batchnorm_leaky_relu(build.discriminator),
-    }
-    fused: dict = {
-        name: {"fused": list(r.fused), "unfused": [list(u) for u in r.unfused]}
-        for name, r in reports.items()
-    }
-    fused["count"] = sum(r.count for r in reports.values())
+    networks = {"generator": build.generator, "discriminator": build.discriminator}
+    reports = {name: kernels.fuse_batchnorm_leaky_relu(net) for name, net in networks.items()}
+    modules = {name: fused_modules(net) for name, net in networks.items()}
+
+    def fused_layers() -> dict:
+        # Read when the run ends: each layer's path is that of its last training call.
+        fused: dict = {
+            name: {
+                "fused": list(r.fused),
+                "unfused": [list(u) for u in r.unfused],
+                "paths": {layer: m.last_path() for layer, m in modules[name].items()},
+            }
+            for name, r in reports.items()
+        }
+        fused["count"] = sum(r.count for r in reports.values())
+        return fused
+
     build.record["kernel_path"] = kernels.kernel_path()
-    build.record["fused_layers"] = fused
+    build.late_record["fused_layers"] = fused_layers
 
 
 def _swap_narrow(build: Build) -> None:

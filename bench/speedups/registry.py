@@ -22,6 +22,7 @@ from bench.speedups.cudnn import CUDNN_EXHAUSTIVE
 from bench.speedups.fused_adam import FUSED_ADAM
 from bench.speedups.joint_d import JOINT_D
 from bench.speedups.kernel_swaps import TRITON, TRITON_CONVS
+from bench.speedups.one_kernel import TRITON_ONE_KERNEL
 from bench.speedups.pad_channels import PAD_CHANNELS
 
 BASELINE = "eager"
@@ -37,6 +38,7 @@ SPEEDUPS: dict[str, SpeedUp] = {
         BATCHED_CASTS,
         CUDNN_EXHAUSTIVE,
         FUSED_ADAM,
+        TRITON_ONE_KERNEL,
         CUDA_GRAPH,
     )
 }

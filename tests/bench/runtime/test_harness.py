@@ -242,7 +242,10 @@ def test_triton_kernels_through_the_interpreter(tmp_path, monkeypatch):
     assert record["run"]["variant"] == "triton"
     fused = record["run"]["fused_layers"]
     assert fused["count"] == 3  # the MLP generator's three BatchNorm1d + LeakyReLU
-    assert fused["discriminator"] == {"fused": [], "unfused": []}
+    assert fused["discriminator"] == {"fused": [], "unfused": [], "paths": {}}
+    paths = fused["generator"]["paths"]  # the interpreter: one kernel each way, always
+    assert list(paths) == ["main.block1.bn", "main.block2.bn", "main.block3.bn"]
+    assert all(path == {"path": "one-kernel", "launches": 2} for path in paths.values())
 
 
 def test_synthetic_runs_skip_quality_but_keep_a_sample_grid(tmp_path):

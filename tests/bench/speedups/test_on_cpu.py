@@ -24,6 +24,7 @@ TOGETHER = (
     "triton-convs+channels-last",
     "triton+triton-convs+channels-last",
     "triton+joint-d",
+    "triton+triton-one-kernel",
     "joint-d+batched-casts",
     "compile+triton+channels-last+pad-channels",
     "compile+joint-d+batched-casts",
@@ -41,6 +42,8 @@ GPU_ONLY = (
     "cudnn-exhaustive",
     "cuda-graph",
 )
+# Speed-ups that change another one, and what a sweep skips them for on their own.
+WITH_ANOTHER = {"triton-one-kernel": "--kernels triton"}
 
 
 def _convolutional(variant: str) -> bool:
@@ -79,10 +82,12 @@ RUNNABLE = [v for v in VARIANTS if _plan(v).action == "run"]
 
 def test_the_cpu_runs_what_it_can_and_skips_only_gpu_work():
     assert all(canonical_variant(v) == v for v in TOGETHER)
-    assert set(VARIANTS) - set(RUNNABLE) == set(GPU_ONLY)
+    assert set(VARIANTS) - set(RUNNABLE) == {*GPU_ONLY, *WITH_ANOTHER}
     for variant in GPU_ONLY:
         reason = _plan(variant).reason
         assert "CUDA" in reason or "GPU" in reason, (variant, reason)
+    for variant, other in WITH_ANOTHER.items():
+        assert other in _plan(variant).reason
 
 
 def test_channels_last_and_joint_d_train_a_critic_on_cpu(tmp_path):
