@@ -1,6 +1,6 @@
 """Measurement helpers of the kernel benchmarks, on a CUDA GPU: do_bench quantiles, a
-call's device time replayed from a CUDA graph and its host time, launches stubbed out,
-and the device's own rates (copy bandwidth, dense matmul) to set results against.
+call's device time replayed from a CUDA graph and its host time, launches stubbed out
+and counted, and the device's own rates (copy bandwidth, dense matmul) to set results against.
 
 Nothing here knows a model or an op's cases; ``batchnorm.py`` and ``narrow_conv.py`` time
 their cases with these.
@@ -22,6 +22,7 @@ from kernels.errors import KernelUnavailableError
 __all__ = [
     "HOST_CALLS",
     "PASSES",
+    "LaunchCount",
     "check_choices",
     "copy_bandwidth_gbps",
     "do_bench_quantiles",
@@ -136,22 +137,34 @@ def host_ms_per_call(fn: Callable[[], object]) -> float:
     return host_s * 1e3 / HOST_CALLS
 
 
-class _NoLaunch:
-    """What an ops module's ``wrap_triton`` hands back inside ``launches_stubbed``."""
+class LaunchCount:
+    """What an ops module's ``wrap_triton`` hands back inside ``launches_stubbed``: every
+    ``kernel[grid](...)`` call is counted in ``launches`` and launches nothing."""
 
-    def __getitem__(self, grid):
-        return lambda *args, **kwargs: None
+    def __init__(self) -> None:
+        self.launches = 0
+
+    def __call__(self, kernel) -> LaunchCount:
+        return self
+
+    def __getitem__(self, grid) -> Callable[..., None]:
+        return self._launch
+
+    def _launch(self, *args, **kwargs) -> None:
+        self.launches += 1
 
 
 @contextlib.contextmanager
-def launches_stubbed(ops: ModuleType) -> Iterator[None]:
+def launches_stubbed(ops: ModuleType) -> Iterator[LaunchCount]:
     """Skip every Triton launch that module ``ops`` makes through its ``wrap_triton``
-    (outputs are left unwritten): an op's host time without its launches, so that the two
-    host times split the op's own Python from Triton's launcher."""
+    (outputs are left unwritten), counting them: an op's host time without its launches,
+    so that the two host times split the op's own Python from Triton's launcher, and how
+    many launches a call makes."""
     real = ops.wrap_triton
-    ops.wrap_triton = lambda kernel: _NoLaunch()
+    count = LaunchCount()
+    ops.wrap_triton = count
     try:
-        yield
+        yield count
     finally:
         ops.wrap_triton = real
 
