@@ -1,6 +1,7 @@
-"""Measurement helpers of the kernel benchmarks, on a CUDA GPU: do_bench quantiles, a
-call's device time replayed from a CUDA graph and its host time, launches stubbed out
-and counted, and the device's own rates (copy bandwidth, dense matmul) to set results against.
+"""Measurement helpers of the kernel benchmarks: on a CUDA GPU, do_bench quantiles, a
+call's device time replayed from a CUDA graph and its host time, and the device's own
+rates (copy bandwidth, dense matmul) to set results against; on any machine, launches
+stubbed out and counted, and a host time per call that needs no device.
 
 Nothing here knows a model or an op's cases; ``batchnorm.py`` and ``narrow_conv.py`` time
 their cases with these.
@@ -9,9 +10,12 @@ their cases with these.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import ModuleType
 
 import torch
@@ -21,13 +25,16 @@ from kernels.errors import KernelUnavailableError
 
 __all__ = [
     "HOST_CALLS",
+    "HOST_TURNS",
     "PASSES",
     "LaunchCount",
     "check_choices",
     "copy_bandwidth_gbps",
+    "cpu_blocks_kept",
     "do_bench_quantiles",
     "graph_replay_ms",
     "host_ms_per_call",
+    "host_us_in_turns",
     "launches_stubbed",
     "matmul_tflops",
     "require_cuda",
@@ -40,6 +47,8 @@ PASSES = ("forward", "backward", "forward+backward")
 # the CUDA launch queue (about 1,000 entries), which would otherwise block the host on the
 # device and time the device instead.
 HOST_CALLS = 50
+# Turns of HOST_CALLS calls whose median ``host_us_in_turns`` takes.
+HOST_TURNS = 15
 
 
 def require_cuda() -> None:
@@ -122,6 +131,60 @@ def graph_replay_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None
     finally:
         torch.cuda.current_stream().wait_stream(stream)
     return float(sorted(times)[len(times) // 2]), None
+
+
+def host_us_in_turns(
+    sides: Mapping[str, Callable[[], AbstractContextManager[Callable[[], object]]]],
+    *,
+    calls: int = HOST_CALLS,
+    turns: int = HOST_TURNS,
+) -> dict[str, float]:
+    """Host µs per call of each side's function, which touches no device, timed in turns so
+    that a shared machine whose load changes meanwhile weighs on every side alike: each
+    turn enters each side's context (which yields the function), makes a few untimed calls
+    and times ``calls`` more back to back. Each side's figure is its median over turns."""
+    per_call: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(turns):
+        for name, enter in sides.items():
+            with enter() as fn:
+                for _ in range(3):
+                    fn()
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                per_call[name].append((time.perf_counter() - start) * 1e6 / calls)
+    return {name: statistics.median(values) for name, values in per_call.items()}
+
+
+# glibc's mallopt parameters and their defaults (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+@contextlib.contextmanager
+def cpu_blocks_kept() -> Iterator[bool]:
+    """Inside, freed CPU memory is kept for the next allocation, as CUDA's caching allocator
+    keeps device memory; yields whether it could be (glibc only).
+
+    glibc maps every block over 32 MiB afresh and unmaps it when freed: on a 2-core CPU
+    12 µs per tensor, and 155 µs against 88 for the fused op's forward + backward at
+    (128, 64, 32, 32) fp32, launches stubbed: a cost no GPU run pays, which would make a
+    host time depend on the tensors' size. With mapping off and no trimming, freed blocks
+    stay in the heap for reuse; after the block glibc's default limits are set again (no
+    longer adapting to the sizes freed) and the heap is trimmed."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        yield False
+        return
+    kept = bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_MAX, 0))
+    try:
+        yield kept
+    finally:
+        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        malloc_trim(0)
 
 
 def host_ms_per_call(fn: Callable[[], object]) -> float:
