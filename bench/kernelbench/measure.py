@@ -3,8 +3,8 @@ call's device time replayed from a CUDA graph and its host time, and the device'
 rates (copy bandwidth, dense matmul) to set results against; on any machine, launches
 stubbed out and counted, and a host time per call that needs no device.
 
-Nothing here knows a model or an op's cases; ``batchnorm.py`` and ``narrow_conv.py`` time
-their cases with these.
+Nothing here knows a model or an op's cases; ``batchnorm.py``, ``narrow_conv.py`` and
+``host.py`` time their cases with these.
 """
 
 from __future__ import annotations
