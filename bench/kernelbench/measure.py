@@ -37,6 +37,7 @@ __all__ = [
     "host_us_in_turns",
     "launches_stubbed",
     "matmul_tflops",
+    "one_cpu_thread",
     "require_cuda",
 ]
 
@@ -133,6 +134,20 @@ def graph_replay_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None
     return float(sorted(times)[len(times) // 2]), None
 
 
+@contextlib.contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Torch's CPU ops on one thread inside the block. A GPU op's host path runs no CPU
+    kernels; eager's on small CPU tensors would otherwise meet in the intra-op thread pool,
+    whose synchronisation a shared machine stretches: on a 2-core CPU with the other core
+    busy, eager's forward + backward at (2, 8, 2, 2) took 300 µs on 2 threads, 130 on 1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def host_us_in_turns(
     sides: Mapping[str, Callable[[], AbstractContextManager[Callable[[], object]]]],
     *,
@@ -142,17 +157,19 @@ def host_us_in_turns(
     """Host µs per call of each side's function, which touches no device, timed in turns so
     that a shared machine whose load changes meanwhile weighs on every side alike: each
     turn enters each side's context (which yields the function), makes a few untimed calls
-    and times ``calls`` more back to back. Each side's figure is its median over turns."""
+    and times ``calls`` more back to back, on one CPU thread (``one_cpu_thread``). Each
+    side's figure is its median over turns."""
     per_call: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(turns):
-        for name, enter in sides.items():
-            with enter() as fn:
-                for _ in range(3):
-                    fn()
-                start = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                per_call[name].append((time.perf_counter() - start) * 1e6 / calls)
+    with one_cpu_thread():
+        for _ in range(turns):
+            for name, enter in sides.items():
+                with enter() as fn:
+                    for _ in range(3):
+                        fn()
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    per_call[name].append((time.perf_counter() - start) * 1e6 / calls)
     return {name: statistics.median(values) for name, values in per_call.items()}
 
 

@@ -38,16 +38,19 @@ def test_host_time_is_taken_in_turns_each_side_in_its_context():
     def side(name: str):
         @contextlib.contextmanager
         def enter():
+            assert torch.get_num_threads() == 1
             log.append(f"enter {name}")
             yield lambda: log.append(name)
             log.append(f"leave {name}")
 
         return enter
 
+    threads = torch.get_num_threads()
     us = host_us_in_turns({"a": side("a"), "b": side("b")}, calls=4, turns=2)
     assert set(us) == {"a", "b"} and all(v > 0 for v in us.values())
     one_turn = ["enter a", *["a"] * 7, "leave a", "enter b", *["b"] * 7, "leave b"]
     assert log == one_turn * 2
+    assert torch.get_num_threads() == threads
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
