@@ -392,10 +392,19 @@ def kernels(
             "torch.compile instead (--dtypes is not read; --tune times their launch tunings)."
         ),
     ] = False,
+    host: Annotated[
+        bool,
+        _opt(
+            "Measure the host instead, on any machine (CPU included): the fused op's µs per "
+            "forward + backward with its launches stubbed and counted, planned as on a GPU, "
+            "against eager's dispatch-only µs (--impls, --passes, --rep-ms are not read)."
+        ),
+    ] = False,
     quiet: Annotated[bool, _opt("No table.")] = False,
 ) -> None:
     """Time the fused BatchNorm+LeakyReLU kernels (or, with --convs, the narrow
-    convolutions) against eager and torch.compile (CUDA)."""
+    convolutions) against eager and torch.compile (CUDA); with --host, the fused op's host
+    time against eager's dispatch (any machine)."""
     from bench.kernelbench.command import run_kernel_benchmarks
 
     def split(text: str) -> list[str]:
@@ -414,6 +423,7 @@ def kernels(
             quiet=quiet,
             tune=tune,
             convs=convs,
+            host=host,
         )
     except ConfigError as err:
         fail_usage(str(err))

@@ -40,6 +40,8 @@ __all__ = [
     "Case",
     "benchmark_cases",
     "bytes_moved",
+    "case_tensors",
+    "impl_function",
     "run_case",
 ]
 
@@ -165,7 +167,9 @@ def bytes_moved(case: Case, pass_: str) -> int:
 DEVICE_TIMED_PASS = "forward+backward"
 
 
-def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
+def case_tensors(case: Case, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """``case``'s input ``x`` (random, requiring grad, in its layout and dtype) and its fp32
+    ``weight``, ``bias``, ``running_mean`` and ``running_var`` on ``device``."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(case.shape, generator=gen).to(device=device, dtype=DTYPES[case.dtype])
     if case.layout == "channels_last":
@@ -180,9 +184,12 @@ def _inputs(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
     }
 
 
-def _impl_fn(
+def impl_function(
     impl: str, case: Case, t: dict[str, torch.Tensor]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> y`` of implementation ``impl`` (see ``run_case``), training, over the other
+    tensors of ``case_tensors``."""
+
     def eager(x: torch.Tensor) -> torch.Tensor:
         return batch_norm_leaky_relu_reference(
             x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
@@ -277,8 +284,8 @@ def _measure_impl(
     eager_ms: dict[str, float],
 ) -> list[dict]:
     rows: list[dict] = []
-    t = _inputs(case, device)
-    fn = _impl_fn(impl, case, t)
+    t = case_tensors(case, device)
+    fn = impl_function(impl, case, t)
     x = t["x"]
     wrt = (x, t["weight"], t["bias"])
     compile_s = None

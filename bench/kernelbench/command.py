@@ -1,10 +1,12 @@
 """`gan-bench kernels`: the fused BatchNorm+LeakyReLU op against eager and torch.compile;
-with `--convs`, the narrow convolutions against cuDNN and torch.compile.
+with `--convs`, the narrow convolutions against cuDNN and torch.compile; with `--host`,
+the fused op's host time against eager's dispatch, on any machine.
 
 The measurements themselves live in ``batchnorm.py`` (do_bench medians, effective
-bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process) and
-``narrow_conv.py``; this module picks the cases, turns each row into a record with its
-environment, appends it to the results file and prints the table (``tables.py``).
+bandwidth over the 5-pass minimum, the copy bandwidth measured in the same process),
+``narrow_conv.py`` and ``host.py``; this module picks the cases, turns each row into a
+record with its environment, appends it to the results file and prints the table
+(``tables.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from collections.abc import Sequence
 import torch
 
 from bench.config import ConfigError
-from bench.kernelbench.tables import print_conv_table, print_kernel_table, print_tuning_table
+from bench.kernelbench.tables import (
+    print_conv_table,
+    print_host_table,
+    print_kernel_table,
+    print_tuning_table,
+)
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import SCHEMA_VERSION, append_record
 
@@ -41,17 +48,26 @@ def run_kernel_benchmarks(
     quiet: bool = False,
     tune: bool = False,
     convs: bool = False,
+    host: bool = False,
 ) -> list[dict]:
     """Benchmark every selected case on the current CUDA device; append one record per row.
 
     ``tune``: time the fused op alone under each launch tuning of
     ``batchnorm.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
     compares with the default. ``convs``: the narrow convolutions' cases instead (bf16:
-    ``dtypes`` is not read), ``tune`` then times their tunings.
+    ``dtypes`` is not read), ``tune`` then times their tunings. ``host``: the fused op's
+    host time against eager's dispatch instead, on any machine (``host.py``; ``impls``,
+    ``passes`` and ``rep_ms`` are not read).
 
-    Raises ConfigError (exit 2) for bad choices or when no CUDA GPU is present: the
-    Triton interpreter is a correctness tool, never benchmarked.
+    Raises ConfigError (exit 2) for bad choices, or when no CUDA GPU is present (``host``
+    needs none): the Triton interpreter is a correctness tool, never benchmarked.
     """
+    if host:
+        if tune or convs:
+            raise ConfigError(
+                "--host measures the fused BatchNorm op alone: not with --tune or --convs"
+            )
+        return _run_host_benchmarks(out, dtypes, match, quiet)
     if not torch.cuda.is_available():
         raise ConfigError(
             "gan-bench kernels needs a CUDA GPU: the Triton interpreter on a CPU is for tests, "
@@ -133,4 +149,21 @@ def _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune) -> list
     rows = _record_all(out, "narrow-conv", cases, _runs(impls, tunings), run_case, environment)
     if not quiet:
         print_conv_table(rows)
+    return rows
+
+
+def _run_host_benchmarks(out, dtypes, match, quiet) -> list[dict]:
+    from kernels import availability
+
+    if not availability.TRITON_AVAILABLE:
+        raise ConfigError("--host needs triton: the fused op's host code names its kernels")
+    from bench.kernelbench import batchnorm, host
+
+    dtypes = _pick("--dtypes", dtypes, tuple(batchnorm.DTYPES))
+    cases = _selected(match, [c for c in batchnorm.benchmark_cases() if c.dtype in dtypes])
+    environment = collect_environment(torch.device("cpu"))
+    run_case = functools.partial(host.run_host_case, gpu=host.plan_device())
+    rows = _record_all(out, "kernel-host", cases, [{}], lambda case: [run_case(case)], environment)
+    if not quiet:
+        print_host_table(rows)
     return rows

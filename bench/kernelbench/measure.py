@@ -1,17 +1,21 @@
-"""Measurement helpers of the kernel benchmarks, on a CUDA GPU: do_bench quantiles, a
-call's device time replayed from a CUDA graph and its host time, launches stubbed out,
-and the device's own rates (copy bandwidth, dense matmul) to set results against.
+"""Measurement helpers of the kernel benchmarks: on a CUDA GPU, do_bench quantiles, a
+call's device time replayed from a CUDA graph and its host time, and the device's own
+rates (copy bandwidth, dense matmul) to set results against; on any machine, launches
+stubbed out and counted, and a host time per call that needs no device.
 
-Nothing here knows a model or an op's cases; ``batchnorm.py`` and ``narrow_conv.py`` time
-their cases with these.
+Nothing here knows a model or an op's cases; ``batchnorm.py``, ``narrow_conv.py`` and
+``host.py`` time their cases with these.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import ModuleType
 
 import torch
@@ -21,14 +25,19 @@ from kernels.errors import KernelUnavailableError
 
 __all__ = [
     "HOST_CALLS",
+    "HOST_TURNS",
     "PASSES",
+    "LaunchCount",
     "check_choices",
     "copy_bandwidth_gbps",
+    "cpu_blocks_kept",
     "do_bench_quantiles",
     "graph_replay_ms",
     "host_ms_per_call",
+    "host_us_in_turns",
     "launches_stubbed",
     "matmul_tflops",
+    "one_cpu_thread",
     "require_cuda",
 ]
 
@@ -39,6 +48,8 @@ PASSES = ("forward", "backward", "forward+backward")
 # the CUDA launch queue (about 1,000 entries), which would otherwise block the host on the
 # device and time the device instead.
 HOST_CALLS = 50
+# Turns of HOST_CALLS calls whose median ``host_us_in_turns`` takes.
+HOST_TURNS = 15
 
 
 def require_cuda() -> None:
@@ -123,6 +134,76 @@ def graph_replay_ms(fn: Callable[[], object], rep_ms: int) -> tuple[float | None
     return float(sorted(times)[len(times) // 2]), None
 
 
+@contextlib.contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Torch's CPU ops on one thread inside the block. A GPU op's host path runs no CPU
+    kernels; eager's on small CPU tensors would otherwise meet in the intra-op thread pool,
+    whose synchronisation a shared machine stretches: on a 2-core CPU with the other core
+    busy, eager's forward + backward at (2, 8, 2, 2) took 300 µs on 2 threads, 130 on 1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def host_us_in_turns(
+    sides: Mapping[str, Callable[[], AbstractContextManager[Callable[[], object]]]],
+    *,
+    calls: int = HOST_CALLS,
+    turns: int = HOST_TURNS,
+) -> dict[str, float]:
+    """Host µs per call of each side's function, which touches no device, timed in turns so
+    that a shared machine whose load changes meanwhile weighs on every side alike: each
+    turn enters each side's context (which yields the function), makes a few untimed calls
+    and times ``calls`` more back to back, on one CPU thread (``one_cpu_thread``). Each
+    side's figure is its median over turns."""
+    per_call: dict[str, list[float]] = {name: [] for name in sides}
+    with one_cpu_thread():
+        for _ in range(turns):
+            for name, enter in sides.items():
+                with enter() as fn:
+                    for _ in range(3):
+                        fn()
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    per_call[name].append((time.perf_counter() - start) * 1e6 / calls)
+    return {name: statistics.median(values) for name, values in per_call.items()}
+
+
+# glibc's mallopt parameters and their defaults (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+@contextlib.contextmanager
+def cpu_blocks_kept() -> Iterator[bool]:
+    """Inside, freed CPU memory is kept for the next allocation, as CUDA's caching allocator
+    keeps device memory; yields whether it could be (glibc only).
+
+    glibc maps every block over 32 MiB afresh and unmaps it when freed: on a 2-core CPU
+    12 µs per tensor, and 155 µs against 88 for the fused op's forward + backward at
+    (128, 64, 32, 32) fp32, launches stubbed: a cost no GPU run pays, which would make a
+    host time depend on the tensors' size. With mapping off and no trimming, freed blocks
+    stay in the heap for reuse; after the block glibc's default limits are set again (no
+    longer adapting to the sizes freed) and the heap is trimmed."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        yield False
+        return
+    kept = bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_MAX, 0))
+    try:
+        yield kept
+    finally:
+        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        malloc_trim(0)
+
+
 def host_ms_per_call(fn: Callable[[], object]) -> float:
     """Host ms per call of ``fn``: the wall time of issuing HOST_CALLS calls back to back,
     the device left to catch up afterwards. Where this exceeds the device's time
@@ -136,22 +217,34 @@ def host_ms_per_call(fn: Callable[[], object]) -> float:
     return host_s * 1e3 / HOST_CALLS
 
 
-class _NoLaunch:
-    """What an ops module's ``wrap_triton`` hands back inside ``launches_stubbed``."""
+class LaunchCount:
+    """What an ops module's ``wrap_triton`` hands back inside ``launches_stubbed``: every
+    ``kernel[grid](...)`` call is counted in ``launches`` and launches nothing."""
 
-    def __getitem__(self, grid):
-        return lambda *args, **kwargs: None
+    def __init__(self) -> None:
+        self.launches = 0
+
+    def __call__(self, kernel) -> LaunchCount:
+        return self
+
+    def __getitem__(self, grid) -> Callable[..., None]:
+        return self._launch
+
+    def _launch(self, *args, **kwargs) -> None:
+        self.launches += 1
 
 
 @contextlib.contextmanager
-def launches_stubbed(ops: ModuleType) -> Iterator[None]:
+def launches_stubbed(ops: ModuleType) -> Iterator[LaunchCount]:
     """Skip every Triton launch that module ``ops`` makes through its ``wrap_triton``
-    (outputs are left unwritten): an op's host time without its launches, so that the two
-    host times split the op's own Python from Triton's launcher."""
+    (outputs are left unwritten), counting them: an op's host time without its launches,
+    so that the two host times split the op's own Python from Triton's launcher, and how
+    many launches a call makes."""
     real = ops.wrap_triton
-    ops.wrap_triton = lambda kernel: _NoLaunch()
+    count = LaunchCount()
+    ops.wrap_triton = count
     try:
-        yield
+        yield count
     finally:
         ops.wrap_triton = real
 

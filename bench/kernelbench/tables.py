@@ -1,15 +1,17 @@
 """The tables `gan-bench kernels` prints: the fused op's cases, its launch tunings against
-the default, and the narrow convolutions against cuDNN.
+the default, the narrow convolutions against cuDNN, and the fused op's host time against
+eager's dispatch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_conv_table", "print_kernel_table", "print_tuning_table"]
+__all__ = ["print_conv_table", "print_host_table", "print_kernel_table", "print_tuning_table"]
 
 
 def print_conv_table(rows: list[dict], console: Console | None = None) -> None:
@@ -121,3 +123,45 @@ def print_kernel_table(rows: list[dict], copy_gbps: float, console: Console | No
             "—" if speedup is None else f"{speedup:.2f}",
         )
     (console or Console()).print(table)
+
+
+def print_host_table(rows: list[dict], console: Console | None = None) -> None:
+    """Each case: the fused op's host µs per forward + backward with its launches stubbed,
+    eager's dispatch µs, their ratio, launches per call, and whether the goal holds (blank
+    where none is set); with the interpreter's plan too where the kernels are interpreted."""
+    from bench.kernelbench.host import GOAL_LAUNCHES, GOAL_RATIO
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    plan = ok[0]["plan_device"] if ok else "a GPU"
+    interpreted = any(r.get("interpreter_host_us") is not None for r in ok)
+    table = Table(
+        title=f"Host µs per forward + backward: the fused op (launches stubbed, planned for "
+        f"{plan}) against eager's dispatch; goal: ratio ≤ {GOAL_RATIO}, ≤ {GOAL_LAUNCHES} launches"
+    )
+    columns = ["case", "host µs", "eager µs", "ratio", "launches", "goal"]
+    if interpreted:
+        columns.append("interpreter's plan µs (launches)")
+    for column in columns:
+        left = column in ("case", "goal")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "case")
+    for r in rows:
+        if r["status"] != "ok":
+            table.add_row(r["case"], "failed", "", "", "", r["reason"][:40])
+            continue
+        goal = {True: "met", False: "missed", None: ""}[r["goal_met"]]
+        cells = [
+            r["case"],
+            f"{r['host_us']:.1f}",
+            f"{r['eager_dispatch_us']:.1f}",
+            f"{r['host_ratio']:.2f}",
+            str(r["launches_per_call"]),
+            goal,
+        ]
+        if interpreted:
+            cells.append(
+                f"{r['interpreter_host_us']:.1f} ({r['interpreter_launches_per_call']})"
+                if r.get("interpreter_host_us") is not None
+                else ""
+            )
+        table.add_row(*cells)
+    (console or Console(width=None if sys.stdout.isatty() else 120)).print(table)

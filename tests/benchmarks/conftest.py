@@ -6,8 +6,9 @@ They are collected only when asked for, in either of these ways::
     pytest tests/benchmarks                       # naming the folder (or a file in it)
 
 A plain ``pytest`` (``testpaths = ["tests"]``) or ``pytest tests`` skips this folder.
-On a CPU they run through Triton's interpreter (tiny shapes): they then measure the
-harness, not the GPU kernels; GPU numbers come from ``gan-bench kernels``.
+On a CPU the kernels run through Triton's interpreter (tiny shapes): those benchmarks then
+measure the harness, not the GPU kernels; GPU numbers come from ``gan-bench kernels``. The
+host-path ones launch nothing and mean the same on any machine.
 """
 
 from __future__ import annotations
