@@ -44,6 +44,7 @@ from bench.kernelbench.measure import (
     launches_stubbed,
 )
 from kernels import availability
+from kernels.batchnorm import calls as batchnorm_calls
 from kernels.batchnorm import ops as batchnorm_ops
 from kernels.batchnorm import plan as batchnorm_plan
 
@@ -111,10 +112,12 @@ def _planned_as_on_a_gpu(sms: int) -> Iterator[None]:
     availability.INTERPRETED = False
     availability.require_runnable = lambda device: None
     batchnorm_plan.sm_count = lambda device: sms
+    batchnorm_calls.forget()  # calls kept with the interpreter's plan
     try:
         yield
     finally:
         availability.INTERPRETED, availability.require_runnable, batchnorm_plan.sm_count = saved
+        batchnorm_calls.forget()  # ... and those kept with the GPU's
 
 
 def host_tensors(case: Case, shape: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:

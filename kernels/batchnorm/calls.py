@@ -44,6 +44,7 @@ if availability.TRITON_AVAILABLE:
 
 __all__ = [
     "CALLS",
+    "forget",
     "BackwardCall",
     "CallSpec",
     "ForwardCall",
@@ -448,6 +449,12 @@ def call_key(
         one_kernel,
         active_tuning(),
     )
+
+
+def forget() -> None:
+    """Drop every kept call: for whoever changes what a call would plan (a benchmark that
+    plans as on a GPU), so that no call kept before serves one planned after."""
+    CALLS.clear()
 
 
 def remember(key: tuple, call: ForwardCall) -> ForwardCall:
