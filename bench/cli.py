@@ -373,7 +373,14 @@ def kernels(
         "results/kernels.jsonl"
     ),
     dtypes: Annotated[str, _opt("Comma list: fp32, bf16.")] = "fp32,bf16",
-    impls: Annotated[str, _opt("Comma list: eager, compile, triton.")] = "eager,compile,triton",
+    impls: Annotated[
+        str | None,
+        _opt(
+            "Comma list: eager, compile, triton, and for the fused BatchNorm also "
+            "triton-one-kernel (the op asked for one kernel each way). Default: all of the "
+            "benchmark's."
+        ),
+    ] = None,
     passes: Annotated[str, _opt("Comma list: forward, backward, forward+backward.")] = (
         "forward,backward,forward+backward"
     ),
@@ -416,7 +423,7 @@ def kernels(
         run_kernel_benchmarks(
             out=out,
             dtypes=split(dtypes),
-            impls=split(impls),
+            impls=None if impls is None else split(impls),
             passes=split(passes),
             match=match,
             rep_ms=rep_ms,

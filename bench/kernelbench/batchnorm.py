@@ -35,6 +35,7 @@ from kernels.batchnorm.reference import batch_norm_leaky_relu_reference
 
 __all__ = [
     "DTYPES",
+    "FUSED_IMPLS",
     "IMPLS",
     "TUNINGS",
     "Case",
@@ -45,7 +46,10 @@ __all__ = [
     "run_case",
 ]
 
-IMPLS = ("eager", "compile", "triton")
+IMPLS = ("eager", "compile", "triton", "triton-one-kernel")
+# The fused op's implementations: as it plans by default, and asked for one kernel each
+# way wherever a program can own a channel block (the triton-one-kernel speed-up).
+FUSED_IMPLS = ("triton", "triton-one-kernel")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Tensor passes per benchmark pass, for the minimum traffic: forward reads x and writes
@@ -204,10 +208,12 @@ def impl_function(
         torch.compiler.reset()
         return torch.compile(eager, dynamic=False)
 
+    one_kernel = impl == "triton-one-kernel"
+
     def fused(x: torch.Tensor) -> torch.Tensor:
         return batchnorm_ops.batch_norm_leaky_relu(
             x, t["running_mean"], t["running_var"], t["weight"], t["bias"], True, 0.1, 1e-5,
-            case.negative_slope,
+            case.negative_slope, one_kernel=one_kernel,
         )  # fmt: skip
 
     return fused
@@ -230,7 +236,8 @@ def run_case(
         case: from ``benchmark_cases``.
         impls: any of ``"eager"`` (F.batch_norm + F.leaky_relu), ``"compile"``
             (torch.compile of that, default mode, ``dynamic=False``, compiled for this
-            case), ``"triton"`` (the fused op).
+            case), ``"triton"`` (the fused op), ``"triton-one-kernel"`` (the fused op
+            asked for its one-kernel path: ``one_kernel=True``).
         passes: any of ``"forward"`` (training forward: batch statistics, running-stat
             update, autograd recording), ``"backward"`` (only the backward: the graph is
             built once and retained), ``"forward+backward"``.
@@ -260,7 +267,7 @@ def run_case(
     eager_ms: dict[str, float] = {}
     # eager first, so every other row can report its speed-up
     for impl in sorted(impls, key=lambda i: i != "eager"):
-        fused = impl == "triton"
+        fused = impl in FUSED_IMPLS
         # The fused op plans its launches when it runs: the whole measurement is inside.
         with tuned(tuning) if fused and tuning else contextlib.nullcontext():
             measured = _measure_impl(
@@ -321,7 +328,7 @@ def _measure_impl(
             # this the longest part of a case.
             device_ms, device_reason = graph_replay_ms(bench[pass_], max(5, rep_ms // 4))
             host_ms = host_ms_per_call(bench[pass_])
-            if impl == "triton":
+            if impl in FUSED_IMPLS:
                 with launches_stubbed(batchnorm_ops):
                     host_ms_without_launches = host_ms_per_call(bench[pass_])
         nbytes = bytes_moved(case, pass_)

@@ -41,7 +41,7 @@ def run_kernel_benchmarks(
     *,
     out: str,
     dtypes: Sequence[str],
-    impls: Sequence[str],
+    impls: Sequence[str] | None,
     passes: Sequence[str],
     match: str | None,
     rep_ms: int,
@@ -55,7 +55,8 @@ def run_kernel_benchmarks(
     ``tune``: time the fused op alone under each launch tuning of
     ``batchnorm.TUNINGS`` instead (rows say ``"tuned": true``), and print how each
     compares with the default. ``convs``: the narrow convolutions' cases instead (bf16:
-    ``dtypes`` is not read), ``tune`` then times their tunings. ``host``: the fused op's
+    ``dtypes`` is not read), ``tune`` then times their tunings. ``impls``: None for every
+    implementation of the benchmark. ``host``: the fused op's
     host time against eager's dispatch instead, on any machine (``host.py``; ``impls``,
     ``passes`` and ``rep_ms`` are not read).
 
@@ -79,7 +80,7 @@ def run_kernel_benchmarks(
     from bench.kernelbench import batchnorm, measure
 
     dtypes = _pick("--dtypes", dtypes, tuple(batchnorm.DTYPES))
-    impls = _pick("--impls", impls, batchnorm.IMPLS)
+    impls = _pick("--impls", batchnorm.IMPLS if impls is None else impls, batchnorm.IMPLS)
     passes = _pick("--passes", passes, measure.PASSES)
     cases = _selected(match, [c for c in batchnorm.benchmark_cases() if c.dtype in dtypes])
     if tune and "triton" not in impls:
@@ -137,7 +138,7 @@ def _run_conv_benchmarks(out, impls, passes, match, rep_ms, quiet, tune) -> list
     from bench.kernelbench import measure
     from bench.kernelbench import narrow_conv as convs
 
-    impls = _pick("--impls", impls, convs.CONV_IMPLS)
+    impls = _pick("--impls", convs.CONV_IMPLS if impls is None else impls, convs.CONV_IMPLS)
     passes = _pick("--passes", passes, measure.PASSES)
     cases = _selected(match, convs.conv_cases())
     if tune and "triton" not in impls:

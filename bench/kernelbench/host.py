@@ -144,15 +144,20 @@ class FusedHostCall(NamedTuple):
 
 @contextlib.contextmanager
 def fused_host_call(
-    case: Case, *, gpu_sms: int | None, tensors: dict[str, torch.Tensor] | None = None
+    case: Case,
+    *,
+    gpu_sms: int | None,
+    tensors: dict[str, torch.Tensor] | None = None,
+    impl: str = "triton",
 ) -> Iterator[FusedHostCall]:
     """The fused op's forward + backward on CPU tensors of ``case`` (``host_tensors``, or
     ``tensors``), for use inside the block, with its launches stubbed and counted: planned
     as on a GPU of ``gpu_sms`` SMs, or (None) as the op plans here, which needs the
-    interpreter. Freed memory is kept for reuse, as on a GPU, so that the time does not
-    depend on the tensors' size."""
+    interpreter. ``impl``: one of ``FUSED_IMPLS`` (its default plan, or one kernel each
+    way). Freed memory is kept for reuse, as on a GPU, so that the time does not depend on
+    the tensors' size."""
     t = host_tensors(case) if tensors is None else tensors
-    fused = impl_function("triton", case, t)
+    fused = impl_function(impl, case, t)
     planned = _planned_as_on_a_gpu(gpu_sms) if gpu_sms else contextlib.nullcontext()
     with launches_stubbed(batchnorm_ops) as count, planned, cpu_blocks_kept() as kept:
         yield FusedHostCall(_forward_backward(fused, t), count, kept)
@@ -165,10 +170,12 @@ def eager_dispatch_call(case: Case) -> Callable[[], object]:
     return _forward_backward(impl_function("eager", case, t), t)
 
 
-def _launches(case: Case, t: dict[str, torch.Tensor], gpu_sms: int | None) -> tuple[int, bool]:
+def _launches(
+    case: Case, t: dict[str, torch.Tensor], gpu_sms: int | None, impl: str
+) -> tuple[int, bool]:
     """Launches per forward + backward (after a first call, which plans), and whether freed
     memory was kept."""
-    with fused_host_call(case, gpu_sms=gpu_sms, tensors=t) as fused:
+    with fused_host_call(case, gpu_sms=gpu_sms, tensors=t, impl=impl) as fused:
         fused.call()
         before = fused.count.launches
         fused.call()
@@ -184,28 +191,41 @@ def _call_of(
         yield entered.call
 
 
+def _goal(case: Case, ratio: float, launches: int) -> bool | None:
+    """Whether the goal holds at ``case`` (None where none is set)."""
+    return (ratio <= GOAL_RATIO and launches <= GOAL_LAUNCHES) if goal_case(case) else None
+
+
 def run_host_case(case: Case, *, gpu: tuple[str, int]) -> dict:
     """One JSON-ready row for ``case``: the fused op's host µs per forward + backward
     (launches stubbed, planned for ``gpu``, a ``plan_device()``), eager's dispatch µs,
-    their ratio, launches per call, and where the kernels are interpreted the same with
-    the interpreter's plan. The sides are timed in turns (``measure.host_us_in_turns``).
-    A measurement that fails is a row with ``status="failed"``."""
+    their ratio, launches per call; the same with the one-kernel plan (``one_kernel_*``);
+    and where the kernels are interpreted the same with the interpreter's plan. The sides
+    are timed in turns (``measure.host_us_in_turns``). A measurement that fails is a row
+    with ``status="failed"``."""
     head = {"case": case.name, "shape": list(case.shape), "layout": case.layout,
             "dtype": case.dtype}  # fmt: skip
-    plans = {"gpu": gpu[1], **({"interpreter": None} if availability.INTERPRETED else {})}
+    # The GPU's default plan, its one-kernel plan (triton-one-kernel), and where the
+    # kernels are interpreted the interpreter's: (SMs planned for, implementation).
+    plans = {"gpu": (gpu[1], "triton"), "one-kernel": (gpu[1], "triton-one-kernel")}
+    if availability.INTERPRETED:
+        plans["interpreter"] = (None, "triton")
     try:
         t = host_tensors(case)
-        launches = {plan: _launches(case, t, sms) for plan, sms in plans.items()}
+        launches = {plan: _launches(case, t, *how) for plan, how in plans.items()}
         eager = eager_dispatch_call(case)
         sides = {
-            plan: lambda sms=sms: _call_of(fused_host_call(case, gpu_sms=sms, tensors=t))
-            for plan, sms in plans.items()
+            plan: lambda how=how: _call_of(
+                fused_host_call(case, gpu_sms=how[0], tensors=t, impl=how[1])
+            )
+            for plan, how in plans.items()
         }
         us = host_us_in_turns({**sides, "eager": lambda: contextlib.nullcontext(eager)})
     except Exception as exc:  # a failed case is a row, not a crash
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         return {**head, "status": "failed", "reason": reason}
     (count, kept), ratio = launches["gpu"], us["gpu"] / us["eager"]
+    one_count, one_ratio = launches["one-kernel"][0], us["one-kernel"] / us["eager"]
     interpreter = launches.get("interpreter")
     return {
         **head,
@@ -218,7 +238,11 @@ def run_host_case(case: Case, *, gpu: tuple[str, int]) -> dict:
         "eager_method": EAGER_METHOD,
         "eager_shape": list(dispatch_shape(case.shape)),
         "host_ratio": ratio,
-        "goal_met": (ratio <= GOAL_RATIO and count <= GOAL_LAUNCHES) if goal_case(case) else None,
+        "goal_met": _goal(case, ratio, count),
+        "one_kernel_host_us": us["one-kernel"],
+        "one_kernel_launches_per_call": one_count,
+        "one_kernel_host_ratio": one_ratio,
+        "one_kernel_goal_met": _goal(case, one_ratio, one_count),
         "kernels_interpreted": availability.INTERPRETED,
         "interpreter_host_us": us.get("interpreter"),
         "interpreter_launches_per_call": interpreter[0] if interpreter else None,

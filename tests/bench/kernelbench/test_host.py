@@ -48,9 +48,15 @@ def test_host_command_on_a_cpu_writes_kernel_host_records(tmp_path, monkeypatch)
         assert r["kernels_interpreted"] is availability.INTERPRETED
         if availability.INTERPRETED:
             assert r["interpreter_launches_per_call"] == 2 and r["interpreter_host_us"] > 0
-    # the GPU's plan, not the interpreter's: the large layer takes the split path there
+    # the GPU's plan, not the interpreter's: the 64x32x32 layer takes the split path there,
+    # and one kernel each way when asked (triton-one-kernel)
     assert records[ONE_LAUNCH]["launches_per_call"] == 2
     assert records[SPLIT]["launches_per_call"] > 2
+    for r in records.values():
+        assert r["one_kernel_launches_per_call"] == 2 and r["one_kernel_host_us"] > 0
+        assert r["one_kernel_host_ratio"] == pytest.approx(
+            r["one_kernel_host_us"] / r["eager_dispatch_us"]
+        )
     # every stub and setting is back as it was
     assert ops.wrap_triton is wrap and batchnorm_plan.sm_count is sm_count
     assert availability.INTERPRETED is interpreted
@@ -93,16 +99,17 @@ def test_goal_cases_are_the_dcgan64_layers_and_bn1d():
 
 
 def test_host_table_shows_ratio_launches_and_the_goal():
-    def row(case, host_us, eager_us, launches, met, interpreter_us=None):
+    def row(case, host_us, eager_us, launches, met, interpreter_us=None, one=(25.0, 2, True)):
         return {"case": case, "status": "ok", "host_us": host_us, "eager_dispatch_us": eager_us,
                 "host_ratio": host_us / eager_us, "launches_per_call": launches, "goal_met": met,
                 "plan_device": "nominal H100 (132 SMs)", "interpreter_host_us": interpreter_us,
-                "interpreter_launches_per_call": 2}  # fmt: skip
+                "interpreter_launches_per_call": 2, "one_kernel_host_us": one[0],
+                "one_kernel_launches_per_call": one[1], "one_kernel_goal_met": one[2]}  # fmt: skip
 
     rows = [
         row("dcgan64-512x4x4-nchw-bf16", 30.0, 80.0, 2, True, 40.0),
-        row("dcgan64-64x32x32-nchw-bf16", 90.0, 60.0, 6, False, 85.0),
-        row("large-64x64x64-nchw-bf16", 90.0, 60.0, 6, None, 85.0),
+        row("dcgan64-64x32x32-nchw-bf16", 90.0, 60.0, 6, False, 85.0, one=(55.0, 2, False)),
+        row("large-64x64x64-nchw-bf16", 90.0, 60.0, 6, None, 85.0, one=(55.0, 2, None)),
         {"case": "bn1d-1024-nc-bf16", "status": "failed", "reason": "RuntimeError: no"},
     ]
     out = io.StringIO()
@@ -113,6 +120,7 @@ def test_host_table_shows_ratio_launches_and_the_goal():
     assert any("64x32x32" in ln and "1.50" in ln and " 6 " in ln and "missed" in ln for ln in lines)
     assert any("large" in ln and "met" not in ln and "missed" not in ln for ln in lines)
     assert any("512x4x4" in ln and "40.0 (2)" in ln for ln in lines)
+    assert any("64x32x32" in ln and "55.0 (2)" in ln for ln in lines)
     assert any("bn1d" in ln and "failed" in ln for ln in lines)
 
 
