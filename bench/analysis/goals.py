@@ -9,7 +9,8 @@ sweep.jsonl (the goal sweeps and the default GPU grid: the best variant against 
 torch.compile in the same sweep), parity.jsonl (quality parity), profile.jsonl (where the
 time of an iteration goes at each goal point: what a missed goal is explained by).
 Speed-ups and groups are `gan-bench compare`'s own (bench.analysis.stats), so the verdicts
-and the compare table cannot disagree.
+and the compare table cannot disagree. The kernels' goals are judged in
+bench.analysis.kernel_goals, each verdict a bench.analysis.verdict.Verdict.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.analysis.goals_file import Theme, load_goals
+from bench.analysis.kernel_goals import kernel_goals
 from bench.analysis.records import load_rows
 from bench.analysis.stats import (
     Best,
@@ -30,30 +31,10 @@ from bench.analysis.stats import (
     parity_verdict,
     summarise,
 )
+from bench.analysis.verdict import Verdict, records_of
 from bench.config import ConfigError
-from bench.telemetry.records import read_records
 
 GOALS_REPORT = "goals.md"
-
-
-@dataclass
-class Verdict:
-    """A row of goals.md: a goal, or a figure that explains one, with what was measured."""
-
-    theme: str
-    goal: str
-    figure: str
-    met: bool | None  # None: not measured, or a figure that explains rather than judges
-
-    @property
-    def mark(self) -> str:
-        return {True: "met", False: "MISSED", None: "—"}[self.met]
-
-
-def _records(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [r for _, r in read_records(str(path)) if isinstance(r, dict)]
 
 
 def _rates(out: Path) -> dict:
@@ -77,7 +58,7 @@ def _metric(records: list[dict], name: str) -> list[float]:
 def _eager_reference(out: Path, theme: Theme) -> list[Verdict]:
     model, model_name = theme.fields["model"], theme.fields["model_name"]
     by_point: dict[tuple, list[dict]] = {}
-    for record in _records(out / "eager-dcgan64.jsonl"):
+    for record in records_of(out / "eager-dcgan64.jsonl"):
         cfg = record.get("config") or {}
         if record.get("status") == "ok" and cfg.get("model") == model:
             by_point.setdefault((cfg.get("batch_size"), cfg.get("precision")), []).append(record)
@@ -119,7 +100,7 @@ def _eager_diagnosis(out: Path, theme: Theme) -> list[Verdict]:
         for g in theme.of_kind("eager-throughput")
     }
     rows = []
-    for record in _records(out / "eager-why.jsonl"):
+    for record in records_of(out / "eager-why.jsonl"):
         cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
         if record.get("status") != "ok" or cfg.get("model") != model:
             continue
@@ -151,119 +132,6 @@ def _eager_diagnosis(out: Path, theme: Theme) -> list[Verdict]:
                 )
             )
     return rows
-
-
-FORWARD_BACKWARD = "forward+backward"
-
-
-def _kernel_rows(out: Path) -> dict[tuple, dict]:
-    """(case, impl, pass) -> the last ok row measured with the op's own launch tuning
-    (rows of `gan-bench kernels --tune` are experiments, not the op's figures)."""
-    rows = {}
-    for record in _records(out / "kernels.jsonl"):
-        if record.get("tuned"):
-            continue
-        if record.get("status") == "ok" and isinstance(record.get("ms_p50"), (int, float)):
-            rows[(record.get("case"), record.get("impl"), record.get("pass"))] = record
-    return rows
-
-
-def _ms(rows: dict[tuple, dict], case: str, impl: str) -> float | None:
-    row = rows.get((case, impl, FORWARD_BACKWARD))
-    return row["ms_p50"] if row else None
-
-
-def _device_ms(rows: dict[tuple, dict], case: str, impl: str) -> float | None:
-    """The same call replayed from a CUDA graph: its time without the host's."""
-    value = rows.get((case, impl, FORWARD_BACKWARD), {}).get("device_ms")
-    return value if isinstance(value, (int, float)) and value > 0 else None
-
-
-def _kernel_goals(out: Path, theme: Theme) -> list[Verdict]:
-    rows = _kernel_rows(out)
-    verdicts = []
-    for goal in theme.goals:
-        if goal["kind"] == "kernel-small-cases":
-            verdicts += _small_case_verdicts(theme, goal, rows)
-            continue
-        case, label = goal["case"], goal["label"]
-        triton, triton_device = _ms(rows, case, "triton"), _device_ms(rows, case, "triton")
-        if goal["kind"] == "kernel-time":
-            text = f"{label} fwd+bwd ≤ {goal['max_ms']} ms"
-            if triton is None:
-                verdicts.append(Verdict(theme.name, text, "not measured", None))
-                continue
-            # The verdicts go by do_bench's time, the goals' method; where a CUDA graph
-            # replayed the call, its device-only figure stands beside (a gap between the
-            # two is the host's launch overhead).
-            figure = f"{triton:.3f} ms"
-            if triton_device:
-                figure += f" (device-only {triton_device:.3f} ms)"
-            row = rows[(case, "triton", FORWARD_BACKWARD)]
-            host, bare = row.get("host_ms"), row.get("host_ms_without_launches")
-            if isinstance(host, (int, float)):
-                figure += f"; host {host:.3f} ms a call"
-                if isinstance(bare, (int, float)):
-                    figure += f", {bare:.3f} without its launches"
-            verdicts.append(Verdict(theme.name, text, figure, triton <= goal["max_ms"]))
-        elif triton is None:
-            continue  # the case's time goal says "not measured"
-        elif goal["kind"] == "kernel-speedup":
-            impl, minimum = goal["over"], goal["min_ratio"]
-            text = f"{label} fwd+bwd ≥ {minimum}× {impl}"
-            other = _ms(rows, case, impl)
-            if other is None:
-                verdicts.append(Verdict(theme.name, text, f"no {impl} measurement", None))
-                continue
-            ratio = other / triton
-            figure = f"{ratio:.2f}× ({other:.3f} ms / {triton:.3f} ms)"
-            other_device = _device_ms(rows, case, impl)
-            if triton_device and other_device:
-                figure += f"; device-only {other_device / triton_device:.2f}×"
-            verdicts.append(Verdict(theme.name, text, figure, ratio >= minimum))
-        else:
-            minimum = goal["min_pct_of_copy_bandwidth"]
-            text = f"{label} fwd+bwd ≥ {minimum:.0f}% of copy bandwidth"
-            pct = rows[(case, "triton", FORWARD_BACKWARD)].get("pct_of_copy_bandwidth")
-            if isinstance(pct, (int, float)):
-                figure = f"{pct:.0f}%"
-                if triton_device and pct > 0:
-                    figure += f" (device-only {pct * triton / triton_device:.0f}%)"
-                verdicts.append(Verdict(theme.name, text, figure, pct >= minimum))
-    return verdicts
-
-
-def _small_case_verdicts(theme: Theme, goal: dict, rows: dict[tuple, dict]) -> list[Verdict]:
-    """Every fused case of the goal's dtype but those it names: faster than eager and
-    torch.compile, with the stretch time beside."""
-    stretch = goal["stretch_max_ms"]
-    cases = sorted(
-        {c for c, impl, _ in rows if c and impl == "triton" and c.endswith(f"-{goal['dtype']}")}
-        - set(goal["other_than"])
-    )
-    verdicts = []
-    for case in cases:
-        triton, eager, compiled = (_ms(rows, case, i) for i in ("triton", "eager", "compile"))
-        if triton is None:
-            continue
-        text = f"{case} fwd+bwd faster than eager and torch.compile"
-        if eager is None or compiled is None:
-            figure = f"{triton:.3f} ms; eager or compile missing"
-            verdicts.append(Verdict(theme.name, text, figure, None))
-            continue
-        figure = (
-            f"{triton:.3f} ms vs eager {eager:.3f}, compile {compiled:.3f}"
-            f" (stretch ≤ {stretch} ms: {'met' if triton <= stretch else 'not'})"
-        )
-        # The same calls replayed from CUDA graphs: how much of each time is the host's.
-        device = {
-            impl: rows[(case, impl, FORWARD_BACKWARD)].get("device_ms")
-            for impl in ("triton", "eager", "compile")
-        }
-        if all(isinstance(v, (int, float)) for v in device.values()):
-            figure += "; device-only " + ", ".join(f"{i} {v:.3f}" for i, v in device.items())
-        verdicts.append(Verdict(theme.name, text, figure, triton < eager and triton < compiled))
-    return verdicts
 
 
 def _comparison(path: Path) -> Comparison | None:
@@ -403,7 +271,7 @@ def _parity_figure(summary: VariantSummary) -> str:
 
 _JUDGES = {
     "eager reference": _eager_reference,
-    "fused kernels": _kernel_goals,
+    "fused kernels": kernel_goals,
     "end to end": _end_to_end_goals,
     "quality parity": _parity_goals,
 }
@@ -428,7 +296,7 @@ def profile_lines(out: Path) -> list[str]:
     """Where the time goes at each profiled point (profile.jsonl, `--profile-steps`): the
     iteration under the profiler, the device's busy and idle share, the kernel launches,
     and the kernels that take the most device time."""
-    records = _records(out / "profile.jsonl")
+    records = records_of(out / "profile.jsonl")
     if not records:
         return []
     lines = ["", "## Where the time goes (profiles)", ""]

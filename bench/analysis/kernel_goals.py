@@ -1,0 +1,124 @@
+"""The fused kernels' goals of `gan-bench goals`: the fused BatchNorm + LeakyReLU op against
+eager and torch.compile in one GPU run (kernels.jsonl, `gan-bench kernels`).
+
+Split from bench.analysis.goals, which calls `kernel_goals` for its theme.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.analysis.goals_file import Theme
+from bench.analysis.verdict import Verdict, records_of
+
+FORWARD_BACKWARD = "forward+backward"
+
+
+def _kernel_rows(out: Path) -> dict[tuple, dict]:
+    """(case, impl, pass) -> the last ok row measured with the op's own launch tuning
+    (rows of `gan-bench kernels --tune` are experiments, not the op's figures)."""
+    rows = {}
+    for record in records_of(out / "kernels.jsonl"):
+        if record.get("tuned"):
+            continue
+        if record.get("status") == "ok" and isinstance(record.get("ms_p50"), (int, float)):
+            rows[(record.get("case"), record.get("impl"), record.get("pass"))] = record
+    return rows
+
+
+def _ms(rows: dict[tuple, dict], case: str, impl: str) -> float | None:
+    row = rows.get((case, impl, FORWARD_BACKWARD))
+    return row["ms_p50"] if row else None
+
+
+def _device_ms(rows: dict[tuple, dict], case: str, impl: str) -> float | None:
+    """The same call replayed from a CUDA graph: its time without the host's."""
+    value = rows.get((case, impl, FORWARD_BACKWARD), {}).get("device_ms")
+    return value if isinstance(value, (int, float)) and value > 0 else None
+
+
+def kernel_goals(out: Path, theme: Theme) -> list[Verdict]:
+    rows = _kernel_rows(out)
+    verdicts = []
+    for goal in theme.goals:
+        if goal["kind"] == "kernel-small-cases":
+            verdicts += _small_case_verdicts(theme, goal, rows)
+            continue
+        case, label = goal["case"], goal["label"]
+        triton, triton_device = _ms(rows, case, "triton"), _device_ms(rows, case, "triton")
+        if goal["kind"] == "kernel-time":
+            text = f"{label} fwd+bwd ≤ {goal['max_ms']} ms"
+            if triton is None:
+                verdicts.append(Verdict(theme.name, text, "not measured", None))
+                continue
+            # The verdicts go by do_bench's time, the goals' method; where a CUDA graph
+            # replayed the call, its device-only figure stands beside (a gap between the
+            # two is the host's launch overhead).
+            figure = f"{triton:.3f} ms"
+            if triton_device:
+                figure += f" (device-only {triton_device:.3f} ms)"
+            row = rows[(case, "triton", FORWARD_BACKWARD)]
+            host, bare = row.get("host_ms"), row.get("host_ms_without_launches")
+            if isinstance(host, (int, float)):
+                figure += f"; host {host:.3f} ms a call"
+                if isinstance(bare, (int, float)):
+                    figure += f", {bare:.3f} without its launches"
+            verdicts.append(Verdict(theme.name, text, figure, triton <= goal["max_ms"]))
+        elif triton is None:
+            continue  # the case's time goal says "not measured"
+        elif goal["kind"] == "kernel-speedup":
+            impl, minimum = goal["over"], goal["min_ratio"]
+            text = f"{label} fwd+bwd ≥ {minimum}× {impl}"
+            other = _ms(rows, case, impl)
+            if other is None:
+                verdicts.append(Verdict(theme.name, text, f"no {impl} measurement", None))
+                continue
+            ratio = other / triton
+            figure = f"{ratio:.2f}× ({other:.3f} ms / {triton:.3f} ms)"
+            other_device = _device_ms(rows, case, impl)
+            if triton_device and other_device:
+                figure += f"; device-only {other_device / triton_device:.2f}×"
+            verdicts.append(Verdict(theme.name, text, figure, ratio >= minimum))
+        else:
+            minimum = goal["min_pct_of_copy_bandwidth"]
+            text = f"{label} fwd+bwd ≥ {minimum:.0f}% of copy bandwidth"
+            pct = rows[(case, "triton", FORWARD_BACKWARD)].get("pct_of_copy_bandwidth")
+            if isinstance(pct, (int, float)):
+                figure = f"{pct:.0f}%"
+                if triton_device and pct > 0:
+                    figure += f" (device-only {pct * triton / triton_device:.0f}%)"
+                verdicts.append(Verdict(theme.name, text, figure, pct >= minimum))
+    return verdicts
+
+
+def _small_case_verdicts(theme: Theme, goal: dict, rows: dict[tuple, dict]) -> list[Verdict]:
+    """Every fused case of the goal's dtype but those it names: faster than eager and
+    torch.compile, with the stretch time beside."""
+    stretch = goal["stretch_max_ms"]
+    cases = sorted(
+        {c for c, impl, _ in rows if c and impl == "triton" and c.endswith(f"-{goal['dtype']}")}
+        - set(goal["other_than"])
+    )
+    verdicts = []
+    for case in cases:
+        triton, eager, compiled = (_ms(rows, case, i) for i in ("triton", "eager", "compile"))
+        if triton is None:
+            continue
+        text = f"{case} fwd+bwd faster than eager and torch.compile"
+        if eager is None or compiled is None:
+            figure = f"{triton:.3f} ms; eager or compile missing"
+            verdicts.append(Verdict(theme.name, text, figure, None))
+            continue
+        figure = (
+            f"{triton:.3f} ms vs eager {eager:.3f}, compile {compiled:.3f}"
+            f" (stretch ≤ {stretch} ms: {'met' if triton <= stretch else 'not'})"
+        )
+        # The same calls replayed from CUDA graphs: how much of each time is the host's.
+        device = {
+            impl: rows[(case, impl, FORWARD_BACKWARD)].get("device_ms")
+            for impl in ("triton", "eager", "compile")
+        }
+        if all(isinstance(v, (int, float)) for v in device.values()):
+            figure += "; device-only " + ", ".join(f"{i} {v:.3f}" for i, v in device.items())
+        verdicts.append(Verdict(theme.name, text, figure, triton < eager and triton < compiled))
+    return verdicts
