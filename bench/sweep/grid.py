@@ -2,8 +2,8 @@
 axis values, and the points of a grid (`expand`).
 
 - `quick` (the default): on a CPU a minute of start-up-dominated points; on GPUs the
-  questions a GPU user brings first, in minutes: eager, torch.compile and the fastest
-  stacks measured so far at the project's goal points (DCGAN-64 at batch 128, launch-
+  questions a GPU user brings first, in minutes: eager, torch.compile, the fused kernels
+  without a CUDA graph, and the fastest stacks measured so far at the project's goal points (DCGAN-64 at batch 128, launch-
   bound, and 1024, bandwidth-bound; the MLP GAN at 512), in bf16, and scaling over the
   GPUs present;
 - `full`: every speed-up alone at the goal points, each compile mode with the fused
@@ -61,12 +61,19 @@ DCGAN_BEST = (
 )
 MLP_BEST = ("triton+joint-d+batched-casts+cuda-graph",)
 
+# The fused kernels without a CUDA graph, as a user turns them on first: alone, with
+# channels_last, and asked for one kernel each way (triton-one-kernel).
+FUSED_ALONE = ("triton", "triton+channels-last", "triton+triton-one-kernel")
+
 QUICK_GPU_BLOCKS = (
     block(
         ("dcgan64",), ("synthetic",), (128, 1024), ("bf16",), (1,),
-        ("eager", "compile", "channels-last+cuda-graph", *DCGAN_BEST),
+        ("eager", "compile", *FUSED_ALONE, "channels-last+cuda-graph", *DCGAN_BEST),
     ),
-    block(("mlp",), ("synthetic",), (512,), ("bf16",), (1,), ("eager", "compile", *MLP_BEST)),
+    block(
+        ("mlp",), ("synthetic",), (512,), ("bf16",), (1,),
+        ("eager", "compile", "triton", "triton+triton-one-kernel", *MLP_BEST),
+    ),
     block(("dcgan64",), ("synthetic",), (128,), ("bf16",), ALL_GPUS, ("eager", DCGAN_BEST[1])),
 )  # fmt: skip
 
@@ -85,6 +92,8 @@ DCGAN_GOAL_VARIANTS = (
     "compile-reduce-overhead+triton",
     "compile-max-autotune-no-cudagraphs+triton",
     "triton+channels-last",
+    "triton+triton-one-kernel",
+    "triton+channels-last+triton-one-kernel",
     "fused-adam",
     "compile+fused-adam",
     "triton+channels-last+fused-adam",
@@ -113,6 +122,7 @@ MLP_GOAL_VARIANTS = (
     "compile+triton",
     "compile-reduce-overhead+triton",
     "compile-max-autotune-no-cudagraphs+triton",
+    "triton+triton-one-kernel",
     "fused-adam",
     "compile+fused-adam",
     "triton+joint-d+fused-adam",

@@ -38,7 +38,7 @@ def test_unknown_section_is_refused_before_anything_runs(tmp_path):
     result = run_script(out, "60", "quick", "benchmarks")
     assert result.returncode == 2
     assert "unknown section 'benchmarks'" in result.stderr
-    assert "known: quick device-rates goals parity" in result.stderr
+    assert "known: quick fused-paths device-rates goals parity" in result.stderr
     assert not out.exists()
 
 
@@ -102,7 +102,7 @@ def test_kernel_sections_select_benchmark_cases():
     from bench.kernelbench.batchnorm import benchmark_cases
 
     script = SCRIPT.read_text()
-    for name in ("kernels", "kernels-tune"):
+    for name in ("kernels", "kernels-tune", "fused-paths"):
         block = script.split(f"    {name})\n")[1].split(";;")[0]
         match = re.search(r"--match (\S+)", block)
         dtypes = re.search(r"--dtypes (\S+)", block)
@@ -150,3 +150,16 @@ def test_parity_sections_cover_every_dcgan_variant_of_the_goal_grid():
         assert (args["steps"], args["seeds"]) == ("1000", "0,1,2") and "parity.jsonl" in block
         named |= set(args["variants"].split(","))
     assert named == set(DCGAN_GOAL_VARIANTS)
+
+
+def test_one_lease_verifies_the_tree_within_ten_minutes():
+    """`quick` (the GPU tests and the quick grid) and `fused-paths` run in one short device
+    lease: their sections' limits leave a minute of ten for the start and the summary."""
+    script = SCRIPT.read_text()
+    total = 0
+    for name in ("quick", "fused-paths"):
+        block = script.split(f"    {name})\n")[1].split(";;")[0]
+        limits = re.findall(r"(?:section|sweep) [\w-]+ (\d+)", block)
+        assert limits, name
+        total += sum(map(int, limits))
+    assert total <= 540
