@@ -16,6 +16,15 @@ from bench.config import ConfigError
 # The goals' figures are data, kept with the measurements they are judged on.
 GOALS_FILE = Path(__file__).resolve().parents[2] / "results" / "goals.json"
 
+
+def _names(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 # The themes, the kinds of goal each holds and the fields each kind needs: a typo in the
 # goals file is refused when it is read, not found later as a goal without a verdict.
 KINDS = {
@@ -27,7 +36,8 @@ KINDS = {
         "kernel-time": ("case", "label", "max_ms"),
         "kernel-speedup": ("case", "label", "over", "min_ratio"),
         "kernel-bandwidth": ("case", "label", "min_pct_of_copy_bandwidth"),
-        "kernel-small-cases": ("dtype", "other_than", "stretch_max_ms"),
+        "kernel-small-cases": ("dtype", "other_than"),
+        "kernel-device-ratio": ("dtype", "impl", "over", "max_ratio"),
     },
     "end to end": {
         "best-speedup": ("model", "batch_size", "min_speedup"),
@@ -35,6 +45,14 @@ KINDS = {
         "best-vs-compile": ("min_ratio",),
     },
     "quality parity": {"quality-parity": ()},
+}
+# Fields a kind may hold, each with what it must be: a goal without one takes the kind's
+# default (a small-case goal judges the op as planned, with no stretch time).
+OPTIONAL = {
+    "kernel-small-cases": {
+        "impls": ("a list of implementation names", _names),
+        "stretch_max_ms": ("a number of ms", _number),
+    },
 }
 # Fields a theme holds for all its goals.
 THEME_FIELDS = {"eager reference": ("model", "model_name"), "end to end": ("precision",)}
@@ -83,6 +101,9 @@ def load_goals(path: Path = GOALS_FILE) -> list[Theme]:
             lacking = [f for f in ("asks", *KINDS[theme][kind]) if f not in goal]
             if lacking:
                 raise ConfigError(f"goal {name!r} lacks {', '.join(lacking)}")
+            for field, (what, ok) in OPTIONAL.get(kind, {}).items():
+                if field in goal and not ok(goal[field]):
+                    raise ConfigError(f"goal {name!r}: {field} is not {what}")
         loaded.append(Theme(theme, body, body["goals"]))
     for theme in loaded:
         # An MFU is judged on the variant whose speed-up its point's goal judges.

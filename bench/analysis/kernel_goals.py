@@ -12,6 +12,8 @@ from bench.analysis.goals_file import Theme
 from bench.analysis.verdict import Verdict, records_of
 
 FORWARD_BACKWARD = "forward+backward"
+# The fused op's implementation a goal judges unless it names others: as the op plans.
+DEFAULT_IMPLS = ("triton",)
 
 
 def _kernel_rows(out: Path) -> dict[tuple, dict]:
@@ -43,6 +45,9 @@ def kernel_goals(out: Path, theme: Theme) -> list[Verdict]:
     for goal in theme.goals:
         if goal["kind"] == "kernel-small-cases":
             verdicts += _small_case_verdicts(theme, goal, rows)
+            continue
+        if goal["kind"] == "kernel-device-ratio":
+            verdicts.append(_device_ratio_verdict(theme, goal, rows))
             continue
         case, label = goal["case"], goal["label"]
         triton, triton_device = _ms(rows, case, "triton"), _device_ms(rows, case, "triton")
@@ -93,32 +98,79 @@ def kernel_goals(out: Path, theme: Theme) -> list[Verdict]:
 
 def _small_case_verdicts(theme: Theme, goal: dict, rows: dict[tuple, dict]) -> list[Verdict]:
     """Every fused case of the goal's dtype but those it names: faster than eager and
-    torch.compile, with the stretch time beside."""
-    stretch = goal["stretch_max_ms"]
+    torch.compile, with the stretch time beside where the goal sets one. With several
+    implementations of the fused op (`impls`, default the op as planned), a case is met
+    when one of them is faster than both, and the figure says which."""
+    impls = tuple(goal.get("impls", DEFAULT_IMPLS))
+    stretch = goal.get("stretch_max_ms")
+    asks = "fwd+bwd faster than eager and torch.compile"
+    if impls != DEFAULT_IMPLS:
+        asks = f"fwd+bwd: {' or '.join(impls)} faster than eager and torch.compile"
     cases = sorted(
-        {c for c, impl, _ in rows if c and impl == "triton" and c.endswith(f"-{goal['dtype']}")}
+        {c for c, impl, _ in rows if c and impl in impls and c.endswith(f"-{goal['dtype']}")}
         - set(goal["other_than"])
     )
     verdicts = []
     for case in cases:
-        triton, eager, compiled = (_ms(rows, case, i) for i in ("triton", "eager", "compile"))
-        if triton is None:
+        fused = {impl: _ms(rows, case, impl) for impl in impls}
+        measured = {impl: ms for impl, ms in fused.items() if ms is not None}
+        if not measured:
             continue
-        text = f"{case} fwd+bwd faster than eager and torch.compile"
+        eager, compiled = _ms(rows, case, "eager"), _ms(rows, case, "compile")
+        text = f"{case} {asks}"
+        times = ", ".join(f"{impl} {ms:.3f} ms" for impl, ms in measured.items())
+        if impls == DEFAULT_IMPLS:
+            times = f"{fused[impls[0]]:.3f} ms"
+        missing = [impl for impl in impls if impl not in measured]
         if eager is None or compiled is None:
-            figure = f"{triton:.3f} ms; eager or compile missing"
-            verdicts.append(Verdict(theme.name, text, figure, None))
+            verdicts.append(Verdict(theme.name, text, f"{times}; eager or compile missing", None))
             continue
-        figure = (
-            f"{triton:.3f} ms vs eager {eager:.3f}, compile {compiled:.3f}"
-            f" (stretch ≤ {stretch} ms: {'met' if triton <= stretch else 'not'})"
-        )
+        figure = f"{times} vs eager {eager:.3f}, compile {compiled:.3f}"
+        fastest = min(measured.values())
+        if stretch is not None:
+            figure += f" (stretch ≤ {stretch} ms: {'met' if fastest <= stretch else 'not'})"
         # The same calls replayed from CUDA graphs: how much of each time is the host's.
         device = {
-            impl: rows[(case, impl, FORWARD_BACKWARD)].get("device_ms")
-            for impl in ("triton", "eager", "compile")
+            impl: (rows.get((case, impl, FORWARD_BACKWARD)) or {}).get("device_ms")
+            for impl in (*measured, "eager", "compile")
         }
         if all(isinstance(v, (int, float)) for v in device.values()):
             figure += "; device-only " + ", ".join(f"{i} {v:.3f}" for i, v in device.items())
-        verdicts.append(Verdict(theme.name, text, figure, triton < eager and triton < compiled))
+        winners = [impl for impl, ms in measured.items() if ms < eager and ms < compiled]
+        met = bool(winners)
+        if len(impls) > 1:
+            figure += f"; {', '.join(missing)} not measured" if missing else ""
+            if winners:
+                figure += f"; met by {' and '.join(winners)}"
+            elif missing:
+                # Unmeasured, an implementation might have met it: no miss is declared.
+                figure, met = figure + f"; not met by {' or '.join(measured)}", None
+            else:
+                figure += "; met by neither"
+        verdicts.append(Verdict(theme.name, text, figure, met))
+    if not verdicts:
+        text = f"every {goal['dtype']} case but {', '.join(goal['other_than'])} {asks}"
+        verdicts.append(Verdict(theme.name, text, "not measured", None))
     return verdicts
+
+
+def _device_ratio_verdict(theme: Theme, goal: dict, rows: dict[tuple, dict]) -> Verdict:
+    """One implementation's device-only time against another's at every case of the dtype
+    where both have one: the cases where it holds and those where it does not."""
+    impl, over, limit, dtype = goal["impl"], goal["over"], goal["max_ratio"], goal["dtype"]
+    text = f"{impl} fwd+bwd device-only ≤ {limit:g}× {over}'s at every {dtype} case of both"
+    cases = sorted({c for c, _, _ in rows if c and c.endswith(f"-{dtype}")})
+    holds, fails = [], []
+    for case in cases:
+        mine, theirs = _device_ms(rows, case, impl), _device_ms(rows, case, over)
+        if mine is None or theirs is None:
+            continue
+        # Case names without the dtype the goal's text already says.
+        entry = f"{case.removesuffix(f'-{dtype}')} ({mine:.3f} vs {theirs:.3f} ms)"
+        (holds if mine <= limit * theirs else fails).append(entry)
+    if not holds and not fails:
+        return Verdict(theme.name, text, "not measured", None)
+    figure = f"no slower at {len(holds)} of {len(holds) + len(fails)}"
+    figure += (": " + ", ".join(holds)) if holds else ""
+    figure += f"; slower at {len(fails)}" + ((": " + ", ".join(fails)) if fails else "")
+    return Verdict(theme.name, text, figure, not fails)

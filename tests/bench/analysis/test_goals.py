@@ -127,6 +127,87 @@ def test_kernel_goals(tmp_path):
     assert "device-only triton 0.012, eager 0.031, compile 0.042" in layer.figure
 
 
+def fused_rows(case, eager, compiled, fused):
+    """Forward + backward rows of one case, each with its do_bench and device-only times:
+    `fused` maps a fused implementation to its (ms_p50, device_ms)."""
+    rows = [
+        {**kernel_row(case, "eager", eager[0]), "device_ms": eager[1]},
+        {**kernel_row(case, "compile", compiled[0]), "device_ms": compiled[1]},
+    ]
+    return rows + [
+        {**kernel_row(case, impl, ms), "device_ms": device, "tuned": False}
+        for impl, (ms, device) in fused.items()
+    ]
+
+
+EITHER = "triton or triton-one-kernel faster than eager and torch.compile"
+ONE_KERNEL_DEVICE = "triton-one-kernel fwd+bwd device-only ≤ 1× triton's at every bf16 case of both"
+
+
+def test_the_fused_op_by_either_path_and_the_one_kernel_device_time(tmp_path):
+    small, bn1d, mid = "dcgan64-512x4x4-nchw-bf16", "bn1d-1024-nc-bf16", "dcgan64-256x8x8-nchw-bf16"
+    large_cl = "large-64x64x64-channels_last-bf16"
+    rows = [
+        # the default plan loses to eager, the one-kernel path beats both
+        *fused_rows(small, (0.21, 0.051), (0.75, 0.011),
+                    {"triton": (0.53, 0.010), "triton-one-kernel": (0.15, 0.009)}),
+        # both paths lose to eager; one kernel is slower on the device
+        *fused_rows(bn1d, (0.21, 0.030), (0.85, 0.019),
+                    {"triton": (0.58, 0.012), "triton-one-kernel": (0.50, 0.015)}),
+        # the default plan alone measured, and it loses
+        *fused_rows(mid, (0.16, 0.051), (0.53, 0.013), {"triton": (0.54, 0.017)}),
+        # a case the goal leaves out, although both paths win there
+        *fused_rows(large_cl, (0.98, 0.96), (0.92, 0.66),
+                    {"triton": (0.68, 0.40), "triton-one-kernel": (0.60, 0.38)}),
+        *fused_rows("dcgan64-512x4x4-nchw-fp32", (0.2, 0.05), (0.7, 0.01),
+                    {"triton": (0.1, 0.01), "triton-one-kernel": (0.1, 0.02)}),
+    ]  # fmt: skip
+    write(tmp_path / "kernels.jsonl", rows)
+    verdicts = verdicts_of(tmp_path, "fused kernels")
+    either = {g.split(" fwd+bwd")[0]: v for g, v in verdicts.items() if g.endswith(EITHER)}
+    assert set(either) == {small, bn1d, mid}
+    assert either[small].met is True
+    assert either[small].figure == (
+        "triton 0.530 ms, triton-one-kernel 0.150 ms vs eager 0.210, compile 0.750; device-only "
+        "triton 0.010, triton-one-kernel 0.009, eager 0.051, compile 0.011; met by "
+        "triton-one-kernel"
+    )
+    assert either[bn1d].met is False and either[bn1d].figure.endswith("; met by neither")
+    assert either[mid].met is None
+    assert either[mid].figure.endswith("; triton-one-kernel not measured; not met by triton")
+    # The goal on the op as planned judges the default plan alone, as before.
+    planned = verdicts[f"{small} fwd+bwd faster than eager and torch.compile"]
+    assert planned.met is False and planned.figure.startswith("0.530 ms vs eager 0.210")
+    assert "one-kernel" not in planned.figure
+    device = verdicts[ONE_KERNEL_DEVICE]
+    assert device.met is False
+    assert device.figure == (
+        "no slower at 2 of 3: dcgan64-512x4x4-nchw (0.009 vs 0.010 ms), large-64x64x64-"
+        "channels_last (0.380 vs 0.400 ms); slower at 1: bn1d-1024-nc (0.015 vs 0.012 ms)"
+    )
+    # Where one kernel is no slower at every case both measured, the goal is met.
+    (tmp_path / "kernels.jsonl").unlink()
+    write(tmp_path / "kernels.jsonl", [r for r in rows if r["case"] != bn1d])
+    device = verdicts_of(tmp_path, "fused kernels")[ONE_KERNEL_DEVICE]
+    assert device.met is True and device.figure.endswith("; slower at 0")
+
+
+def test_the_fused_op_goals_without_kernel_records_are_not_measured(tmp_path):
+    verdicts = verdicts_of(tmp_path, "fused kernels")
+    assert verdicts[ONE_KERNEL_DEVICE].figure == "not measured"
+    (either,) = [v for g, v in verdicts.items() if g.endswith(EITHER)]
+    assert either.figure == "not measured" and either.met is None
+    # Rows of the default plan alone: no case where one kernel's device time is compared.
+    case = "dcgan64-512x4x4-nchw-bf16"
+    write(
+        tmp_path / "kernels.jsonl",
+        fused_rows(case, (0.2, 0.05), (0.7, 0.01), {"triton": (0.1, 0.01)}),
+    )
+    verdicts = verdicts_of(tmp_path, "fused kernels")
+    assert verdicts[ONE_KERNEL_DEVICE].met is None
+    assert verdicts[f"{case} fwd+bwd: {EITHER}"].met is True
+
+
 def test_eager_reference_ranges(tmp_path):
     write(
         tmp_path / "eager-dcgan64.jsonl",
@@ -270,6 +351,11 @@ def goals_of(doc: dict, theme: str) -> list[dict]:
     return doc["themes"][theme]["goals"]
 
 
+def goal_named(doc: dict, name: str) -> dict:
+    (goal,) = [g for t in doc["themes"].values() for g in t["goals"] if g["name"] == name]
+    return goal
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -285,16 +371,24 @@ def goals_of(doc: dict, theme: str) -> list[dict]:
          "a goal without a name of its own"),
         (lambda doc: goals_of(doc, "end to end")[2].update(batch_size=256),
          "goal 'dcgan64-b1024-mfu' has no best-speedup goal at its point"),
+        (lambda doc: goal_named(doc, "fused-model-layers-either-path").update(impls="triton"),
+         "goal 'fused-model-layers-either-path': impls is not a list of implementation names"),
+        (lambda doc: goal_named(doc, "fused-small-layers").update(stretch_max_ms="0.05"),
+         "goal 'fused-small-layers': stretch_max_ms is not a number of ms"),
+        (lambda doc: goal_named(doc, "one-kernel-device-no-slower").pop("max_ratio"),
+         "goal 'one-kernel-device-no-slower' lacks max_ratio"),
     ],
-    ids=["theme", "theme-field", "kind", "figure", "name", "mfu-point"],
+    ids=["theme", "theme-field", "kind", "figure", "name", "mfu-point", "impls", "stretch",
+         "device-ratio"],
 )  # fmt: skip
 def test_a_malformed_goals_file_is_refused(tmp_path, change, message):
     doc = json.loads(GOALS_FILE.read_text())
     change(doc)
     path = tmp_path / "goals.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
         load_goals(path)
+    assert "\n" not in str(refused.value)  # one line for the command's error
 
 
 def test_an_unreadable_goals_file_is_refused(tmp_path):
