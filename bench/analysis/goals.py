@@ -5,9 +5,11 @@ Reads whatever of these the folder holds (a goal whose records are missing says 
 measured"): device-rates.json (copy bandwidth, bf16 matmul rate), eager-dcgan64.jsonl (the
 eager reference points), eager-why.jsonl (why they leave the reference ranges: batch 128
 profiled, batch 1024 without cuDNN autotuning), kernels.jsonl (the fused kernels),
-sweep.jsonl (the goal sweeps and the default GPU grid: the best variant against eager and
-torch.compile in the same sweep), parity.jsonl (quality parity), profile.jsonl (where the
-time of an iteration goes at each goal point: what a missed goal is explained by).
+kernel-host.jsonl (the fused op's host time against eager's dispatch, measured on any
+machine), sweep.jsonl (the goal sweeps and the default GPU grid: the best variant against
+eager and torch.compile in the same sweep), parity.jsonl (quality parity), profile.jsonl
+(where the time of an iteration goes at each goal point: what a missed goal is explained
+by).
 Speed-ups and groups are `gan-bench compare`'s own (bench.analysis.stats), so the verdicts
 and the compare table cannot disagree. The kernels' goals are judged in
 bench.analysis.kernel_goals, each verdict a bench.analysis.verdict.Verdict.
@@ -21,7 +23,7 @@ import statistics
 from pathlib import Path
 
 from bench.analysis.goals_file import Theme, load_goals
-from bench.analysis.kernel_goals import kernel_goals
+from bench.analysis.kernel_goals import host_goals, kernel_goals
 from bench.analysis.records import load_rows
 from bench.analysis.stats import (
     Best,
@@ -272,6 +274,7 @@ def _parity_figure(summary: VariantSummary) -> str:
 _JUDGES = {
     "eager reference": _eager_reference,
     "fused kernels": kernel_goals,
+    "host path": host_goals,
     "end to end": _end_to_end_goals,
     "quality parity": _parity_goals,
 }

@@ -39,6 +39,7 @@ KINDS = {
         "kernel-small-cases": ("dtype", "other_than"),
         "kernel-device-ratio": ("dtype", "impl", "over", "max_ratio"),
     },
+    "host path": {"host-ratio": ("max_host_ratio", "max_launches_per_call")},
     "end to end": {
         "best-speedup": ("model", "batch_size", "min_speedup"),
         "best-mfu": ("model", "batch_size", "gflop_per_image", "min_mfu"),

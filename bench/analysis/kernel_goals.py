@@ -1,7 +1,9 @@
 """The fused kernels' goals of `gan-bench goals`: the fused BatchNorm + LeakyReLU op against
-eager and torch.compile in one GPU run (kernels.jsonl, `gan-bench kernels`).
+eager and torch.compile in one GPU run (kernels.jsonl, `gan-bench kernels`), and its host
+path against eager's dispatch on any machine (kernel-host.jsonl, `gan-bench kernels --host`).
 
-Split from bench.analysis.goals, which calls `kernel_goals` for its theme.
+Split from bench.analysis.goals, which calls `kernel_goals` and `host_goals` for their
+themes.
 """
 
 from __future__ import annotations
@@ -174,3 +176,77 @@ def _device_ratio_verdict(theme: Theme, goal: dict, rows: dict[tuple, dict]) -> 
     figure += (": " + ", ".join(holds)) if holds else ""
     figure += f"; slower at {len(fails)}" + ((": " + ", ".join(fails)) if fails else "")
     return Verdict(theme.name, text, figure, not fails)
+
+
+# The host path's records (`gan-bench kernels --host --out OUT/kernel-host.jsonl`).
+HOST_RECORDS = "kernel-host.jsonl"
+# Each plan of the fused op a kernel-host record measures: its label and its fields' prefix.
+HOST_PLANS = {"default plan": "", "one-kernel plan": "one_kernel_"}
+
+
+def _host_plan(records: dict[str, dict], prefix: str, goal: dict) -> tuple[str, bool]:
+    """One plan at every goal case: its worst case's figures, and whether it met the goal
+    at every one (a case it has no figures for counts against it)."""
+    ratio_limit, launch_limit = goal["max_host_ratio"], goal["max_launches_per_call"]
+    measured = {}
+    for case, record in records.items():
+        ratio, launches = (
+            record.get(f"{prefix}host_ratio"),
+            record.get(f"{prefix}launches_per_call"),
+        )
+        if isinstance(ratio, (int, float)) and isinstance(launches, int):
+            measured[case] = (ratio, launches, record.get(f"{prefix}host_us"))
+    if not measured:
+        return "not measured", False
+    meets = {c: r <= ratio_limit and n <= launch_limit for c, (r, n, _) in measured.items()}
+    # The worst case: one that misses before one that meets, then the highest ratio.
+    worst = max(measured, key=lambda c: (not meets[c], measured[c][0]))
+    ratio, launches, host_us = measured[worst]
+    figure = f"worst {worst} {ratio:.2f}×"
+    eager_us = records[worst].get("eager_dispatch_us")
+    if isinstance(host_us, (int, float)) and isinstance(eager_us, (int, float)):
+        figure += f" ({host_us:.1f} of {eager_us:.1f} µs)"
+    figure += f" in {launches} launches, meets at {sum(meets.values())} of {len(records)} cases"
+    return figure, len(measured) == len(records) and all(meets.values())
+
+
+def host_goals(out: Path, theme: Theme) -> list[Verdict]:
+    """The fused op's host time per forward + backward, launches stubbed, against eager's
+    dispatch-only time (kernel-host records): at every case the records set the goal on
+    (`goal_met` not null: DCGAN-64's batch-128 layers and BN1d), by the goal's own figures,
+    for the default plan and the one-kernel plan; met when one plan meets it at every one."""
+    latest: dict[str, dict] = {}
+    for record in records_of(out / HOST_RECORDS):
+        if record.get("kind") == "kernel-host" and isinstance(record.get("case"), str):
+            latest[record["case"]] = record
+    goal_cases = {
+        case: r
+        for case, r in latest.items()
+        if r.get("status") == "ok" and r.get("goal_met") is not None
+    }
+    # A failed case's record cannot say whether the goal is set on it: each is named.
+    failed = sorted(case for case, r in latest.items() if r.get("status") != "ok")
+    verdicts = []
+    for goal in theme.of_kind("host-ratio"):
+        text = (
+            f"fused host µs ≤ {goal['max_host_ratio']:g}× eager's dispatch-only µs in ≤ "
+            f"{goal['max_launches_per_call']} launches per fwd+bwd, at every goal case"
+        )
+        if not goal_cases:
+            figure = f"failed at {', '.join(failed)}" if failed else "not measured"
+            verdicts.append(Verdict(theme.name, text, figure, None))
+            continue
+        plans = {
+            label: _host_plan(goal_cases, prefix, goal) for label, prefix in HOST_PLANS.items()
+        }
+        met_by = [label for label, (_, met) in plans.items() if met]
+        figure = "; ".join(f"{label}: {summary}" for label, (summary, _) in plans.items())
+        devices = sorted({str(r.get("plan_device")) for r in goal_cases.values()})
+        figure += f"; planned for {', '.join(devices)}"
+        met: bool | None = bool(met_by)
+        figure += f"; met by the {' and the '.join(met_by)}" if met_by else "; met by neither plan"
+        if failed:
+            figure += f"; failed at {', '.join(failed)}"
+            met = None if met_by else False
+        verdicts.append(Verdict(theme.name, text, figure, met))
+    return verdicts
