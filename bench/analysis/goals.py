@@ -28,6 +28,7 @@ from bench.analysis.records import load_rows
 from bench.analysis.stats import (
     Best,
     Comparison,
+    Group,
     VariantSummary,
     best_variants,
     parity_verdict,
@@ -140,15 +141,17 @@ def _comparison(path: Path) -> Comparison | None:
     return summarise(load_rows([str(path)])) if path.is_file() else None
 
 
+def _is_goal_point(group: Group, model: str, batch: int, precision: str) -> bool:
+    """A single-GPU group at one point in the goals' precision."""
+    point = (group.model, group.batch_size, group.precision)
+    return (
+        group.device_type == "cuda" and group.world_size == 1 and point == (model, batch, precision)
+    )
+
+
 def _at_goal_point(bests: list[Best], model: str, batch: int, precision: str) -> list[Best]:
     """The best variants of the single-GPU groups in the goals' precision at one point."""
-    return [
-        b
-        for b in bests
-        if b.group.device_type == "cuda"
-        and b.group.world_size == 1
-        and (b.group.model, b.group.batch_size, b.group.precision) == (model, batch, precision)
-    ]
+    return [b for b in bests if _is_goal_point(b.group, model, batch, precision)]
 
 
 def best_variant(out: Path, model: str, batch: int, precision: str) -> str | None:
@@ -183,6 +186,8 @@ def _end_to_end_goals(out: Path, theme: Theme) -> list[Verdict]:
             mfu_goal = mfu_goals.get((model, batch))
             if mfu_goal is not None:
                 verdicts.append(_mfu_verdict(theme, mfu_goal, b, matmul))
+    for goal in theme.of_kind("variant-speedup"):
+        verdicts += _variant_verdicts(theme, goal, comparison)
     for goal in theme.of_kind("best-vs-compile"):
         minimum = goal["min_ratio"]
         for b in all_best:
@@ -196,6 +201,33 @@ def _end_to_end_goals(out: Path, theme: Theme) -> list[Verdict]:
             figure = f"{b.variant.variant}: {b.vs_compile:.2f}× compile"
             verdicts.append(Verdict(theme.name, text, figure, b.vs_compile >= minimum))
     return verdicts + _not_run(theme, comparison)
+
+
+def _variant_verdicts(theme: Theme, goal: dict, comparison: Comparison | None) -> list[Verdict]:
+    """One variant against eager at a single-GPU point of the goals' precision: its speed-up
+    as the compare table gives it, in each group (workload) that ran it."""
+    model, batch, variant = goal["model"], goal["batch_size"], goal["variant"]
+    precision, minimum = theme.fields["precision"], goal["min_speedup"]
+    text = f"{model} b{batch} {precision}: {variant} ≥ {minimum:g}× eager"
+    verdicts = []
+    for group in comparison.groups if comparison else []:
+        summary = next((s for s in group.variants if s.variant == variant), None)
+        if summary is None or not _is_goal_point(group, model, batch, precision):
+            continue
+        base = next((s for s in group.variants if s.variant == comparison.baseline), None)
+        if summary.speedup is None:
+            # No throughput of its own (not ok, or shared the device), or none of eager's.
+            figure = summary.status if summary.images_per_s is None else "eager not ok"
+            if summary.images_per_s is None and summary.reason:
+                figure += f": {summary.reason[:160]}"
+            verdicts.append(Verdict(theme.name, text, f"{figure} ({group.workload})", None))
+            continue
+        figure = (
+            f"{summary.speedup:.2f}× ({summary.images_per_s / 1e3:.1f} k img/s against eager's "
+            f"{base.images_per_s / 1e3:.1f} k; {group.workload})"
+        )
+        verdicts.append(Verdict(theme.name, text, figure, summary.speedup >= minimum))
+    return verdicts or [Verdict(theme.name, text, "not measured", None)]
 
 
 def _mfu_verdict(theme: Theme, goal: dict, best: Best, matmul) -> Verdict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError
+from bench.speedups import VariantError, canonical_variant
 
 # The goals' figures are data, kept with the measurements they are judged on.
 GOALS_FILE = Path(__file__).resolve().parents[2] / "results" / "goals.json"
@@ -43,6 +44,7 @@ KINDS = {
     "end to end": {
         "best-speedup": ("model", "batch_size", "min_speedup"),
         "best-mfu": ("model", "batch_size", "gflop_per_image", "min_mfu"),
+        "variant-speedup": ("model", "batch_size", "variant", "min_speedup"),
         "best-vs-compile": ("min_ratio",),
     },
     "quality parity": {"quality-parity": ()},
@@ -107,6 +109,15 @@ def load_goals(path: Path = GOALS_FILE) -> list[Theme]:
                     raise ConfigError(f"goal {name!r}: {field} is not {what}")
         loaded.append(Theme(theme, body, body["goals"]))
     for theme in loaded:
+        # Records carry a variant's canonical name: another spelling would match none.
+        for goal in theme.of_kind("variant-speedup"):
+            try:
+                canonical = canonical_variant(str(goal["variant"]))
+            except VariantError as err:
+                raise ConfigError(f"goal {goal['name']!r}: {err}") from None
+            if canonical != goal["variant"]:
+                name, given = goal["name"], goal["variant"]
+                raise ConfigError(f"goal {name!r}: variant {given!r} is {canonical!r} in records")
         # An MFU is judged on the variant whose speed-up its point's goal judges.
         points = {(g["model"], g["batch_size"]) for g in theme.of_kind("best-speedup")}
         for goal in theme.of_kind("best-mfu"):

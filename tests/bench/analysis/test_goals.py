@@ -16,8 +16,10 @@ import pytest
 
 from bench.analysis.goals import best_variant, judge
 from bench.analysis.goals_file import GOALS_FILE, load_goals
+from bench.analysis.records import load_rows
+from bench.analysis.stats import summarise
 from bench.config import ConfigError
-from result_records import record, run_cli, write
+from result_records import record, run_cli, variant, write
 
 
 def run_record(variant, images_per_s, *, model="dcgan64", batch=128, precision="bf16", peak=300.0):
@@ -69,6 +71,61 @@ def test_end_to_end_speedups_mfu_and_compile(tmp_path):
     ]
     assert [v.met for v in vs_compile if "batch 1024" in v.goal] == [None]
     assert {v.theme for v in verdicts.values()} == {"end to end"}
+
+
+TRITON_B128 = "dcgan64 b128 bf16: triton ≥ 1.15× eager"
+TRITON_CL_B1024 = "dcgan64 b1024 bf16: triton+channels-last ≥ 1.3× eager"
+
+
+def test_single_variants_against_eager_as_the_compare_table_has_them(tmp_path):
+    path = tmp_path / "sweep.jsonl"
+    write(
+        path,
+        [
+            run_record("eager", 10_000),
+            run_record("triton", 12_000),
+            run_record("triton", 11_000, precision="fp32"),  # not the goals' precision
+            run_record("eager", 40_000, batch=1024),
+            run_record("triton+channels-last", 48_000, batch=1024),
+            run_record("triton+channels-last+cuda-graph", 90_000, batch=1024),
+        ],
+    )
+    verdicts = verdicts_of(tmp_path, "end to end")
+    triton = verdicts[TRITON_B128]
+    assert triton.met is True and triton.figure.startswith(
+        "1.20× (12.0 k img/s against eager's 10.0 k; "
+    )
+    channels_last = verdicts[TRITON_CL_B1024]
+    assert channels_last.met is False
+    assert channels_last.figure.startswith("1.20× (48.0 k img/s against eager's 40.0 k; ")
+    # The speed-ups are the compare table's own, workload and all.
+    comparison = summarise(load_rows([str(path)]))
+    for verdict, name, batch in (
+        (triton, "triton", 128),
+        (channels_last, "triton+channels-last", 1024),
+    ):
+        summary = variant(comparison, name, batch_size=batch, precision="bf16")
+        (group,) = [g for g in comparison.groups if summary in g.variants]
+        assert verdict.figure == (
+            f"{summary.speedup:.2f}× ({summary.images_per_s / 1e3:.1f} k img/s against eager's "
+            f"{summary.images_per_s / summary.speedup / 1e3:.1f} k; {group.workload})"
+        )
+
+
+def test_single_variants_not_measured_or_not_ok(tmp_path):
+    failed = {**run_record("triton+channels-last", None, batch=1024), "status": "oom",
+              "reason": "CUDA out of memory"}  # fmt: skip
+    write(tmp_path / "sweep.jsonl", [run_record("eager", 40_000, batch=1024), failed])
+    verdicts = verdicts_of(tmp_path, "end to end")
+    assert verdicts[TRITON_B128].figure == "not measured" and verdicts[TRITON_B128].met is None
+    oom = verdicts[TRITON_CL_B1024]
+    assert oom.met is None and oom.figure.startswith("oom: CUDA out of memory (")
+    # Without eager's throughput there is no speed-up to judge.
+    other = tmp_path / "other"
+    other.mkdir()
+    write(other / "sweep.jsonl", [{**run_record("eager", None), "status": "failed"},
+                                  run_record("triton", 12_000)])  # fmt: skip
+    assert verdicts_of(other, "end to end")[TRITON_B128].figure.startswith("eager not ok (")
 
 
 def test_variants_that_did_not_run_ok_are_listed_without_a_verdict(tmp_path):
@@ -472,9 +529,17 @@ def goal_named(doc: dict, name: str) -> dict:
          "goal 'one-kernel-device-no-slower' lacks max_ratio"),
         (lambda doc: goal_named(doc, "fused-host-vs-eager-dispatch").pop("max_launches_per_call"),
          "goal 'fused-host-vs-eager-dispatch' lacks max_launches_per_call"),
+        (lambda doc: goal_named(doc, "dcgan64-b128-triton-speedup").pop("variant"),
+         "goal 'dcgan64-b128-triton-speedup' lacks variant"),
+        (lambda doc: goal_named(doc, "dcgan64-b1024-triton-channels-last-speedup").update(
+            variant="channels-last+triton"),
+         "goal 'dcgan64-b1024-triton-channels-last-speedup': variant 'channels-last+triton' is "
+         "'triton+channels-last' in records"),
+        (lambda doc: goal_named(doc, "dcgan64-b128-triton-speedup").update(variant="triton+warp"),
+         "goal 'dcgan64-b128-triton-speedup': variant 'triton+warp': 'warp' is not a speed-up"),
     ],
     ids=["theme", "theme-field", "kind", "figure", "name", "mfu-point", "impls", "stretch",
-         "device-ratio", "host-ratio"],
+         "device-ratio", "host-ratio", "variant", "variant-spelling", "variant-unknown"],
 )  # fmt: skip
 def test_a_malformed_goals_file_is_refused(tmp_path, change, message):
     doc = json.loads(GOALS_FILE.read_text())
