@@ -3,9 +3,9 @@ axis values, and the points of a grid (`expand`).
 
 - `quick` (the default): on a CPU a minute of start-up-dominated points; on GPUs the
   questions a GPU user brings first, in minutes: eager, torch.compile, the fused kernels
-  without a CUDA graph, and the fastest stacks measured so far at the project's goal points (DCGAN-64 at batch 128, launch-
-  bound, and 1024, bandwidth-bound; the MLP GAN at 512), in bf16, and scaling over the
-  GPUs present;
+  without a CUDA graph, and the fastest stacks measured so far at the project's goal
+  points (DCGAN-64 at batch 128, launch-bound, and 1024, bandwidth-bound; the MLP GAN at
+  512), in bf16, and scaling over the GPUs present;
 - `full`: every speed-up alone at the goal points, each compile mode with the fused
   kernels and the stacks that can beat them, compiled and not; precisions at DCGAN-32;
   scaling (most of an hour on one GPU, by `--dry-run`);
