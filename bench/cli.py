@@ -369,9 +369,13 @@ def goals(
 
 @app.command()
 def kernels(
-    out: Annotated[str, _opt("JSON-lines file the records are appended to.")] = (
-        "results/kernels.jsonl"
-    ),
+    out: Annotated[
+        str | None,
+        _opt(
+            "JSON-lines file the records are appended to (default: results/kernels.jsonl, "
+            "with --host results/kernel-host.jsonl)."
+        ),
+    ] = None,
     dtypes: Annotated[str, _opt("Comma list: fp32, bf16.")] = "fp32,bf16",
     impls: Annotated[
         str | None,
@@ -421,7 +425,7 @@ def kernels(
         if rep_ms < 1:
             raise ConfigError(f"--rep-ms must be at least 1, got {rep_ms}")
         run_kernel_benchmarks(
-            out=out,
+            out=out or ("results/kernel-host.jsonl" if host else "results/kernels.jsonl"),
             dtypes=split(dtypes),
             impls=None if impls is None else split(impls),
             passes=split(passes),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -51,23 +52,17 @@ from kernels.batchnorm import plan as batchnorm_plan
 __all__ = [
     "EAGER_METHOD",
     "FusedHostCall",
-    "GOAL_LAUNCHES",
-    "GOAL_RATIO",
     "NOMINAL_SMS",
     "dispatch_shape",
     "eager_dispatch_call",
     "fused_host_call",
     "goal_case",
+    "host_goal",
     "host_tensors",
     "plan_device",
     "run_host_case",
 ]
 
-# The project's goal at every DCGAN-64 batch-128 case and BN1d: the fused op's host time
-# at most this fraction of eager's dispatch, in at most this many launches per forward +
-# backward.
-GOAL_RATIO = 0.5
-GOAL_LAUNCHES = 2
 # An H100's SMs: the GPU plan's SM count on a machine without a GPU.
 NOMINAL_SMS = 132
 # How eager's dispatch-only time is measured (see the module's docstring).
@@ -191,9 +186,24 @@ def _call_of(
         yield entered.call
 
 
+@functools.cache
+def host_goal() -> tuple[float, int]:
+    """The project's host-path goal at every DCGAN-64 batch-128 case and BN1d, from the
+    goals file (results/goals.json, as `gan-bench goals` judges it): the fused op's host
+    time at most this fraction of eager's dispatch, in at most this many launches per
+    forward + backward."""
+    from bench.analysis.goals_file import load_goals
+
+    (goal,) = [g for theme in load_goals() for g in theme.of_kind("host-ratio")]
+    return goal["max_host_ratio"], goal["max_launches_per_call"]
+
+
 def _goal(case: Case, ratio: float, launches: int) -> bool | None:
     """Whether the goal holds at ``case`` (None where none is set)."""
-    return (ratio <= GOAL_RATIO and launches <= GOAL_LAUNCHES) if goal_case(case) else None
+    if not goal_case(case):
+        return None
+    max_ratio, max_launches = host_goal()
+    return ratio <= max_ratio and launches <= max_launches
 
 
 def run_host_case(case: Case, *, gpu: tuple[str, int]) -> dict:
