@@ -12,7 +12,6 @@ also before any work.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ from bench.speedups import (
     speedup_problem,
     variant_name,
 )
-from bench.telemetry.machine import Machine, triton_interpret_requested, usable_cpu_cores
+from bench.telemetry.machine import Machine, this_host
 from gan_models import LOSSES, MODELS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
@@ -319,17 +318,6 @@ def check_results_path(path: str) -> None:
         raise ConfigError(f"--out {path!r}: the folder {parent!r} is not writable")
 
 
-def run_machine(device_type: str, gpus: int) -> Machine:
-    """The machine a run goes to: its resolved device, with this host's Triton."""
-    return Machine(
-        device_type=device_type,
-        gpu_count=gpus,
-        cpu_cores=usable_cpu_cores(),
-        triton_installed=importlib.util.find_spec("triton") is not None,
-        triton_interpret=triton_interpret_requested(),
-    )
-
-
 def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None = None) -> str:
     """Resolve `--device auto` and reject what this machine cannot run.
 
@@ -344,7 +332,7 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
         "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda_available) else "cpu"
     )
     gpus = int(cuda_available) if cuda_devices is None else cuda_devices
-    return check_machine(cfg, run_machine(device_type, gpus), gpus_known=cuda_devices is not None)
+    return check_machine(cfg, this_host(device_type, gpus), gpus_known=cuda_devices is not None)
 
 
 def check_machine(cfg: RunConfig, machine: Machine, gpus_known: bool = True) -> str:

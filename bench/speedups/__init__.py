@@ -26,7 +26,6 @@ from bench.speedups.registry import (
     speedup_problem,
     variant_name,
     variant_rank,
-    variant_speedups,
 )
 
 __all__ = [
@@ -52,5 +51,4 @@ __all__ = [
     "speedup_problem",
     "variant_name",
     "variant_rank",
-    "variant_speedups",
 ]

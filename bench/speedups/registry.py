@@ -125,11 +125,6 @@ def canonical_variant(name: str) -> str:
     return parse_variant(name).name
 
 
-def variant_speedups(name: str) -> tuple[SpeedUp, ...]:
-    """The speed-ups of a canonical variant name (as records carry them)."""
-    return () if name == BASELINE else tuple(SPEEDUPS[part] for part in name.split("+"))
-
-
 def enabled_speedups(cfg) -> list[SpeedUp]:
     """The speed-ups `cfg`'s options turn on, in canonical order."""
     return [s for s in SPEEDUPS.values() if s.enabled(cfg)]
@@ -152,8 +147,8 @@ def variant_rank(name: str) -> tuple:
     """Where a variant lists: eager, then fewer speed-ups before more, then in canonical
     order; a name that is no variant last."""
     try:
-        speedups = variant_speedups(name)
-    except KeyError:
+        speedups = parse_variant(name).speedups
+    except VariantError:
         return (1, 0, [], name)
     order = list(SPEEDUPS)
     return (0, len(speedups), [order.index(s.name) for s in speedups], name)

@@ -14,8 +14,8 @@ import sys
 
 from bench.analysis import records
 from bench.config import ConfigError, RunConfig, check_machine
-from bench.speedups import variant_speedups
-from bench.speedups.compile import NOT_COMPILED, cost_rank
+from bench.speedups import parse_variant
+from bench.speedups.compile import MODES, NOT_COMPILED, cost_rank
 from bench.sweep.grid import Point
 from bench.sweep.spec import SweepSpec, env_key
 from bench.telemetry.records import read_records
@@ -34,9 +34,7 @@ class PlannedRun:
 
 def compile_mode(point: Point) -> str:
     """The compile mode of a point's variant ("none" when not compiled)."""
-    fields = [s.fields["compile_mode"] for s in variant_speedups(point.variant)
-              if "compile_mode" in s.fields]  # fmt: skip
-    return fields[0] if fields else NOT_COMPILED
+    return parse_variant(point.variant).fields["compile_mode"]
 
 
 def skip_reason(point: Point, spec: SweepSpec) -> str | None:
@@ -94,8 +92,6 @@ def precompilable(point: Point) -> bool:
     """A point a precompile process can compile ahead: one process (torchrun's workers
     compile under their own process group) and a compile mode whose compiled code depends
     on no timing on the device."""
-    from bench.speedups.compile import MODES
-
     mode = compile_mode(point)
     return point.world_size == 1 and mode != NOT_COMPILED and MODES[mode].precompilable
 

@@ -44,17 +44,22 @@ def usable_cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def detect_machine(device: str = "auto") -> Machine:
-    """This machine; `device` is auto (CUDA when present), cpu or cuda. Whether a GPU
-    that was asked for is present is the caller's to check (`gpu_count`)."""
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+def this_host(device_type: str, gpus: int) -> Machine:
+    """This host's cores and Triton, running on `device_type` with `gpus` GPUs."""
     return Machine(
-        device_type="cuda" if gpus and device != "cpu" else "cpu",
+        device_type=device_type,
         gpu_count=gpus,
         cpu_cores=usable_cpu_cores(),
         triton_installed=importlib.util.find_spec("triton") is not None,
         triton_interpret=triton_interpret_requested(),
     )
+
+
+def detect_machine(device: str = "auto") -> Machine:
+    """This machine; `device` is auto (CUDA when present), cpu or cuda. Whether a GPU
+    that was asked for is present is the caller's to check (`gpu_count`)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return this_host("cuda" if gpus and device != "cpu" else "cpu", gpus)
 
 
 # Host cores assumed per GPU for a machine named, not detected: an 8-GPU server has
