@@ -207,7 +207,7 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
     latent_rng = torch.Generator(device=device)
     latent_rng.manual_seed(cfg.seed * 1_000_003 + ctx.rank + 1)
     with applied_speedups(cfg, ctx, pair, loss=loss, latent_rng=latent_rng) as applied:
-        record["run"] = _run_facts(cfg, ctx, pair)
+        record["run"] = _run_facts(cfg, ctx, pair, applied)
         try:
             _train_and_measure(cfg, ctx, record, phase, pair, loss, applied)
         finally:
@@ -215,8 +215,11 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
             record["run"].update(applied.account())
 
 
-def _run_facts(cfg: RunConfig, ctx: distributed.DistContext, pair: ModelPair) -> dict:
-    """The record's `run` entries that no speed-up decides."""
+def _run_facts(
+    cfg: RunConfig, ctx: distributed.DistContext, pair: ModelPair, applied: Applied
+) -> dict:
+    """The record's `run` entries that no speed-up decides; the parameter counts are those
+    of the networks as trained (padded channels' zero weights included)."""
     global_batch = cfg.batch_size * ctx.world_size
     return {
         "world_size": ctx.world_size,
@@ -238,8 +241,8 @@ def _run_facts(cfg: RunConfig, ctx: distributed.DistContext, pair: ModelPair) ->
             else None
         ),
         "cpu_threads": torch.get_num_threads(),
-        "generator_params": sum(p.numel() for p in pair.generator.parameters()),
-        "discriminator_params": sum(p.numel() for p in pair.discriminator.parameters()),
+        "generator_params": sum(p.numel() for p in applied.generator.parameters()),
+        "discriminator_params": sum(p.numel() for p in applied.discriminator.parameters()),
     }
 
 
