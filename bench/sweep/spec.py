@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.config import PRECISIONS, ConfigError, RunConfig, check_results_path
+from bench.config import DEVICES, PRECISIONS, ConfigError, RunConfig, check_results_path
 from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
 from bench.sweep.grid import DEFAULT_GRID, GRIDS, Point, expand, machine_defaults
@@ -197,8 +197,8 @@ def build_spec(
     seed_values = (RunConfig.seed,)
     if seeds is not None:
         seed_values = parse_ints("--seeds", seeds, 0, MAX_SEED)
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device {device!r} is not known; choose one of: auto, cpu, cuda")
+    if device not in DEVICES:
+        raise ConfigError(f"--device {device!r} is not known; choose one of: {', '.join(DEVICES)}")
     if machine is None:
         machine = detect_machine(device)
         if device == "cuda" and not machine.cuda:
