@@ -20,13 +20,11 @@ CPU = SimpleNamespace(device=torch.device("cpu"), distributed=False, world_size=
 
 def run_fields(**fields) -> SimpleNamespace:
     """A run's fields, RunConfig's defaults but for `fields`, without its validation (tests
-    pose networks of their own widths) and with its derived values."""
-    values = {f.name: f.default for f in dataclasses.fields(RunConfig)} | fields
-    values.setdefault("critic_updates", values["n_critic"] or get_loss(values["loss"]).n_critic)
-    values.setdefault(
-        "image_channels", values["channels"] or (1 if values["model"] == "mlp" else 3)
-    )
-    return SimpleNamespace(**values)
+    pose networks of their own widths), with the values RunConfig derives from them."""
+    run = SimpleNamespace(**({f.name: f.default for f in dataclasses.fields(RunConfig)} | fields))
+    for derived in ("critic_updates", "image_channels"):
+        setattr(run, derived, getattr(RunConfig, derived).fget(run))
+    return run
 
 
 @contextlib.contextmanager
