@@ -18,7 +18,7 @@ try:  # typer >= 0.26 carries its own copy of click
 except ImportError:  # older typer (the GPU images) depends on click itself
     from click.exceptions import UsageError
 
-from bench.config import ConfigError, RunConfig
+from bench.config import ConfigError, RunConfig, check_results_path
 from bench.speedups import SPEEDUPS
 
 app = typer.Typer(
@@ -62,14 +62,81 @@ def _config_options() -> inspect.Signature:
     )
 
 
+def _cluster_parameters() -> list[inspect.Parameter]:
+    """`--launcher` and the SLURM options of `run` and `sweep`: one per SlurmOptions field,
+    with its help (None: its default)."""
+    from bench.runtime.slurm import LAUNCHERS, SlurmOptions
+
+    hints = typing.get_type_hints(SlurmOptions)
+    launcher = inspect.Parameter(
+        "launcher",
+        inspect.Parameter.KEYWORD_ONLY,
+        default="local",
+        annotation=Annotated[
+            str,
+            _opt(
+                f"Where runs go: {' or '.join(LAUNCHERS)}. local: this machine (torchrun for "
+                "several processes); slurm: a SLURM job per run, through submitit, shaped "
+                "by the options below."
+            ),
+        ],
+    )
+    params = [launcher]
+    for f in dataclasses.fields(SlurmOptions):
+        hint = hints[f.name]
+        if f.name == "slurm_option":
+            hint = list[str] | None  # repeatable
+        elif f.default is not None and not isinstance(f.default, bool):
+            hint = hint | None
+        default = f.default if isinstance(f.default, bool) else None
+        text = f.metadata["help"]
+        if f.default not in (None, ()) and not isinstance(f.default, bool):
+            text += f" (default: {f.default})"
+        annotation = Annotated[hint, _opt(text)]
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )  # fmt: skip
+        )
+    return params
+
+
+def _with_cluster_options(command) -> None:
+    """Give `command` (whose last parameter is **cluster) the cluster options."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind != p.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature([*own, *_cluster_parameters()])
+
+
+def _cluster(values: dict):
+    """(launcher, SlurmOptions or None) from the cluster options' values; ConfigError."""
+    from bench.runtime.slurm import LAUNCHERS, slurm_options
+
+    launcher = values.pop("launcher", "local")
+    if launcher not in LAUNCHERS:
+        raise ConfigError(
+            f"--launcher {launcher!r} is not known; choose one of: {', '.join(LAUNCHERS)}"
+        )
+    options = slurm_options(**values)
+    if launcher == "local" and options != type(options)():
+        raise ConfigError("the SLURM options (--partition, --gpus-per-node, ...) need "
+                          "--launcher slurm")  # fmt: skip
+    return launcher, options if launcher == "slurm" else None
+
+
 def run(**options) -> None:
     """Train one GAN for a fixed number of iterations and append one record."""
     from bench import data
     from bench.runtime import distributed, harness, launcher  # torch only when running
     from bench.telemetry.records import exit_code
 
+    cluster = {k: options.pop(k) for k in list(options) if k not in RunConfig.__dataclass_fields__}
     try:
+        where, slurm = _cluster(cluster)
         cfg = RunConfig(**options)
+        if where == "slurm":
+            check_results_path(cfg.out)
+            data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size, cfg.nproc)
+            raise typer.Exit(launcher.launch_on_slurm(cfg, slurm))
         device_type = launcher.resolve_device(cfg)
         if cfg.inception_weights is not None:
             _check_inception_weights(cfg.inception_weights)
@@ -88,7 +155,9 @@ def run(**options) -> None:
     raise typer.Exit(exit_code(harness.execute(cfg, device_type)))
 
 
-run.__signature__ = _config_options()
+run.__signature__ = inspect.Signature(
+    [*_config_options().parameters.values(), *_cluster_parameters()]
+)
 app.command()(run)
 
 
@@ -261,12 +330,17 @@ def sweep(
             "points only."
         ),
     ] = 1,
+    **cluster,
 ) -> None:
-    """Run a grid of points, each in its own process; end with the compare table."""
+    """Run a grid of points, each in its own process (or SLURM job); end with the compare
+    table."""
     from bench.sweep import sweep_command
 
     try:
+        launcher, slurm = _cluster(cluster)
         rc = sweep_command(
+            launcher=launcher,
+            slurm=slurm,
             models=models,
             datasets=datasets,
             batch_sizes=batch_sizes,
@@ -292,6 +366,9 @@ def sweep(
     except ConfigError as err:
         fail_usage(str(err))
     raise typer.Exit(rc)
+
+
+_with_cluster_options(sweep)
 
 
 @app.command()

@@ -335,11 +335,15 @@ def check_device(cfg: RunConfig, cuda_available: bool, cuda_devices: int | None 
     return check_machine(cfg, this_host(device_type, gpus), gpus_known=cuda_devices is not None)
 
 
-def check_machine(cfg: RunConfig, machine: Machine, gpus_known: bool = True) -> str:
+def check_machine(
+    cfg: RunConfig, machine: Machine, gpus_known: bool = True, per_node: int | None = None
+) -> str:
     """ConfigError unless `machine` can run `cfg`; its device type ("cuda" or "cpu").
-    `gpus_known`: whether `machine.gpu_count` is a count (else only whether there is one)."""
+    `gpus_known`: whether `machine.gpu_count` is a count (else only whether there is one).
+    `per_node`: the run's processes on each machine (default: all of them on this one)."""
     # Under torchrun the processes of this node are in the environment, else --nproc.
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.nproc))
+    if per_node is None:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.nproc))
     if machine.cuda and gpus_known and per_node > machine.gpu_count:
         raise ConfigError(
             f"{per_node} processes on this machine need {per_node} GPUs, one each; "

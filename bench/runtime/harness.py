@@ -24,7 +24,7 @@ import bench
 from bench.config import RunConfig
 from bench.data import build_batch_source
 from bench.quality.probe import QualityProbe, write_sample_grid
-from bench.runtime import distributed
+from bench.runtime import distributed, slurm
 from bench.runtime.console import StepProgress, print_summary
 from bench.runtime.loop import TrainingLoop, quality_check, timing_metrics
 from bench.speedups import Applied, applied_speedups, prepare_process
@@ -215,6 +215,14 @@ def _train(cfg: RunConfig, ctx: distributed.DistContext, record: dict, phase: _P
             record["run"].update(applied.account())
 
 
+def launcher_name() -> str:
+    """What started this run: a SLURM job (torchrun inside it or not), torchrun, or a
+    single process."""
+    if slurm.job_environment() is not None:
+        return "slurm"
+    return "torchrun" if distributed.launched_by_torchrun() else "single process"
+
+
 def _run_facts(
     cfg: RunConfig, ctx: distributed.DistContext, pair: ModelPair, applied: Applied
 ) -> dict:
@@ -231,7 +239,8 @@ def _run_facts(
         "latent_shape": list(pair.latent_shape),
         "device": str(ctx.device),
         "backend": ctx.backend,
-        "launcher": "torchrun" if distributed.launched_by_torchrun() else "single process",
+        "launcher": launcher_name(),
+        **({"slurm": job} if (job := slurm.job_environment()) else {}),
         "ddp": (
             {
                 "buffer_sync_in_forward": False,

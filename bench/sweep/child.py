@@ -14,14 +14,12 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.config import RunConfig
 from bench.runtime import launcher
 from bench.sweep.warm import WarmStarter, warm_entry
+from bench.telemetry.environment import checkout_pythonpath
 from bench.telemetry.records import read_records
-
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # After SIGINT/SIGTERM (Ctrl-C, or the time limit) a child gets this long to write its
 # `interrupted` record and exit; torchrun itself gives its workers up to 30 s. Then SIGKILL.
@@ -33,10 +31,7 @@ STDERR_TAIL_LINES = 20
 def child_env() -> dict:
     """The children's environment: ours, with this checkout first on the import path so that
     `-m bench.run` runs the same code as the sweep, installed or not."""
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(_PROJECT_ROOT) + (os.pathsep + path if path else "")
-    return env
+    return {**os.environ, "PYTHONPATH": checkout_pythonpath()}
 
 
 def point_command(cfg: RunConfig, world_size: int) -> list[str]:

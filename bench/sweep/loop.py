@@ -16,6 +16,7 @@ from bench.analysis.records import load_rows
 from bench.analysis.render import print_table
 from bench.analysis.stats import summarise
 from bench.config import ConfigError
+from bench.sweep import slurm
 from bench.sweep.child import SignalCatcher, child_record, point_command, run_child
 from bench.sweep.estimate import estimate_runs_s, measured_compile_s, print_plan
 from bench.sweep.grid import Point
@@ -28,88 +29,10 @@ from bench.sweep.plan import (
     recorded_keys,
 )
 from bench.sweep.precompile import run_precompiles, select
+from bench.sweep.progress import SweepProgress, outcome_line
 from bench.sweep.spec import SweepSpec, build_spec
 from bench.sweep.warm import WarmStarter
 from bench.telemetry.records import append_record
-
-# ------------------------------------------------------------------------------ progress
-
-
-class SweepProgress:
-    """A rich bar over runs (weighted by their estimated cost, for an honest ETA) with the
-    last run's throughput on a terminal; one stderr line per run elsewhere (logs, CI)."""
-
-    def __init__(self, weights: list[float], runs: int):
-        self._bar = None
-        self.done = 0
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("sweep"),
-                BarColumn(),
-                TextColumn("{task.fields[done]}/{task.fields[runs]} runs"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[last]}"),
-                console=Console(stderr=True),
-                refresh_per_second=2,
-            )
-            total = sum(weights) or 1.0
-            self._task = self._bar.add_task("sweep", total=total, done=0, runs=runs, last="")
-
-    def __enter__(self):
-        if self._bar:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self._bar:
-            self._bar.stop()
-
-    def note(self, line: str) -> None:
-        """A line that is no run's outcome (the precompiles')."""
-        if self._bar:
-            self._bar.console.print(line, highlight=False)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def finished(self, weight: float, line: str, last: str = "") -> None:
-        if weight:
-            self.done += 1
-        if self._bar:
-            self._bar.console.print(line, highlight=False)
-            self._bar.update(self._task, advance=weight, done=self.done, last=last)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-
-def _outcome_line(
-    run: PlannedRun, record: dict, wall_s: float | None, n: int, total: int, seeds: int = 1
-) -> str:
-    status = record["status"]
-    seed = f" seed {run.seed}" if seeds > 1 else ""  # one seed: the line as it always was
-    text = f"[{n}/{total}] {run.point.label} r{run.repeat}{seed}: {status}"
-    rate = (record.get("metrics") or {}).get("images_per_s")
-    if status == "ok" and rate is not None:
-        text += f", {rate:,.0f} images/s"
-    elif record.get("reason"):
-        text += f" ({record['reason'][:150]})"
-    if wall_s is not None:
-        # The process's own start-up (its imports) beside the point's wall time: what a
-        # sweep of many short points spends outside training.
-        start_up = ((record.get("run") or {}).get("phase_s") or {}).get("start-up")
-        text += f" [{wall_s:.1f} s" + (f", start-up {start_up:.1f} s]" if start_up else "]")
-    return text
-
 
 # ---------------------------------------------------------------------------------- main
 
@@ -244,13 +167,15 @@ def execute(spec: SweepSpec) -> int:
     """Run the plan; return 0 when every run was ok (or skipped), 1 when one was not,
     128 + the signal number when SIGINT/SIGTERM stopped the sweep."""
     points = spec.points()
-    done = recorded_keys(spec.out) if spec.resume else set()
+    done = recorded_keys(spec.out, spec.slurm is not None) if spec.resume else set()
     runs = plan_runs(points, spec, done)
     # This machine's compile times as earlier runs in --out measured them, where they did
     measured = measured_compile_s(spec.out, spec.environment_key()) if done else {}
     estimates = estimate_runs_s(runs, spec, measured)
     if spec.dry_run:
         print_plan(runs, spec, estimates, measured)
+        if spec.slurm is not None:
+            print("\n".join(slurm.plan_lines(spec, runs)))
         return 0
     todo = [(r, w) for r, w in zip(runs, estimates, strict=True) if r.action != "done"]
     already = len(runs) - len(todo)
@@ -279,11 +204,13 @@ def execute(spec: SweepSpec) -> int:
             last = f"last: {rate:,.0f} images/s" if rate else f"last: {record['status']}"
             progress.finished(
                 weight,
-                _outcome_line(run, record, wall_s, index, len(todo), len(spec.seeds)),
+                outcome_line(run, record, wall_s, index, len(todo), len(spec.seeds)),
                 last=last,
             )
 
-        if spec.concurrent > 1:
+        if spec.slurm is not None:
+            slurm.run_jobs(spec, todo, signals, progress.note, finish)
+        elif spec.concurrent > 1:
             # Points side by side, each still its own process: as each ends, its record.
             with ThreadPoolExecutor(spec.concurrent, thread_name_prefix="point") as pool:
                 futures = {

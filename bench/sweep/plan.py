@@ -14,10 +14,11 @@ import sys
 
 from bench.analysis import records
 from bench.config import ConfigError, RunConfig, check_machine
+from bench.runtime.slurm import job_shape, shape_problem
 from bench.speedups import parse_variant
 from bench.speedups.compile import MODES, NOT_COMPILED, cost_rank
 from bench.sweep.grid import Point
-from bench.sweep.spec import SweepSpec, env_key
+from bench.sweep.spec import SweepSpec, env_key, slurm_key
 from bench.telemetry.records import read_records
 
 
@@ -43,9 +44,13 @@ def skip_reason(point: Point, spec: SweepSpec) -> str | None:
     invalid combination, or what this machine lacks: a GPU precision on CPU, a speed-up's
     requirement)."""
     machine = spec.machine
-    if machine.cuda and point.world_size > machine.gpu_count:
+    if spec.slurm is not None:  # as many nodes as a run needs, each of the same shape
+        problem = shape_problem(point.world_size, spec.slurm)
+        if problem:
+            return problem
+    elif machine.cuda and point.world_size > machine.gpu_count:
         return f"needs {point.world_size} GPUs; this machine has {machine.gpu_count}"
-    if not machine.cuda and point.world_size > machine.cpu_cores:
+    elif not machine.cuda and point.world_size > machine.cpu_cores:
         return (
             f"{point.world_size} processes on {machine.cpu_cores} CPU cores: the timing "
             "would measure oversubscription"
@@ -84,7 +89,10 @@ def point_config(
     invalid (e.g. mlp at batch 1) or, with `check`, when this machine cannot run it."""
     cfg = RunConfig(**point_fields(point, repeat, spec, out, seed))
     if check:
-        check_machine(cfg, spec.machine)
+        per_node = None
+        if spec.slurm is not None:
+            per_node = job_shape(point.world_size, spec.slurm).processes_per_node
+        check_machine(cfg, spec.machine, per_node=per_node)
     return cfg
 
 
@@ -150,23 +158,30 @@ def spec_workload(spec: SweepSpec) -> str:
                              "warmup_steps": spec.warmup_steps})  # fmt: skip
 
 
-def record_key(record: dict) -> tuple | None:
-    """run_key of a record, or None when it lacks the fields (or garbles them)."""
+def record_key(record: dict, slurm: bool = False) -> tuple | None:
+    """run_key of a record, or None when it lacks the fields (or garbles them). `slurm`:
+    keyed as a SLURM sweep keys its runs, by the partition the job ran on."""
     point = records.record_point(record)
     if point is None:
         return None
     cfg, env = record["config"], record["environment"]
+    if slurm:
+        job = (record.get("run") or {}).get("slurm") or {}
+        environment = slurm_key(job.get("partition")) if job else ("not a SLURM job",)
+    else:
+        environment = env_key(env)
     return run_key(
         Point(*point),
         records.record_repeat(cfg),
         records.workload(cfg),
-        env_key(env),
+        environment,
         records.record_seed(cfg),
     )
 
 
-def recorded_keys(path: str) -> set[tuple]:
-    """{(run key, status)} of the ok and skipped records in `path` (corrupt lines warned)."""
+def recorded_keys(path: str, slurm: bool = False) -> set[tuple]:
+    """{(run key, status)} of the ok and skipped records in `path` (corrupt lines warned);
+    `slurm`: keyed by partition (record_key)."""
     keys: set[tuple] = set()
     if not os.path.exists(path):
         return keys
@@ -177,7 +192,7 @@ def recorded_keys(path: str) -> set[tuple]:
                 file=sys.stderr,
             )
             continue
-        key = record_key(record)
+        key = record_key(record, slurm)
         if key is not None and record.get("status") in ("ok", "skipped"):
             keys.add((key, record["status"]))
     return keys

@@ -14,6 +14,7 @@ import torch
 
 from bench import data
 from bench.config import DEVICES, PRECISIONS, ConfigError, RunConfig, check_results_path
+from bench.runtime.slurm import LAUNCHERS, SlurmOptions, check_cluster, slurm_nodes
 from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
 from bench.sweep.grid import DEFAULT_GRID, GRIDS, Point, expand, machine_defaults
@@ -106,24 +107,46 @@ class SweepSpec:
     # Points run at once, sharing the device: for quality (their throughput is not
     # compared); 1: one at a time, each alone, as timing needs
     concurrent: int = 1
+    # --launcher slurm: each run is a job on the cluster (bench/sweep/slurm.py); None: here
+    slurm: SlurmOptions | None = None
+    # The partition the jobs go to, by name (the cluster's default when none was given)
+    partition: str | None = None
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
         return expand(self.blocks, self.overrides)
 
     def environment(self) -> dict:
-        """This machine's environment as a record carries it (computed once)."""
+        """The environment as a record carries it (computed once): this machine's, or for
+        SLURM jobs what is known before a job reports its node's."""
         if self._environment is None:
-            self._environment = machine_environment(self.machine)
+            if self.slurm is not None:
+                self._environment = {
+                    "device_name": f"SLURM partition {self.partition} ({self.machine.device_type})",
+                    "torch": torch.__version__,
+                    "launcher": "slurm",
+                }
+            else:
+                self._environment = machine_environment(self.machine)
         return self._environment
 
     def environment_key(self) -> tuple:
+        """What makes records of this sweep's machine comparable: the device name and torch,
+        or for SLURM jobs the partition (records carry it in run.slurm)."""
+        if self.slurm is not None:
+            return slurm_key(self.partition)
         return env_key(self.environment())
 
 
 def env_key(env: dict) -> tuple:
     """The environment fields that make two runs the same measurement."""
     return (env.get("device_name"), env.get("torch"))
+
+
+def slurm_key(partition: str | None) -> tuple:
+    """What makes two runs of SLURM jobs the same measurement: the partition they ran on
+    (the nodes, not the machine the sweep was started from)."""
+    return ("slurm", partition)
 
 
 def default_precompile_jobs(cpu_cores: int) -> int:
@@ -157,11 +180,14 @@ def build_spec(
     grid: str = DEFAULT_GRID,
     plan_for: str | None = None,
     machine: Machine | None = None,
+    launcher: str = "local",
+    slurm: SlurmOptions | None = None,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
     bad value, before anything runs. `grid`: the tier of the default grid (bench.sweep.
     grid.GRIDS). `plan_for`: a machine other than this one (`cuda:8`, `cpu:2`), for a
-    dry run only. `machine`: this machine as tests pose it (else detected)."""
+    dry run only. `machine`: this machine as tests pose it (else detected). `launcher`:
+    local (this machine) or slurm (a job per run, with the `slurm` options)."""
     if grid not in GRIDS:
         raise ConfigError(f"--grid {grid!r} is not known; choose one of: {', '.join(GRIDS)}")
     if plan_for is not None:
@@ -199,6 +225,19 @@ def build_spec(
         seed_values = parse_ints("--seeds", seeds, 0, MAX_SEED)
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r} is not known; choose one of: {', '.join(DEVICES)}")
+    partition = None
+    if launcher not in LAUNCHERS:
+        raise ConfigError(
+            f"--launcher {launcher!r} is not known; choose one of: {', '.join(LAUNCHERS)}"
+        )
+    if launcher == "slurm":
+        slurm = slurm or SlurmOptions()
+        _check_slurm_sweep(slurm, plan_for, concurrent, device)
+        partition = _partition(slurm, dry_run)
+        machine = slurm_nodes(slurm)
+        fork_server, precompile_jobs = False, 0  # each run is a job on a node of its own
+    else:
+        slurm = None
     if machine is None:
         machine = detect_machine(device)
         if device == "cuda" and not machine.cuda:
@@ -250,6 +289,8 @@ def build_spec(
         fork_server=fork_server,
         precompile_jobs=precompile_jobs,
         concurrent=concurrent,
+        slurm=slurm,
+        partition=partition,
     )
     if concurrent > 1 and any(p.world_size > 1 for p in spec.points()):
         raise ConfigError(
@@ -257,6 +298,32 @@ def build_spec(
             "several processes: give --gpus 1 (torchrun's workers would share the devices)"
         )
     return spec
+
+
+def _partition(slurm: SlurmOptions, dry_run: bool) -> str:
+    """The jobs' partition, checked against the cluster; a dry run plans without one."""
+    try:
+        return check_cluster(slurm)
+    except ConfigError:
+        if not dry_run:
+            raise
+        return slurm.partition or "the cluster's default"
+
+
+def _check_slurm_sweep(slurm: SlurmOptions, plan_for, concurrent: int, device: str) -> None:
+    """ConfigError on options a SLURM sweep cannot take."""
+    if plan_for is not None:
+        raise ConfigError(
+            "--machine plans for another machine; with --launcher slurm the nodes are "
+            "given by --gpus-per-node: leave --machine out"
+        )
+    if concurrent > 1:
+        raise ConfigError(
+            "--concurrent shares one machine; SLURM jobs run side by side with --max-jobs"
+        )
+    problem = slurm.device_problem(device)
+    if problem:
+        raise ConfigError(problem)
 
 
 # --------------------------------------------------------------------------- environment

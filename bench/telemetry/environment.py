@@ -44,6 +44,13 @@ _nvml_mod: Any = None
 _nvml_reason: str | None = None
 
 
+def checkout_pythonpath(env=os.environ) -> str:
+    """PYTHONPATH with this checkout first: a child process or a cluster job started from
+    here runs the same code as its parent, installed or not."""
+    path = env.get("PYTHONPATH")
+    return str(_PROJECT_ROOT) + (os.pathsep + path if path else "")
+
+
 def _one_line(exc: BaseException) -> str:
     """An exception as one short line: its text, or its type name when it has none."""
     text = " ".join(str(exc).split()) or type(exc).__name__

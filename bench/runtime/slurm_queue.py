@@ -1,0 +1,266 @@
+"""Jobs in a SLURM queue: submitted through submitit (`SlurmQueue.submit`), watched with one
+`sacct` call per look for all of them (`poll`; `squeue` where the cluster keeps no
+accounting, so a job that died without a result is still noticed), cancelled with
+`scancel` (`cancel`), and each ended job's `JobOutcome`: the scheduler's state, exit code,
+reason and nodes, what the node command returned, and the tail of the job's log."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.runtime.slurm import JobShape, NodeCommand, SlurmOptions, sbatch_parameters
+
+# States after which a job runs no more (sacct's words); PREEMPTED jobs may be requeued
+# by the cluster, which then shows them PENDING again.
+ENDED = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+)
+# A job neither sacct nor squeue knows, this long after its submission, has ended: a
+# cluster without accounting forgets a job once it leaves the queue.
+GONE_AFTER_S = 30.0
+LOG_TAIL_LINES = 20
+
+
+class SubmitError(RuntimeError):
+    """sbatch refused a job; the message is sbatch's."""
+
+
+@dataclass
+class JobOutcome:
+    """How a job ended."""
+
+    job_id: str
+    state: str  # sacct's State, e.g. COMPLETED, TIMEOUT, "CANCELLED by 0"; UNKNOWN if none
+    exit_code: str  # sacct's ExitCode, "code:signal"
+    reason: str | None  # sacct's Reason, where it says more than None
+    nodes: int | None
+    node_list: str | None
+    result: dict | None  # what NodeCommand returned on the first node, if it returned
+    error: str | None  # submitit's account of a job that returned nothing
+    log_tail: list[str] = field(default_factory=list)
+    cancelled_by_us: bool = False
+
+    @property
+    def base_state(self) -> str:
+        return self.state.split()[0] if self.state else "UNKNOWN"
+
+    def account(self) -> dict:
+        """The record's `run.slurm` entries the scheduler decided."""
+        return {
+            "job_id": self.job_id,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "nodes": self.nodes,
+            "node_list": self.node_list,
+            **({"reason": self.reason} if self.reason else {}),
+        }
+
+    def status(self, recorded: str | None, time_limit: int) -> tuple[str, str] | None:
+        """The status and reason of the run, given the status of the record it wrote
+        (None: no record); None when the record's own status stands."""
+        signals = (self.result or {}).get("signals") or []
+        state = self.base_state
+        where = f"SLURM job {self.job_id} {self.state}"
+        if self.cancelled_by_us:
+            return "cancelled", f"the sweep was stopped: job {self.job_id} cancelled (scancel)"
+        if state == "CANCELLED":
+            return "cancelled", f"{where}: cancelled by a user or the cluster"
+        if state == "TIMEOUT" or "SIGUSR2" in signals:
+            if recorded == "ok":  # the limit struck after the measurement
+                return None
+            return "timeout", f"{where}: reached its time limit (--time-limit {time_limit} min)"
+        if recorded is not None:
+            return None
+        if state == "OUT_OF_MEMORY":
+            return "oom", f"{where}: the job went over its memory"
+        last = self.log_tail[-1] if self.log_tail else "nothing in the job's log"
+        if self.result is not None:
+            code = self.result.get("returncode")
+            return "failed", f"{where}: exit code {code} without a record: {last}"
+        detail = f" ({self.reason})" if self.reason else ""
+        return "failed", f"{where}{detail}, exit code {self.exit_code}, no result: {last}"
+
+
+def record_of_job(
+    child: dict | None,
+    outcome: JobOutcome,
+    time_limit: int,
+    bare: Callable[[str, str, list[str]], dict],
+) -> dict:
+    """The one record of a run whose job ended: the run's own (`child`, None if it wrote
+    none), with the status the job's end decides where it decides one (timeout, cancelled),
+    else `bare(status, reason, log tail)`; `run.launcher` and `run.slurm` say which job."""
+    verdict = outcome.status(child.get("status") if child else None, time_limit)
+    if child is None:
+        record = bare(*verdict, outcome.log_tail)
+    else:
+        record = dict(child)
+        if verdict is not None:
+            said = child.get("reason")
+            record["status"] = verdict[0]
+            record["reason"] = verdict[1] + (f"; the run said: {said}" if said else "")
+        if record["status"] != "ok":
+            record["stderr_tail"] = outcome.log_tail
+    run = record.setdefault("run", {})
+    run["launcher"] = "slurm"
+    run["slurm"] = {**(run.get("slurm") or {}), **outcome.account()}
+    return record
+
+
+@dataclass
+class _Watched:
+    job: object  # submitit.Job
+    submitted_at: float
+    info: dict = field(default_factory=dict)
+    cancelled: bool = False
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, dict]:
+    """sacct's State, ExitCode, Reason, NodeList and NNodes of each job it knows."""
+    if not job_ids:
+        return {}
+    fields_ = ("JobIDRaw", "State", "ExitCode", "Reason", "NodeList", "NNodes")
+    out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", ",".join(fields_)])
+    states = {}
+    for line in (out or "").splitlines():
+        values = line.split("|")
+        if len(values) == len(fields_):
+            states[values[0]] = dict(zip(fields_, values, strict=True))
+    return states
+
+
+def queued(job_ids: list[str]) -> set[str] | None:
+    """The jobs squeue still lists (pending, running or completing); None if it failed."""
+    if not job_ids:
+        return set()
+    out = _run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i"])
+    return None if out is None else {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _tail(text: str | None) -> list[str]:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-LOG_TAIL_LINES:]
+
+
+class SlurmQueue:
+    """The jobs of one run or sweep, in `folder` (one subfolder per job)."""
+
+    def __init__(self, folder: Path, options: SlurmOptions, setup: list[str]):
+        import submitit
+
+        self.folder = Path(folder)
+        self.options = options
+        self.setup = setup
+        # max_num_timeout=0: a job past its time limit is not requeued; it is a result.
+        self.executor = submitit.AutoExecutor(
+            folder=self.folder / "%j", cluster="slurm", slurm_max_num_timeout=0
+        )
+        self.watched: dict[str, _Watched] = {}
+
+    def submit(self, name: str, command: NodeCommand, shape: JobShape) -> str:
+        """Submit one job; its id. SubmitError with sbatch's message if it was refused."""
+        self.executor.update_parameters(**sbatch_parameters(shape, self.options, name, self.setup))
+        try:
+            job = self.executor.submit(command)
+        except Exception as err:  # submitit raises what sbatch said in several types
+            message = " ".join(str(err).split())
+            raise SubmitError(message[-500:]) from None
+        self.watched[job.job_id] = _Watched(job, time.monotonic())
+        return job.job_id
+
+    @property
+    def active(self) -> list[str]:
+        return list(self.watched)
+
+    def poll(self) -> list[JobOutcome]:
+        """The jobs that ended since the last look, each once."""
+        ids = self.active
+        states = sacct_states(ids)
+        listed = queued(ids) if len(states) < len(ids) else set()
+        ended = []
+        now = time.monotonic()
+        for job_id in ids:
+            watched = self.watched[job_id]
+            info = states.get(job_id)
+            if info is not None:
+                watched.info = info
+                if info["State"].split()[0] not in ENDED:
+                    continue
+            elif listed is None or job_id in listed:
+                continue  # no accounting, still queued (or squeue did not answer)
+            elif now - watched.submitted_at < GONE_AFTER_S and not self._has_result(watched):
+                continue  # not listed yet
+            ended.append(self._outcome(job_id))
+        return ended
+
+    def cancel(self) -> None:
+        """scancel every job still watched; their outcomes come through `poll`."""
+        ids = self.active
+        for job_id in ids:
+            self.watched[job_id].cancelled = True
+        if ids:
+            _run(["scancel", *ids])
+
+    def wait_ended(self, limit_s: float, poll_s: float = 2.0) -> list[JobOutcome]:
+        """Poll until every watched job ended or `limit_s` passed; the outcomes."""
+        outcomes, deadline = [], time.monotonic() + limit_s
+        while self.watched and time.monotonic() < deadline:
+            outcomes += self.poll()
+            if self.watched:
+                time.sleep(poll_s)
+        return outcomes
+
+    @staticmethod
+    def _has_result(watched: _Watched) -> bool:
+        return Path(watched.job.paths.result_pickle).exists()
+
+    def _outcome(self, job_id: str) -> JobOutcome:
+        watched = self.watched.pop(job_id)
+        job, info = watched.job, watched.info
+        result, error = None, None
+        if self._has_result(watched):
+            try:
+                result = job.result()
+            except Exception as err:  # the job's own exception, re-raised by submitit
+                error = " ".join(str(err).split())[-500:]
+        reason = info.get("Reason")
+        nodes = info.get("NNodes")
+        return JobOutcome(
+            job_id=job_id,
+            state=info.get("State") or "UNKNOWN (no accounting: the job left the queue)",
+            exit_code=info.get("ExitCode") or "?",
+            reason=None if reason in (None, "", "None") else reason,
+            nodes=int(nodes) if nodes and nodes.isdigit() else None,
+            node_list=info.get("NodeList") or None,
+            result=result if isinstance(result, dict) else None,
+            error=error,
+            log_tail=_tail(_read(job.paths.stderr)),
+            cancelled_by_us=watched.cancelled,
+        )
+
+
+def _read(path) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None

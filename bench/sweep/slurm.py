@@ -1,0 +1,151 @@
+"""A sweep on a SLURM cluster (`--launcher slurm`): each run one job, submitted through
+submitit up to `--max-jobs` at a time, watched until it ends, its record gathered into
+--out as it ends. The guarantees of a local sweep hold: a record for every run that was
+submitted (its own, or `failed`, `timeout`, `oom`, `cancelled` written here with the job
+id, the scheduler's state and reason, and the tail of the job's log), resume, and Ctrl-C
+cancels every job the sweep submitted (scancel), waits for them to end and records each.
+
+The jobs' files (sbatch scripts, logs, each run's own record) are kept under `slurm/` beside
+--out: on a cluster that folder must be on a filesystem the nodes share.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import ConfigError
+from bench.runtime.slurm import job_folder, job_setup, job_shape, run_command
+from bench.runtime.slurm_queue import JobOutcome, SlurmQueue, SubmitError, record_of_job
+from bench.sweep.child import SignalCatcher, child_record
+from bench.sweep.outcome import sweep_record
+from bench.sweep.plan import PlannedRun, point_config
+from bench.sweep.spec import SweepSpec
+from bench.telemetry.environment import utc_timestamp
+
+POLL_S = 2.0  # one sacct call per look, for all jobs
+# After scancel, how long the sweep waits for its jobs to end (SLURM's KillWait, then the
+# runs' own records) before it records them as cancelled without looking further.
+CANCEL_WAIT_S = 90.0
+
+# What the sweep does with each finished run: (index, run, weight, record, wall time)
+Finish = Callable[[int, PlannedRun, float, dict, float | None], None]
+
+
+@dataclass
+class _InFlight:
+    index: int
+    run: PlannedRun
+    weight: float
+    out: str  # the run's own record file
+
+
+def _slurm_facts(record: dict, spec: SweepSpec, outcome: JobOutcome | None, shape=None) -> dict:
+    run = record.setdefault("run", {})
+    run["launcher"] = "slurm"
+    facts = dict(run.get("slurm") or {})
+    facts.setdefault("partition", spec.partition)
+    if outcome is not None:
+        facts.update(outcome.account())
+    if shape is not None:
+        facts.setdefault("resources", shape.resources())
+    run["slurm"] = facts
+    return record
+
+
+def job_record(flight: _InFlight, spec: SweepSpec, outcome: JobOutcome) -> dict:
+    """The one record of a run whose job ended (slurm_queue.record_of_job)."""
+    run = flight.run
+
+    def bare(status: str, reason: str, tail: list[str]) -> dict:
+        return sweep_record(run.point, run.repeat, spec, status, reason, tail, seed=run.seed)
+
+    record = record_of_job(child_record(flight.out), outcome, spec.slurm.time_limit, bare)
+    return _slurm_facts(record, spec, None, job_shape(run.point.world_size, spec.slurm))
+
+
+def run_jobs(
+    spec: SweepSpec,
+    todo: list[tuple[PlannedRun, float]],
+    signals: SignalCatcher,
+    note: Callable[[str], None],
+    finish: Finish,
+) -> None:
+    """Every run of `todo` as a job, up to --max-jobs in the queue at once; `finish` is
+    called with each run's record as its job ends (or at once, for a skipped run)."""
+    stamp = utc_timestamp().replace(":", "").replace("-", "")
+    folder = job_folder(spec.out) / f"sweep-{stamp}-{os.getpid()}"
+    queue = SlurmQueue(folder, spec.slurm, job_setup())
+    waiting = list(enumerate(todo, start=1))
+    flying: dict[str, _InFlight] = {}
+    note(f"gan-bench sweep: SLURM jobs in {folder} (partition {spec.partition})")
+    while (waiting or flying) and not signals.received:
+        while waiting and len(flying) < spec.slurm.max_jobs and not signals.received:
+            index, (run, weight) = waiting.pop(0)
+            submitted = _submit(index, run, weight, spec, queue, folder, note)
+            if isinstance(submitted, dict):  # a record at once: skipped or refused
+                finish(index, run, weight, submitted, None)
+            else:
+                flying[submitted[0]] = submitted[1]
+        for outcome in queue.poll():
+            flight = flying.pop(outcome.job_id)
+            wall_s = (outcome.result or {}).get("wall_s")
+            record = job_record(flight, spec, outcome)
+            finish(flight.index, flight.run, flight.weight, record, wall_s)
+        if flying and not signals.received:
+            time.sleep(POLL_S)
+    if not flying:
+        return
+    note(f"gan-bench sweep: cancelling {len(flying)} SLURM job(s): {', '.join(flying)}")
+    queue.cancel()
+    for outcome in queue.wait_ended(CANCEL_WAIT_S):
+        flight = flying.pop(outcome.job_id)
+        finish(flight.index, flight.run, flight.weight, job_record(flight, spec, outcome), None)
+    for job_id, flight in flying.items():  # scancel was sent; the job did not end in time
+        run = flight.run
+        reason = (
+            f"the sweep was stopped: job {job_id} cancelled (scancel); not ended after "
+            f"{CANCEL_WAIT_S:g} s"
+        )
+        record = sweep_record(run.point, run.repeat, spec, "cancelled", reason, seed=run.seed)
+        record = _slurm_facts(record, spec, None)
+        record["run"]["slurm"]["job_id"] = job_id
+        finish(flight.index, run, flight.weight, record, None)
+
+
+def _submit(index, run, weight, spec, queue, folder: Path, note):
+    """Submit one run: (job id, _InFlight), or the run's record when there is no job."""
+    if run.action == "skip":
+        record = sweep_record(run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed)
+        return _slurm_facts(record, spec, None)
+    out = str(folder / f"run{index:04d}.jsonl")
+    try:
+        cfg = point_config(run.point, run.repeat, spec, out=out, seed=run.seed)
+    except ConfigError as err:
+        record = sweep_record(run.point, run.repeat, spec, "skipped", str(err), seed=run.seed)
+        return _slurm_facts(record, spec, None)
+    shape = job_shape(run.point.world_size, spec.slurm)
+    try:
+        job_id = queue.submit(f"gan-bench {run.point.label}", run_command(cfg, shape), shape)
+    except SubmitError as err:
+        reason = f"sbatch refused the job ({shape.resources()}): {err}"
+        record = sweep_record(run.point, run.repeat, spec, "failed", reason, seed=run.seed)
+        return _slurm_facts(record, spec, None, shape)
+    note(f"submitted {run.point.label} r{run.repeat} as SLURM job {job_id} ({shape.resources()})")
+    return job_id, _InFlight(index, run, weight, out)
+
+
+def plan_lines(spec: SweepSpec, runs: list[PlannedRun]) -> list[str]:
+    """--dry-run: the sbatch resources of each point's job."""
+    lines = [f"SLURM jobs (partition {spec.partition}), one per run:"]
+    seen = set()
+    for run in runs:
+        if run.action != "run" or run.point in seen:
+            continue
+        seen.add(run.point)
+        shape = job_shape(run.point.world_size, spec.slurm)
+        lines.append(f"  {run.point.label}: sbatch {shape.resources()}")
+    return lines
