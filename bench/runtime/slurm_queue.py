@@ -77,7 +77,9 @@ class JobOutcome:
             return "cancelled", f"the sweep was stopped: job {self.job_id} cancelled (scancel)"
         if state == "CANCELLED":
             return "cancelled", f"{where}: cancelled by a user or the cluster"
-        if state == "TIMEOUT" or "SIGUSR2" in signals:
+        # (submitit's own handler ends a job whose warning came before the run started)
+        timed_out = "timed-out" in (self.error or "")
+        if state == "TIMEOUT" or "SIGUSR2" in signals or timed_out:
             if recorded == "ok":  # the limit struck after the measurement
                 return None
             return "timeout", f"{where}: reached its time limit (--time-limit {time_limit} min)"
