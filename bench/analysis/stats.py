@@ -408,32 +408,36 @@ def summarise(
     return Comparison(baseline=baseline, environments=environments, groups=groups, scaling=scaling)
 
 
-def _scaling(groups: list[Group], measured: Sequence[Measured] = ()) -> list[ScalingRow]:
+def _scaling(groups: list[Group], measured: Sequence[Measured]) -> list[ScalingRow]:
     """Each configuration measured at two or more world sizes, with its efficiency
     throughput(N) / (N × throughput(1)): 1.0 is linear scaling."""
-    series: dict[tuple, dict[int, VariantSummary]] = defaultdict(dict)
+    series: dict[tuple, dict[int, float]] = defaultdict(dict)
+    summaries: dict[tuple, VariantSummary] = {}
     for group in groups:
         for summary in group.variants:
             if summary.images_per_s is not None:
-                series[(*group.config_key, summary.variant)][group.world_size] = summary
+                series[(*group.config_key, summary.variant)][group.world_size] = (
+                    summary.images_per_s
+                )
+                summaries[(*group.config_key, summary.variant), group.world_size] = summary
     rows: list[ScalingRow] = []
     efficiency: dict[tuple, float | None] = {}
     for key in sorted(series):
         points = series[key]
         if len(points) < 2:
             continue
-        single = points[1].images_per_s if 1 in points else None
+        single = points.get(1)
         for world in sorted(points):
-            summary = points[world]
-            efficiency[(key, world)] = summary.images_per_s / (world * single) if single else None
+            efficiency[(key, world)] = points[world] / (world * single) if single else None
+            summary = summaries[key, world]
             if world > 1:
-                _communication(summary, points.get(1), key[0], world, measured)
+                _communication(summary, summaries.get((key, 1)), key[0], world, measured)
             rows.append(
                 ScalingRow(
                     *key,
                     world_size=world,
-                    images_per_s=summary.images_per_s,
-                    images_per_s_per_device=summary.images_per_s / world,
+                    images_per_s=points[world],
+                    images_per_s_per_device=points[world] / world,
                     efficiency=efficiency[(key, world)],
                     allreduce_bytes_per_image=summary.allreduce_bytes_per_image,
                     allreduce_s_per_iteration=summary.allreduce_s_per_iteration,

@@ -36,10 +36,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 DEVICE_OF_BACKEND = {"nccl": "cuda", "gloo": "cpu"}
 
 
-def time_allreduce(ctx: distributed.DistContext, size: int, dtype: str, spec) -> list[float]:
+def time_allreduce(ctx: distributed.DistContext, size: int, spec: AllReduceSpec) -> list[float]:
     """This rank's seconds per timed all-reduce of `size` bytes."""
     # Zeros stay zeros however often they are summed: no overflow in 16-bit types.
-    buffer = torch.zeros(size // ITEMSIZE[dtype], dtype=DTYPES[dtype], device=ctx.device)
+    buffer = torch.zeros(size // ITEMSIZE[spec.dtype], dtype=DTYPES[spec.dtype], device=ctx.device)
     for _ in range(spec.warmup):
         dist.all_reduce(buffer)
     if ctx.device.type == "cuda":
@@ -68,7 +68,7 @@ def measure(spec: AllReduceSpec, ctx: distributed.DistContext) -> list[dict]:
     bandwidth, the slowest rank deciding each iteration."""
     rows = []
     for size in spec.sizes:
-        mine = torch.tensor(time_allreduce(ctx, size, spec.dtype, spec), dtype=torch.float64)
+        mine = torch.tensor(time_allreduce(ctx, size, spec), dtype=torch.float64)
         slowest = distributed.all_reduce_max(ctx, mine).tolist()
         time_s = statistics.median(slowest)
         rows.append(
