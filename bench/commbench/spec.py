@@ -18,11 +18,8 @@ WORKER_MODULE = "bench.commbench.worker"
 KIND = "allreduce"
 BACKENDS = ("auto", "gloo", "nccl")
 ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
-# Every power of two from 4 KiB to 64 MiB. The GANs' gradient buckets are not one fixed
-# list: DDP puts a 1 MiB first bucket and up to 25 MiB buckets where the gradients fall
-# after its first iteration, so they move with the model, the cap and the layer order;
-# whole networks are 2.7 MB (DCGAN-32's D) to 14.3 MB (DCGAN-64's G) of fp32 gradients.
-# A doubling range spans every such bucket with room above, and compare interpolates.
+# Every power of two from 4 KiB to 64 MiB: DDP's buckets move with the model, its caps and
+# its first iteration, so a doubling range spanning them all serves every run (README).
 DEFAULT_SIZES = tuple(4096 << i for i in range(15))
 _UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
