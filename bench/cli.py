@@ -517,6 +517,45 @@ def kernels(
         fail_usage(str(err))
 
 
+@app.command()
+def allreduce(
+    nproc: Annotated[int, _opt("Processes on this machine (torchrun), one per GPU with nccl.")] = 2,
+    backend: Annotated[str, _opt("auto (nccl on CUDA, gloo on CPU), gloo, nccl.")] = "auto",
+    sizes: Annotated[
+        str | None,
+        _opt(
+            "Comma list of message sizes in bytes (KiB, MiB, GiB allowed). Default: every "
+            "power of two from 4 KiB to 64 MiB, spanning the GANs' gradient buckets."
+        ),
+    ] = None,
+    dtype: Annotated[str, _opt("float32, bfloat16, float16.")] = "float32",
+    iters: Annotated[int, _opt("Timed all-reduces per size (the median is kept).")] = 20,
+    warmup: Annotated[int, _opt("Untimed all-reduces per size first.")] = 5,
+    out: Annotated[str, _opt("JSON-lines file the record is appended to.")] = (
+        "results/allreduce.jsonl"
+    ),
+) -> None:
+    """The fabric's all-reduce time, algorithm and bus bandwidth per message size, over
+    N processes (nccl-tests' convention); one record appended to --out."""
+    from bench.commbench.command import allreduce_command
+    from bench.commbench.spec import DEFAULT_SIZES, AllReduceSpec, parse_sizes
+
+    try:
+        spec = AllReduceSpec(
+            backend=backend,
+            sizes=DEFAULT_SIZES if sizes is None else parse_sizes(sizes),
+            dtype=dtype,
+            iters=iters,
+            warmup=warmup,
+            out=out,
+            nproc=nproc,
+        )
+        rc = allreduce_command(spec)
+    except ConfigError as err:
+        fail_usage(str(err))
+    raise typer.Exit(rc)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click usage errors become one line and exit code 2."""
     command = typer.main.get_command(app)

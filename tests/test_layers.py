@@ -17,7 +17,7 @@ PACKAGES = ("bench", "kernels", "gan_models")
 LAYERS = (
     ("bench.cli", "bench.run", "bench.precompile", "bench.torchrun", "bench.__main__"),
     ("bench.sweep",),
-    ("bench.analysis", "bench.kernelbench"),
+    ("bench.analysis", "bench.kernelbench", "bench.commbench"),
     ("bench.runtime",),
     ("bench.config",),
     ("bench.speedups",),

@@ -1,8 +1,10 @@
 """`gan-bench compare`: variants side by side against a baseline, from result records.
 
-Reads the records (bench.analysis.records), summarises each group against the baseline
-(bench.analysis.stats) and prints it in the asked format (bench.analysis.render); the exit
-code can flag a speed-up under a threshold or a quality outside the baseline's spread.
+Reads the records (bench.analysis.records: the runs, and the all-reduce times of any
+allreduce records among the files, which the scaling table reads), summarises each group
+against the baseline (bench.analysis.stats) and prints it in the asked format
+(bench.analysis.render); the exit code can flag a speed-up under a threshold or a quality
+outside the baseline's spread.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 
-from bench.analysis.records import Row, load_rows, warn
+from bench.analysis.records import Row, load_results, warn
 from bench.analysis.render import (
     format_parity,
     mixed_environment_warning,
@@ -48,11 +50,11 @@ def compare_command(
         raise ConfigError(f"--format {fmt!r} is not known; choose one of: {', '.join(FORMATS)}")
     if fail_below is not None and not (math.isfinite(fail_below) and fail_below > 0):
         raise ConfigError(f"--fail-below must be a positive speed-up ratio, got {fail_below}")
-    rows = load_rows(paths)
+    rows, measured = load_results(paths)
     if not rows:
         raise ConfigError(f"no usable records in {', '.join(paths)}")
     check_baseline(rows, baseline)
-    comparison = summarise(rows, baseline)
+    comparison = summarise(rows, baseline, measured)
     if fmt == "table":
         print_table(comparison)
     else:

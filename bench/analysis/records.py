@@ -4,7 +4,9 @@ A record's point (model, dataset, batch size per process, precision, world size,
 variant), its environment (device name and torch version), its workload (how it trained)
 and its measurements. A record that lacks one of those fields, or garbles it, gives no
 row. The sweep's resume reads records with the same functions, so a comparison and a
-resumed sweep agree on which runs are repeats of one measurement.
+resumed sweep agree on which runs are repeats of one measurement. Records of the other
+kinds (`kind`: the kernel benchmarks, `allreduce`) are no runs: they give no row, and
+`load_results` keeps the all-reduce measurements apart.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from bench.commbench.bandwidth import Measured, points_of
+from bench.commbench.spec import KIND as ALLREDUCE_KIND
 from bench.config import ConfigError, RunConfig
 from bench.telemetry.records import read_records
 
@@ -50,6 +54,9 @@ class Row:
     # Points the sweep ran at once on a shared device (`run.concurrency`, --concurrent):
     # above 1, the run's throughput and MFU are left out (None) and its quality kept.
     concurrency: int = 1
+    # metrics.communication of a multi-process run (its gradient all-reduces), else None
+    communication: dict | None = None
+    images_per_iteration: int | None = None  # run.real_images_per_iteration
 
     @property
     def group_key(self) -> tuple:
@@ -158,6 +165,8 @@ def to_row(record: dict, source: str) -> Row | None:
     concurrency = (record.get("run") or {}).get("concurrency")
     concurrency = concurrency if _whole_number(concurrency) and concurrency > 1 else 1
     timed_alone = concurrency == 1
+    communication = metrics.get("communication")
+    images = (record.get("run") or {}).get("real_images_per_iteration")
     return Row(
         environment=environment_label(env),
         device_type=str(env.get("device_type") or "?"),
@@ -180,7 +189,25 @@ def to_row(record: dict, source: str) -> Row | None:
         sample_grid_path=grid if isinstance(grid := metrics.get("sample_grid_path"), str) else None,
         source=source,
         concurrency=concurrency,
+        communication=communication if isinstance(communication, dict) else None,
+        images_per_iteration=images if _whole_number(images) and images > 0 else None,
     )
+
+
+def to_measured(record: dict) -> Measured | None:
+    """The all-reduce times of an ok `allreduce` record, or None when it garbles them."""
+    env, backend, dtype = record.get("environment"), record.get("backend"), record.get("dtype")
+    world = record.get("world_size")
+    points = points_of(record.get("sizes"))
+    if (
+        not isinstance(env, dict)
+        or not all(isinstance(v, str) for v in (backend, dtype))
+        or not _whole_number(world)
+        or world < 2
+        or points is None
+    ):
+        return None
+    return Measured(environment_label(env), backend, world, dtype, points)
 
 
 def record_repeat(cfg: dict) -> int:
@@ -203,10 +230,17 @@ def finite_number(value) -> float | None:
 
 
 def load_rows(paths: list[str]) -> list[Row]:
-    """Rows of every record in `paths`, in file order.
+    """Rows of every run record in `paths`, in file order (see load_results)."""
+    return load_results(paths)[0]
+
+
+def load_results(paths: list[str]) -> tuple[list[Row], list[Measured]]:
+    """Rows of every run record in `paths`, and the ok all-reduce measurements, each in
+    file order.
 
     A missing file raises ConfigError (bad input). A line that is not a JSON object, or a
-    record without config/environment, is skipped with a warning naming file and line.
+    run record without config/environment, is skipped with a warning naming file and line,
+    as is an ok allreduce record without its sizes; other kinds of record, silently.
     """
     if not paths:
         raise ConfigError("give at least one results file (JSON lines)")
@@ -216,11 +250,21 @@ def load_rows(paths: list[str]) -> list[Row]:
         if os.path.isdir(path):
             raise ConfigError(f"results file {path!r} is a directory; give a .jsonl file")
     rows: list[Row] = []
+    measured: list[Measured] = []
     for path in paths:
         try:
             for line_no, record in read_records(path):
                 if record is None:
                     warn(f"{path} line {line_no} is not a JSON object; skipped")
+                    continue
+                if record.get("kind") == ALLREDUCE_KIND and record.get("status") == "ok":
+                    found = to_measured(record)
+                    if found is None:
+                        warn(f"{path} line {line_no}: an allreduce record garbles its sizes")
+                    else:
+                        measured.append(found)
+                    continue
+                if "kind" in record:
                     continue
                 row = to_row(record, path)
                 if row is None:
@@ -232,4 +276,4 @@ def load_rows(paths: list[str]) -> list[Row]:
                 rows.append(row)
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read results file {path!r}: {err}") from None
-    return rows
+    return rows, measured

@@ -191,8 +191,34 @@ def _scaling_cells(rows: list[ScalingRow]) -> list[list[str]]:
             _fmt_rate(r.images_per_s),
             _fmt_rate(r.images_per_s_per_device),
             "—" if r.efficiency is None else f"{r.efficiency:.0%}",
+            *_communication_cells(r),
         ]
         for r in rows
+    ]
+
+
+def _fmt_bytes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:,.1f} {unit}"
+    return f"{value:,.0f} B"
+
+
+def _fmt_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    ms = seconds * 1e3
+    return f"{ms:,.1f}" if abs(ms) >= 10 else f"{ms:.3g}"
+
+
+def _communication_cells(r: ScalingRow) -> list[str]:
+    """All-reduce bytes per image, the all-reduce ms per iteration they imply, ms lost."""
+    return [
+        _fmt_bytes(r.allreduce_bytes_per_image),
+        _fmt_ms(r.allreduce_s_per_iteration),
+        _fmt_ms(r.lost_s_per_iteration),
     ]
 
 
@@ -206,8 +232,16 @@ SCALING_HEADERS = [
     "images/s",
     "images/s per proc",
     "efficiency",
+    "all-reduce bytes/image",
+    "all-reduce ms/iter (bandwidth)",
+    "ms/iter lost vs linear",
 ]
-SCALING_NOTE = "efficiency = throughput(N) / (N × throughput(1)); 100% is linear scaling"
+SCALING_NOTE = (
+    "efficiency = throughput(N) / (N × throughput(1)); 100% is linear scaling. All-reduce "
+    "ms/iter: the run's gradient buckets at the times an allreduce record measured (same "
+    "device, torch, backend, processes, dtype; log-log interpolation between its sizes); "
+    "lost = t(N) − t(1), t = real images per iteration / images/s"
+)
 
 
 def mixed_environment_warning(comparison: Comparison) -> str | None:
@@ -300,6 +334,9 @@ def render_csv(comparison: Comparison) -> str:
             "baseline_found",
             "status",
             "reason",
+            "allreduce_bytes_per_image",
+            "allreduce_s_per_iteration",
+            "lost_s_per_iteration",
         ]
     )
     for group in comparison.groups:
@@ -332,6 +369,9 @@ def render_csv(comparison: Comparison) -> str:
                     group.baseline_found,
                     s.status,
                     s.reason,
+                    s.allreduce_bytes_per_image,
+                    s.allreduce_s_per_iteration,
+                    s.lost_s_per_iteration,
                 ]
             )
     return buffer.getvalue()
@@ -463,6 +503,8 @@ def print_table(comparison: Comparison, console=None) -> None:
             scale.add_column("variant", no_wrap=True)
             for header in ("procs", "images/s", "per proc", "efficiency"):
                 scale.add_column(header, justify="right")
+            for header in ("all-reduce B/image", "all-reduce ms/iter", "lost ms/iter"):
+                scale.add_column(header, justify="right")
             for r in scaling:
                 scale.add_row(
                     f"{r.model}/{r.dataset} batch {r.batch_size} · {r.precision}",
@@ -471,5 +513,6 @@ def print_table(comparison: Comparison, console=None) -> None:
                     _fmt_rate(r.images_per_s),
                     _fmt_rate(r.images_per_s_per_device),
                     "—" if r.efficiency is None else f"{r.efficiency:.0%}",
+                    *_communication_cells(r),
                 )
             console.print(scale)

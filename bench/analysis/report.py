@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.analysis.compare import check_baseline
-from bench.analysis.records import load_rows
+from bench.analysis.records import load_results
 from bench.analysis.render import mixed_environment_warning, render_markdown
 from bench.analysis.stats import (
     COMPILE_REFERENCE,
@@ -346,13 +346,13 @@ def _sample_grids(comparison: Comparison, out_dir: str) -> list[str]:
 def write_report(paths: list[str], out_dir: str, baseline: str = "eager") -> list[str]:
     """Write the plots and report.md for the records in `paths` into `out_dir` (created);
     return the files written. ConfigError for bad input, before anything is written."""
-    rows = load_rows(paths)
+    rows, measured = load_results(paths)
     if not rows:
         raise ConfigError(f"no usable records in {', '.join(paths)}")
     check_baseline(rows, baseline)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"--out-dir {out_dir!r} exists and is not a directory")
-    comparison = summarise(rows, baseline)
+    comparison = summarise(rows, baseline, measured)
     plt = _pyplot()
     os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []

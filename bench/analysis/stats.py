@@ -8,17 +8,20 @@ with the spread), its speed-up over the baseline, its peak memory and the ratio,
 deltas when both sides measured quality with the same extractor, a quality parity verdict
 (its FD and KID against the baseline's seed-to-seed spread: see quality_parity), and its
 status. Runs with different seeds share a group: their throughput is pooled like repeats.
-Each configuration is also followed across world sizes (scaling efficiency), and each
-group's fastest variant set against the baseline and against torch.compile.
+Each configuration is also followed across world sizes (scaling efficiency, with the
+gradient all-reduces' share: see _communication), and each group's fastest variant set
+against the baseline and against torch.compile.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.analysis.records import Row, finite_number
+from bench.commbench.bandwidth import Measured, implied_allreduce_s
 from bench.speedups import variant_rank
 from bench.telemetry.timing import percentile
 
@@ -74,6 +77,13 @@ class VariantSummary:
     parity: dict = field(default_factory=dict)
     parity_note: str | None = None  # why a measured metric got no parity verdict
     sample_grid_paths: list = field(default_factory=list)  # (repeat, path, source) of ok runs
+    communication: dict | None = None  # an ok run's metrics.communication
+    images_per_iteration: int | None = None  # real images per iteration, all processes
+    # In a scaling series (see ScalingRow): all-reduce bytes per image, the all-reduce
+    # seconds per iteration a measured bandwidth implies, seconds lost against t(1).
+    allreduce_bytes_per_image: float | None = None
+    allreduce_s_per_iteration: float | None = None
+    lost_s_per_iteration: float | None = None
 
 
 @dataclass
@@ -125,6 +135,13 @@ class ScalingRow:
     images_per_s: float
     images_per_s_per_device: float
     efficiency: float | None  # None without a world-size-1 measurement
+    allreduce_bytes_per_image: float | None = None  # metrics.communication.bytes_per_image
+    # The run's gradient buckets at the times an allreduce record of the same environment,
+    # backend, world size and dtype measured: seconds per iteration.
+    allreduce_s_per_iteration: float | None = None
+    # Seconds per iteration lost against linear (weak) scaling: t(N) - t(1), each t the
+    # real images per iteration over images/s. None at world size 1 or without t(1).
+    lost_s_per_iteration: float | None = None
 
 
 @dataclass
@@ -208,6 +225,10 @@ def _summarise_variant(variant: str, rows: list[Row]) -> VariantSummary:
         quality_samples=next(iter(sample_counts)) if len(sample_counts) == 1 else None,
         sample_grid_paths=sorted(
             (r.repeat, r.sample_grid_path, r.source) for r in ok if r.sample_grid_path
+        ),
+        communication=next((r.communication for r in ok if r.communication), None),
+        images_per_iteration=next(
+            (r.images_per_iteration for r in ok if r.images_per_iteration), None
         ),
     )
 
@@ -340,8 +361,11 @@ def quality_parity(
     return parity, "; ".join(reasons) or None
 
 
-def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
-    """Group rows, summarise every variant and set it against `baseline` in its group."""
+def summarise(
+    rows: list[Row], baseline: str = "eager", measured: Sequence[Measured] = ()
+) -> Comparison:
+    """Group rows, summarise every variant and set it against `baseline` in its group;
+    `measured`: all-reduce times (bench.analysis.records.load_results) for the scaling."""
     by_group: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
         by_group[row.group_key].append(row)
@@ -379,21 +403,23 @@ def summarise(rows: list[Row], baseline: str = "eager") -> Comparison:
                 variants=summaries,
             )
         )
-    scaling = _scaling(groups)
+    scaling = _scaling(groups, measured)
     environments = sorted({g.environment for g in groups})
     return Comparison(baseline=baseline, environments=environments, groups=groups, scaling=scaling)
 
 
-def _scaling(groups: list[Group]) -> list[ScalingRow]:
+def _scaling(groups: list[Group], measured: Sequence[Measured]) -> list[ScalingRow]:
     """Each configuration measured at two or more world sizes, with its efficiency
     throughput(N) / (N × throughput(1)): 1.0 is linear scaling."""
     series: dict[tuple, dict[int, float]] = defaultdict(dict)
+    summaries: dict[tuple, VariantSummary] = {}
     for group in groups:
         for summary in group.variants:
             if summary.images_per_s is not None:
                 series[(*group.config_key, summary.variant)][group.world_size] = (
                     summary.images_per_s
                 )
+                summaries[(*group.config_key, summary.variant), group.world_size] = summary
     rows: list[ScalingRow] = []
     efficiency: dict[tuple, float | None] = {}
     for key in sorted(series):
@@ -403,6 +429,9 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
         single = points.get(1)
         for world in sorted(points):
             efficiency[(key, world)] = points[world] / (world * single) if single else None
+            summary = summaries[key, world]
+            if world > 1:
+                _communication(summary, summaries.get((key, 1)), key[0], world, measured)
             rows.append(
                 ScalingRow(
                     *key,
@@ -410,6 +439,9 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
                     images_per_s=points[world],
                     images_per_s_per_device=points[world] / world,
                     efficiency=efficiency[(key, world)],
+                    allreduce_bytes_per_image=summary.allreduce_bytes_per_image,
+                    allreduce_s_per_iteration=summary.allreduce_s_per_iteration,
+                    lost_s_per_iteration=summary.lost_s_per_iteration,
                 )
             )
     for group in groups:
@@ -418,6 +450,39 @@ def _scaling(groups: list[Group]) -> list[ScalingRow]:
                 ((*group.config_key, summary.variant), group.world_size)
             )
     return rows
+
+
+def _iteration_s(summary: VariantSummary) -> float | None:
+    if summary.images_per_iteration is None or not summary.images_per_s:
+        return None
+    return summary.images_per_iteration / summary.images_per_s
+
+
+def _communication(
+    summary: VariantSummary,
+    single: VariantSummary | None,
+    environment: str,
+    world: int,
+    measured: Sequence[Measured],
+) -> None:
+    """A multi-process summary's all-reduce figures: its bytes per image, the time its
+    gradient buckets take at the bandwidth the latest matching allreduce record measured
+    (same environment, backend, world size and gradient dtype), and the time per
+    iteration it lost against t(1), which that all-reduce time may explain."""
+    tn, t1 = _iteration_s(summary), _iteration_s(single) if single else None
+    summary.lost_s_per_iteration = tn - t1 if tn is not None and t1 is not None else None
+    comm = summary.communication
+    if comm is None:
+        return
+    summary.allreduce_bytes_per_image = finite_number(comm.get("bytes_per_image"))
+    match = [
+        m
+        for m in measured
+        if (m.environment, m.backend, m.world_size, m.dtype)
+        == (environment, comm.get("backend"), world, comm.get("gradient_dtype"))
+    ]
+    if match:
+        summary.allreduce_s_per_iteration = implied_allreduce_s(comm, match[-1].points)
 
 
 def below_threshold(comparison: Comparison, minimum: float) -> list[tuple[Group, VariantSummary]]:

@@ -1,10 +1,10 @@
-"""`gan-bench run --nproc N`: start torchrun for the user on this machine, or with
-`--launcher slurm` submit the run as a SLURM job and wait for it.
+"""`gan-bench run --nproc N` (and `gan-bench allreduce`): start torchrun for the user on
+this machine, or with `--launcher slurm` submit the run as a SLURM job and wait for it.
 
 The child command is torchrun (`python -m bench.torchrun`: torch.distributed.run with its
 failure report cut to one line) with a c10d rendezvous on a free loopback port (what
-`--standalone` does, with the port chosen here so it is known), and `-m bench.run`
-followed by the options that rebuild the same RunConfig in every worker.
+`--standalone` does, with the port chosen here so it is known), and a worker: for a run,
+`-m bench.run` followed by the options that rebuild the same RunConfig in every worker.
 When torchrun fails and no rank wrote the run's record (a rank killed outright, or one
 stuck inside an NCCL collective until torchrun stopped it), the launcher writes it.
 """
@@ -53,7 +53,8 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
+def torchrun_on_this_machine(nproc: int, port: int, worker: list[str]) -> list[str]:
+    """torchrun starting `nproc` processes of `worker` (`["-m", module, *options]`) here."""
     return [
         sys.executable,
         "-m",
@@ -61,26 +62,26 @@ def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
         "--nnodes",
         "1",
         "--nproc-per-node",
-        str(cfg.nproc),
+        str(nproc),
         "--rdzv-backend",
         "c10d",
         "--rdzv-endpoint",
         f"127.0.0.1:{port}",
-        "-m",
-        "bench.run",
-        *cfg.to_cli_args(),
+        *worker,
     ]
 
 
-def launch(cfg: RunConfig) -> int:
-    """Run torchrun to completion and return the run's exit code, from its record's status
-    as a single-process run does (records.exit_code).
+def torchrun_command(cfg: RunConfig, port: int) -> list[str]:
+    return torchrun_on_this_machine(cfg.nproc, port, ["-m", "bench.run", *cfg.to_cli_args()])
+
+
+def run_child(command: list[str]) -> tuple[int, list[int]]:
+    """Run `command` (torchrun) to completion: its exit code, and the signals passed on.
 
     SIGINT/SIGTERM sent to this process alone are passed on to torchrun, which stops its
-    workers; rank 0 then writes the record (status interrupted) before exiting.
+    workers; a worker that handles them then writes its record before exiting.
     """
-    records_before = count_records(cfg.out)
-    child = subprocess.Popen(torchrun_command(cfg, free_loopback_port()))
+    child = subprocess.Popen(command)
     forwarded: list[int] = []
 
     def forward(signum, _frame):
@@ -93,6 +94,15 @@ def launch(cfg: RunConfig) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return returncode, forwarded
+
+
+def launch(cfg: RunConfig) -> int:
+    """Run torchrun to completion and return the run's exit code, from its record's status
+    as a single-process run does (records.exit_code); rank 0 writes the record of an
+    interrupted run (run_child)."""
+    records_before = count_records(cfg.out)
+    returncode, forwarded = run_child(torchrun_command(cfg, free_loopback_port()))
     written = records_since(cfg.out, records_before)
     if written:
         return exit_code(written[-1])
@@ -103,17 +113,22 @@ def launch(cfg: RunConfig) -> int:
     return exit_code(record)
 
 
-def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int]) -> dict:
+def silent_failure(returncode: int, signals: list[int]) -> tuple[str, str]:
+    """(status, reason) of a torchrun that ended with no rank writing a record."""
     if signals:
-        status = "interrupted"
-        reason = f"{signal.Signals(signals[0]).name} to gan-bench; no rank wrote a record"
-    else:
-        status = "failed"
-        reason = (
-            f"torchrun exit code {returncode} and no rank wrote a record: a rank was killed "
-            "(the out-of-memory killer?) or stopped while waiting in a collective; the "
-            "ranks' own messages are in their output"
+        return (
+            "interrupted",
+            f"{signal.Signals(signals[0]).name} to gan-bench; no rank wrote a record",
         )
+    return "failed", (
+        f"torchrun exit code {returncode} and no rank wrote a record: a rank was killed "
+        "(the out-of-memory killer?) or stopped while waiting in a collective; the "
+        "ranks' own messages are in their output"
+    )
+
+
+def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int]) -> dict:
+    status, reason = silent_failure(returncode, signals)
     return bare_record(
         config=cfg.to_dict(),
         world_size=cfg.nproc,

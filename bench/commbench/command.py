@@ -1,0 +1,80 @@
+"""`gan-bench allreduce`: torchrun started here over `nproc` processes of the worker
+(bench.commbench.worker), its record read back (or written here when no rank could) and
+printed as a table."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import torch
+
+from bench.commbench.bandwidth import bus_factor
+from bench.commbench.spec import KIND, AllReduceSpec, new_record, resolve_backend, worker_argv
+from bench.runtime import launcher
+from bench.telemetry.environment import collect_environment
+from bench.telemetry.records import append_record, count_records, exit_code, records_since
+
+
+def allreduce_command(spec: AllReduceSpec) -> int:
+    """Measure on this machine, append the record to `spec.out`, print the table; return
+    the exit code of the record's status. ConfigError before anything runs when this
+    machine cannot run `spec`."""
+    backend = resolve_backend(
+        spec.backend, torch.cuda.is_available(), torch.cuda.device_count(), spec.nproc
+    )
+    spec = dataclasses.replace(spec, backend=backend)  # the workers run what was checked
+    before = count_records(spec.out)
+    command = launcher.torchrun_on_this_machine(
+        spec.nproc, launcher.free_loopback_port(), worker_argv(spec)
+    )
+    returncode, signals = launcher.run_child(command)
+    written = [r for r in records_since(spec.out, before) if r.get("kind") == KIND]
+    if written:
+        record = written[-1]
+    else:
+        device = torch.device("cuda" if backend == "nccl" else "cpu")
+        record = new_record(spec, backend, spec.nproc, collect_environment(device, spec.nproc))
+        record["status"], record["reason"] = launcher.silent_failure(returncode, signals)
+        append_record(spec.out, record)
+    if record["status"] != "ok":
+        print(f"gan-bench: allreduce {record['status']}: {record['reason']}", file=sys.stderr)
+    else:
+        print_table(record, spec.out)
+    return exit_code(record)
+
+
+def _fmt_bytes(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+def print_table(record: dict, out: str) -> None:
+    """The record's sizes as a rich table: time, algorithm and bus bandwidth."""
+    from rich.console import Console
+    from rich.table import Table
+
+    env = record["environment"]
+    world = record["world_size"]
+    table = Table(
+        title=f"all-reduce — {record['backend']}, {world} processes, {record['dtype']} — "
+        f"{env.get('device_name')}",
+        title_justify="left",
+        caption=f"median of {record['iters']} iterations, the slowest rank deciding; "
+        f"busbw = algbw × 2(n−1)/n = algbw × {bus_factor(world):.3g}; appended to {out}",
+    )
+    for header in ("size", "bytes", "time µs", "algbw GB/s", "busbw GB/s"):
+        table.add_column(header, justify="right")
+    for row in record["sizes"]:
+        table.add_row(
+            _fmt_bytes(row["bytes"]),
+            str(row["bytes"]),
+            f"{row['time_s'] * 1e6:,.1f}",
+            f"{row['algbw_gbps']:.3f}",
+            f"{row['busbw_gbps']:.3f}",
+        )
+    tty = sys.stdout.isatty() or "COLUMNS" in os.environ
+    Console(width=None if tty else 120).print(table)
