@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
-# "timeout" and "skipped" are written by `gan-bench sweep` only (bench/sweep/): a point
-# stopped at --timeout-per-point, and a point of the plan that this machine cannot run.
-STATUSES = ("ok", "diverged", "oom", "failed", "interrupted", "timeout", "skipped")
+# "timeout" and "skipped" are written by `gan-bench sweep` (bench/sweep/): a point stopped
+# at --timeout-per-point (or a SLURM job at its time limit), and a point of the plan that
+# this machine cannot run; "cancelled": a SLURM job cancelled (scancel) before it ended.
+STATUSES = ("ok", "diverged", "oom", "failed", "interrupted", "timeout", "cancelled", "skipped")
 
 
 def _clean(value):
