@@ -519,7 +519,9 @@ def kernels(
 
 @app.command()
 def allreduce(
-    nproc: Annotated[int, _opt("Processes on this machine (torchrun), one per GPU with nccl.")] = 2,
+    nproc: Annotated[
+        int, _opt("Processes (torchrun here, or a SLURM job's), one per GPU with nccl.")
+    ] = 2,
     backend: Annotated[str, _opt("auto (nccl on CUDA, gloo on CPU), gloo, nccl.")] = "auto",
     sizes: Annotated[
         str | None,
@@ -534,6 +536,7 @@ def allreduce(
     out: Annotated[str, _opt("JSON-lines file the record is appended to.")] = (
         "results/allreduce.jsonl"
     ),
+    **cluster,
 ) -> None:
     """The fabric's all-reduce time, algorithm and bus bandwidth per message size, over
     N processes (nccl-tests' convention); one record appended to --out."""
@@ -550,10 +553,14 @@ def allreduce(
             out=out,
             nproc=nproc,
         )
-        rc = allreduce_command(spec)
+        _, slurm = _cluster(cluster)
+        rc = allreduce_command(spec, slurm)
     except ConfigError as err:
         fail_usage(str(err))
     raise typer.Exit(rc)
+
+
+_with_cluster_options(allreduce)
 
 
 def main(argv: list[str] | None = None) -> None:

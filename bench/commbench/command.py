@@ -1,6 +1,6 @@
 """`gan-bench allreduce`: torchrun started here over `nproc` processes of the worker
-(bench.commbench.worker), its record read back (or written here when no rank could) and
-printed as a table."""
+(bench.commbench.worker), or a SLURM job of them, its record read back (or written here
+when no rank could) and printed as a table."""
 
 from __future__ import annotations
 
@@ -11,16 +11,30 @@ import sys
 import torch
 
 from bench.commbench.bandwidth import bus_factor
-from bench.commbench.spec import KIND, AllReduceSpec, new_record, resolve_backend, worker_argv
+from bench.commbench.spec import (
+    KIND,
+    WORKER_MODULE,
+    AllReduceSpec,
+    new_record,
+    resolve_backend,
+    worker_argv,
+)
+from bench.config import ConfigError
 from bench.runtime import launcher
+from bench.runtime.slurm import SlurmOptions, shape_problem
+from bench.runtime.slurm_queue import run_as_job
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import append_record, count_records, exit_code, records_since
 
 
-def allreduce_command(spec: AllReduceSpec) -> int:
-    """Measure on this machine, append the record to `spec.out`, print the table; return
-    the exit code of the record's status. ConfigError before anything runs when this
-    machine cannot run `spec`."""
+def allreduce_command(spec: AllReduceSpec, slurm: SlurmOptions | None = None) -> int:
+    """Measure on this machine (or, with `slurm`, in a SLURM job), append the record to
+    `spec.out`, print the table; return the exit code of the record's status. ConfigError
+    before anything runs when the machine cannot run `spec`."""
+    if slurm is not None:
+        record = _on_slurm(spec, slurm)
+        append_record(spec.out, record)
+        return _report(record, spec.out)
     backend = resolve_backend(
         spec.backend, torch.cuda.is_available(), torch.cuda.device_count(), spec.nproc
     )
@@ -38,10 +52,35 @@ def allreduce_command(spec: AllReduceSpec) -> int:
         record = new_record(spec, backend, spec.nproc, collect_environment(device, spec.nproc))
         record["status"], record["reason"] = launcher.silent_failure(returncode, signals)
         append_record(spec.out, record)
+    return _report(record, spec.out)
+
+
+def _on_slurm(spec: AllReduceSpec, slurm: SlurmOptions) -> dict:
+    """The measurement as one SLURM job of `spec.nproc` processes (bench.runtime.
+    slurm_queue.run_as_job); the backend is resolved on the job's nodes."""
+    if spec.backend == "nccl" and not slurm.gpus_per_node:
+        raise ConfigError("--backend nccl runs on GPUs: give --gpus-per-node")
+    problem = shape_problem(spec.nproc, slurm)
+    if problem:
+        raise ConfigError(f"--nproc {spec.nproc}: {problem}")
+
+    def bare(status: str, reason: str, tail: list[str], partition: str) -> dict:
+        environment = {"device_name": f"SLURM partition {partition}", "torch": None}
+        record = new_record(spec, spec.backend, spec.nproc, environment)
+        record.update(status=status, reason=reason, stderr_tail=tail)
+        return record
+
+    def args(job_out: str) -> list[str]:
+        return dataclasses.replace(spec, out=job_out).to_cli_args()
+
+    return run_as_job("gan-bench allreduce", WORKER_MODULE, args, spec.nproc, slurm, spec.out, bare)
+
+
+def _report(record: dict, out: str) -> int:
     if record["status"] != "ok":
         print(f"gan-bench: allreduce {record['status']}: {record['reason']}", file=sys.stderr)
     else:
-        print_table(record, spec.out)
+        print_table(record, out)
     return exit_code(record)
 
 

@@ -16,22 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 
 import torch
 
 from bench.config import ConfigError, RunConfig, check_device, check_machine
-from bench.runtime.slurm import (
-    SlurmOptions,
-    check_cluster,
-    job_folder,
-    job_setup,
-    job_shape,
-    run_command,
-    shape_problem,
-    slurm_nodes,
-)
-from bench.runtime.slurm_queue import SlurmQueue, SubmitError, record_of_job
+from bench.runtime.slurm import SlurmOptions, job_shape, run_args, shape_problem, slurm_nodes
+from bench.runtime.slurm_queue import run_as_job
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import (
     append_record,
@@ -141,38 +131,12 @@ def _record_of_silent_failure(cfg: RunConfig, returncode: int, signals: list[int
 
 
 def launch_on_slurm(cfg: RunConfig, options: SlurmOptions) -> int:
-    """`gan-bench run --launcher slurm`: the run as one SLURM job (bench/runtime/slurm.py),
-    waited for; its record, amended with the job (`run.slurm`), appended to --out; the exit
-    code from the record's status. Ctrl-C cancels the job (scancel) and records it."""
+    """`gan-bench run --launcher slurm`: the run as one SLURM job, waited for; its record,
+    amended with the job (`run.slurm`), appended to --out; the exit code from the record's
+    status. Ctrl-C cancels the job (scancel) and records it."""
     check_device_for_nodes(cfg, options)
-    partition = check_cluster(options)
-    shape = job_shape(cfg.nproc, options)
-    folder = job_folder(cfg.out) / f"run-{uuid.uuid4().hex[:8]}"
-    job_out = str(folder / "record.jsonl")
-    queue = SlurmQueue(folder, options, job_setup())
-    command = run_command(dataclasses.replace(cfg, out=job_out), shape)
-    try:
-        job_id = queue.submit(f"gan-bench {cfg.model}", command, shape)
-    except SubmitError as err:
-        raise ConfigError(f"sbatch refused the job ({shape.resources()}): {err}") from None
-    print(
-        f"gan-bench: SLURM job {job_id} ({shape.resources()}, partition {partition}); "
-        f"its files in {folder}; Ctrl-C cancels it",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        (outcome,) = queue.wait_ended(float("inf"))
-    except KeyboardInterrupt:
-        queue.cancel()
-        print(f"gan-bench: cancelling SLURM job {job_id}", file=sys.stderr, flush=True)
-        ended = queue.wait_ended(90.0)
-        if not ended:
-            print(f"gan-bench: job {job_id} has not ended yet; see squeue", file=sys.stderr)
-            return 128 + signal.SIGINT
-        (outcome,) = ended
 
-    def bare(status: str, reason: str, tail: list[str]) -> dict:
+    def bare(status: str, reason: str, tail: list[str], partition: str) -> dict:
         record = bare_record(
             config=cfg.to_dict(),
             world_size=cfg.nproc,
@@ -185,16 +149,18 @@ def launch_on_slurm(cfg: RunConfig, options: SlurmOptions) -> int:
         record["stderr_tail"] = tail
         return record
 
-    child = records_since(job_out, 0)
-    record = record_of_job(child[-1] if child else None, outcome, options.time_limit, bare)
-    record["run"]["slurm"].setdefault("partition", partition)
-    record["run"]["slurm"]["resources"] = shape.resources()
+    def args(job_out: str) -> list[str]:
+        return run_args(dataclasses.replace(cfg, out=job_out))
+
+    name = f"gan-bench {cfg.model}"
+    record = run_as_job(name, "bench.run", args, cfg.nproc, options, cfg.out, bare)
     append_record(cfg.out, record)
     rate = (record.get("metrics") or {}).get("images_per_s")
     said = f"{rate:,.0f} images/s" if rate else record.get("reason", "")
     print(
-        f"gan-bench: SLURM job {job_id} {outcome.state}: {record['status']} ({said}); "
-        f"record appended to {cfg.out}",
+        f"gan-bench: SLURM job {record['run']['slurm']['job_id']} "
+        f"{record['run']['slurm']['state']}: {record['status']} ({said}); record appended "
+        f"to {cfg.out}",
         file=sys.stderr,
     )
     return exit_code(record)

@@ -249,14 +249,20 @@ def sbatch_parameters(shape: JobShape, options: SlurmOptions, name: str, setup: 
     return params
 
 
-def run_command(cfg: RunConfig, shape: JobShape) -> NodeCommand:
-    """What each node of a run's job runs: `bench.run` with the run's options (its seed
-    always named, so the job's script says it), this checkout first on the import path."""
+def run_args(cfg: RunConfig) -> list[str]:
+    """`bench.run`'s options for a run's job: its seed always named, so the job's script
+    says it."""
     args = cfg.to_cli_args()
     if "--seed" not in args:
         args += ["--seed", str(cfg.seed)]
+    return args
+
+
+def node_command(module: str, args: list[str], shape: JobShape) -> NodeCommand:
+    """What each node of a job runs: `module` with `args` in the shape's processes, this
+    checkout first on the import path."""
     return NodeCommand(
-        "bench.run", args, shape.processes_per_node, {"PYTHONPATH": checkout_pythonpath()}
+        module, args, shape.processes_per_node, {"PYTHONPATH": checkout_pythonpath()}
     )
 
 

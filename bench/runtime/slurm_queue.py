@@ -6,13 +6,28 @@ reason and nodes, what the node command returned, and the tail of the job's log.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.runtime.slurm import JobShape, NodeCommand, SlurmOptions, sbatch_parameters
+from bench.config import ConfigError
+from bench.runtime.slurm import (
+    JobShape,
+    NodeCommand,
+    SlurmOptions,
+    check_cluster,
+    job_folder,
+    job_setup,
+    job_shape,
+    node_command,
+    sbatch_parameters,
+)
+from bench.telemetry.records import read_records
 
 # States after which a job runs no more (sacct's words); PREEMPTED jobs may be requeued
 # by the cluster, which then shows them PENDING again.
@@ -30,6 +45,9 @@ ENDED = (
 # A job neither sacct nor squeue knows, this long after its submission, has ended: a
 # cluster without accounting forgets a job once it leaves the queue.
 GONE_AFTER_S = 30.0
+# After scancel, how long to wait for a job to end (SLURM's KillWait, then the run's own
+# record) before recording it as cancelled without looking further.
+CANCEL_WAIT_S = 90.0
 LOG_TAIL_LINES = 20
 
 
@@ -215,6 +233,11 @@ class SlurmQueue:
             ended.append(self._outcome(job_id))
         return ended
 
+    def forget(self, job_id: str) -> JobOutcome:
+        """Stop watching a job that was cancelled and has not ended yet: its outcome as
+        known now."""
+        return self._outcome(job_id)
+
     def cancel(self) -> None:
         """scancel every job still watched; their outcomes come through `poll`."""
         ids = self.active
@@ -266,3 +289,51 @@ def _read(path) -> str | None:
         return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+
+
+def run_as_job(
+    name: str,
+    module: str,
+    args: Callable[[str], list[str]],
+    world_size: int,
+    options: SlurmOptions,
+    out: str,
+    bare: Callable[[str, str, list[str], str], dict],
+) -> dict:
+    """One job of `world_size` processes running `module` with `args(its record file)`,
+    its files under `slurm/` beside `out`, waited for; its record (record_of_job, `bare`
+    also given the partition) with the job's partition and resources. Ctrl-C cancels the
+    job (scancel) and records it. ConfigError when sbatch refuses it."""
+    partition = check_cluster(options)
+    shape = job_shape(world_size, options)
+    label = "".join(ch if ch.isalnum() else "-" for ch in name.split()[-1])
+    folder = job_folder(out) / f"{label}-{uuid.uuid4().hex[:8]}"
+    job_out = str(folder / "record.jsonl")
+    queue = SlurmQueue(folder, options, job_setup())
+    try:
+        job_id = queue.submit(name, node_command(module, args(job_out), shape), shape)
+    except SubmitError as err:
+        raise ConfigError(f"sbatch refused the job ({shape.resources()}): {err}") from None
+    print(
+        f"gan-bench: SLURM job {job_id} ({shape.resources()}, partition {partition}); "
+        f"its files in {folder}; Ctrl-C cancels it",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        (outcome,) = queue.wait_ended(float("inf"))
+    except KeyboardInterrupt:
+        print(f"gan-bench: cancelling SLURM job {job_id}", file=sys.stderr, flush=True)
+        queue.cancel()
+        ended = queue.wait_ended(CANCEL_WAIT_S)
+        outcome = ended[0] if ended else queue.forget(job_id)
+    written = [r for _, r in read_records(job_out) if r] if os.path.exists(job_out) else []
+    record = record_of_job(
+        written[-1] if written else None,
+        outcome,
+        options.time_limit,
+        lambda status, reason, tail: bare(status, reason, tail, partition),
+    )
+    record["run"]["slurm"].setdefault("partition", partition)
+    record["run"]["slurm"]["resources"] = shape.resources()
+    return record

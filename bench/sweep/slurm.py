@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError
-from bench.runtime.slurm import job_folder, job_setup, job_shape, run_command
-from bench.runtime.slurm_queue import JobOutcome, SlurmQueue, SubmitError, record_of_job
+from bench.runtime.slurm import job_folder, job_setup, job_shape, node_command, run_args
+from bench.runtime.slurm_queue import (
+    CANCEL_WAIT_S,
+    JobOutcome,
+    SlurmQueue,
+    SubmitError,
+    record_of_job,
+)
 from bench.sweep.child import SignalCatcher, child_record
 from bench.sweep.outcome import sweep_record
 from bench.sweep.plan import PlannedRun, point_config
@@ -27,9 +33,6 @@ from bench.sweep.spec import SweepSpec
 from bench.telemetry.environment import utc_timestamp
 
 POLL_S = 2.0  # one sacct call per look, for all jobs
-# After scancel, how long the sweep waits for its jobs to end (SLURM's KillWait, then the
-# runs' own records) before it records them as cancelled without looking further.
-CANCEL_WAIT_S = 90.0
 
 # What the sweep does with each finished run: (index, run, weight, record, wall time)
 Finish = Callable[[int, PlannedRun, float, dict, float | None], None]
@@ -129,7 +132,8 @@ def _submit(index, run, weight, spec, queue, folder: Path, note):
         return _slurm_facts(record, spec, None)
     shape = job_shape(run.point.world_size, spec.slurm)
     try:
-        job_id = queue.submit(f"gan-bench {run.point.label}", run_command(cfg, shape), shape)
+        command = node_command("bench.run", run_args(cfg), shape)
+        job_id = queue.submit(f"gan-bench {run.point.label}", command, shape)
     except SubmitError as err:
         reason = f"sbatch refused the job ({shape.resources()}): {err}"
         record = sweep_record(run.point, run.repeat, spec, "failed", reason, seed=run.seed)

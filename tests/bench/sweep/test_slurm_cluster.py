@@ -1,10 +1,10 @@
 """Sweeps and runs through a real SLURM scheduler (`.ci/slurm-local start` makes a one-node
 cluster): records gathered over world sizes 1 and 2 (gloo), resume, a job that fails, a
-job over its time limit, and Ctrl-C, after which no job is left in the queue."""
+job over its time limit, Ctrl-C, after which no job is left in the queue, and
+`gan-bench allreduce` as a job."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -76,11 +76,11 @@ def test_a_sweep_over_world_sizes_gathers_every_record_and_resumes(tmp_path, cap
 
 
 def test_a_job_that_fails_is_recorded_with_its_log(tmp_path, monkeypatch):
-    real = slurm_sweep.run_command
+    real = slurm_sweep.node_command
     monkeypatch.setattr(
         slurm_sweep,
-        "run_command",
-        lambda cfg, shape: dataclasses.replace(real(cfg, shape), module="bench.no_such_module"),
+        "node_command",
+        lambda module, args, shape: real("bench.no_such_module", args, shape),
     )
     out = tmp_path / "runs.jsonl"
     assert run_cli("sweep", *FAST, "--gpus", "1", "--out", str(out)) == 1
@@ -147,3 +147,14 @@ def test_ctrl_c_cancels_every_job_and_records_them(tmp_path):
     assert sorted(r["run"]["slurm"]["job_id"] for r in recs) == sorted(submitted)
     for rec in recs:
         assert rec["status"] == "cancelled" and "scancel" in rec["reason"]
+
+
+def test_allreduce_runs_as_a_job_and_writes_its_record(tmp_path):
+    out = tmp_path / "allreduce.jsonl"
+    rc = run_cli("allreduce", "--launcher", "slurm", "--sizes", "4KiB,64KiB", "--iters", "3",
+                 "--warmup", "1", "--out", str(out))  # fmt: skip
+    assert rc == 0
+    (rec,) = records(out)
+    assert rec["kind"] == "allreduce" and rec["status"] == "ok" and rec["world_size"] == 2
+    assert rec["backend"] == "gloo" and [s["bytes"] for s in rec["sizes"]] == [4096, 65536]
+    assert rec["run"]["launcher"] == "slurm" and rec["run"]["slurm"]["state"] == "COMPLETED"
