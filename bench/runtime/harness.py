@@ -30,7 +30,7 @@ from bench.runtime.loop import TrainingLoop, quality_check, timing_metrics
 from bench.speedups import Applied, applied_speedups, prepare_process
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.flops import compute_metrics, count_flops
-from bench.telemetry.profiling import profile_iterations
+from bench.telemetry.profiling import NCCL_SHARE_FIELDS, profile_iterations
 from bench.telemetry.records import SCHEMA_VERSION, append_record
 from bench.training.precision import PrecisionPolicy
 from bench.training.step import make_step
@@ -251,6 +251,9 @@ def _train_and_measure(
 ) -> None:
     device = ctx.device
     generator, discriminator, step = applied.generator, applied.discriminator, applied.step
+    communication = applied.communication
+    if communication is not None:
+        step = communication.counting(step)
     source = build_batch_source(
         cfg.dataset,
         data_dir=cfg.data_dir,
@@ -302,6 +305,12 @@ def _train_and_measure(
     if cfg.target_fd is not None:
         metrics["time_to_quality"] = loop.time_to_quality(cfg.target_fd)
     phase.name = "measurement"
+    if communication is not None:
+        metrics["communication"] = communication.summary(
+            {"generator": generator, "discriminator": discriminator},
+            {"generator": 1, "discriminator": n_critic},
+            real_images_per_iteration=n_critic * global_batch,
+        )
     if loop.first_bad is not None:
         record["status"] = "diverged"
         record["reason"] = f"non-finite loss at iteration {loop.first_bad + 1} of {loop.total}"
@@ -321,6 +330,10 @@ def _train_and_measure(
             trace_path=trace if ctx.is_main else None,
         )
         record["profile"] = profile
+        # The collectives' share of the device time belongs with what DDP sends.
+        shares = {key: profile.pop(key) for key in NCCL_SHARE_FIELDS if key in profile}
+        if shares and metrics.get("communication") is not None:
+            metrics["communication"].update(shares)
     phase.name = "FLOP count"
     if ctx.is_main:  # per-process work is the same on every rank: count it once
         flops = _count_iteration_flops(

@@ -98,6 +98,33 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss, more):
     assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
     if more:
         assert record["run"]["parameter_casts"] == {"batched": True, "parameters": 13}
+    assert_gradients_sent(record)
+
+
+FLOAT32_BYTES = 4
+
+
+def assert_gradients_sent(record: dict) -> None:
+    """DDP's all-reduces are each network's float32 gradients once per update of it: D's
+    n_critic times, G's once. G's update sends no D gradient (D's parameters are frozen
+    there and D is called without its DDP wrapper), or D's count would be one update more."""
+    run, comm = record["run"], record["metrics"]["communication"]
+    assert (comm["backend"], comm["world_size"], comm["gradient_dtype"]) == ("gloo", 2, "float32")
+    # Warm-up and timed iterations but the first, in which DDP lays out its buckets.
+    iterations = record["config"]["warmup_steps"] + record["metrics"]["steps_timed"]
+    assert comm["counted_iterations"] == iterations - 1
+    updates = {"generator": 1, "discriminator": run["n_critic"]}
+    for network, times in updates.items():
+        sent = comm[network]
+        update_bytes = run[f"{network}_params"] * FLOAT32_BYTES
+        assert sent["allreduce_bytes_per_iteration"] == times * update_bytes
+        assert sent["expected_bytes_per_iteration"] == times * update_bytes
+        assert sum(sent["bucket_bytes"]) == update_bytes
+        assert sent["buckets"] == len(sent["bucket_bytes"])
+        assert sent["allreduce_calls_per_iteration"] == times * sent["buckets"]
+    total = sum(comm[n]["allreduce_bytes_per_iteration"] for n in updates)
+    assert comm["allreduce_bytes_per_iteration"] == total
+    assert comm["bytes_per_image"] == total / run["real_images_per_iteration"]
 
 
 @pytest.mark.slow
