@@ -28,6 +28,7 @@ from bench.analysis.stats import (
     Group,
     ScalingRow,
     VariantSummary,
+    batch_text,
     best_variants,
     by_environment,
     parity_verdict,
@@ -139,7 +140,7 @@ def _table_rows(comparison: Comparison, groups: list[Group]) -> list[list[str]]:
                 [
                     group.model,
                     group.dataset,
-                    str(group.batch_size),
+                    group.batch_text,
                     group.precision,
                     str(group.world_size),
                     group.workload,
@@ -162,7 +163,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
     return [
         "model",
         "dataset",
-        "batch/proc",
+        "batch (per proc, or global)",
         "precision",
         "procs",
         "workload",
@@ -182,6 +183,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
 def _scaling_cells(rows: list[ScalingRow]) -> list[list[str]]:
     return [
         [
+            r.scaling,
             r.model,
             r.dataset,
             str(r.batch_size),
@@ -197,9 +199,10 @@ def _scaling_cells(rows: list[ScalingRow]) -> list[list[str]]:
 
 
 SCALING_HEADERS = [
+    "scaling",
     "model",
     "dataset",
-    "batch/proc",
+    "batch (fixed)",
     "precision",
     "variant",
     "procs",
@@ -207,7 +210,11 @@ SCALING_HEADERS = [
     "images/s per proc",
     "efficiency",
 ]
-SCALING_NOTE = "efficiency = throughput(N) / (N × throughput(1)); 100% is linear scaling"
+SCALING_NOTE = (
+    "weak scaling: the batch per process is fixed; strong scaling: the global batch is fixed, "
+    "split among the processes; efficiency = throughput(N) / (N × throughput(1)) in images/s; "
+    "100% is linear scaling"
+)
 
 
 def mixed_environment_warning(comparison: Comparison) -> str | None:
@@ -278,6 +285,8 @@ def render_csv(comparison: Comparison) -> str:
             "model",
             "dataset",
             "batch_size_per_process",
+            "scaling",
+            "global_batch_size",
             "precision",
             "world_size",
             "workload",
@@ -309,7 +318,9 @@ def render_csv(comparison: Comparison) -> str:
                     group.environment,
                     group.model,
                     group.dataset,
-                    group.batch_size,
+                    group.batch_per_process,
+                    group.scaling,
+                    group.batch_per_process * group.world_size,
                     group.precision,
                     group.world_size,
                     group.workload,
@@ -413,7 +424,7 @@ def print_table(comparison: Comparison, console=None) -> None:
             if n:
                 table.add_section()
             config = (
-                f"{group.model}/{group.dataset}\nbatch {group.batch_size} · "
+                f"{group.model}/{group.dataset}\nbatch {group.batch_text} · "
                 f"{group.precision} · {group.world_size} proc{'s' if group.world_size > 1 else ''}"
                 f"\n{group.workload}"
             )
@@ -459,13 +470,16 @@ def print_table(comparison: Comparison, console=None) -> None:
             console.print(fastest)
         if scaling:
             scale = Table(title=f"scaling — {env}", caption=SCALING_NOTE, title_justify="left")
+            scale.add_column("scaling")
             scale.add_column("configuration")
             scale.add_column("variant", no_wrap=True)
             for header in ("procs", "images/s", "per proc", "efficiency"):
                 scale.add_column(header, justify="right")
             for r in scaling:
                 scale.add_row(
-                    f"{r.model}/{r.dataset} batch {r.batch_size} · {r.precision}",
+                    r.scaling,
+                    f"{r.model}/{r.dataset} batch {batch_text(r.batch_size, r.scaling)} · "
+                    f"{r.precision}",
                     r.variant,
                     str(r.world_size),
                     _fmt_rate(r.images_per_s),

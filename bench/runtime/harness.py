@@ -220,11 +220,11 @@ def _run_facts(
 ) -> dict:
     """The record's `run` entries that no speed-up decides; the parameter counts are those
     of the networks as trained (padded channels' zero weights included)."""
-    global_batch = cfg.batch_size * ctx.world_size
+    global_batch = cfg.batch_size_per_process * ctx.world_size
     return {
         "world_size": ctx.world_size,
         "global_batch_size": global_batch,
-        "batch_size_per_process": cfg.batch_size,
+        "batch_size_per_process": cfg.batch_size_per_process,
         "n_critic": cfg.critic_updates,
         "real_images_per_iteration": cfg.critic_updates * global_batch,
         "image_shape": list(pair.image_shape),
@@ -258,7 +258,7 @@ def _train_and_measure(
         cfg.dataset,
         data_dir=cfg.data_dir,
         image_shape=pair.image_shape,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size_per_process,
         device=device,
         seed=cfg.seed,
         rank=ctx.rank,
@@ -267,7 +267,7 @@ def _train_and_measure(
         padded_channels=applied.padded_channels,
     )
     n_critic = cfg.critic_updates
-    global_batch = cfg.batch_size * ctx.world_size
+    global_batch = cfg.batch_size_per_process * ctx.world_size
     record["run"]["dataset_images"] = source.num_images
 
     probe = None
@@ -342,7 +342,7 @@ def _train_and_measure(
         metrics.update(
             compute_metrics(
                 flops,
-                images_per_iteration=n_critic * cfg.batch_size,
+                images_per_iteration=n_critic * cfg.batch_size_per_process,
                 world_size=ctx.world_size,
                 steps=loop.steps_done,
                 timed_s=metrics["timed_s"],
@@ -410,7 +410,7 @@ def _count_iteration_flops(
         betas=(cfg.beta1, cfg.beta2),
     )
     reals = [
-        torch.rand((cfg.batch_size, *image_shape), device=device) * 2 - 1
+        torch.rand((cfg.batch_size_per_process, *image_shape), device=device) * 2 - 1
         for _ in range(cfg.critic_updates)
     ]
     # FLOPs do not depend on the convolution algorithm: no cuDNN autotuning here, where the

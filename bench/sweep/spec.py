@@ -5,6 +5,7 @@ part of it that makes two runs the same measurement)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.config import DEVICES, PRECISIONS, ConfigError, RunConfig, check_results_path
+from bench.config import (
+    DEVICES,
+    PRECISIONS,
+    SCALINGS,
+    ConfigError,
+    RunConfig,
+    check_results_path,
+)
 from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
 from bench.sweep.grid import DEFAULT_GRID, GRIDS, Point, expand, machine_defaults
@@ -106,10 +114,14 @@ class SweepSpec:
     # Points run at once, sharing the device: for quality (their throughput is not
     # compared); 1: one at a time, each alone, as timing needs
     concurrent: int = 1
+    # Whether the batch sizes are per process (weak) or global, split among the processes
+    # (strong): every point's RunConfig.scaling.
+    scaling: str = RunConfig.scaling
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
-        return expand(self.blocks, self.overrides)
+        points = expand(self.blocks, self.overrides)
+        return [dataclasses.replace(point, scaling=self.scaling) for point in points]
 
     def environment(self) -> dict:
         """This machine's environment as a record carries it (computed once)."""
@@ -157,6 +169,7 @@ def build_spec(
     grid: str = DEFAULT_GRID,
     plan_for: str | None = None,
     machine: Machine | None = None,
+    scaling: str = RunConfig.scaling,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
     bad value, before anything runs. `grid`: the tier of the default grid (bench.sweep.
@@ -164,6 +177,10 @@ def build_spec(
     dry run only. `machine`: this machine as tests pose it (else detected)."""
     if grid not in GRIDS:
         raise ConfigError(f"--grid {grid!r} is not known; choose one of: {', '.join(GRIDS)}")
+    if scaling not in SCALINGS:
+        raise ConfigError(
+            f"--scaling {scaling!r} is not known; choose one of: {', '.join(SCALINGS)}"
+        )
     if plan_for is not None:
         if not dry_run:
             raise ConfigError(
@@ -250,6 +267,7 @@ def build_spec(
         fork_server=fork_server,
         precompile_jobs=precompile_jobs,
         concurrent=concurrent,
+        scaling=scaling,
     )
     if concurrent > 1 and any(p.world_size > 1 for p in spec.points()):
         raise ConfigError(

@@ -18,6 +18,7 @@ from bench.runtime import harness, launcher
 from bench.runtime.distributed import DistContext
 from bench.runtime.launcher import free_loopback_port
 from bench.telemetry.records import read_records
+from gan_steps import mlp_iteration_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SMALL_RUN = ["--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--quiet", "--no-quality"]
@@ -164,6 +165,7 @@ def test_quality_checks_under_ddp(tmp_path):
 
 
 def test_gan_bench_launches_torchrun_itself(tmp_path):
+    """With strong scaling, which reaches the workers: --batch-size is the global batch."""
     out = tmp_path / "runs.jsonl"
     run_ok(
         [
@@ -175,6 +177,10 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
             "--model",
             "mlp",
             *SMALL_RUN,
+            "--batch-size",
+            "16",
+            "--scaling",
+            "strong",
             "--out",
             str(out),
         ]
@@ -183,6 +189,14 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
     assert_synchronised(record, 2)
     assert record["run"]["launcher"] == "torchrun"
     assert record["config"]["nproc"] == 2  # the workers were given no --nproc
+    assert record["config"]["scaling"] == "strong"
+    run = record["run"]
+    assert (run["batch_size_per_process"], run["global_batch_size"]) == (8, 16)
+    assert run["real_images_per_iteration"] == 16
+    # FLOPs are counted on one process's 8 images an update, as it trained.
+    metrics = record["metrics"]
+    assert metrics["flops_per_iteration_per_process"] == mlp_iteration_flops(8)
+    assert_gradients_sent(record)
 
 
 def test_launched_run_exits_with_its_records_code_and_no_torchrun_traceback(tmp_path):
