@@ -177,12 +177,12 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
             if r.model == model and r.precision == precision:
                 series[(r.variant, r.scaling, r.batch_size, r.dataset, r.workload)].append(r)
         for n, (key, rows) in enumerate(sorted(series.items())):
-            variant, scaling, batch, dataset, workload = key
+            variant, kind, batch, dataset, workload = key
             rows.sort(key=lambda r: r.world_size)
             xs = [r.world_size for r in rows]
             ys = [r.images_per_s for r in rows]
             color = colors[variant]
-            label = f"{variant} b{batch_text(batch, scaling)}"
+            label = f"{variant} b{batch_text(batch, kind)}"
             label += f" · {dataset}" if dataset != "synthetic" else ""
             label += f" · {workload}" if several_workloads else ""
             ax.plot(xs, ys, "-", marker=markers[n % len(markers)], color=color, label=label)
