@@ -147,7 +147,7 @@ def run(**options) -> None:
                 f"--nproc {cfg.nproc} under torchrun, which already started {world} processes; "
                 "leave --nproc out and use torchrun's --nproc_per_node"
             )
-        data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size, world)
+        data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size_per_process, world)
         if not torchrun and cfg.nproc > 1:
             raise typer.Exit(launcher.launch(cfg))
     except (ConfigError, data.DataError) as err:
@@ -243,8 +243,15 @@ def sweep(
     ] = None,
     batch_sizes: Annotated[
         str | None,
-        _opt("Comma list of batch sizes PER PROCESS." + _GRID),
+        _opt("Comma list of batch sizes: per process, or global with --scaling strong." + _GRID),
     ] = None,
+    scaling: Annotated[
+        str,
+        _opt(
+            "weak: --batch-sizes are per process; strong: they are global batches, divided "
+            "evenly among each point's processes (a point they do not divide is skipped)."
+        ),
+    ] = RunConfig.scaling,
     precisions: Annotated[
         str | None,
         _opt("Comma list of fp32, tf32, bf16, fp16." + _GRID),
@@ -344,6 +351,7 @@ def sweep(
             models=models,
             datasets=datasets,
             batch_sizes=batch_sizes,
+            scaling=scaling,
             precisions=precisions,
             gpus=gpus,
             variants=variants,

@@ -30,6 +30,9 @@ from gan_models import LOSSES, MODELS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+# weak: --batch-size is each process's, so the global batch grows with the processes;
+# strong: --batch-size is the global batch, split among them.
+SCALINGS = ("weak", "strong")
 # Precisions that only make sense on a CUDA device: TF32 is an Ampere+ tensor-core mode, and
 # fp16 training needs a GradScaler, whose CPU path we do not benchmark.
 CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
@@ -93,7 +96,14 @@ class RunConfig:
         None, "Image channels of synthetic data (default: 1 for mlp, 3 for DCGAN)."
     )
     batch_size: int = _opt(
-        64, "Batch size PER PROCESS; the global batch is this times the world size."
+        64,
+        "Batch size: PER PROCESS under --scaling weak (the global batch is this times the "
+        "world size), the global batch under --scaling strong.",
+    )
+    scaling: str = _opt(
+        "weak",
+        "weak: --batch-size is per process; strong: --batch-size is the global batch, "
+        "divided evenly among the processes.",
     )
     precision: str = _opt(
         "fp32", "fp32 (TF32 off), tf32, bf16 (autocast), fp16 (autocast + GradScaler)."
@@ -159,6 +169,7 @@ class RunConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--loss", self.loss, tuple(LOSSES))
+        _choice("--scaling", self.scaling, SCALINGS)
         if self.variant is not None:
             self._apply_variant()
         _choice("--device", self.device, DEVICES)
@@ -182,11 +193,20 @@ class RunConfig:
                 raise ConfigError(f"{flag} must be at least {low}, got {value}")
         if self.n_critic is not None and self.n_critic < 1:
             raise ConfigError(f"--n-critic must be at least 1, got {self.n_critic}")
-        min_batch = MIN_BATCH_FOR_BATCHNORM.get(self.model, 1)
-        if self.batch_size < min_batch:
+        world = self.world_size
+        if self.scaling == "strong" and self.batch_size % world:
             raise ConfigError(
-                f"--batch-size {self.batch_size} leaves one value per channel for {self.model}'s "
-                f"BatchNorm in training; use at least {min_batch}"
+                f"--batch-size {self.batch_size} does not divide evenly among {world} "
+                f"processes (--scaling strong: it is the global batch); use a multiple of {world}"
+            )
+        min_batch = MIN_BATCH_FOR_BATCHNORM.get(self.model, 1)
+        if self.batch_size_per_process < min_batch:
+            per_process = (
+                f" ({self.batch_size_per_process} per process)" if self.scaling == "strong" else ""
+            )
+            raise ConfigError(
+                f"--batch-size {self.batch_size}{per_process} leaves one value per channel for "
+                f"{self.model}'s BatchNorm in training; use at least {min_batch} per process"
             )
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
@@ -269,6 +289,25 @@ class RunConfig:
         if self.channels is not None:
             return self.channels
         return 1 if self.model == "mlp" else 3
+
+    @property
+    def world_size(self) -> int:
+        """The run's processes: torchrun's WORLD_SIZE in its workers (given no --nproc),
+        else --nproc."""
+        return int(os.environ.get("WORLD_SIZE", self.nproc))
+
+    @property
+    def batch_size_per_process(self) -> int:
+        """Real images each process takes per discriminator update: --batch-size under weak
+        scaling, its even share of it under strong scaling."""
+        if self.scaling == "strong":
+            return self.batch_size // self.world_size
+        return self.batch_size
+
+    @property
+    def global_batch_size(self) -> int:
+        """Real images all processes take per discriminator update."""
+        return self.batch_size_per_process * self.world_size
 
     @property
     def critic_updates(self) -> int:

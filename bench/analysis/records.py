@@ -1,12 +1,13 @@
 """Result records read back as rows: each record reduced to what comparing it needs.
 
-A record's point (model, dataset, batch size per process, precision, world size,
-variant), its environment (device name and torch version), its workload (how it trained)
-and its measurements. A record that lacks one of those fields, or garbles it, gives no
-row. The sweep's resume reads records with the same functions, so a comparison and a
-resumed sweep agree on which runs are repeats of one measurement. Records of the other
-kinds (`kind`: the kernel benchmarks, `allreduce`) are no runs: they give no row, and
-`load_results` keeps the all-reduce measurements apart.
+A record's point (model, dataset, batch size, precision, world size, variant, and its
+scaling: whether the batch is per process, weak, or global, strong), its environment
+(device name and torch version), its workload (how it trained) and its measurements. A
+record that lacks one of those fields, or garbles it, gives no row. The sweep's resume
+reads records with the same functions, so a comparison and a resumed sweep agree on which
+runs are repeats of one measurement. Records of the other kinds (`kind`: the kernel
+benchmarks, `allreduce`) are no runs: they give no row, and `load_results` keeps the
+all-reduce measurements apart.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Row:
     device_type: str
     model: str
     dataset: str
-    batch_size: int  # per process
+    batch_size: int  # config.batch_size: per process (weak scaling) or global (strong)
     precision: str
     world_size: int
     workload: str  # loss, steps and WORKLOAD_FIELDS: runs that trained differently are not repeats
@@ -57,6 +58,7 @@ class Row:
     # metrics.communication of a multi-process run (its gradient all-reduces), else None
     communication: dict | None = None
     images_per_iteration: int | None = None  # run.real_images_per_iteration
+    scaling: str = "weak"  # config.scaling: what batch_size is
 
     @property
     def group_key(self) -> tuple:
@@ -68,6 +70,7 @@ class Row:
             self.precision,
             self.world_size,
             self.workload,
+            self.scaling,
         )
 
 
@@ -123,9 +126,15 @@ def record_variant(record: dict) -> str:
     return run.get("variant") or cfg.get("variant") or "custom"
 
 
-def record_point(record: dict) -> tuple[str, str, int, str, int, str] | None:
-    """(model, dataset, batch size, precision, world size, variant) of a record, or None
-    when a field is missing or of the wrong type (a hand-edited or garbled line)."""
+def record_scaling(cfg: dict) -> str:
+    """What a record's batch size is: "strong" (global), else "weak" (per process), as
+    records from before the choice existed ran."""
+    return "strong" if cfg.get("scaling") == "strong" else "weak"
+
+
+def record_point(record: dict) -> tuple[str, str, int, str, int, str, str] | None:
+    """(model, dataset, batch size, precision, world size, variant, scaling) of a record,
+    or None when a field is missing or of the wrong type (a hand-edited or garbled line)."""
     cfg = record.get("config")
     if not isinstance(cfg, dict) or not isinstance(record.get("environment"), dict):
         return None
@@ -141,7 +150,7 @@ def record_point(record: dict) -> tuple[str, str, int, str, int, str] | None:
     ):
         return None
     model, dataset, precision = names
-    return model, dataset, batch, precision, world, variant
+    return model, dataset, batch, precision, world, variant, record_scaling(cfg)
 
 
 def _whole_number(value) -> bool:
@@ -155,7 +164,7 @@ def to_row(record: dict, source: str) -> Row | None:
     if point is None or not isinstance(metrics, dict):
         return None
     cfg, env = record["config"], record["environment"]
-    model, dataset, batch, precision, world, variant = point
+    model, dataset, batch, precision, world, variant, scaling = point
     cuda = env.get("device_type") == "cuda"
     # GPU: tensors the caching allocator handed out (what a batch costs); CPU: the process's
     # peak resident set, interpreter and libraries included, so CPU ratios sit near 1.
@@ -191,6 +200,7 @@ def to_row(record: dict, source: str) -> Row | None:
         concurrency=concurrency,
         communication=communication if isinstance(communication, dict) else None,
         images_per_iteration=images if _whole_number(images) and images > 0 else None,
+        scaling=scaling,
     )
 
 

@@ -28,6 +28,7 @@ from bench.analysis.stats import (
     Group,
     ScalingRow,
     VariantSummary,
+    batch_text,
     best_variants,
     by_environment,
     parity_verdict,
@@ -139,7 +140,7 @@ def _table_rows(comparison: Comparison, groups: list[Group]) -> list[list[str]]:
                 [
                     group.model,
                     group.dataset,
-                    str(group.batch_size),
+                    group.batch_text,
                     group.precision,
                     str(group.world_size),
                     group.workload,
@@ -162,7 +163,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
     return [
         "model",
         "dataset",
-        "batch/proc",
+        "batch (per proc, or global)",
         "precision",
         "procs",
         "workload",
@@ -182,6 +183,7 @@ def _headers(comparison: Comparison, groups: list[Group]) -> list[str]:
 def _scaling_cells(rows: list[ScalingRow]) -> list[list[str]]:
     return [
         [
+            r.scaling,
             r.model,
             r.dataset,
             str(r.batch_size),
@@ -223,9 +225,10 @@ def _communication_cells(r: ScalingRow) -> list[str]:
 
 
 SCALING_HEADERS = [
+    "scaling",
     "model",
     "dataset",
-    "batch/proc",
+    "batch (fixed)",
     "precision",
     "variant",
     "procs",
@@ -237,10 +240,12 @@ SCALING_HEADERS = [
     "ms/iter lost vs linear",
 ]
 SCALING_NOTE = (
-    "efficiency = throughput(N) / (N × throughput(1)); 100% is linear scaling. All-reduce "
-    "ms/iter: the run's gradient buckets at the times an allreduce record measured (same "
-    "device, torch, backend, processes, dtype; log-log interpolation between its sizes); "
-    "lost = t(N) − t(1), t = real images per iteration / images/s"
+    "weak scaling: the batch per process is fixed; strong scaling: the global batch is fixed, "
+    "split among the processes; efficiency = throughput(N) / (N × throughput(1)) in images/s; "
+    "100% is linear scaling. All-reduce ms/iter: the run's gradient buckets at the times an "
+    "allreduce record measured (same device, torch, backend, processes, dtype; log-log "
+    "interpolation between its sizes); lost = t(N) − t(1), t = real images per iteration / "
+    "images/s"
 )
 
 
@@ -312,6 +317,8 @@ def render_csv(comparison: Comparison) -> str:
             "model",
             "dataset",
             "batch_size_per_process",
+            "scaling",
+            "global_batch_size",
             "precision",
             "world_size",
             "workload",
@@ -346,7 +353,9 @@ def render_csv(comparison: Comparison) -> str:
                     group.environment,
                     group.model,
                     group.dataset,
-                    group.batch_size,
+                    group.batch_per_process,
+                    group.scaling,
+                    group.batch_per_process * group.world_size,
                     group.precision,
                     group.world_size,
                     group.workload,
@@ -453,7 +462,7 @@ def print_table(comparison: Comparison, console=None) -> None:
             if n:
                 table.add_section()
             config = (
-                f"{group.model}/{group.dataset}\nbatch {group.batch_size} · "
+                f"{group.model}/{group.dataset}\nbatch {group.batch_text} · "
                 f"{group.precision} · {group.world_size} proc{'s' if group.world_size > 1 else ''}"
                 f"\n{group.workload}"
             )
@@ -499,6 +508,7 @@ def print_table(comparison: Comparison, console=None) -> None:
             console.print(fastest)
         if scaling:
             scale = Table(title=f"scaling — {env}", caption=SCALING_NOTE, title_justify="left")
+            scale.add_column("scaling")
             scale.add_column("configuration")
             scale.add_column("variant", no_wrap=True)
             for header in ("procs", "images/s", "per proc", "efficiency"):
@@ -507,7 +517,9 @@ def print_table(comparison: Comparison, console=None) -> None:
                 scale.add_column(header, justify="right")
             for r in scaling:
                 scale.add_row(
-                    f"{r.model}/{r.dataset} batch {r.batch_size} · {r.precision}",
+                    r.scaling,
+                    f"{r.model}/{r.dataset} batch {batch_text(r.batch_size, r.scaling)} · "
+                    f"{r.precision}",
                     r.variant,
                     str(r.world_size),
                     _fmt_rate(r.images_per_s),

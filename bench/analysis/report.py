@@ -26,6 +26,7 @@ from bench.analysis.stats import (
     Comparison,
     Group,
     VariantSummary,
+    batch_text,
     by_environment,
     parity_verdict,
     summarise,
@@ -106,7 +107,7 @@ def _per_batch_figure(plt, comparison, groups, value, ylabel, title) -> object |
                 y = value(group, s)
                 if y is not None:
                     key = (s.variant, group.dataset, group.workload)
-                    lines[key].append((group.batch_size, y, s))
+                    lines[key].append((group.batch_per_process, y, s))
         for (variant, dataset, workload), pts in sorted(lines.items()):
             pts.sort(key=lambda p: p[0])
             xs = [p[0] for p in pts]
@@ -123,7 +124,7 @@ def _per_batch_figure(plt, comparison, groups, value, ylabel, title) -> object |
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor=colors[variant], capsize=3)
                 top = max(top, *(y + h for y, h in zip(ys, hi, strict=True)))
             drawn = True
-        _log2_ticks(ax, {g.batch_size for g in mine if g.world_size == world})
+        _log2_ticks(ax, {g.batch_per_process for g in mine if g.world_size == world})
         ax.set_title(f"{model} · {precision} · {world} proc{'s' if world > 1 else ''}")
         ax.set_xlabel("batch size per process")
         ax.set_ylabel(ylabel)
@@ -161,8 +162,8 @@ def _memory(group, s):
 
 
 def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
-    """Throughput against world size, a line per (variant, batch, dataset, workload)
-    measured at two or more sizes, with its ideal N × throughput(1) dashed."""
+    """Throughput against world size, a line per (variant, scaling, batch, dataset,
+    workload) measured at two or more sizes, with its ideal N × throughput(1) dashed."""
     if not scaling:
         return None
     panels = sorted({(r.model, r.precision) for r in scaling})
@@ -174,13 +175,15 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
         series: dict[tuple, list] = defaultdict(list)
         for r in scaling:
             if r.model == model and r.precision == precision:
-                series[(r.variant, r.batch_size, r.dataset, r.workload)].append(r)
-        for n, ((variant, batch, dataset, workload), rows) in enumerate(sorted(series.items())):
+                series[(r.variant, r.scaling, r.batch_size, r.dataset, r.workload)].append(r)
+        for n, (key, rows) in enumerate(sorted(series.items())):
+            variant, kind, batch, dataset, workload = key
             rows.sort(key=lambda r: r.world_size)
             xs = [r.world_size for r in rows]
             ys = [r.images_per_s for r in rows]
             color = colors[variant]
-            label = f"{variant} b{batch}" + (f" · {dataset}" if dataset != "synthetic" else "")
+            label = f"{variant} b{batch_text(batch, kind)}"
+            label += f" · {dataset}" if dataset != "synthetic" else ""
             label += f" · {workload}" if several_workloads else ""
             ax.plot(xs, ys, "-", marker=markers[n % len(markers)], color=color, label=label)
             single = next((r.images_per_s for r in rows if r.world_size == 1), None)

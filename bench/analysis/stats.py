@@ -1,16 +1,17 @@
 """Rows summarised and set against a baseline: the numbers a comparison shows.
 
-Rows are grouped by (environment, model, dataset, batch per process, precision, world
-size, workload); the environment is the device name plus the torch version, so numbers
-from two machines or two torch builds are never set against each other: they land in
-different groups. Within a group each variant gets its throughput (median over repeats,
-with the spread), its speed-up over the baseline, its peak memory and the ratio, quality
-deltas when both sides measured quality with the same extractor, a quality parity verdict
-(its FD and KID against the baseline's seed-to-seed spread: see quality_parity), and its
-status. Runs with different seeds share a group: their throughput is pooled like repeats.
-Each configuration is also followed across world sizes (scaling efficiency, with the
-gradient all-reduces' share: see _communication), and each group's fastest variant set
-against the baseline and against torch.compile.
+Rows are grouped by (environment, model, dataset, batch, precision, world size,
+workload, scaling: the batch is per process under weak scaling, global under strong); the
+environment is the device name plus the torch version, so numbers from two machines or two
+torch builds are never set against each other: they land in different groups. Within a
+group each variant gets its throughput (median over repeats, with the spread), its
+speed-up over the baseline, its peak memory and the ratio, quality deltas when both sides
+measured quality with the same extractor, a quality parity verdict (its FD and KID against
+the baseline's seed-to-seed spread: see quality_parity), and its status. Runs with
+different seeds share a group: their throughput is pooled like repeats. Each
+configuration is also followed across world sizes (scaling efficiency, with the gradient
+all-reduces' share: see _communication), and each group's fastest variant set against the
+baseline and against torch.compile.
 """
 
 from __future__ import annotations
@@ -99,12 +100,16 @@ class Group:
     memory_kind: str
     baseline_found: bool
     variants: list[VariantSummary]
+    scaling: str = "weak"  # batch_size is per process (weak) or global (strong)
 
     @property
     def config_key(self) -> tuple:
-        """The configuration without its world size: what a scaling series shares."""
+        """The configuration without its world size: what a scaling series shares. Its
+        batch is the one held fixed as processes are added: per process under weak
+        scaling, the global batch under strong."""
         return (
             self.environment,
+            self.scaling,
             self.model,
             self.dataset,
             self.batch_size,
@@ -113,18 +118,36 @@ class Group:
         )
 
     @property
+    def batch_text(self) -> str:
+        return batch_text(self.batch_size, self.scaling)
+
+    @property
+    def batch_per_process(self) -> int:
+        if self.scaling == "strong":
+            return self.batch_size // self.world_size
+        return self.batch_size
+
+    @property
     def label(self) -> str:
         return (
-            f"{self.model}/{self.dataset} batch {self.batch_size} {self.precision} "
+            f"{self.model}/{self.dataset} batch {self.batch_text} {self.precision} "
             f"×{self.world_size} ({self.workload})"
         )
 
 
+def batch_text(batch_size: int, scaling: str) -> str:
+    """A batch as given, marked when it is the global batch (strong scaling)."""
+    return f"{batch_size} global" if scaling == "strong" else str(batch_size)
+
+
 @dataclass
 class ScalingRow:
-    """One configuration at one world size, against the same configuration at world size 1."""
+    """One configuration at one world size, against the same configuration at world size 1.
+    `scaling`: weak (`batch_size` per process, the global batch growing with the world
+    size) or strong (`batch_size` the global batch, split among the processes)."""
 
     environment: str
+    scaling: str
     model: str
     dataset: str
     batch_size: int
@@ -370,7 +393,10 @@ def summarise(
     for row in rows:
         by_group[row.group_key].append(row)
     groups: list[Group] = []
-    for key in sorted(by_group, key=lambda k: (k[0], k[1], k[2], k[6], k[4], k[3], k[5])):
+    # Weak before strong within a configuration, the batch and world size growing.
+    for key in sorted(
+        by_group, key=lambda k: (k[0], k[1], k[2], k[6], k[4], k[7] == "strong", k[3], k[5])
+    ):
         members = by_group[key]
         by_variant: dict[str, list[Row]] = defaultdict(list)
         for row in members:
@@ -387,7 +413,7 @@ def summarise(
                     summary.parity, summary.parity_note = quality_parity(
                         summary, base, by_variant[summary.variant], by_variant[baseline], baseline
                     )
-        env, model, dataset, batch, precision, world, workload = key
+        env, model, dataset, batch, precision, world, workload, scaling = key
         groups.append(
             Group(
                 environment=env,
@@ -401,6 +427,7 @@ def summarise(
                 memory_kind=members[0].memory_kind,
                 baseline_found=base is not None,
                 variants=summaries,
+                scaling=scaling,
             )
         )
     scaling = _scaling(groups, measured)
@@ -410,7 +437,9 @@ def summarise(
 
 def _scaling(groups: list[Group], measured: Sequence[Measured]) -> list[ScalingRow]:
     """Each configuration measured at two or more world sizes, with its efficiency
-    throughput(N) / (N × throughput(1)): 1.0 is linear scaling."""
+    throughput(N) / (N × throughput(1)) in images/s: 1.0 is linear scaling. A series holds
+    its batch fixed: the per-process batch under weak scaling, the global one under strong
+    (where linear scaling means N processes share one batch N times as fast)."""
     series: dict[tuple, dict[int, float]] = defaultdict(dict)
     summaries: dict[tuple, VariantSummary] = {}
     for group in groups:
@@ -422,7 +451,7 @@ def _scaling(groups: list[Group], measured: Sequence[Measured]) -> list[ScalingR
                 summaries[(*group.config_key, summary.variant), group.world_size] = summary
     rows: list[ScalingRow] = []
     efficiency: dict[tuple, float | None] = {}
-    for key in sorted(series):
+    for key in sorted(series, key=lambda k: (k[0], k[1] == "strong", k)):
         points = series[key]
         if len(points) < 2:
             continue

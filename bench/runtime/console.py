@@ -101,10 +101,16 @@ def print_summary(record: dict, out_path: str | None) -> None:
     status = record["status"] + (f" ({record['reason']})" if record.get("reason") else "")
     world, backend = run.get("world_size", "?"), run.get("backend") or "single process"
     global_batch, n_critic = run.get("global_batch_size", "?"), run.get("n_critic", "?")
+    per_process = run.get("batch_size_per_process", cfg["batch_size"])
+    scaling = cfg.get("scaling", "weak")
     rows = [
         ("status", status),
         ("device", f"{env.get('device_name', '?')} × {world} ({backend})"),
-        ("batch", f"{cfg['batch_size']} per process, {global_batch} global, n_critic {n_critic}"),
+        (
+            "batch",
+            f"{per_process} per process, {global_batch} global ({scaling} scaling), "
+            f"n_critic {n_critic}",
+        ),
         ("precision / loss", f"{cfg['precision']} / {cfg['loss']}"),
         ("variant", _variant_text(run)),
         (

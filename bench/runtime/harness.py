@@ -30,7 +30,7 @@ from bench.runtime.loop import TrainingLoop, quality_check, timing_metrics
 from bench.speedups import Applied, applied_speedups, prepare_process
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.flops import compute_metrics, count_flops
-from bench.telemetry.profiling import profile_iterations
+from bench.telemetry.profiling import NCCL_SHARE_FIELDS, profile_iterations
 from bench.telemetry.records import SCHEMA_VERSION, append_record
 from bench.training.precision import PrecisionPolicy
 from bench.training.step import make_step
@@ -228,11 +228,11 @@ def _run_facts(
 ) -> dict:
     """The record's `run` entries that no speed-up decides; the parameter counts are those
     of the networks as trained (padded channels' zero weights included)."""
-    global_batch = cfg.batch_size * ctx.world_size
+    global_batch = cfg.batch_size_per_process * ctx.world_size
     return {
         "world_size": ctx.world_size,
         "global_batch_size": global_batch,
-        "batch_size_per_process": cfg.batch_size,
+        "batch_size_per_process": cfg.batch_size_per_process,
         "n_critic": cfg.critic_updates,
         "real_images_per_iteration": cfg.critic_updates * global_batch,
         "image_shape": list(pair.image_shape),
@@ -260,11 +260,14 @@ def _train_and_measure(
 ) -> None:
     device = ctx.device
     generator, discriminator, step = applied.generator, applied.discriminator, applied.step
+    communication = applied.communication
+    if communication is not None:
+        step = communication.counting(step)
     source = build_batch_source(
         cfg.dataset,
         data_dir=cfg.data_dir,
         image_shape=pair.image_shape,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size_per_process,
         device=device,
         seed=cfg.seed,
         rank=ctx.rank,
@@ -273,7 +276,7 @@ def _train_and_measure(
         padded_channels=applied.padded_channels,
     )
     n_critic = cfg.critic_updates
-    global_batch = cfg.batch_size * ctx.world_size
+    global_batch = cfg.batch_size_per_process * ctx.world_size
     record["run"]["dataset_images"] = source.num_images
 
     probe = None
@@ -311,6 +314,12 @@ def _train_and_measure(
     if cfg.target_fd is not None:
         metrics["time_to_quality"] = loop.time_to_quality(cfg.target_fd)
     phase.name = "measurement"
+    if communication is not None:
+        metrics["communication"] = communication.summary(
+            {"generator": generator, "discriminator": discriminator},
+            {"generator": 1, "discriminator": n_critic},
+            real_images_per_iteration=n_critic * global_batch,
+        )
     if loop.first_bad is not None:
         record["status"] = "diverged"
         record["reason"] = f"non-finite loss at iteration {loop.first_bad + 1} of {loop.total}"
@@ -330,6 +339,10 @@ def _train_and_measure(
             trace_path=trace if ctx.is_main else None,
         )
         record["profile"] = profile
+        # The collectives' share of the device time belongs with what DDP sends.
+        shares = {key: profile.pop(key) for key in NCCL_SHARE_FIELDS if key in profile}
+        if shares and metrics.get("communication") is not None:
+            metrics["communication"].update(shares)
     phase.name = "FLOP count"
     if ctx.is_main:  # per-process work is the same on every rank: count it once
         flops = _count_iteration_flops(
@@ -338,7 +351,7 @@ def _train_and_measure(
         metrics.update(
             compute_metrics(
                 flops,
-                images_per_iteration=n_critic * cfg.batch_size,
+                images_per_iteration=n_critic * cfg.batch_size_per_process,
                 world_size=ctx.world_size,
                 steps=loop.steps_done,
                 timed_s=metrics["timed_s"],
@@ -406,7 +419,7 @@ def _count_iteration_flops(
         betas=(cfg.beta1, cfg.beta2),
     )
     reals = [
-        torch.rand((cfg.batch_size, *image_shape), device=device) * 2 - 1
+        torch.rand((cfg.batch_size_per_process, *image_shape), device=device) * 2 - 1
         for _ in range(cfg.critic_updates)
     ]
     # FLOPs do not depend on the convolution algorithm: no cuDNN autotuning here, where the

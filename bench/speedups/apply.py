@@ -18,8 +18,10 @@ builds the networks and the training step, stage by stage (bench.speedups.base.S
 8. precision: autocast and GradScaler (autocast's cast cache off under a CUDA graph);
 9. wrappers innermost around each network (batched-casts), seen by DDP and compile;
 10. objective: D's loss over its real and fake batches, separate or joint (joint-d);
-11. DDP, then 12. torch.compile around it (dynamo's DDPOptimizer then splits graphs at
-    bucket boundaries, so communication overlaps compute);
+11. DDP, each module with a communication hook that counts its all-reduces and then
+    all-reduces as DDP does by default (bench.training.communication), then
+12. torch.compile around it (dynamo's DDPOptimizer then splits graphs at bucket
+    boundaries, so communication overlaps compute);
 13. optimizer: Adam's implementation (fused under a CUDA graph, and for fp16 on CUDA);
 14. graph: the whole iteration captured as a CUDA graph (cuda-graph), outermost, so it
     captures all of the above, the compiled code and the fused kernels included.
@@ -43,6 +45,7 @@ from bench.speedups.base import Build, Stage
 from bench.speedups.batched_casts import parameter_casts
 from bench.speedups.channels_last import memory_format_of
 from bench.speedups.registry import OPTIONS, SPEEDUPS, enabled_speedups, variant_name
+from bench.training.communication import Communication
 from bench.training.precision import PrecisionPolicy, make_policy
 from bench.training.step import DiscriminatorObjective, make_step
 from gan_models import GANLoss, ModelPair
@@ -128,6 +131,9 @@ def _ddp(build: Build) -> None:
     with stream:
         build.g_forward = DDP(build.g_forward, device_ids=ids, **DDP_OPTIONS)
         build.d_objective = DDP(build.d_objective, device_ids=ids, **DDP_OPTIONS)
+    build.communication = Communication(build.ctx.backend, build.ctx.world_size)
+    build.communication.install("generator", build.g_forward)
+    build.communication.install("discriminator", build.d_objective)
 
 
 def _default_adam(build: Build) -> None:
@@ -208,6 +214,11 @@ class Applied:
     @property
     def policy(self):
         return self.build.policy
+
+    @property
+    def communication(self) -> Communication | None:
+        """DDP's all-reduces, counted by the hooks installed with it; None without DDP."""
+        return self.build.communication
 
     @property
     def memory_format(self) -> torch.memory_format:

@@ -181,6 +181,7 @@ class Build:
     d_objective: Any = None  # D's loss as the step calls it
     d_frozen: Any = None  # D as the generator update calls it (frozen, no DDP)
     adam: str = "default"  # Adam's implementation (bench.training.step.ADAM_OPTIONS)
+    communication: Any = None  # DDP's all-reduces counted (bench.training.communication)
     step: Any = None
     graphed: Any = None  # the step inside a CUDA graph, when captured
 

@@ -43,7 +43,7 @@ def estimate_run_s(
         else:
             start = quality_s + (5.0 if point.world_size == 1 else 5.0 + 2.5 * point.world_size)
         # N processes share the cores one process had: each iteration ~N times slower.
-        per_iteration = _CPU_S_PER_IMAGE.get(point.model, 2e-3) * point.batch_size
+        per_iteration = _CPU_S_PER_IMAGE.get(point.model, 2e-3) * point.batch_per_process
         work = iterations * per_iteration * point.world_size
         cold_s, warm_s = 25.0, 2.0  # warm: the graphs loaded from inductor's caches
     else:
@@ -148,7 +148,7 @@ def print_plan(
             str(n),
             point.model,
             point.dataset,
-            str(point.batch_size),
+            point.batch_text,
             point.precision,
             str(point.world_size),
             point.variant,

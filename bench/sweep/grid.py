@@ -203,15 +203,27 @@ def machine_defaults(machine: Machine) -> dict:
 class Point:
     model: str
     dataset: str
-    batch_size: int  # per process
+    batch_size: int  # per process under weak scaling, the global batch under strong
     precision: str
     world_size: int
     variant: str
+    scaling: str = "weak"  # RunConfig.scaling
+
+    @property
+    def batch_per_process(self) -> int:
+        if self.scaling == "strong":
+            return self.batch_size // self.world_size
+        return self.batch_size
+
+    @property
+    def batch_text(self) -> str:
+        """The batch as given, and which batch it is under strong scaling."""
+        return f"{self.batch_size} global" if self.scaling == "strong" else str(self.batch_size)
 
     @property
     def label(self) -> str:
         return (
-            f"{self.model}/{self.dataset} b{self.batch_size} {self.precision} "
+            f"{self.model}/{self.dataset} b{self.batch_text} {self.precision} "
             f"×{self.world_size} {self.variant}"
         )
 

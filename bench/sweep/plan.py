@@ -69,6 +69,7 @@ def point_fields(point: Point, repeat: int, spec: SweepSpec, out: str, seed: int
         "dataset": point.dataset,
         "data_dir": spec.data_dir,
         "batch_size": point.batch_size,
+        "scaling": point.scaling,
         "precision": point.precision,
         "steps": spec.steps,
         "warmup_steps": spec.warmup_steps,

@@ -5,6 +5,7 @@ part of it that makes two runs the same measurement)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from bench import data
-from bench.config import DEVICES, PRECISIONS, ConfigError, RunConfig, check_results_path
+from bench.config import (
+    DEVICES,
+    PRECISIONS,
+    SCALINGS,
+    ConfigError,
+    RunConfig,
+    check_results_path,
+)
 from bench.runtime.slurm import LAUNCHERS, SlurmOptions, check_cluster, slurm_nodes
 from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
@@ -107,6 +115,9 @@ class SweepSpec:
     # Points run at once, sharing the device: for quality (their throughput is not
     # compared); 1: one at a time, each alone, as timing needs
     concurrent: int = 1
+    # Whether the batch sizes are per process (weak) or global, split among the processes
+    # (strong): every point's RunConfig.scaling.
+    scaling: str = RunConfig.scaling
     # --launcher slurm: each run is a job on the cluster (bench/sweep/slurm.py); None: here
     slurm: SlurmOptions | None = None
     # The partition the jobs go to, by name (the cluster's default when none was given)
@@ -114,7 +125,8 @@ class SweepSpec:
     _environment: dict | None = None
 
     def points(self) -> list[Point]:
-        return expand(self.blocks, self.overrides)
+        points = expand(self.blocks, self.overrides)
+        return [dataclasses.replace(point, scaling=self.scaling) for point in points]
 
     def environment(self) -> dict:
         """The environment as a record carries it (computed once): this machine's, or for
@@ -182,6 +194,7 @@ def build_spec(
     machine: Machine | None = None,
     launcher: str = "local",
     slurm: SlurmOptions | None = None,
+    scaling: str = RunConfig.scaling,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
     bad value, before anything runs. `grid`: the tier of the default grid (bench.sweep.
@@ -190,6 +203,10 @@ def build_spec(
     local (this machine) or slurm (a job per run, with the `slurm` options)."""
     if grid not in GRIDS:
         raise ConfigError(f"--grid {grid!r} is not known; choose one of: {', '.join(GRIDS)}")
+    if scaling not in SCALINGS:
+        raise ConfigError(
+            f"--scaling {scaling!r} is not known; choose one of: {', '.join(SCALINGS)}"
+        )
     if plan_for is not None:
         if not dry_run:
             raise ConfigError(
@@ -291,6 +308,7 @@ def build_spec(
         concurrent=concurrent,
         slurm=slurm,
         partition=partition,
+        scaling=scaling,
     )
     if concurrent > 1 and any(p.world_size > 1 for p in spec.points()):
         raise ConfigError(

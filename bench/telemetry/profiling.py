@@ -50,6 +50,45 @@ def merge_intervals(intervals: Iterable[tuple[float, float]]) -> list[tuple[floa
     return merged
 
 
+def _length(intervals: Iterable[tuple[float, float]]) -> float:
+    return sum(end - start for start, end in intervals)
+
+
+def _intersection(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Length of the intersection of two lists of sorted, disjoint intervals."""
+    total, i, j = 0.0, 0, 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        total += max(end - start, 0.0)
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+# Device work whose name says it is a collective's: NCCL names its kernels ncclKernel_...,
+# ncclDevKernel_... (all-reduce, broadcast, ...).
+COLLECTIVE_MARK = "nccl"
+NCCL_SHARE_FIELDS = ("nccl_share_of_device_time", "nccl_overlapped_share")
+
+
+def nccl_shares(work: Iterable[tuple[str, float, float]]) -> dict:
+    """How much of the device's busy time NCCL kernels take, and how much of theirs other
+    device work overlaps, from (name, start, end) of each piece of device work:
+    ``nccl_share_of_device_time`` (the union of NCCL intervals over the union of all) and
+    ``nccl_overlapped_share`` (the part of the NCCL union that other work's union also
+    covers; None without NCCL kernels). Time on the device's timeline, in any one unit."""
+    nccl, other = [], []
+    for name, start, end in work:
+        (nccl if COLLECTIVE_MARK in name.lower() else other).append((start, end))
+    nccl, other = merge_intervals(nccl), merge_intervals(other)
+    busy, nccl_us = _length(merge_intervals(nccl + other)), _length(nccl)
+    share = nccl_us / busy if busy > 0 else 0.0
+    overlapped = _intersection(nccl, other) / nccl_us if nccl_us > 0 else None
+    return dict(zip(NCCL_SHARE_FIELDS, (share, overlapped), strict=True))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
@@ -150,6 +189,7 @@ def _summarize(
 
     index = device.index if device.index is not None else torch.cuda.current_device()
     intervals: list[tuple[float, float]] = []
+    work: list[tuple[str, float, float]] = []
     kernels = 0
     by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # name → [calls, µs]
     for event in events:
@@ -158,6 +198,7 @@ def _summarize(
             continue
         start, end = float(event.time_range.start), float(event.time_range.end)  # µs
         intervals.append((start, end))
+        work.append((event.name, start, end))
         kernels += kind == "kernel"
         by_name[event.name][0] += 1
         by_name[event.name][1] += max(end - start, 0.0)
@@ -174,6 +215,7 @@ def _summarize(
         # Clamped: device and host clocks are aligned by the profiler only to within a few µs.
         device_idle_fraction=min(max(1.0 - busy_ms / wall_ms, 0.0), 1.0) if wall_ms > 0 else None,
         kernel_launches_per_iteration=kernels / iterations,
+        **nccl_shares(work),
         top_kernels=[
             {
                 "name": name,
@@ -219,6 +261,9 @@ def profile_iterations(
     - ``top_ops``: up to `top` operators by `sort_by`, each ``name``,
       ``calls_per_iteration``, ``self_ms_per_iteration`` (the `sort_by` clock),
       ``self_cpu_ms_per_iteration`` and ``share`` (of all operators' self time);
+    - ``nccl_share_of_device_time``, ``nccl_overlapped_share``: on CUDA, NCCL kernels'
+      share of the busy time and the part of theirs other device work overlaps
+      (`nccl_shares`); the harness moves them to its record's `metrics.communication`;
     - ``top_kernels``: on CUDA up to `top` device kernels (and copies) by time, each
       ``name``, ``calls_per_iteration``, ``ms_per_iteration``, ``share``; [] on CPU;
     - ``trace_path``: where the Chrome trace was written (parents created), or None;

@@ -43,6 +43,8 @@ BAD_RUNS = [
     ["--cudnn-benchmark-limit", "-1"],
     ["--model", "mlp", "--dataset", "digits", "--batch-size", "2000"],  # 1,797 images
     ["--model", "mlp", "--dataset", "digits", "--batch-size", "1000", "--nproc", "2"],
+    ["--scaling", "strong", "--batch-size", "9", "--nproc", "2"],
+    ["--scaling", "both"],
 ]
 
 

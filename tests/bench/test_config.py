@@ -63,6 +63,17 @@ from bench.telemetry.machine import triton_interpret_requested
             ["--pad-image-channels", "one or the other"],
         ),
         ({"variant": "triton+triton-convs+channels-last+cuda-graph", "model": "dcgan64"}, []),
+        ({"scaling": "linear"}, ["--scaling", "weak, strong"]),
+        (
+            {"scaling": "strong", "batch_size": 10, "nproc": 4},
+            ["--batch-size 10", "4 processes", "global batch", "multiple of 4"],
+        ),
+        ({"scaling": "strong", "batch_size": 12, "nproc": 4}, []),
+        # Strong scaling: BatchNorm sees the per-process share of the batch.
+        (
+            {"model": "mlp", "scaling": "strong", "batch_size": 2, "nproc": 2},
+            ["--batch-size 2 (1 per process)", "at least 2 per process"],
+        ),
     ],
 )
 def test_bad_config_is_one_actionable_error(kwargs, words):
@@ -231,6 +242,23 @@ def test_cuda_graph_warmup_follows_torchrun_world_size(monkeypatch):
         check_device(RunConfig(variant="cuda-graph"), cuda_available=True)
     cfg = RunConfig(variant="cuda-graph", warmup_steps=12)
     assert check_device(cfg, cuda_available=True) == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("scaling", "batch", "nproc", "per_process", "global_batch"),
+    [("weak", 64, 4, 64, 256), ("strong", 64, 4, 16, 64), ("strong", 64, 1, 64, 64)],
+)
+def test_batch_per_process_follows_the_scaling(scaling, batch, nproc, per_process, global_batch):
+    cfg = RunConfig(scaling=scaling, batch_size=batch, nproc=nproc)
+    assert (cfg.batch_size_per_process, cfg.global_batch_size) == (per_process, global_batch)
+
+
+def test_strong_scaling_splits_over_torchruns_world_size(monkeypatch):
+    # torchrun's workers are given no --nproc: the world size is in their environment.
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert RunConfig(scaling="strong", batch_size=48).batch_size_per_process == 16
+    with pytest.raises(ConfigError, match="among 3 processes"):
+        RunConfig(scaling="strong", batch_size=64)
 
 
 def test_variant_sets_every_execution_field_and_is_named_canonically():

@@ -61,3 +61,21 @@ def step_for(
     ctx = SimpleNamespace(device=device, distributed=False, world_size=1, rank=0)
     with built(cfg, pair, loss=loss, ctx=ctx, latent_rng=latent_rng, policy=policy) as applied:
         return applied.step
+
+
+def mlp_iteration_flops(batch: int) -> int:
+    """Analytic FLOPs of one non-saturating MLP iteration (matmuls only, 2 per MAC).
+
+    G forward once; D forward on real and fake, backward for weights and inputs (not the
+    first layer's input: data and detached fakes need no gradient); the G update's D
+    forward, its input gradients only (D frozen), and G's backward (not z's gradient).
+    """
+    g = [(100, 256), (256, 512), (512, 1024), (1024, 784)]
+    d = [(784, 256), (256, 512), (512, 1024), (1024, 1)]
+
+    def f(layers):
+        return sum(2 * batch * i * o for i, o in layers)
+
+    f_g, f_d = f(g), f(d)
+    f_g1, f_d1 = f(g[:1]), f(d[:1])
+    return 3 * f_g - f_g1 + 8 * f_d - 2 * f_d1

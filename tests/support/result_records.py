@@ -29,6 +29,7 @@ def record(
     device_type="cpu",
     quality=None,
     grid=None,
+    scaling=None,
 ) -> dict:
     """A record of one run; `memory` is the peak the device type records (GPU: allocated,
     CPU: the process's resident set)."""
@@ -65,6 +66,8 @@ def record(
     }
     if quality is not None:
         rec["quality"] = quality
+    if scaling is not None:  # records from before --scaling have none: weak
+        rec["config"]["scaling"] = scaling
     return rec
 
 

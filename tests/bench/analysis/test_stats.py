@@ -94,6 +94,41 @@ def test_scaling_efficiency():
     assert variant(s, "compile", world_size=2).speedup == pytest.approx(300.0 / 160.0)
 
 
+def test_weak_and_strong_scaling_are_labelled_and_grouped_apart():
+    s = summarise(
+        rows_of(
+            record("eager", 100.0, batch=64, world=1),  # no config.scaling: weak
+            record("eager", 180.0, batch=64, world=2),  # 64 per process, 128 in all
+            record("eager", 100.0, batch=64, world=1, scaling="strong"),
+            record("eager", 150.0, batch=64, world=2, scaling="strong"),  # 32 per process
+        ),
+        "eager",
+    )
+    assert [(r.scaling, r.world_size) for r in s.scaling] == [
+        ("weak", 1),
+        ("weak", 2),
+        ("strong", 1),
+        ("strong", 2),
+    ]
+    by = {(r.scaling, r.world_size): r for r in s.scaling}
+    assert by[("weak", 2)].efficiency == pytest.approx(0.9)
+    # Strong: the same 64 images per update, split in two; the same efficiency formula.
+    assert by[("strong", 2)].efficiency == pytest.approx(0.75)
+    assert by[("strong", 2)].batch_size == 64
+    strong = next(g for g in s.groups if g.scaling == "strong" and g.world_size == 2)
+    assert strong.batch_per_process == 32
+    assert "batch 64 global" in strong.label
+    assert variant(s, "eager", scaling="weak", world_size=2).scaling_efficiency == pytest.approx(
+        0.9
+    )
+
+    md = render_markdown(s)
+    assert "weak scaling: the batch per process is fixed" in md
+    table = md[md.index("| scaling |") :].splitlines()
+    assert [line.split(" | ")[0] for line in table[2:6]] == ["| weak"] * 2 + ["| strong"] * 2
+    assert "| 64 global | fp32 | 2 |" in md  # the main table's batch cell says which batch
+
+
 def test_environments_are_never_mixed():
     s = summarise(
         rows_of(

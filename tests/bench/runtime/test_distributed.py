@@ -18,6 +18,7 @@ from bench.runtime import harness, launcher
 from bench.runtime.distributed import DistContext
 from bench.runtime.launcher import free_loopback_port
 from bench.telemetry.records import read_records
+from gan_steps import mlp_iteration_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SMALL_RUN = ["--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--quiet", "--no-quality"]
@@ -98,6 +99,33 @@ def test_torchrun_two_processes(tmp_path, model, dataset, loss, more):
     assert record["run"]["ddp"]["buffer_sync_in_forward"] is False
     if more:
         assert record["run"]["parameter_casts"] == {"batched": True, "parameters": 13}
+    assert_gradients_sent(record)
+
+
+FLOAT32_BYTES = 4
+
+
+def assert_gradients_sent(record: dict) -> None:
+    """DDP's all-reduces are each network's float32 gradients once per update of it: D's
+    n_critic times, G's once. G's update sends no D gradient (D's parameters are frozen
+    there and D is called without its DDP wrapper), or D's count would be one update more."""
+    run, comm = record["run"], record["metrics"]["communication"]
+    assert (comm["backend"], comm["world_size"], comm["gradient_dtype"]) == ("gloo", 2, "float32")
+    # Warm-up and timed iterations but the first, in which DDP lays out its buckets.
+    iterations = record["config"]["warmup_steps"] + record["metrics"]["steps_timed"]
+    assert comm["counted_iterations"] == iterations - 1
+    updates = {"generator": 1, "discriminator": run["n_critic"]}
+    for network, times in updates.items():
+        sent = comm[network]
+        update_bytes = run[f"{network}_params"] * FLOAT32_BYTES
+        assert sent["allreduce_bytes_per_iteration"] == times * update_bytes
+        assert sent["expected_bytes_per_iteration"] == times * update_bytes
+        assert sum(sent["bucket_bytes"]) == update_bytes
+        assert sent["buckets"] == len(sent["bucket_bytes"])
+        assert sent["allreduce_calls_per_iteration"] == times * sent["buckets"]
+    total = sum(comm[n]["allreduce_bytes_per_iteration"] for n in updates)
+    assert comm["allreduce_bytes_per_iteration"] == total
+    assert comm["bytes_per_image"] == total / run["real_images_per_iteration"]
 
 
 @pytest.mark.slow
@@ -137,6 +165,7 @@ def test_quality_checks_under_ddp(tmp_path):
 
 
 def test_gan_bench_launches_torchrun_itself(tmp_path):
+    """With strong scaling, which reaches the workers: --batch-size is the global batch."""
     out = tmp_path / "runs.jsonl"
     run_ok(
         [
@@ -148,6 +177,10 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
             "--model",
             "mlp",
             *SMALL_RUN,
+            "--batch-size",
+            "16",
+            "--scaling",
+            "strong",
             "--out",
             str(out),
         ]
@@ -156,6 +189,14 @@ def test_gan_bench_launches_torchrun_itself(tmp_path):
     assert_synchronised(record, 2)
     assert record["run"]["launcher"] == "torchrun"
     assert record["config"]["nproc"] == 2  # the workers were given no --nproc
+    assert record["config"]["scaling"] == "strong"
+    run = record["run"]
+    assert (run["batch_size_per_process"], run["global_batch_size"]) == (8, 16)
+    assert run["real_images_per_iteration"] == 16
+    # FLOPs are counted on one process's 8 images an update, as it trained.
+    metrics = record["metrics"]
+    assert metrics["flops_per_iteration_per_process"] == mlp_iteration_flops(8)
+    assert_gradients_sent(record)
 
 
 def test_launched_run_exits_with_its_records_code_and_no_torchrun_traceback(tmp_path):

@@ -14,6 +14,7 @@ from bench.config import RunConfig
 from bench.runtime import harness
 from bench.telemetry.records import SCHEMA_VERSION, read_records
 from gan_models import LOSSES, GANLoss
+from gan_steps import mlp_iteration_flops
 
 CPU = "cpu"
 
@@ -70,31 +71,13 @@ def test_record_is_complete_and_consistent(tmp_path):
     assert run_info["process_start"] == "interpreter"
 
 
-def _mlp_linear_flops(batch: int) -> int:
-    """Analytic FLOPs of one non-saturating MLP iteration (matmuls only, 2 per MAC).
-
-    G forward once; D forward on real and fake, backward for weights and inputs (not the
-    first layer's input: data and detached fakes need no gradient); the G update's D
-    forward, its input gradients only (D frozen), and G's backward (not z's gradient).
-    """
-    g = [(100, 256), (256, 512), (512, 1024), (1024, 784)]
-    d = [(784, 256), (256, 512), (512, 1024), (1024, 1)]
-
-    def f(layers):
-        return sum(2 * batch * i * o for i, o in layers)
-
-    f_g, f_d = f(g), f(d)
-    f_g1, f_d1 = f(g[:1]), f(d[:1])
-    return 3 * f_g - f_g1 + 8 * f_d - 2 * f_d1
-
-
 def test_flops_match_the_analytic_count(tmp_path):
     record, _ = run(tmp_path, batch_size=16)
     metrics = record["metrics"]
-    assert metrics["flops_per_iteration_per_process"] == _mlp_linear_flops(16)
-    assert metrics["flops_per_real_image"] == _mlp_linear_flops(16) / 16
+    assert metrics["flops_per_iteration_per_process"] == mlp_iteration_flops(16)
+    assert metrics["flops_per_real_image"] == mlp_iteration_flops(16) / 16
     assert metrics["achieved_tflops"] == pytest.approx(
-        _mlp_linear_flops(16) * 3 / metrics["timed_s"] / 1e12
+        mlp_iteration_flops(16) * 3 / metrics["timed_s"] / 1e12
     )
 
 

@@ -148,6 +148,27 @@ def test_resume_keys_differ_by_seed(tmp_path):
     assert key != plan.run_key(point, 0, workload, ("Test CPU", "2.14.0"), 1)
 
 
+def test_strong_scaling_reaches_each_points_run_and_its_resume_key(tmp_path):
+    weak = one_point_spec(tmp_path, gpus="2")
+    strong = one_point_spec(tmp_path, gpus="2", scaling="strong")
+    (point,) = strong.points()
+    assert point.scaling == "strong" and point.label.startswith("mlp/synthetic b8 global")
+    cfg = plan.point_config(point, 0, strong, out=strong.out)
+    assert (cfg.scaling, cfg.batch_size_per_process) == ("strong", 4)
+    assert "--scaling strong" in " ".join(cfg.to_cli_args())  # what the child is given
+    # A weak record of the same point resumes the weak sweep, not the strong one.
+    for spec in (weak, strong):
+        spec._environment = {**ENV, "device_type": "cpu"}
+    append_record(weak.out, sweep.sweep_record(weak.points()[0], 0, weak, "ok", None))
+    done = sweep.recorded_keys(weak.out)
+    assert [r.action for r in plan_runs(weak.points(), weak, done)] == ["done"]
+    assert [r.action for r in plan_runs(strong.points(), strong, done)] == ["run"]
+    # A global batch the processes cannot share evenly: skipped with the run's own reason.
+    uneven = small_spec(gpus="2", batch_sizes="9", scaling="strong", repeats=1)
+    (run,) = plan_runs(uneven.points(), uneven)
+    assert run.action == "skip" and "does not divide evenly among 2 processes" in run.reason
+
+
 def test_resume_skips_only_exactly_matching_ok_runs(tmp_path, capsys):
     out = tmp_path / "sweep.jsonl"
     spec = small_spec(batch_sizes="8,16", repeats=2, steps=5, out=str(out))

@@ -60,6 +60,7 @@ BAD = [
     (["--concurrent", "0"], "--concurrent must be at least 1"),
     (["--concurrent", "2", "--precompile-jobs", "1"], "give one of the two"),
     (["--concurrent", "2", "--gpus", "1,2"], "--concurrent runs one-process points"),
+    (["--scaling", "linear"], "--scaling 'linear' is not known; choose one of: weak, strong"),
 ]
 
 

@@ -157,6 +157,32 @@ def test_merge_intervals(intervals, expected):
     assert merge_intervals(intervals) == expected
 
 
+@pytest.mark.parametrize(
+    "work, share, overlapped",
+    [
+        ([], 0.0, None),
+        ([("gemm", 0, 10)], 0.0, None),  # no collective: nothing overlaps
+        ([("ncclDevKernel_AllReduce", 0, 10)], 1.0, 0.0),  # all-reduce alone on the device
+        # Two NCCL kernels [0, 4] and [6, 10]; other work [2, 8] on a second stream and
+        # [3, 5] nested in it: NCCL's 8 of 10 busy, [2, 4] and [6, 8] of it overlapped.
+        (
+            [("ncclKernel_a", 0, 4), ("ncclKernel_b", 6, 10), ("conv", 2, 8), ("bn", 3, 5)],
+            0.8,
+            0.5,
+        ),
+        # Overlapping NCCL kernels count once; touching work does not overlap.
+        ([("NCCL_x", 0, 4), ("nccl_y", 2, 6), ("gemm", 6, 8), ("gemm", 10, 12)], 0.6, 0.0),
+    ],
+)
+def test_nccl_shares_on_the_device_timeline(work, share, overlapped):
+    shares = profiling.nccl_shares(work)
+    assert shares["nccl_share_of_device_time"] == pytest.approx(share)
+    if overlapped is None:
+        assert shares["nccl_overlapped_share"] is None
+    else:
+        assert shares["nccl_overlapped_share"] == pytest.approx(overlapped)
+
+
 def _event(name, start, end, *, device_index=0, activity="kernel", annotation=False):
     return SimpleNamespace(
         name=name,
@@ -212,6 +238,9 @@ def test_cuda_summary_from_events():
     # Union: [0, 700] + [800, 900] + [1000, 1400] = 1200 µs over 2 iterations.
     assert summary["device_busy_ms_per_iteration"] == pytest.approx(0.6)
     assert summary["device_idle_fraction"] == pytest.approx(0.4)
+    # NCCL [300, 700] of the 1200 µs busy; gemm [0, 400] overlaps 100 µs of it.
+    assert summary["nccl_share_of_device_time"] == pytest.approx(400 / 1200)
+    assert summary["nccl_overlapped_share"] == pytest.approx(100 / 400)
     # gemm ×2 + nccl: the memcpy is device work but no kernel launch.
     assert summary["kernel_launches_per_iteration"] == pytest.approx(1.5)
 
