@@ -109,10 +109,12 @@ def test_without_an_allreduce_record_the_implied_time_is_a_dash(results, capsys)
 def test_markdown_csv_and_table_show_the_columns(results, capsys):
     assert run_cli("compare", *results, "--format", "markdown") == 0
     lines = capsys.readouterr().out.splitlines()
-    header = next(line for line in lines if line.startswith("| model") and "procs" in line
+    header = next(line for line in lines if line.startswith("| scaling | model")
                   and "images/s per proc" in line)  # fmt: skip
     columns = [c.strip() for c in header.strip("|").split("|")]
-    eager2 = next(line for line in lines if line.startswith("| mlp") and "| eager | 2 |" in line)
+    eager2 = next(
+        line for line in lines if line.startswith("| weak | mlp") and "| eager | 2 |" in line
+    )
     cells = dict(zip(columns, [c.strip() for c in eager2.strip("|").split("|")], strict=True))
     assert cells["all-reduce bytes/image"] == "72.0 KiB"
     assert cells["all-reduce ms/iter (bandwidth)"] == "9"
