@@ -103,24 +103,21 @@ def _cluster_parameters() -> list[inspect.Parameter]:
 
 def _with_cluster_options(command) -> None:
     """Give `command` (whose last parameter is **cluster) the cluster options."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.kind != p.VAR_KEYWORD]
+    # The annotations evaluated (this module's are strings): typer reads the options in them.
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(command).parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
     command.__signature__ = inspect.Signature([*own, *_cluster_parameters()])
 
 
 def _cluster(values: dict):
-    """(launcher, SlurmOptions or None) from the cluster options' values; ConfigError."""
-    from bench.runtime.slurm import LAUNCHERS, slurm_options
+    """SlurmOptions for `--launcher slurm`, None for local; ConfigError."""
+    from bench.runtime.slurm import launcher_options
 
-    launcher = values.pop("launcher", "local")
-    if launcher not in LAUNCHERS:
-        raise ConfigError(
-            f"--launcher {launcher!r} is not known; choose one of: {', '.join(LAUNCHERS)}"
-        )
-    options = slurm_options(**values)
-    if launcher == "local" and options != type(options)():
-        raise ConfigError("the SLURM options (--partition, --gpus-per-node, ...) need "
-                          "--launcher slurm")  # fmt: skip
-    return launcher, options if launcher == "slurm" else None
+    return launcher_options(values.pop("launcher", "local"), **values)
 
 
 def run(**options) -> None:
@@ -131,11 +128,13 @@ def run(**options) -> None:
 
     cluster = {k: options.pop(k) for k in list(options) if k not in RunConfig.__dataclass_fields__}
     try:
-        where, slurm = _cluster(cluster)
+        slurm = _cluster(cluster)
         cfg = RunConfig(**options)
-        if where == "slurm":
+        if slurm is not None:  # checked against the job's nodes, not this machine
             check_results_path(cfg.out)
-            data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size, cfg.nproc)
+            if cfg.inception_weights is not None:
+                _check_inception_weights(cfg.inception_weights)
+            data.check_readable(cfg.dataset, cfg.data_dir, cfg.batch_size_per_process, cfg.nproc)
             raise typer.Exit(launcher.launch_on_slurm(cfg, slurm))
         device_type = launcher.resolve_device(cfg)
         if cfg.inception_weights is not None:
@@ -344,10 +343,8 @@ def sweep(
     from bench.sweep import sweep_command
 
     try:
-        launcher, slurm = _cluster(cluster)
         rc = sweep_command(
-            launcher=launcher,
-            slurm=slurm,
+            slurm=_cluster(cluster),
             models=models,
             datasets=datasets,
             batch_sizes=batch_sizes,
@@ -561,8 +558,7 @@ def allreduce(
             out=out,
             nproc=nproc,
         )
-        _, slurm = _cluster(cluster)
-        rc = allreduce_command(spec, slurm)
+        rc = allreduce_command(spec, _cluster(cluster))
     except ConfigError as err:
         fail_usage(str(err))
     raise typer.Exit(rc)

@@ -199,10 +199,11 @@ def _scaling_cells(rows: list[ScalingRow]) -> list[list[str]]:
     ]
 
 
-def _fmt_bytes(value: float | None) -> str:
+def format_bytes(value: float | None) -> str:
+    """Bytes in KiB, MiB or GiB, one decimal; a dash for None."""
     if value is None:
         return "—"
-    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= scale:
             return f"{value / scale:,.1f} {unit}"
     return f"{value:,.0f} B"
@@ -218,7 +219,7 @@ def _fmt_ms(seconds: float | None) -> str:
 def _communication_cells(r: ScalingRow) -> list[str]:
     """All-reduce bytes per image, the all-reduce ms per iteration they imply, ms lost."""
     return [
-        _fmt_bytes(r.allreduce_bytes_per_image),
+        format_bytes(r.allreduce_bytes_per_image),
         _fmt_ms(r.allreduce_s_per_iteration),
         _fmt_ms(r.lost_s_per_iteration),
     ]
@@ -244,8 +245,8 @@ SCALING_NOTE = (
     "split among the processes; efficiency = throughput(N) / (N × throughput(1)) in images/s; "
     "100% is linear scaling. All-reduce ms/iter: the run's gradient buckets at the times an "
     "allreduce record measured (same device, torch, backend, processes, dtype; log-log "
-    "interpolation between its sizes); lost = t(N) − t(1), t = real images per iteration / "
-    "images/s"
+    "interpolation between its sizes); lost = t(N) − t(1) (weak) or t(N) − t(1)/N (strong), "
+    "t = real images per iteration / images/s"
 )
 
 

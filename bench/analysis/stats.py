@@ -162,8 +162,9 @@ class ScalingRow:
     # The run's gradient buckets at the times an allreduce record of the same environment,
     # backend, world size and dtype measured: seconds per iteration.
     allreduce_s_per_iteration: float | None = None
-    # Seconds per iteration lost against linear (weak) scaling: t(N) - t(1), each t the
-    # real images per iteration over images/s. None at world size 1 or without t(1).
+    # Seconds per iteration lost against linear scaling: t(N) - t(1) (weak), t(N) - t(1)/N
+    # (strong), each t the real images per iteration over images/s. None at world size 1
+    # or without t(1).
     lost_s_per_iteration: float | None = None
 
 
@@ -460,7 +461,9 @@ def _scaling(groups: list[Group], measured: Sequence[Measured]) -> list[ScalingR
             efficiency[(key, world)] = points[world] / (world * single) if single else None
             summary = summaries[key, world]
             if world > 1:
-                _communication(summary, summaries.get((key, 1)), key[0], world, measured)
+                strong = key[1] == "strong"
+                single_summary = summaries.get((key, 1))
+                _communication(summary, single_summary, key[0], world, measured, strong)
             rows.append(
                 ScalingRow(
                     *key,
@@ -493,13 +496,17 @@ def _communication(
     environment: str,
     world: int,
     measured: Sequence[Measured],
+    strong: bool = False,
 ) -> None:
     """A multi-process summary's all-reduce figures: its bytes per image, the time its
     gradient buckets take at the bandwidth the latest matching allreduce record measured
     (same environment, backend, world size and gradient dtype), and the time per
-    iteration it lost against t(1), which that all-reduce time may explain."""
+    iteration it lost against linear scaling, which that all-reduce time may explain:
+    t(N) − t(1) when each process keeps its batch (weak), t(N) − t(1)/N when N processes
+    share one global batch (strong)."""
     tn, t1 = _iteration_s(summary), _iteration_s(single) if single else None
-    summary.lost_s_per_iteration = tn - t1 if tn is not None and t1 is not None else None
+    ideal = None if t1 is None else (t1 / world if strong else t1)
+    summary.lost_s_per_iteration = tn - ideal if tn is not None and ideal is not None else None
     comm = summary.communication
     if comm is None:
         return

@@ -6,5 +6,6 @@ gradient buckets all-reduce, measured as nccl-tests measures it.
 - ``worker``: ``python -m bench.commbench.worker``, run in every process under torchrun;
 - ``bandwidth``: the arithmetic (algorithm and bus bandwidth, the time at a size between
   measured ones, the all-reduce time a run's buckets imply), knowing no process group;
-- ``command``: ``allreduce_command``, which starts torchrun here and prints the table.
+- ``command``: ``allreduce_command``, which starts torchrun here (or submits a SLURM job of
+  the workers) and prints the table.
 """

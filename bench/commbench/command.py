@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+from bench.analysis.render import format_bytes
 from bench.commbench.bandwidth import bus_factor
 from bench.commbench.spec import (
     KIND,
@@ -21,7 +22,7 @@ from bench.commbench.spec import (
 )
 from bench.config import ConfigError
 from bench.runtime import launcher
-from bench.runtime.slurm import SlurmOptions, shape_problem
+from bench.runtime.slurm import SlurmOptions, shape_problem, slurm_environment
 from bench.runtime.slurm_queue import run_as_job
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import append_record, count_records, exit_code, records_since
@@ -57,16 +58,20 @@ def allreduce_command(spec: AllReduceSpec, slurm: SlurmOptions | None = None) ->
 
 def _on_slurm(spec: AllReduceSpec, slurm: SlurmOptions) -> dict:
     """The measurement as one SLURM job of `spec.nproc` processes (bench.runtime.
-    slurm_queue.run_as_job); the backend is resolved on the job's nodes."""
-    if spec.backend == "nccl" and not slurm.gpus_per_node:
+    slurm_queue.run_as_job), over NCCL on GPU nodes and gloo on CPU ones unless named."""
+    backend = spec.backend
+    if backend == "auto":  # named for the job: a CPU job on a node with GPUs stays gloo
+        backend = "nccl" if slurm.gpus_per_node else "gloo"
+    if backend == "nccl" and not slurm.gpus_per_node:
         raise ConfigError("--backend nccl runs on GPUs: give --gpus-per-node")
     problem = shape_problem(spec.nproc, slurm)
     if problem:
         raise ConfigError(f"--nproc {spec.nproc}: {problem}")
+    spec = dataclasses.replace(spec, backend=backend)
 
     def bare(status: str, reason: str, tail: list[str], partition: str) -> dict:
-        environment = {"device_name": f"SLURM partition {partition}", "torch": None}
-        record = new_record(spec, spec.backend, spec.nproc, environment)
+        environment = slurm_environment(partition, slurm.device_type)
+        record = new_record(spec, backend, spec.nproc, environment)
         record.update(status=status, reason=reason, stderr_tail=tail)
         return record
 
@@ -82,13 +87,6 @@ def _report(record: dict, out: str) -> int:
     else:
         print_table(record, out)
     return exit_code(record)
-
-
-def _fmt_bytes(size: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:g} {unit}"
-    return f"{size} B"
 
 
 def print_table(record: dict, out: str) -> None:
@@ -109,7 +107,7 @@ def print_table(record: dict, out: str) -> None:
         table.add_column(header, justify="right")
     for row in record["sizes"]:
         table.add_row(
-            _fmt_bytes(row["bytes"]),
+            format_bytes(row["bytes"]),
             str(row["bytes"]),
             f"{row['time_s'] * 1e6:,.1f}",
             f"{row['algbw_gbps']:.3f}",

@@ -38,7 +38,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class AllReduceSpec:
     """What `gan-bench allreduce` measures: all-reduces of each size, over `nproc`
-    processes on this machine (workers take the world size torchrun gives them)."""
+    processes, here or in a SLURM job (workers take the world size torchrun gives them)."""
 
     backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU (bench.runtime.distributed)
     sizes: tuple[int, ...] = DEFAULT_SIZES

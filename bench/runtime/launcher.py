@@ -19,8 +19,8 @@ import sys
 
 import torch
 
-from bench.config import ConfigError, RunConfig, check_device, check_machine
-from bench.runtime.slurm import SlurmOptions, job_shape, run_args, shape_problem, slurm_nodes
+from bench.config import RunConfig, check_device
+from bench.runtime.slurm import SlurmOptions, check_nodes, run_args, slurm_environment
 from bench.runtime.slurm_queue import run_as_job
 from bench.telemetry.environment import collect_environment
 from bench.telemetry.records import (
@@ -134,7 +134,9 @@ def launch_on_slurm(cfg: RunConfig, options: SlurmOptions) -> int:
     """`gan-bench run --launcher slurm`: the run as one SLURM job, waited for; its record,
     amended with the job (`run.slurm`), appended to --out; the exit code from the record's
     status. Ctrl-C cancels the job (scancel) and records it."""
-    check_device_for_nodes(cfg, options)
+    check_nodes(cfg, options)
+    # The nodes' device, named: a CPU job on a node with GPUs must not pick CUDA up.
+    cfg = dataclasses.replace(cfg, device=options.device_type)
 
     def bare(status: str, reason: str, tail: list[str], partition: str) -> dict:
         record = bare_record(
@@ -142,7 +144,7 @@ def launch_on_slurm(cfg: RunConfig, options: SlurmOptions) -> int:
             world_size=cfg.nproc,
             variant=cfg.variant_name,
             variant_fields=cfg.variant_fields,
-            environment={"device_name": f"SLURM partition {partition}", "torch": None},
+            environment=slurm_environment(partition, options.device_type),
             status=status,
             reason=reason,
         )
@@ -164,16 +166,3 @@ def launch_on_slurm(cfg: RunConfig, options: SlurmOptions) -> int:
         file=sys.stderr,
     )
     return exit_code(record)
-
-
-def check_device_for_nodes(cfg: RunConfig, options: SlurmOptions) -> None:
-    """ConfigError unless the job's nodes can run `cfg` (device, precision, speed-ups,
-    the processes of each node)."""
-    problem = options.device_problem(cfg.device)
-    if problem:
-        raise ConfigError(problem)
-    problem = shape_problem(cfg.nproc, options)
-    if problem:
-        raise ConfigError(f"--nproc {cfg.nproc}: {problem}")
-    per_node = job_shape(cfg.nproc, options).processes_per_node
-    check_machine(cfg, slurm_nodes(options), per_node=per_node)

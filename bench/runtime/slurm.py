@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from bench.config import ConfigError, RunConfig
+from bench.config import ConfigError, RunConfig, check_machine
 from bench.telemetry.environment import checkout_pythonpath
 from bench.telemetry.machine import Machine, this_host
 
@@ -53,7 +53,10 @@ class SlurmOptions:
     )
     cpus_per_task: int | None = field(
         default=None,
-        metadata={"help": "CPUs per node's task (default: one per process of the node)."},
+        metadata={
+            "help": "CPUs of each node's task, shared by its processes (default: one per "
+            "process; give more for torch.compile's workers and data loading)."
+        },
     )
     time_limit: int = field(
         default=60, metadata={"help": "Each job's time limit in minutes (sbatch --time)."}
@@ -126,6 +129,23 @@ def slurm_options(**values) -> SlurmOptions:
     return SlurmOptions(**given)
 
 
+def launcher_options(launcher: str, **values) -> SlurmOptions | None:
+    """The SLURM options of `--launcher slurm`, or None for `--launcher local`, from the
+    command-line values; ConfigError on an unknown launcher, or SLURM options without it."""
+    if launcher not in LAUNCHERS:
+        raise ConfigError(
+            f"--launcher {launcher!r} is not known; choose one of: {', '.join(LAUNCHERS)}"
+        )
+    options = slurm_options(**values)
+    if launcher == "local":
+        if options != SlurmOptions():
+            raise ConfigError(
+                "the SLURM options (--partition, --gpus-per-node, ...) need --launcher slurm"
+            )
+        return None
+    return options
+
+
 def check_cluster(options: SlurmOptions) -> str:
     """The partition the jobs go to (the one given, else the cluster's default);
     ConfigError unless this machine can submit jobs (sinfo answers, submitit is installed)
@@ -167,6 +187,22 @@ def check_cluster(options: SlurmOptions) -> str:
     return options.partition
 
 
+def slurm_environment(partition: str, device_type: str) -> dict:
+    """The `environment` of a record written for a job whose node never described itself."""
+    return {"device_name": f"SLURM partition {partition} ({device_type})", "torch": None}
+
+
+def check_nodes(cfg: RunConfig, options: SlurmOptions) -> None:
+    """ConfigError unless the job's nodes can run `cfg`: its device, how its processes
+    fill the nodes, and what the run itself checks (precision, speed-ups, processes per
+    node)."""
+    problem = options.device_problem(cfg.device) or shape_problem(cfg.nproc, options)
+    if problem:
+        raise ConfigError(problem)
+    per_node = job_shape(cfg.nproc, options).processes_per_node
+    check_machine(cfg, slurm_nodes(options), per_node=per_node)
+
+
 def slurm_nodes(options: SlurmOptions) -> Machine:
     """The nodes the jobs run on, as the run's checks see them: CUDA with --gpus-per-node
     GPUs each, or CPUs; the rest (Triton) as on this machine, which submits."""
@@ -200,7 +236,7 @@ def shape_problem(world_size: int, options: SlurmOptions) -> str | None:
     if per_node and world_size > per_node and world_size % per_node:
         return (
             f"{world_size} processes do not fill nodes of {per_node} GPUs evenly; use a "
-            f"multiple of {per_node}"
+            f"multiple of {per_node} (--gpus-per-node)"
         )
     return None
 
@@ -225,7 +261,7 @@ def job_shape(world_size: int, options: SlurmOptions) -> JobShape:
 
 
 def sbatch_parameters(shape: JobShape, options: SlurmOptions, name: str, setup: list[str]):
-    """The parameters of submitit's SlurmExecutor for one job."""
+    """The parameters of submitit's AutoExecutor (its slurm_* names) for one job."""
     params: dict = {
         "name": name,
         "nodes": shape.nodes,

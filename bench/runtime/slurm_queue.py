@@ -7,8 +7,10 @@ reason and nodes, what the node command returned, and the tail of the job's log.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +44,20 @@ ENDED = (
     "DEADLINE",
     "REVOKED",
 )
+# A preempted job the cluster does not requeue has ended once squeue no longer lists it.
+PREEMPTED = "PREEMPTED"
+# Pending reasons that never clear by waiting: the job is cancelled and recorded as failed.
+NEVER_STARTS = (
+    "PartitionTimeLimit",
+    "PartitionNodeLimit",
+    "PartitionConfig",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "AccountNotAllowed",
+    "QOSMaxWallDurationPerJobLimit",
+    "ReqNodeNotAvail, UnavailableNodes",
+)
 # A job neither sacct nor squeue knows, this long after its submission, has ended: a
 # cluster without accounting forgets a job once it leaves the queue.
 GONE_AFTER_S = 30.0
@@ -69,6 +85,7 @@ class JobOutcome:
     error: str | None  # submitit's account of a job that returned nothing
     log_tail: list[str] = field(default_factory=list)
     cancelled_by_us: bool = False
+    never_started: str | None = None  # the pending reason that can never clear, if any
 
     @property
     def base_state(self) -> str:
@@ -76,14 +93,15 @@ class JobOutcome:
 
     def account(self) -> dict:
         """The record's `run.slurm` entries the scheduler decided."""
-        return {
+        facts = {
             "job_id": self.job_id,
             "state": self.state,
             "exit_code": self.exit_code,
             "nodes": self.nodes,
             "node_list": self.node_list,
-            **({"reason": self.reason} if self.reason else {}),
+            "reason": self.reason,
         }
+        return {key: value for key, value in facts.items() if value is not None}
 
     def status(self, recorded: str | None, time_limit: int) -> tuple[str, str] | None:
         """The status and reason of the run, given the status of the record it wrote
@@ -91,15 +109,20 @@ class JobOutcome:
         signals = (self.result or {}).get("signals") or []
         state = self.base_state
         where = f"SLURM job {self.job_id} {self.state}"
+        if recorded == "ok":  # measured before it ended: its end changes nothing
+            return None
+        if self.never_started:
+            return (
+                "failed",
+                f"SLURM job {self.job_id} could never start ({self.never_started}); cancelled",
+            )
         if self.cancelled_by_us:
-            return "cancelled", f"the sweep was stopped: job {self.job_id} cancelled (scancel)"
+            return "cancelled", f"stopped by the user: job {self.job_id} cancelled (scancel)"
         if state == "CANCELLED":
             return "cancelled", f"{where}: cancelled by a user or the cluster"
         # (submitit's own handler ends a job whose warning came before the run started)
         timed_out = "timed-out" in (self.error or "")
         if state == "TIMEOUT" or "SIGUSR2" in signals or timed_out:
-            if recorded == "ok":  # the limit struck after the measurement
-                return None
             return "timeout", f"{where}: reached its time limit (--time-limit {time_limit} min)"
         if recorded is not None:
             return None
@@ -116,13 +139,15 @@ class JobOutcome:
 def record_of_job(
     child: dict | None,
     outcome: JobOutcome,
-    time_limit: int,
+    shape: JobShape,
+    partition: str,
     bare: Callable[[str, str, list[str]], dict],
 ) -> dict:
     """The one record of a run whose job ended: the run's own (`child`, None if it wrote
     none), with the status the job's end decides where it decides one (timeout, cancelled),
-    else `bare(status, reason, log tail)`; `run.launcher` and `run.slurm` say which job."""
-    verdict = outcome.status(child.get("status") if child else None, time_limit)
+    else `bare(status, reason, log tail)`; `run.launcher` and `run.slurm` say which job,
+    on which partition, with which resources."""
+    verdict = outcome.status(child.get("status") if child else None, shape.time_limit)
     if child is None:
         record = bare(*verdict, outcome.log_tail)
     else:
@@ -133,9 +158,21 @@ def record_of_job(
             record["reason"] = verdict[1] + (f"; the run said: {said}" if said else "")
         if record["status"] != "ok":
             record["stderr_tail"] = outcome.log_tail
+    return with_job_facts(record, partition, shape, outcome)
+
+
+def with_job_facts(
+    record: dict, partition: str, shape: JobShape | None = None, outcome: JobOutcome | None = None
+) -> dict:
+    """`record` with `run.launcher: "slurm"` and `run.slurm`: what the run saw of its job,
+    the partition, the resources asked for and what the scheduler said of its end."""
     run = record.setdefault("run", {})
     run["launcher"] = "slurm"
-    run["slurm"] = {**(run.get("slurm") or {}), **outcome.account()}
+    facts = {**(run.get("slurm") or {}), **(outcome.account() if outcome else {})}
+    facts.setdefault("partition", partition)
+    if shape is not None:
+        facts["resources"] = shape.resources()
+    run["slurm"] = facts
     return record
 
 
@@ -145,6 +182,7 @@ class _Watched:
     submitted_at: float
     info: dict = field(default_factory=dict)
     cancelled: bool = False
+    never_started: str | None = None
 
 
 def _run(cmd: list[str]) -> str | None:
@@ -216,21 +254,32 @@ class SlurmQueue:
         """The jobs that ended since the last look, each once."""
         ids = self.active
         states = sacct_states(ids)
-        listed = queued(ids) if len(states) < len(ids) else set()
-        ended = []
+        preempted = any(info["State"].startswith(PREEMPTED) for info in states.values())
+        listed = queued(ids) if len(states) < len(ids) or preempted else set()
+        ended, hopeless = [], []
         now = time.monotonic()
         for job_id in ids:
             watched = self.watched[job_id]
             info = states.get(job_id)
             if info is not None:
                 watched.info = info
-                if info["State"].split()[0] not in ENDED:
+                state = info["State"].split()[0]
+                if state == "PENDING" and info["Reason"] in NEVER_STARTS:
+                    if watched.never_started is None:
+                        watched.never_started = info["Reason"]
+                        hopeless.append(job_id)
+                    continue
+                if state == PREEMPTED and (listed is None or job_id in listed):
+                    continue  # requeued, or squeue did not answer
+                if state not in ENDED + (PREEMPTED,):
                     continue
             elif listed is None or job_id in listed:
                 continue  # no accounting, still queued (or squeue did not answer)
             elif now - watched.submitted_at < GONE_AFTER_S and not self._has_result(watched):
                 continue  # not listed yet
             ended.append(self._outcome(job_id))
+        if hopeless:
+            _run(["scancel", *hopeless])
         return ended
 
     def forget(self, job_id: str) -> JobOutcome:
@@ -246,10 +295,13 @@ class SlurmQueue:
         if ids:
             _run(["scancel", *ids])
 
-    def wait_ended(self, limit_s: float, poll_s: float = 2.0) -> list[JobOutcome]:
-        """Poll until every watched job ended or `limit_s` passed; the outcomes."""
+    def wait_ended(
+        self, limit_s: float, poll_s: float = 2.0, give_up: Callable[[], bool] = lambda: False
+    ) -> list[JobOutcome]:
+        """Poll until every watched job ended, `limit_s` passed or `give_up()`; the
+        outcomes of the jobs that ended."""
         outcomes, deadline = [], time.monotonic() + limit_s
-        while self.watched and time.monotonic() < deadline:
+        while self.watched and time.monotonic() < deadline and not give_up():
             outcomes += self.poll()
             if self.watched:
                 time.sleep(poll_s)
@@ -281,6 +333,7 @@ class SlurmQueue:
             error=error,
             log_tail=_tail(_read(job.paths.stderr)),
             cancelled_by_us=watched.cancelled,
+            never_started=watched.never_started,
         )
 
 
@@ -302,38 +355,56 @@ def run_as_job(
 ) -> dict:
     """One job of `world_size` processes running `module` with `args(its record file)`,
     its files under `slurm/` beside `out`, waited for; its record (record_of_job, `bare`
-    also given the partition) with the job's partition and resources. Ctrl-C cancels the
-    job (scancel) and records it. ConfigError when sbatch refuses it."""
+    also given the partition). SIGINT, SIGTERM or SIGHUP (the login session gone) cancel
+    the job (scancel) and it is recorded; a second one stops waiting for it to end.
+    ConfigError when sbatch refuses it."""
     partition = check_cluster(options)
     shape = job_shape(world_size, options)
     label = "".join(ch if ch.isalnum() else "-" for ch in name.split()[-1])
     folder = job_folder(out) / f"{label}-{uuid.uuid4().hex[:8]}"
     job_out = str(folder / "record.jsonl")
     queue = SlurmQueue(folder, options, job_setup())
-    try:
-        job_id = queue.submit(name, node_command(module, args(job_out), shape), shape)
-    except SubmitError as err:
-        raise ConfigError(f"sbatch refused the job ({shape.resources()}): {err}") from None
-    print(
-        f"gan-bench: SLURM job {job_id} ({shape.resources()}, partition {partition}); "
-        f"its files in {folder}; Ctrl-C cancels it",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        (outcome,) = queue.wait_ended(float("inf"))
-    except KeyboardInterrupt:
-        print(f"gan-bench: cancelling SLURM job {job_id}", file=sys.stderr, flush=True)
-        queue.cancel()
-        ended = queue.wait_ended(CANCEL_WAIT_S)
+    with StopSignals() as stop:
+        try:
+            job_id = queue.submit(name, node_command(module, args(job_out), shape), shape)
+        except SubmitError as err:
+            raise ConfigError(f"sbatch refused the job ({shape.resources()}): {err}") from None
+        print(
+            f"gan-bench: SLURM job {job_id} ({shape.resources()}, partition {partition}); "
+            f"its files in {folder}; Ctrl-C cancels it",
+            file=sys.stderr,
+            flush=True,
+        )
+        ended = queue.wait_ended(float("inf"), give_up=lambda: bool(stop.received))
+        if not ended:
+            print(f"gan-bench: cancelling SLURM job {job_id}", file=sys.stderr, flush=True)
+            queue.cancel()
+            ended = queue.wait_ended(CANCEL_WAIT_S, give_up=lambda: len(stop.received) > 1)
         outcome = ended[0] if ended else queue.forget(job_id)
     written = [r for _, r in read_records(job_out) if r] if os.path.exists(job_out) else []
-    record = record_of_job(
-        written[-1] if written else None,
-        outcome,
-        options.time_limit,
-        lambda status, reason, tail: bare(status, reason, tail, partition),
-    )
-    record["run"]["slurm"].setdefault("partition", partition)
-    record["run"]["slurm"]["resources"] = shape.resources()
-    return record
+    own = written[-1] if written else None
+    return record_of_job(own, outcome, shape, partition, lambda *a: bare(*a, partition))
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP noted, not raised, while jobs are watched (in the main
+    thread; elsewhere signals are the main thread's)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum, _frame):
+        self.received.append(signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

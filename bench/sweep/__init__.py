@@ -1,6 +1,8 @@
-"""`gan-bench sweep`: run a grid of benchmark points, each in its own process.
+"""`gan-bench sweep`: run a grid of benchmark points, each in its own process (or, with
+`--launcher slurm`, its own SLURM job).
 
-A point is (model, dataset, batch size per process, precision, world size, variant); each
+A point is (model, dataset, batch size, precision, world size, variant, scaling: whether
+the batch is per process or global); each
 runs `--repeats` times for each of `--seeds` (one seed by default). The plan is a union of
 blocks, each block a Cartesian product of axis values, from a tier of the default grid
 (`--grid quick|full|goals`, bench.sweep.grid) sized for the machine, and every axis given
@@ -10,8 +12,9 @@ Every run is a child process (`python -m bench.run`, or torchrun for more than o
 in its own process group, writing its record to a temporary file that the sweep then
 appends to `--out`; so a crash, an OOM or a hang ends one point, never the sweep. A point
 that cannot run here is recorded as `skipped` with the reason; one that dies without a
-record gets a record written by the sweep (`failed`, `timeout`, `interrupted`). Resume
-skips runs whose key already has an ok record. The sweep ends with the compare table.
+record gets a record written by the sweep (`failed`, `timeout`, `interrupted`; for a SLURM
+job also `oom` and `cancelled`). Resume skips runs whose key already has an ok record. The
+sweep ends with the compare table.
 
 The modules, one job each:
 
@@ -27,7 +30,9 @@ The modules, one job each:
 - `precompile`: compiling points ahead, several at once, into inductor's on-disk caches
   (each such process is `python -m bench.precompile`);
 - `loop`: `execute`, the loop over the plan (points one at a time, or side by side with
-  --concurrent) with its progress, and `sweep_command`.
+  --concurrent), and `sweep_command`;
+- `progress`: what the sweep shows while it runs;
+- `slurm`: the runs as SLURM jobs, up to --max-jobs in the queue, each ended job's record.
 
 The names below are re-exported from those modules. To replace one in a test, patch it
 where it is looked up (e.g. `bench.sweep.loop.run_child`), not here.

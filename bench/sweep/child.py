@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bench.config import RunConfig
 from bench.runtime import launcher
+from bench.runtime.slurm import run_args
 from bench.sweep.warm import WarmStarter, warm_entry
 from bench.telemetry.environment import checkout_pythonpath
 from bench.telemetry.records import read_records
@@ -39,12 +40,9 @@ def point_command(cfg: RunConfig, world_size: int) -> list[str]:
     with a c10d rendezvous on a free loopback port (bench.runtime.launcher). The seed is always
     given, its default too: a sweep over seeds names each run's seed in its command."""
     if world_size == 1:
-        cmd = [sys.executable, "-m", "bench.run", *cfg.to_cli_args()]
-    else:
-        cmd = launcher.torchrun_command(cfg, launcher.free_loopback_port())
-    if "--seed" not in cmd:  # to_cli_args leaves out values equal to the defaults
-        cmd += ["--seed", str(cfg.seed)]
-    return cmd
+        return [sys.executable, "-m", "bench.run", *run_args(cfg)]
+    port = launcher.free_loopback_port()
+    return launcher.torchrun_on_this_machine(cfg.nproc, port, ["-m", "bench.run", *run_args(cfg)])
 
 
 def child_record(path: str) -> dict | None:
@@ -66,7 +64,7 @@ class ChildResult:
 
 
 class SignalCatcher:
-    """SIGINT/SIGTERM to the sweep are noted, not raised: the loop stops the child and
+    """SIGINT/SIGTERM/SIGHUP to the sweep are noted, not raised: the loop stops the child and
     records the point at a safe place. A second signal means: kill now."""
 
     def __init__(self):
@@ -78,7 +76,8 @@ class SignalCatcher:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # SIGHUP too: the terminal (an ssh session to a login node) went away.
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
@@ -181,7 +180,9 @@ def run_child(
         now = time.monotonic()
         if stop_at is None and (signals.received or now - start >= timeout_s):
             if signals.received:
-                stopped_by, sig = signals.received[0], signals.received[0]
+                stopped_by = signals.received[0]
+                # (a run records SIGINT and SIGTERM; a lost terminal reaches it as SIGTERM)
+                sig = signal.SIGTERM if stopped_by == signal.SIGHUP else stopped_by
             else:
                 timed_out, sig = True, signal.SIGTERM
             targets = _descendants(proc.pid)

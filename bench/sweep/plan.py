@@ -14,7 +14,7 @@ import sys
 
 from bench.analysis import records
 from bench.config import ConfigError, RunConfig, check_machine
-from bench.runtime.slurm import job_shape, shape_problem
+from bench.runtime.slurm import check_nodes, shape_problem
 from bench.speedups import parse_variant
 from bench.speedups.compile import MODES, NOT_COMPILED, cost_rank
 from bench.sweep.grid import Point
@@ -89,11 +89,10 @@ def point_config(
     """The RunConfig a point's child process is given. ConfigError when the combination is
     invalid (e.g. mlp at batch 1) or, with `check`, when this machine cannot run it."""
     cfg = RunConfig(**point_fields(point, repeat, spec, out, seed))
-    if check:
-        per_node = None
-        if spec.slurm is not None:
-            per_node = job_shape(point.world_size, spec.slurm).processes_per_node
-        check_machine(cfg, spec.machine, per_node=per_node)
+    if check and spec.slurm is not None:
+        check_nodes(cfg, spec.slurm)
+    elif check:
+        check_machine(cfg, spec.machine)
     return cfg
 
 

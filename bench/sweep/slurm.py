@@ -25,6 +25,7 @@ from bench.runtime.slurm_queue import (
     SlurmQueue,
     SubmitError,
     record_of_job,
+    with_job_facts,
 )
 from bench.sweep.child import SignalCatcher, child_record
 from bench.sweep.outcome import sweep_record
@@ -46,19 +47,6 @@ class _InFlight:
     out: str  # the run's own record file
 
 
-def _slurm_facts(record: dict, spec: SweepSpec, outcome: JobOutcome | None, shape=None) -> dict:
-    run = record.setdefault("run", {})
-    run["launcher"] = "slurm"
-    facts = dict(run.get("slurm") or {})
-    facts.setdefault("partition", spec.partition)
-    if outcome is not None:
-        facts.update(outcome.account())
-    if shape is not None:
-        facts.setdefault("resources", shape.resources())
-    run["slurm"] = facts
-    return record
-
-
 def job_record(flight: _InFlight, spec: SweepSpec, outcome: JobOutcome) -> dict:
     """The one record of a run whose job ended (slurm_queue.record_of_job)."""
     run = flight.run
@@ -66,8 +54,8 @@ def job_record(flight: _InFlight, spec: SweepSpec, outcome: JobOutcome) -> dict:
     def bare(status: str, reason: str, tail: list[str]) -> dict:
         return sweep_record(run.point, run.repeat, spec, status, reason, tail, seed=run.seed)
 
-    record = record_of_job(child_record(flight.out), outcome, spec.slurm.time_limit, bare)
-    return _slurm_facts(record, spec, None, job_shape(run.point.world_size, spec.slurm))
+    shape = job_shape(run.point.world_size, spec.slurm)
+    return record_of_job(child_record(flight.out), outcome, shape, spec.partition, bare)
 
 
 def run_jobs(
@@ -102,34 +90,30 @@ def run_jobs(
             time.sleep(POLL_S)
     if not flying:
         return
-    note(f"gan-bench sweep: cancelling {len(flying)} SLURM job(s): {', '.join(flying)}")
-    queue.cancel()
-    for outcome in queue.wait_ended(CANCEL_WAIT_S):
+    # Jobs that ended while the signal arrived keep their own outcome, then the rest stop.
+    outcomes = queue.poll()
+    if queue.active:
+        note(f"gan-bench sweep: cancelling {len(queue.active)} SLURM job(s): "
+             f"{', '.join(queue.active)}")  # fmt: skip
+        queue.cancel()
+        outcomes += queue.wait_ended(CANCEL_WAIT_S, give_up=lambda: len(signals.received) > 1)
+        outcomes += [queue.forget(job_id) for job_id in queue.active]  # not ended in time
+    for outcome in outcomes:
         flight = flying.pop(outcome.job_id)
         finish(flight.index, flight.run, flight.weight, job_record(flight, spec, outcome), None)
-    for job_id, flight in flying.items():  # scancel was sent; the job did not end in time
-        run = flight.run
-        reason = (
-            f"the sweep was stopped: job {job_id} cancelled (scancel); not ended after "
-            f"{CANCEL_WAIT_S:g} s"
-        )
-        record = sweep_record(run.point, run.repeat, spec, "cancelled", reason, seed=run.seed)
-        record = _slurm_facts(record, spec, None)
-        record["run"]["slurm"]["job_id"] = job_id
-        finish(flight.index, run, flight.weight, record, None)
 
 
 def _submit(index, run, weight, spec, queue, folder: Path, note):
     """Submit one run: (job id, _InFlight), or the run's record when there is no job."""
     if run.action == "skip":
         record = sweep_record(run.point, run.repeat, spec, "skipped", run.reason, seed=run.seed)
-        return _slurm_facts(record, spec, None)
+        return with_job_facts(record, spec.partition)
     out = str(folder / f"run{index:04d}.jsonl")
     try:
         cfg = point_config(run.point, run.repeat, spec, out=out, seed=run.seed)
     except ConfigError as err:
         record = sweep_record(run.point, run.repeat, spec, "skipped", str(err), seed=run.seed)
-        return _slurm_facts(record, spec, None)
+        return with_job_facts(record, spec.partition)
     shape = job_shape(run.point.world_size, spec.slurm)
     try:
         command = node_command("bench.run", run_args(cfg), shape)
@@ -137,7 +121,7 @@ def _submit(index, run, weight, spec, queue, folder: Path, note):
     except SubmitError as err:
         reason = f"sbatch refused the job ({shape.resources()}): {err}"
         record = sweep_record(run.point, run.repeat, spec, "failed", reason, seed=run.seed)
-        return _slurm_facts(record, spec, None, shape)
+        return with_job_facts(record, spec.partition, shape)
     note(f"submitted {run.point.label} r{run.repeat} as SLURM job {job_id} ({shape.resources()})")
     return job_id, _InFlight(index, run, weight, out)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,12 @@ from bench.config import (
     RunConfig,
     check_results_path,
 )
-from bench.runtime.slurm import LAUNCHERS, SlurmOptions, check_cluster, slurm_nodes
+from bench.runtime.slurm import (
+    SlurmOptions,
+    check_cluster,
+    slurm_environment,
+    slurm_nodes,
+)
 from bench.speedups import VariantError, canonical_variant
 from bench.sweep.child import child_env
 from bench.sweep.grid import DEFAULT_GRID, GRIDS, Point, expand, machine_defaults
@@ -133,11 +139,7 @@ class SweepSpec:
         SLURM jobs what is known before a job reports its node's."""
         if self._environment is None:
             if self.slurm is not None:
-                self._environment = {
-                    "device_name": f"SLURM partition {self.partition} ({self.machine.device_type})",
-                    "torch": torch.__version__,
-                    "launcher": "slurm",
-                }
+                self._environment = slurm_environment(self.partition, self.slurm.device_type)
             else:
                 self._environment = machine_environment(self.machine)
         return self._environment
@@ -192,15 +194,14 @@ def build_spec(
     grid: str = DEFAULT_GRID,
     plan_for: str | None = None,
     machine: Machine | None = None,
-    launcher: str = "local",
     slurm: SlurmOptions | None = None,
     scaling: str = RunConfig.scaling,
 ) -> SweepSpec:
     """Parse and validate the sweep options; ConfigError (one line for the user) on any
     bad value, before anything runs. `grid`: the tier of the default grid (bench.sweep.
     grid.GRIDS). `plan_for`: a machine other than this one (`cuda:8`, `cpu:2`), for a
-    dry run only. `machine`: this machine as tests pose it (else detected). `launcher`:
-    local (this machine) or slurm (a job per run, with the `slurm` options)."""
+    dry run only. `machine`: this machine as tests pose it (else detected). `slurm`: each
+    run a SLURM job with these options (None: here)."""
     if grid not in GRIDS:
         raise ConfigError(f"--grid {grid!r} is not known; choose one of: {', '.join(GRIDS)}")
     if scaling not in SCALINGS:
@@ -243,18 +244,16 @@ def build_spec(
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r} is not known; choose one of: {', '.join(DEVICES)}")
     partition = None
-    if launcher not in LAUNCHERS:
-        raise ConfigError(
-            f"--launcher {launcher!r} is not known; choose one of: {', '.join(LAUNCHERS)}"
-        )
-    if launcher == "slurm":
-        slurm = slurm or SlurmOptions()
+    if slurm is not None:
         _check_slurm_sweep(slurm, plan_for, concurrent, device)
+        if timeout_per_point is not None or precompile_jobs:
+            raise ConfigError(
+                "--timeout-per-point and --precompile-jobs are for points run here; a SLURM "
+                "job's limit is --time-limit, and each job compiles on its own node"
+            )
         partition = _partition(slurm, dry_run)
         machine = slurm_nodes(slurm)
         fork_server, precompile_jobs = False, 0  # each run is a job on a node of its own
-    else:
-        slurm = None
     if machine is None:
         machine = detect_machine(device)
         if device == "cuda" and not machine.cuda:
@@ -320,12 +319,9 @@ def build_spec(
 
 def _partition(slurm: SlurmOptions, dry_run: bool) -> str:
     """The jobs' partition, checked against the cluster; a dry run plans without one."""
-    try:
-        return check_cluster(slurm)
-    except ConfigError:
-        if not dry_run:
-            raise
+    if dry_run and shutil.which("sinfo") is None:  # planned away from the cluster
         return slurm.partition or "the cluster's default"
+    return check_cluster(slurm)
 
 
 def _check_slurm_sweep(slurm: SlurmOptions, plan_for, concurrent: int, device: str) -> None:

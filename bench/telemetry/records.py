@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Iterator
 
 SCHEMA_VERSION = 1
-# "timeout" and "skipped" are written by `gan-bench sweep` (bench/sweep/): a point stopped
-# at --timeout-per-point (or a SLURM job at its time limit), and a point of the plan that
-# this machine cannot run; "cancelled": a SLURM job cancelled (scancel) before it ended.
+# Written by whoever started the run, never by the run itself: "timeout" (a sweep's point
+# stopped at --timeout-per-point, or a SLURM job at its time limit), "skipped" (a point of a
+# sweep's plan this machine cannot run), "cancelled" (a SLURM job cancelled before it ended).
 STATUSES = ("ok", "diverged", "oom", "failed", "interrupted", "timeout", "cancelled", "skipped")
 
 

@@ -100,6 +100,9 @@ def _outcome(state="COMPLETED", result=None, **kw) -> JobOutcome:
     return JobOutcome(**{**fields, **kw})
 
 
+SHAPE = job_shape(2, SlurmOptions(time_limit=5))
+
+
 def _bare(status, reason, tail):
     return {"status": status, "reason": reason, "stderr_tail": tail, "run": {}}
 
@@ -127,8 +130,15 @@ def _bare(status, reason, tail):
             _outcome("CANCELLED by 0", cancelled_by_us=True),
             "interrupted",
             "cancelled",
-            "the sweep was stopped",
+            "stopped by the user",
         ),  # fmt: skip
+        (_outcome("CANCELLED by 0", cancelled_by_us=True), "ok", "ok", None),
+        (
+            _outcome("CANCELLED by 0", never_started="PartitionTimeLimit"),
+            None,
+            "failed",
+            "could never start (PartitionTimeLimit)",
+        ),
         (_outcome("OUT_OF_MEMORY"), None, "oom", "memory"),
         (_outcome("NODE_FAIL", reason="NodeDown", exit_code="0:9"), None, "failed", "NodeDown"),
         (_outcome(result={"returncode": 1, "signals": []}), None, "failed", "last line"),
@@ -137,14 +147,16 @@ def _bare(status, reason, tail):
 )
 def test_how_a_job_ended_decides_the_record(outcome, child, status, words):
     own = None if child is None else {"status": child, "reason": "its own", "run": {}}
-    record = record_of_job(own, outcome, 5, _bare)
+    record = record_of_job(own, outcome, SHAPE, "gpu", _bare)
     assert record["status"] == status
     if words:
         assert words in record["reason"]
     if own is not None and words:
         assert record["reason"].endswith("the run said: its own")
     assert record["run"]["launcher"] == "slurm"
-    assert record["run"]["slurm"]["job_id"] == "12" and record["run"]["slurm"]["nodes"] == 1
+    job = record["run"]["slurm"]
+    assert job["job_id"] == "12" and job["nodes"] == 1 and job["partition"] == "gpu"
+    assert job["resources"] == SHAPE.resources()
     assert ("stderr_tail" in record) == (status != "ok")
 
 
@@ -185,6 +197,30 @@ def test_without_accounting_a_job_that_left_the_queue_has_ended(tmp_path, monkey
     queue = _queue(tmp_path, ["5", "6"], submitted_at=now - slurm_queue.GONE_AFTER_S - 1)
     (outcome,) = queue.poll()  # 5 is still queued; 6 died without a result
     assert outcome.job_id == "6" and outcome.state.startswith("UNKNOWN")
-    assert record_of_job(None, outcome, 5, _bare)["status"] == "failed"
+    assert record_of_job(None, outcome, SHAPE, "gpu", _bare)["status"] == "failed"
     fresh = _queue(tmp_path, ["7"], submitted_at=slurm_queue.time.monotonic())
     assert fresh.poll() == []  # not listed yet, just submitted: still waited for
+
+
+def test_a_job_that_can_never_start_is_cancelled_and_a_preempted_one_waited_for(
+    tmp_path, monkeypatch
+):
+    calls = []
+    answers = {
+        "sacct": "8|PENDING|0:0|PartitionTimeLimit|None assigned|1\n9|PREEMPTED|0:0|None|n1|1\n",
+        "squeue": "9\n",  # requeued: still listed
+    }
+
+    def run(cmd):
+        calls.append(cmd)
+        return answers.get(cmd[0])
+
+    monkeypatch.setattr(slurm_queue, "_run", run)
+    queue = _queue(tmp_path, ["8", "9"])
+    assert queue.poll() == []
+    assert ["scancel", "8"] in calls
+    answers["sacct"] = "8|CANCELLED by 0|0:0|None|None assigned|1\n9|PREEMPTED|0:0|None|n1|1\n"
+    answers["squeue"] = ""  # 9 left the queue: preempted for good
+    ended = {o.job_id: o for o in queue.poll()}
+    assert set(ended) == {"8", "9"}
+    assert record_of_job(None, ended["8"], SHAPE, "gpu", _bare)["status"] == "failed"
