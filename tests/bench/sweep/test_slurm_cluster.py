@@ -96,9 +96,10 @@ def test_a_run_over_its_time_limit_is_a_timeout(tmp_path):
     start = time.monotonic()
     rc = run_cli("run", "--model", "mlp", "--batch-size", "8", *LONG, "--launcher", "slurm",
                  "--time-limit", "1", "--out", str(out))  # fmt: skip
-    assert rc == 1
-    assert time.monotonic() - start < 150
-    (rec,) = records(out)
+    recs = records(out)
+    assert rc == 1, recs
+    assert time.monotonic() - start < 200, recs
+    (rec,) = recs
     assert rec["status"] == "timeout" and "time limit (--time-limit 1 min)" in rec["reason"]
     assert rec["run"]["launcher"] == "slurm" and rec["run"]["slurm"]["job_id"].isdigit()
 
