@@ -298,11 +298,8 @@ class RunConfig:
 
     @property
     def batch_size_per_process(self) -> int:
-        """Real images each process takes per discriminator update: --batch-size under weak
-        scaling, its even share of it under strong scaling."""
-        if self.scaling == "strong":
-            return self.batch_size // self.world_size
-        return self.batch_size
+        """Real images each process takes per discriminator update (per_process_batch)."""
+        return per_process_batch(self.batch_size, self.world_size, self.scaling)
 
     @property
     def global_batch_size(self) -> int:
@@ -335,6 +332,17 @@ class RunConfig:
             else:
                 args += [flag, str(value)]
         return args
+
+
+def per_process_batch(batch_size: int, world_size: int, scaling: str) -> int:
+    """Real images each process takes per discriminator update: `batch_size` under weak
+    scaling, its even share of it under strong scaling."""
+    return batch_size // world_size if scaling == "strong" else batch_size
+
+
+def batch_label(batch_size: int, scaling: str) -> str:
+    """A batch as given, marked when it is the global batch (strong scaling)."""
+    return f"{batch_size} global" if scaling == "strong" else str(batch_size)
 
 
 def check_results_path(path: str) -> None:

@@ -28,11 +28,11 @@ from bench.analysis.stats import (
     Group,
     ScalingRow,
     VariantSummary,
-    batch_text,
     best_variants,
     by_environment,
     parity_verdict,
 )
+from bench.config import batch_label
 
 _QUALITY_SHORT = {"fd": "fd", "kid_mean": "kid", "precision": "P", "recall": "R", "coverage": "cov"}
 
@@ -519,7 +519,7 @@ def print_table(comparison: Comparison, console=None) -> None:
             for r in scaling:
                 scale.add_row(
                     r.scaling,
-                    f"{r.model}/{r.dataset} batch {batch_text(r.batch_size, r.scaling)} · "
+                    f"{r.model}/{r.dataset} batch {batch_label(r.batch_size, r.scaling)} · "
                     f"{r.precision}",
                     r.variant,
                     str(r.world_size),

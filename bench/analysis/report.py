@@ -26,13 +26,12 @@ from bench.analysis.stats import (
     Comparison,
     Group,
     VariantSummary,
-    batch_text,
     by_environment,
     parity_verdict,
     summarise,
     variant_order,
 )
-from bench.config import ConfigError
+from bench.config import ConfigError, batch_label
 
 REPORT_NAME = "report.md"
 _MEMORY_LABEL = {
@@ -182,7 +181,7 @@ def _scaling_figure(plt, comparison, groups, scaling, title) -> object | None:
             xs = [r.world_size for r in rows]
             ys = [r.images_per_s for r in rows]
             color = colors[variant]
-            label = f"{variant} b{batch_text(batch, kind)}"
+            label = f"{variant} b{batch_label(batch, kind)}"
             label += f" · {dataset}" if dataset != "synthetic" else ""
             label += f" · {workload}" if several_workloads else ""
             ax.plot(xs, ys, "-", marker=markers[n % len(markers)], color=color, label=label)

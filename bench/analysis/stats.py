@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.records import Row, finite_number
 from bench.commbench.bandwidth import Measured, implied_allreduce_s
+from bench.config import batch_label, per_process_batch
 from bench.speedups import variant_rank
 from bench.telemetry.timing import percentile
 
@@ -119,13 +120,11 @@ class Group:
 
     @property
     def batch_text(self) -> str:
-        return batch_text(self.batch_size, self.scaling)
+        return batch_label(self.batch_size, self.scaling)
 
     @property
     def batch_per_process(self) -> int:
-        if self.scaling == "strong":
-            return self.batch_size // self.world_size
-        return self.batch_size
+        return per_process_batch(self.batch_size, self.world_size, self.scaling)
 
     @property
     def label(self) -> str:
@@ -133,11 +132,6 @@ class Group:
             f"{self.model}/{self.dataset} batch {self.batch_text} {self.precision} "
             f"×{self.world_size} ({self.workload})"
         )
-
-
-def batch_text(batch_size: int, scaling: str) -> str:
-    """A batch as given, marked when it is the global batch (strong scaling)."""
-    return f"{batch_size} global" if scaling == "strong" else str(batch_size)
 
 
 @dataclass

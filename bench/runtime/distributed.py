@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,29 @@ import torch.distributed as dist
 from torch import nn
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def torchrun_argv(
+    nnodes: int, nproc_per_node: int, endpoint: str, worker: list[str], rdzv_id: str | None = None
+) -> list[str]:
+    """torchrun (`python -m bench.torchrun`: its failure report cut to one line) starting
+    `nproc_per_node` processes of `worker` (`["-m", module, *options]`) on each of `nnodes`
+    nodes, with a c10d rendezvous at `endpoint` (host:port)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.torchrun",
+        "--nnodes",
+        str(nnodes),
+        "--nproc-per-node",
+        str(nproc_per_node),
+        "--rdzv-backend",
+        "c10d",
+        *(["--rdzv-id", rdzv_id] if rdzv_id else []),
+        "--rdzv-endpoint",
+        endpoint,
+        *worker,
+    ]
 
 
 def launched_by_torchrun() -> bool:

@@ -20,6 +20,7 @@ import sys
 import torch
 
 from bench.config import RunConfig, check_device
+from bench.runtime.distributed import torchrun_argv
 from bench.runtime.slurm import SlurmOptions, check_nodes, run_args, slurm_environment
 from bench.runtime.slurm_queue import run_as_job
 from bench.telemetry.environment import collect_environment
@@ -45,20 +46,7 @@ def free_loopback_port() -> int:
 
 def torchrun_on_this_machine(nproc: int, port: int, worker: list[str]) -> list[str]:
     """torchrun starting `nproc` processes of `worker` (`["-m", module, *options]`) here."""
-    return [
-        sys.executable,
-        "-m",
-        "bench.torchrun",
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(nproc),
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        f"127.0.0.1:{port}",
-        *worker,
-    ]
+    return torchrun_argv(1, nproc, f"127.0.0.1:{port}", worker)
 
 
 def torchrun_command(cfg: RunConfig, port: int) -> list[str]:

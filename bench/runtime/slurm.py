@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from bench.config import ConfigError, RunConfig, check_machine
+from bench.runtime.distributed import torchrun_argv
 from bench.telemetry.environment import checkout_pythonpath
 from bench.telemetry.machine import Machine, this_host
 
@@ -329,24 +330,9 @@ class NodeCommand:
     def argv(self, nodes: int, head: str, job_id: str) -> list[str]:
         if nodes == 1 and self.processes_per_node == 1:
             return [sys.executable, "-m", self.module, *self.args]
-        return [
-            sys.executable,
-            "-m",
-            "bench.torchrun",
-            "--nnodes",
-            str(nodes),
-            "--nproc-per-node",
-            str(self.processes_per_node),
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-id",
-            job_id,
-            "--rdzv-endpoint",
-            f"{head}:{rendezvous_port(job_id)}",
-            "-m",
-            self.module,
-            *self.args,
-        ]
+        endpoint = f"{head}:{rendezvous_port(job_id)}"
+        worker = ["-m", self.module, *self.args]
+        return torchrun_argv(nodes, self.processes_per_node, endpoint, worker, rdzv_id=job_id)
 
     def __call__(self) -> dict:
         import submitit

@@ -136,6 +136,20 @@ class JobOutcome:
         return "failed", f"{where}{detail}, exit code {self.exit_code}, no result: {last}"
 
 
+def job_record_file(path: str, outcome: JobOutcome, wait_s: float = 10.0) -> dict | None:
+    """The last whole record a job wrote to `path`, or None. A job whose command exited 0
+    wrote one: on a shared filesystem it may show on this host a moment later."""
+    deadline = time.monotonic() + (wait_s if (outcome.result or {}).get("returncode") == 0 else 0)
+    while True:
+        if os.path.exists(path):
+            written = [record for _, record in read_records(path) if record is not None]
+            if written:
+                return written[-1]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
 def record_of_job(
     child: dict | None,
     outcome: JobOutcome,
@@ -381,8 +395,7 @@ def run_as_job(
             queue.cancel()
             ended = queue.wait_ended(CANCEL_WAIT_S, give_up=lambda: len(stop.received) > 1)
         outcome = ended[0] if ended else queue.forget(job_id)
-    written = [r for _, r in read_records(job_out) if r] if os.path.exists(job_out) else []
-    own = written[-1] if written else None
+    own = job_record_file(job_out, outcome)
     return record_of_job(own, outcome, shape, partition, lambda *a: bare(*a, partition))
 
 

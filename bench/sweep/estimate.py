@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from bench.speedups.compile import MODES, NOT_COMPILED
 from bench.sweep.grid import Point
 from bench.sweep.plan import PlannedRun, compile_mode, precompilable
-from bench.sweep.spec import SweepSpec, env_key
+from bench.sweep.spec import SweepSpec, record_environment_key
 from bench.telemetry.records import read_records
 
 # Seconds per real image of one eager iteration on the 2-core CPU the defaults were sized
@@ -62,9 +62,12 @@ def estimate_run_s(
     return start + work + (warm_s if compiled_before else cold_s)
 
 
-def measured_compile_s(path: str, environment: tuple) -> dict[tuple[str, str], float]:
+def measured_compile_s(
+    path: str, environment: tuple, slurm: bool = False
+) -> dict[tuple[str, str], float]:
     """Cold compile seconds per (model, compile mode): the median warm-up phase of the ok
-    records in `path` measured on `environment` (env_key) whose compile was cold, i.e. not
+    records in `path` measured on `environment` (env_key; for a SLURM sweep, `slurm`, the
+    partition's slurm_key) whose compile was cold, i.e. not
     compiled ahead and, where the record counts inductor's cache lookups, with graphs
     missing from the caches. The warm-up's iterations are a small part of it next to the
     compile (on an H100, 12 DCGAN-64 iterations at batch 128 took about 0.15 s, the
@@ -80,7 +83,9 @@ def measured_compile_s(path: str, environment: tuple) -> dict[tuple[str, str], f
         cfg, run = record.get("config") or {}, record.get("run") or {}
         mode = cfg.get("compile_mode") or "none"
         warmup_s = (run.get("phase_s") or {}).get("warm-up")
-        if mode == "none" or warmup_s is None or env_key(record["environment"]) != environment:
+        if mode == "none" or warmup_s is None:
+            continue
+        if record_environment_key(record, slurm) != environment:
             continue
         caches = (run.get("compile") or {}).get("caches")
         missed = caches is None or (caches.get("fx_graph") or {}).get("misses", 0) > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from bench.config import batch_label, per_process_batch
 from bench.speedups import variant_rank
 from bench.telemetry.machine import Machine
 
@@ -211,14 +212,11 @@ class Point:
 
     @property
     def batch_per_process(self) -> int:
-        if self.scaling == "strong":
-            return self.batch_size // self.world_size
-        return self.batch_size
+        return per_process_batch(self.batch_size, self.world_size, self.scaling)
 
     @property
     def batch_text(self) -> str:
-        """The batch as given, and which batch it is under strong scaling."""
-        return f"{self.batch_size} global" if self.scaling == "strong" else str(self.batch_size)
+        return batch_label(self.batch_size, self.scaling)
 
     @property
     def label(self) -> str:

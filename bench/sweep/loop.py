@@ -167,14 +167,15 @@ def execute(spec: SweepSpec) -> int:
     """Run the plan; return 0 when every run was ok (or skipped), 1 when one was not,
     128 + the signal number when SIGINT/SIGTERM stopped the sweep."""
     points = spec.points()
-    done = recorded_keys(spec.out, spec.slurm is not None) if spec.resume else set()
+    on_slurm = spec.slurm is not None  # records are matched by partition
+    done = recorded_keys(spec.out, on_slurm) if spec.resume else set()
     runs = plan_runs(points, spec, done)
     # This machine's compile times as earlier runs in --out measured them, where they did
-    measured = measured_compile_s(spec.out, spec.environment_key()) if done else {}
+    measured = measured_compile_s(spec.out, spec.environment_key(), on_slurm) if done else {}
     estimates = estimate_runs_s(runs, spec, measured)
     if spec.dry_run:
         print_plan(runs, spec, estimates, measured)
-        if spec.slurm is not None:
+        if on_slurm:
             print("\n".join(slurm.plan_lines(spec, runs)))
         return 0
     todo = [(r, w) for r, w in zip(runs, estimates, strict=True) if r.action != "done"]
@@ -208,7 +209,7 @@ def execute(spec: SweepSpec) -> int:
                 last=last,
             )
 
-        if spec.slurm is not None:
+        if on_slurm:
             slurm.run_jobs(spec, todo, signals, progress.note, finish)
         elif spec.concurrent > 1:
             # Points side by side, each still its own process: as each ends, its record.

@@ -18,7 +18,7 @@ from bench.runtime.slurm import check_nodes, shape_problem
 from bench.speedups import parse_variant
 from bench.speedups.compile import MODES, NOT_COMPILED, cost_rank
 from bench.sweep.grid import Point
-from bench.sweep.spec import SweepSpec, env_key, slurm_key
+from bench.sweep.spec import SweepSpec, record_environment_key
 from bench.telemetry.records import read_records
 
 
@@ -164,17 +164,12 @@ def record_key(record: dict, slurm: bool = False) -> tuple | None:
     point = records.record_point(record)
     if point is None:
         return None
-    cfg, env = record["config"], record["environment"]
-    if slurm:
-        job = (record.get("run") or {}).get("slurm") or {}
-        environment = slurm_key(job.get("partition")) if job else ("not a SLURM job",)
-    else:
-        environment = env_key(env)
+    cfg = record["config"]
     return run_key(
         Point(*point),
         records.record_repeat(cfg),
         records.workload(cfg),
-        environment,
+        record_environment_key(record, slurm),
         records.record_seed(cfg),
     )
 

@@ -24,10 +24,11 @@ from bench.runtime.slurm_queue import (
     JobOutcome,
     SlurmQueue,
     SubmitError,
+    job_record_file,
     record_of_job,
     with_job_facts,
 )
-from bench.sweep.child import SignalCatcher, child_record
+from bench.sweep.child import SignalCatcher
 from bench.sweep.outcome import sweep_record
 from bench.sweep.plan import PlannedRun, point_config
 from bench.sweep.spec import SweepSpec
@@ -55,7 +56,8 @@ def job_record(flight: _InFlight, spec: SweepSpec, outcome: JobOutcome) -> dict:
         return sweep_record(run.point, run.repeat, spec, status, reason, tail, seed=run.seed)
 
     shape = job_shape(run.point.world_size, spec.slurm)
-    return record_of_job(child_record(flight.out), outcome, shape, spec.partition, bare)
+    own = job_record_file(flight.out, outcome)
+    return record_of_job(own, outcome, shape, spec.partition, bare)
 
 
 def run_jobs(

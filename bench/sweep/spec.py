@@ -163,6 +163,14 @@ def slurm_key(partition: str | None) -> tuple:
     return ("slurm", partition)
 
 
+def record_environment_key(record: dict, slurm: bool = False) -> tuple:
+    """A record's env_key, or, for a SLURM sweep (`slurm`), its job's slurm_key."""
+    if not slurm:
+        return env_key(record.get("environment") or {})
+    job = (record.get("run") or {}).get("slurm") or {}
+    return slurm_key(job.get("partition")) if job else ("not a SLURM job",)
+
+
 def default_precompile_jobs(cpu_cores: int) -> int:
     """Precompile processes at once: one per 4 host cores, at most 4 (each compiles with
     a pool of Triton compile workers of its own); none on a 2-core machine, where compiling
