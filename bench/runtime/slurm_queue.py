@@ -120,8 +120,12 @@ class JobOutcome:
             return "cancelled", f"stopped by the user: job {self.job_id} cancelled (scancel)"
         if state == "CANCELLED":
             return "cancelled", f"{where}: cancelled by a user or the cluster"
-        # (submitit's own handler ends a job whose warning came before the run started)
-        timed_out = "timed-out" in (self.error or "")
+        # The warning signal can come before the node command handles it, when the limit is
+        # within its lead from the start: submitit's handler then ends the job, or, earlier
+        # still, the signal kills the task (srun: "task 0: User defined signal 2").
+        timed_out = "timed-out" in (self.error or "") or any(
+            "User defined signal 2" in line for line in self.log_tail
+        )
         if state == "TIMEOUT" or "SIGUSR2" in signals or timed_out:
             return "timeout", f"{where}: reached its time limit (--time-limit {time_limit} min)"
         if recorded is not None:

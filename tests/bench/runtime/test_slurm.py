@@ -117,21 +117,27 @@ def _bare(status, reason, tail):
             "interrupted",
             "timeout",
             "time limit",
-        ),  # fmt: skip
+        ),
         (
             _outcome(error="UncompletedJobError: timed-out and not checkpointable"),
             None,
             "timeout",
             "time limit",
-        ),  # fmt: skip
+        ),
         (_outcome("TIMEOUT", result={"signals": ["SIGUSR2"]}), "ok", "ok", None),
+        (
+            _outcome("FAILED", log_tail=["srun: error: vm: task 0: User defined signal 2"]),
+            None,
+            "timeout",
+            "time limit",
+        ),
         (_outcome("CANCELLED by 0"), None, "cancelled", "cancelled by a user"),
         (
             _outcome("CANCELLED by 0", cancelled_by_us=True),
             "interrupted",
             "cancelled",
             "stopped by the user",
-        ),  # fmt: skip
+        ),
         (_outcome("CANCELLED by 0", cancelled_by_us=True), "ok", "ok", None),
         (
             _outcome("CANCELLED by 0", never_started="PartitionTimeLimit"),

@@ -121,7 +121,7 @@ def test_ctrl_c_cancels_every_job_and_records_them(tmp_path):
             "2",
             "--out",
             str(out),
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
