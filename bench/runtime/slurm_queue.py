@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,13 @@ class SlurmQueue:
     @property
     def active(self) -> list[str]:
         return list(self.watched)
+
+    def states(self) -> str:
+        """The watched jobs by their last known state, e.g. "2 RUNNING, 3 PENDING"."""
+        counts = Counter(
+            (w.info.get("State") or "SUBMITTED").split()[0] for w in self.watched.values()
+        )
+        return ", ".join(f"{n} {state}" for state, n in counts.most_common())
 
     def poll(self) -> list[JobOutcome]:
         """The jobs that ended since the last look, each once."""

@@ -210,7 +210,7 @@ def execute(spec: SweepSpec) -> int:
             )
 
         if on_slurm:
-            slurm.run_jobs(spec, todo, signals, progress.note, finish)
+            slurm.run_jobs(spec, todo, signals, progress, finish)
         elif spec.concurrent > 1:
             # Points side by side, each still its own process: as each ends, its record.
             with ThreadPoolExecutor(spec.concurrent, thread_name_prefix="point") as pool:

@@ -55,6 +55,11 @@ class SweepProgress:
         else:
             print(line, file=sys.stderr, flush=True)
 
+    def show(self, text: str) -> None:
+        """What is going on now, at the bar's end (a terminal only): e.g. the SLURM queue."""
+        if self._bar:
+            self._bar.update(self._task, last=text)
+
     def finished(self, weight: float, line: str, last: str = "") -> None:
         if weight:
             self.done += 1

@@ -31,6 +31,7 @@ from bench.runtime.slurm_queue import (
 from bench.sweep.child import SignalCatcher
 from bench.sweep.outcome import sweep_record
 from bench.sweep.plan import PlannedRun, point_config
+from bench.sweep.progress import SweepProgress
 from bench.sweep.spec import SweepSpec
 from bench.telemetry.environment import utc_timestamp
 
@@ -64,11 +65,13 @@ def run_jobs(
     spec: SweepSpec,
     todo: list[tuple[PlannedRun, float]],
     signals: SignalCatcher,
-    note: Callable[[str], None],
+    progress: SweepProgress,
     finish: Finish,
 ) -> None:
     """Every run of `todo` as a job, up to --max-jobs in the queue at once; `finish` is
-    called with each run's record as its job ends (or at once, for a skipped run)."""
+    called with each run's record as its job ends (or at once, for a skipped run). The
+    progress bar shows the queue's states as the jobs go."""
+    note = progress.note
     stamp = utc_timestamp().replace(":", "").replace("-", "")
     folder = job_folder(spec.out) / f"sweep-{stamp}-{os.getpid()}"
     queue = SlurmQueue(folder, spec.slurm, job_setup())
@@ -89,6 +92,7 @@ def run_jobs(
             record = job_record(flight, spec, outcome)
             finish(flight.index, flight.run, flight.weight, record, wall_s)
         if flying and not signals.received:
+            progress.show(f"SLURM jobs: {queue.states()}")
             time.sleep(POLL_S)
     if not flying:
         return
