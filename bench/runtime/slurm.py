@@ -380,5 +380,6 @@ def job_environment(env=os.environ) -> dict | None:
 
 def job_folder(out: str) -> Path:
     """Where a run's or a sweep's jobs keep their files: `slurm/` beside the results file
-    (on a cluster, a filesystem the nodes share)."""
-    return Path(os.path.dirname(os.path.abspath(out))) / "slurm"
+    (on a cluster, a filesystem the nodes share). Relative when `out` is: a job starts in
+    the folder it was submitted from."""
+    return Path(os.path.dirname(out) or ".") / "slurm"

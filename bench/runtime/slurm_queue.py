@@ -30,7 +30,7 @@ from bench.runtime.slurm import (
     node_command,
     sbatch_parameters,
 )
-from bench.telemetry.records import read_records
+from bench.telemetry.records import keep_sample_grid, read_records
 
 # States after which a job runs no more (sacct's words); PREEMPTED jobs may be requeued
 # by the cluster, which then shows them PENDING again.
@@ -408,6 +408,8 @@ def run_as_job(
             ended = queue.wait_ended(CANCEL_WAIT_S, give_up=lambda: len(stop.received) > 1)
         outcome = ended[0] if ended else queue.forget(job_id)
     own = job_record_file(job_out, outcome)
+    if own is not None:
+        keep_sample_grid(own, str(folder), out)
     return record_of_job(own, outcome, shape, partition, lambda *a: bare(*a, partition))
 
 

@@ -5,7 +5,6 @@ is what `gan-bench sweep` calls."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from bench.sweep.precompile import run_precompiles, select
 from bench.sweep.progress import SweepProgress, outcome_line
 from bench.sweep.spec import SweepSpec, build_spec
 from bench.sweep.warm import WarmStarter
-from bench.telemetry.records import append_record
+from bench.telemetry.records import append_record, keep_sample_grid
 
 # ---------------------------------------------------------------------------------- main
 
@@ -66,7 +65,7 @@ def _run_point(
     )
     child = child_record(point_out)
     if child is not None:
-        _keep_sample_grid(child, work, spec.out)
+        keep_sample_grid(child, work, spec.out)
     record = outcome_record(run.point, run.repeat, spec, result, child, seed=run.seed)
     # also where the child left no record of its own (a crash before it could write one)
     run_info = record.setdefault("run", {})
@@ -78,22 +77,6 @@ def _run_point(
 
 def _forked(record: dict) -> bool:
     return (record.get("run") or {}).get("process_start") == "fork server"
-
-
-def _keep_sample_grid(record: dict, work: str, out: str) -> None:
-    """The harness writes a run's sample grid to `samples/` next to its --out: for a sweep's
-    child, the temporary folder deleted at the end. Move it to `samples/` next to the
-    sweep's --out, where `gan-bench run --out` would have put it, and say so in the record."""
-    metrics = record.get("metrics") or {}
-    path = metrics.get("sample_grid_path")
-    if not isinstance(path, str) or not os.path.isfile(path):
-        return
-    if os.path.commonpath([os.path.abspath(path), os.path.abspath(work)]) != os.path.abspath(work):
-        return
-    dest = os.path.join(os.path.dirname(out), "samples", os.path.basename(path))
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    shutil.move(path, dest)
-    metrics["sample_grid_path"] = dest
 
 
 class _Runner:

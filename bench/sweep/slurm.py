@@ -34,6 +34,7 @@ from bench.sweep.plan import PlannedRun, point_config
 from bench.sweep.progress import SweepProgress
 from bench.sweep.spec import SweepSpec
 from bench.telemetry.environment import utc_timestamp
+from bench.telemetry.records import keep_sample_grid
 
 POLL_S = 2.0  # one sacct call per look, for all jobs
 
@@ -58,6 +59,8 @@ def job_record(flight: _InFlight, spec: SweepSpec, outcome: JobOutcome) -> dict:
 
     shape = job_shape(run.point.world_size, spec.slurm)
     own = job_record_file(flight.out, outcome)
+    if own is not None:
+        keep_sample_grid(own, os.path.dirname(flight.out), spec.out)
     return record_of_job(own, outcome, shape, spec.partition, bare)
 
 

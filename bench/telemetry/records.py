@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator
@@ -122,3 +123,22 @@ def read_records(path: str) -> Iterator[tuple[int, dict | None]]:
                 yield number, None
                 continue
             yield number, obj if isinstance(obj, dict) else None
+
+
+def keep_sample_grid(record: dict, folder: str, out: str) -> None:
+    """The harness writes a run's sample grid to `samples/` next to its --out: for a run
+    started by a sweep or as a SLURM job, a folder of that run's own (`folder`). Move it
+    to `samples/` next to `out`, where `gan-bench run --out` would have put it, and say
+    so in the record."""
+    metrics = record.get("metrics") or {}
+    path = metrics.get("sample_grid_path")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return
+    if os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) != os.path.abspath(
+        folder
+    ):
+        return
+    dest = os.path.join(os.path.dirname(out), "samples", os.path.basename(path))
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    shutil.move(path, dest)
+    metrics["sample_grid_path"] = dest
