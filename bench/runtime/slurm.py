@@ -114,12 +114,6 @@ class SlurmOptions:
             extra[key.replace("-", "_")] = value.strip() if sep else True
         return extra
 
-    def describe(self) -> dict:
-        """The options as a record keeps them."""
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {
-            "slurm_option": list(self.slurm_option)
-        }
-
 
 def slurm_options(**values) -> SlurmOptions:
     """SlurmOptions from command-line values (None: the default), checked."""

@@ -7,10 +7,8 @@ reason and nodes, what the node command returned, and the tail of the job's log.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import ConfigError
+from bench.runtime.signals import SignalCatcher
 from bench.runtime.slurm import (
     JobShape,
     NodeCommand,
@@ -390,7 +389,7 @@ def run_as_job(
     folder = job_folder(out) / f"{label}-{uuid.uuid4().hex[:8]}"
     job_out = str(folder / "record.jsonl")
     queue = SlurmQueue(folder, options, job_setup())
-    with StopSignals() as stop:
+    with SignalCatcher() as stop:
         try:
             job_id = queue.submit(name, node_command(module, args(job_out), shape), shape)
         except SubmitError as err:
@@ -411,27 +410,3 @@ def run_as_job(
     if own is not None:
         keep_sample_grid(own, str(folder), out)
     return record_of_job(own, outcome, shape, partition, lambda *a: bare(*a, partition))
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP noted, not raised, while jobs are watched (in the main
-    thread; elsewhere signals are the main thread's)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self):
-        self.received: list[int] = []
-        self._previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._note)
-        return self
-
-    def _note(self, signum, _frame):
-        self.received.append(signum)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

@@ -10,13 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from bench.config import RunConfig
 from bench.runtime import launcher
+from bench.runtime.signals import SignalCatcher
 from bench.runtime.slurm import run_args
 from bench.sweep.warm import WarmStarter, warm_entry
 from bench.telemetry.environment import checkout_pythonpath
@@ -61,29 +61,6 @@ class ChildResult:
     stopped_by: int | None  # the signal the sweep received (SIGINT/SIGTERM), if any
     stderr_tail: list[str]
     forked: bool = False  # forked from the warm server (bench/sweep/warm.py), not exec'd
-
-
-class SignalCatcher:
-    """SIGINT/SIGTERM/SIGHUP to the sweep are noted, not raised: the loop stops the child and
-    records the point at a safe place. A second signal means: kill now."""
-
-    def __init__(self):
-        self.received: list[int] = []
-        self._previous: dict = {}
-
-    def _handler(self, signum, _frame):
-        self.received.append(signum)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            # SIGHUP too: the terminal (an ssh session to a login node) went away.
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                self._previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _descendants(root: int) -> list[int]:
