@@ -290,16 +290,13 @@ def run_args(cfg: RunConfig) -> list[str]:
 
 
 def node_command(module: str, args: list[str], shape: JobShape) -> NodeCommand:
-    """What each node of a job runs: `module` with `args` in the shape's processes, this
-    checkout first on the import path."""
-    return NodeCommand(
-        module, args, shape.processes_per_node, {"PYTHONPATH": checkout_pythonpath()}
-    )
+    """What each node of a job runs: `module` with `args` in the shape's processes."""
+    return NodeCommand(module, args, shape.processes_per_node)
 
 
 def job_setup() -> list[str]:
-    """Lines the job's script runs first: this checkout on the import path of the job's own
-    Python (submitit's bootstrap unpickles the node command before it runs)."""
+    """Lines the job's script runs first: this checkout on the import path of the job's
+    Python (submitit's bootstrap unpickles the node command) and of the runs it starts."""
     return [f"export PYTHONPATH={shlex.quote(checkout_pythonpath())}"]
 
 
@@ -319,7 +316,6 @@ class NodeCommand:
     module: str
     args: list[str]
     processes_per_node: int
-    env: dict[str, str] = field(default_factory=dict)
 
     def argv(self, nodes: int, head: str, job_id: str) -> list[str]:
         if nodes == 1 and self.processes_per_node == 1:
@@ -333,9 +329,8 @@ class NodeCommand:
 
         job = submitit.JobEnvironment()
         argv = self.argv(job.num_nodes, job.hostnames[0], str(job.job_id))
-        env = {**os.environ, **self.env}
-        start = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, start_new_session=True)
+        start = time.monotonic()  # the job's environment: this checkout first (job_setup)
+        proc = subprocess.Popen(argv, start_new_session=True)
         received: list[int] = []
 
         def forward(signum, _frame):

@@ -241,12 +241,12 @@ def _tail(text: str | None) -> list[str]:
 class SlurmQueue:
     """The jobs of one run or sweep, in `folder` (one subfolder per job)."""
 
-    def __init__(self, folder: Path, options: SlurmOptions, setup: list[str]):
+    def __init__(self, folder: Path, options: SlurmOptions):
         import submitit
 
         self.folder = Path(folder)
         self.options = options
-        self.setup = setup
+        self.setup = job_setup()
         # max_num_timeout=0: a job past its time limit is not requeued; it is a result.
         self.executor = submitit.AutoExecutor(
             folder=self.folder / "%j", cluster="slurm", slurm_max_num_timeout=0
@@ -388,7 +388,7 @@ def run_as_job(
     label = "".join(ch if ch.isalnum() else "-" for ch in name.split()[-1])
     folder = job_folder(out) / f"{label}-{uuid.uuid4().hex[:8]}"
     job_out = str(folder / "record.jsonl")
-    queue = SlurmQueue(folder, options, job_setup())
+    queue = SlurmQueue(folder, options)
     with SignalCatcher() as stop:
         try:
             job_id = queue.submit(name, node_command(module, args(job_out), shape), shape)

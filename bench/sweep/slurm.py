@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError
-from bench.runtime.slurm import job_folder, job_setup, job_shape, node_command, run_args
+from bench.runtime.slurm import job_folder, job_shape, node_command, run_args
 from bench.runtime.slurm_queue import (
     CANCEL_WAIT_S,
     JobOutcome,
@@ -77,7 +77,7 @@ def run_jobs(
     note = progress.note
     stamp = utc_timestamp().replace(":", "").replace("-", "")
     folder = job_folder(spec.out) / f"sweep-{stamp}-{os.getpid()}"
-    queue = SlurmQueue(folder, spec.slurm, job_setup())
+    queue = SlurmQueue(folder, spec.slurm)
     waiting = list(enumerate(todo, start=1))
     flying: dict[str, _InFlight] = {}
     note(f"gan-bench sweep: SLURM jobs in {folder} (partition {spec.partition})")
